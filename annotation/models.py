@@ -1,0 +1,251 @@
+"""The human side of LabelHub: rounds, conditions, clips, leases, ratings and their aggregates.
+
+Constraints live here, in the database; every write goes through ``annotation.services``.
+"""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+
+
+class Round(models.Model):
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    name = models.CharField(max_length=200, unique=True)
+    ratings_per_clip = models.PositiveSmallIntegerField(default=3)
+    lease_minutes = models.PositiveSmallIntegerField(default=10)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    policy_checkpoint = models.ForeignKey(
+        "training.PolicyCheckpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="rounds",
+        help_text="The policy that generated this round's candidates; empty for imported data.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(ratings_per_clip__gte=1) & Q(ratings_per_clip__lte=20),
+                name="round_ratings_per_clip_1_20",
+            ),
+            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="round_lease_minutes_pos"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Condition(models.Model):
+    """An image-to-video input, recognised across rounds by the hash of its content."""
+
+    content_hash = models.CharField(max_length=64, unique=True)
+    image = models.FileField(upload_to="conditions/", max_length=300)
+    image_sha256 = models.CharField(max_length=64, db_index=True)
+    prompt = models.TextField()
+    prompt_sha256 = models.CharField(max_length=64, db_index=True)
+    character_reference = models.FileField(upload_to="characters/", max_length=300, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"condition {self.pk}: {self.prompt[:40]}"
+
+
+class Clip(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending ingest"
+        PROCESSING = "processing", "Processing"
+        READY = "ready", "Ready"
+        PULLED = "pulled", "Pulled (flagged broken)"
+
+    class SourceKind(models.TextChoices):
+        GROUND_TRUTH = "ground_truth", "Ground truth"
+        EXTERNAL = "external", "External model"
+        POLICY = "policy", "Policy checkpoint"
+
+    round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="clips")
+    condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="clips")
+    source_kind = models.CharField(max_length=16, choices=SourceKind.choices)
+    source_name = models.CharField(max_length=100, help_text="ground_truth, a model name, or a checkpoint")
+    policy_checkpoint = models.ForeignKey(
+        "training.PolicyCheckpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="clips"
+    )
+    seed = models.BigIntegerField(null=True, blank=True)
+    original = models.FileField(upload_to="originals/", max_length=300)
+    original_sha256 = models.CharField(max_length=64)
+    video = models.FileField(upload_to="clips/", max_length=300, blank=True, help_text="browser MP4")
+    poster = models.FileField(upload_to="posters/", max_length=300, blank=True)
+    frames = models.PositiveIntegerField(null=True, blank=True)
+    fps = models.FloatField(null=True, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    target_ratings = models.PositiveSmallIntegerField(
+        help_text="How many ratings this clip needs; starts at the round's ratings_per_clip."
+    )
+    rating_count = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "original_sha256"], name="clip_unique_content_per_round"),
+            models.CheckConstraint(condition=Q(target_ratings__gte=1), name="clip_target_ratings_pos"),
+        ]
+        indexes = [
+            # The hot "which clip next" query only ever looks at ready clips that still need ratings.
+            models.Index(
+                fields=["round", "-rating_count", "id"],
+                name="clip_needs_ratings",
+                condition=Q(status="ready"),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"clip {self.pk} ({self.source_name})"
+
+
+class Lease(models.Model):
+    """An annotator holds a clip until ``expires_at``; expired leases free the slot."""
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "annotator"], name="lease_unique_clip_annotator"),
+        ]
+        indexes = [models.Index(fields=["annotator", "expires_at"], name="lease_annotator_expiry")]
+
+
+def _score_field(help_text: str) -> models.PositiveSmallIntegerField:
+    return models.PositiveSmallIntegerField(help_text=help_text)
+
+
+class Rating(models.Model):
+    """One annotator's six scores for one clip. Never edited: a correction supersedes it."""
+
+    clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="ratings")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ratings")
+    visual_smoothness = _score_field("1-5")
+    visual_motion = _score_field("1-5")
+    visual_appeal = _score_field("1-5")
+    text_consistency = _score_field("1-5")
+    image_consistency = _score_field("1-5")
+    character_consistency = _score_field("1-5")
+    seconds_spent = models.FloatField(default=0)
+    idempotency_key = models.UUIDField(default=uuid.uuid4, unique=True)
+    is_current = models.BooleanField(default=True)
+    supersedes = models.OneToOneField(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="superseded_by"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            *[
+                models.CheckConstraint(
+                    condition=Q(**{f"{key}__gte": SCORE_MIN}) & Q(**{f"{key}__lte": SCORE_MAX}),
+                    name=f"rating_{key}_1_5",
+                )
+                for key in DIMENSION_KEYS
+            ],
+            models.UniqueConstraint(
+                fields=["clip", "annotator"],
+                condition=Q(is_current=True),
+                name="rating_one_current_per_annotator",
+            ),
+            models.CheckConstraint(condition=Q(seconds_spent__gte=0), name="rating_seconds_nonneg"),
+        ]
+        indexes = [models.Index(fields=["clip"], condition=Q(is_current=True), name="rating_current_by_clip")]
+
+    def scores(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in DIMENSION_KEYS}
+
+
+class Skip(models.Model):
+    """An annotator passed on a clip (with a reason); the clip goes back to others."""
+
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips")
+    reason = models.CharField(max_length=500)
+    broken = models.BooleanField(default=False, help_text="Flagged as a broken clip")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["clip", "annotator"], name="skip_unique_clip_annotator"),
+        ]
+
+
+class ClipLabel(models.Model):
+    """Per clip and dimension the mean, population std and count of current ratings.
+
+    Updated in the same transaction as each rating; ``recompute_labels`` proves it agrees.
+    """
+
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, primary_key=True, related_name="label")
+    count = models.PositiveSmallIntegerField(default=0)
+    visual_smoothness_mean = models.FloatField()
+    visual_smoothness_std = models.FloatField()
+    visual_motion_mean = models.FloatField()
+    visual_motion_std = models.FloatField()
+    visual_appeal_mean = models.FloatField()
+    visual_appeal_std = models.FloatField()
+    text_consistency_mean = models.FloatField()
+    text_consistency_std = models.FloatField()
+    image_consistency_mean = models.FloatField()
+    image_consistency_std = models.FloatField()
+    character_consistency_mean = models.FloatField()
+    character_consistency_std = models.FloatField()
+    overall = models.FloatField(help_text="Mean of the six dimension means")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def means(self) -> dict[str, float]:
+        return {key: getattr(self, f"{key}_mean") for key in DIMENSION_KEYS}
+
+    def stds(self) -> dict[str, float]:
+        return {key: getattr(self, f"{key}_std") for key in DIMENSION_KEYS}
+
+
+class ImportBatch(models.Model):
+    """One manifest import and its per-row report."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
+    manifest_name = models.CharField(max_length=300)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class ImportRow(models.Model):
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        OK = "ok", "Imported"
+        ERROR = "error", "Error"
+
+    batch = models.ForeignKey(ImportBatch, on_delete=models.CASCADE, related_name="rows")
+    line = models.PositiveIntegerField()
+    video_path = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    message = models.TextField(blank=True)
+    clip = models.ForeignKey(Clip, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["line"]
+        constraints = [models.UniqueConstraint(fields=["batch", "line"], name="import_row_unique_line")]
