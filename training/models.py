@@ -96,3 +96,6 @@ class PreferencePair(models.Model):
             models.CheckConstraint(condition=~Q(winner=models.F("loser")), name="pair_distinct_clips"),
             models.CheckConstraint(condition=Q(winner_reward__gte=models.F("loser_reward")), name="pair_winner_not_worse"),
         ]
+
+    def __str__(self) -> str:
+        return f"pair {self.pk}: clip {self.winner_id} > clip {self.loser_id}"
