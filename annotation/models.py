@@ -236,6 +236,7 @@ class ImportBatch(models.Model):
 class ImportRow(models.Model):
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
+        PROCESSING = "processing", "Processing"
         OK = "ok", "Imported"
         ERROR = "error", "Error"
 
@@ -245,6 +246,7 @@ class ImportRow(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices)
     message = models.TextField(blank=True)
     clip = models.ForeignKey(Clip, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField(default=dict, help_text="The validated row, as the ingest task reads it")
 
     class Meta:
         ordering = ["line"]

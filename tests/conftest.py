@@ -1,0 +1,61 @@
+"""Shared fixtures: users with roles, rounds, and small real video files made with ffmpeg."""
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+
+from labelhub.roles import ROLES
+
+
+def make_user(username: str, *roles: str) -> User:
+    user = User.objects.create_user(username=username, password="pw-" + username)
+    for role in roles:
+        group, _ = Group.objects.get_or_create(name=role)
+        user.groups.add(group)
+    return user
+
+
+@pytest.fixture
+def role_groups(db):
+    return {role: Group.objects.get_or_create(name=role)[0] for role in ROLES}
+
+
+@pytest.fixture
+def annotator(db):
+    return make_user("anna", "annotator")
+
+
+@pytest.fixture
+def lead(db):
+    return make_user("lena", "lead")
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("adam", "admin")
+
+
+def render_test_video(path: Path, *, seconds: float = 1.0, fps: int = 8, size: str = "64x48",
+                      source: str = "testsrc2", extra_filter: str | None = None) -> Path:
+    """Write a real H.264 MP4 from an ffmpeg test source (lavfi)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vf = ["-vf", extra_filter] if extra_filter else []
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}:duration={seconds}",
+         *vf, "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", str(path)],
+        check=True,
+    )
+    return path
+
+
+@pytest.fixture
+def video_factory(tmp_path):
+    counter = {"n": 0}
+
+    def make(name: str | None = None, **kwargs) -> Path:
+        counter["n"] += 1
+        return render_test_video(tmp_path / (name or f"clip{counter['n']}.mp4"), **kwargs)
+
+    return make
