@@ -1,0 +1,120 @@
+"""Which clip an annotator rates next.
+
+Each clip needs ``Clip.target_ratings`` current ratings, never two from one annotator. An
+annotator holds a clip through a Lease that expires (the round's ``lease_minutes``); an expired
+lease frees its slot. The choice runs in Postgres with ``SELECT ... FOR UPDATE SKIP LOCKED`` so
+concurrent annotators never wait on or take the same slot: every lease and every rating of a clip
+is created while holding that clip's row lock, and the slot count is re-checked under the lock.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.models import Clip, Lease, Rating, Round, Skip
+
+# The clip on screen plus the next one, already fetched so it plays without a wait.
+MAX_ACTIVE_LEASES_PER_ROUND = 2
+# Rows looked at per attempt; a candidate can turn out full once its lock is held.
+CANDIDATE_BATCH = 8
+
+
+class AssignmentError(Exception):
+    """The round cannot hand out clips (closed, unknown)."""
+
+
+def active_lease_count(clip_id: int, *, now, exclude_annotator_id: int | None = None) -> int:
+    leases = Lease.objects.filter(clip_id=clip_id, expires_at__gt=now)
+    if exclude_annotator_id is not None:
+        leases = leases.exclude(annotator_id=exclude_annotator_id)
+    return leases.count()
+
+
+def lease_next_clip(
+    *, round_id: int, annotator, exclude: list[int] | tuple = (), now=None
+) -> Lease | None:
+    """Return the annotator's lease on their next clip in the round, or None when none is left.
+
+    An active lease the annotator already holds is returned first (a reload shows the same clip);
+    ``exclude`` lists clips the client already shows, to fetch the one after.
+    """
+    now = now or timezone.now()
+    round_ = Round.objects.filter(pk=round_id).first()
+    if round_ is None:
+        raise AssignmentError(f"round {round_id} does not exist")
+    if round_.status != Round.Status.OPEN:
+        raise AssignmentError(f"round '{round_.name}' is closed")
+    exclude = [int(c) for c in exclude]
+
+    held = (
+        Lease.objects.filter(
+            annotator=annotator,
+            clip__round_id=round_id,
+            clip__status=Clip.Status.READY,
+            expires_at__gt=now,
+        )
+        .select_related("clip", "clip__condition")
+        .order_by("created_at", "pk")
+    )
+    held = list(held)
+    for lease in held:
+        if lease.clip_id not in exclude:
+            return lease
+    if len(held) >= MAX_ACTIVE_LEASES_PER_ROUND:
+        return None
+
+    expires_at = now + timedelta(minutes=round_.lease_minutes)
+    with transaction.atomic():
+        Lease.objects.filter(
+            annotator=annotator, clip__round_id=round_id, expires_at__lte=now
+        ).delete()
+        while True:
+            candidates = list(
+                _candidates(round_id=round_id, annotator=annotator, exclude=exclude, now=now)
+            )
+            if not candidates:
+                return None
+            for clip in candidates:
+                # Under the row lock the count is exact: leases and ratings of a clip are only
+                # created while holding it.
+                if clip.rating_count + active_lease_count(clip.pk, now=now) < clip.target_ratings:
+                    lease = Lease.objects.create(
+                        clip=clip, annotator=annotator, expires_at=expires_at
+                    )
+                    lease.clip = clip
+                    return lease
+                exclude.append(clip.pk)
+
+
+def _candidates(*, round_id: int, annotator, exclude: list[int], now):
+    active_leases = (
+        Lease.objects.filter(clip_id=OuterRef("pk"), expires_at__gt=now)
+        .order_by()
+        .values("clip_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    mine = Q(Exists(Rating.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
+    mine |= Q(Exists(Skip.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
+    mine |= Q(Exists(Lease.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
+    return (
+        Clip.objects.filter(
+            round_id=round_id, status=Clip.Status.READY, rating_count__lt=F("target_ratings")
+        )
+        .exclude(pk__in=exclude)
+        .exclude(mine)
+        .annotate(leased=Coalesce(Subquery(active_leases, output_field=IntegerField()), Value(0)))
+        .filter(rating_count__lt=F("target_ratings") - F("leased"))
+        .select_related("condition")
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("-rating_count", "pk")[:CANDIDATE_BATCH]
+    )
+
+
+def release_lease(*, clip_id: int, annotator) -> None:
+    Lease.objects.filter(clip_id=clip_id, annotator=annotator).delete()

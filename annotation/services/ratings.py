@@ -1,0 +1,179 @@
+"""Submitting, correcting and skipping ratings.
+
+Every write locks the clip row first (the same order as assignment), then writes the rating and
+its ClipLabel in the same transaction, so concurrent submits never over-fill a clip or lose an
+aggregate. A repeated submit with the same idempotency key returns the rating already saved.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from annotation.models import Clip, Lease, Rating, Skip
+from annotation.services.assignment import active_lease_count
+from annotation.services.labels import update_label
+from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+
+MAX_SECONDS_SPENT = 24 * 3600
+
+
+class RatingError(Exception):
+    """A rating that cannot be saved; ``code`` says why (for the API's status code)."""
+
+    def __init__(self, message: str, *, code: str = "invalid"):
+        super().__init__(message)
+        self.code = code
+
+
+def validate_scores(scores: dict) -> dict[str, int]:
+    """Exactly the six dimensions, each an integer 1-5; a clear message otherwise."""
+    if not isinstance(scores, dict):
+        raise RatingError("scores must be an object with the six dimensions")
+    missing = [k for k in DIMENSION_KEYS if k not in scores or scores[k] in (None, "")]
+    if missing:
+        raise RatingError(f"missing score(s) for {', '.join(missing)}")
+    unknown = sorted(set(scores) - set(DIMENSION_KEYS))
+    if unknown:
+        raise RatingError(f"unknown dimension(s) {', '.join(unknown)}")
+    clean = {}
+    for key in DIMENSION_KEYS:
+        value = scores[key]
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise RatingError(
+                f"{key} must be a whole number from {SCORE_MIN} to {SCORE_MAX}, got {value!r}"
+            )
+        try:
+            number = int(value)
+        except ValueError:
+            raise RatingError(
+                f"{key} must be a whole number from {SCORE_MIN} to {SCORE_MAX}, got {value!r}"
+            ) from None
+        if not SCORE_MIN <= number <= SCORE_MAX:
+            raise RatingError(f"{key} must be from {SCORE_MIN} to {SCORE_MAX}, got {number}")
+        clean[key] = number
+    return clean
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    rating: Rating
+    created: bool  # False when an identical earlier submit (same idempotency key) was returned
+
+
+def submit_rating(
+    *,
+    clip_id: int,
+    annotator,
+    scores: dict,
+    seconds_spent: float = 0.0,
+    idempotency_key: uuid.UUID | str,
+) -> SubmitResult:
+    """Save one annotator's six scores for a clip and update its label, atomically."""
+    clean = validate_scores(scores)
+    try:
+        key = uuid.UUID(str(idempotency_key))
+    except ValueError:
+        raise RatingError("idempotency_key must be a UUID") from None
+    seconds = float(seconds_spent or 0.0)
+    if not 0 <= seconds <= MAX_SECONDS_SPENT:
+        raise RatingError(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT}")
+    now = timezone.now()
+    with transaction.atomic():
+        clip = Clip.objects.select_for_update().filter(pk=clip_id).first()
+        if clip is None:
+            raise RatingError(f"clip {clip_id} does not exist", code="not_found")
+        previous = Rating.objects.filter(idempotency_key=key).first()
+        if previous is not None:
+            if previous.clip_id != clip.pk or previous.annotator_id != annotator.pk:
+                raise RatingError(
+                    "this idempotency_key was already used for another rating", code="conflict"
+                )
+            return SubmitResult(previous, created=False)
+        if clip.status != Clip.Status.READY:
+            raise RatingError("this clip was pulled from rating", code="conflict")
+        if Rating.objects.filter(clip=clip, annotator=annotator, is_current=True).exists():
+            raise RatingError("you have already rated this clip", code="conflict")
+        holds_lease = Lease.objects.filter(
+            clip=clip, annotator=annotator, expires_at__gt=now
+        ).exists()
+        if not holds_lease:
+            taken = clip.rating_count + active_lease_count(
+                clip.pk, now=now, exclude_annotator_id=annotator.pk
+            )
+            if taken >= clip.target_ratings:
+                raise RatingError(
+                    "your lease on this clip expired and it has been given to other annotators",
+                    code="conflict",
+                )
+        rating = Rating.objects.create(
+            clip=clip, annotator=annotator, seconds_spent=seconds, idempotency_key=key, **clean
+        )
+        Clip.objects.filter(pk=clip.pk).update(rating_count=F("rating_count") + 1)
+        Lease.objects.filter(clip=clip, annotator=annotator).delete()
+        update_label(clip.pk)
+        _after_rating(clip.pk)
+    return SubmitResult(rating, created=True)
+
+
+def _after_rating(clip_id: int) -> None:
+    """Hook for policies that react to a new rating inside its transaction (adaptive overlap)."""
+
+
+def correct_rating(
+    *, rating_id: int, annotator, scores: dict, seconds_spent: float = 0.0
+) -> Rating:
+    """Replace an annotator's own current rating with a new row that supersedes it."""
+    clean = validate_scores(scores)
+    with transaction.atomic():
+        old = Rating.objects.filter(pk=rating_id).first()
+        if old is None or old.annotator_id != annotator.pk:
+            raise RatingError("no such rating of yours", code="not_found")
+        Clip.objects.select_for_update().get(pk=old.clip_id)
+        old = Rating.objects.select_for_update().get(pk=rating_id)
+        if not old.is_current:
+            raise RatingError("this rating was already corrected", code="conflict")
+        Rating.objects.filter(pk=old.pk).update(is_current=False)
+        new = Rating.objects.create(
+            clip_id=old.clip_id,
+            annotator=annotator,
+            seconds_spent=float(seconds_spent or 0),
+            supersedes=old,
+            **clean,
+        )
+        update_label(old.clip_id)
+    return new
+
+
+def skip_clip(*, clip_id: int, annotator, reason: str, broken: bool = False) -> Skip:
+    """Pass on a clip with a reason (or flag it broken); it goes back to other annotators.
+
+    A clip flagged broken by ``LABELHUB_FLAGS_TO_PULL_CLIP`` annotators is pulled from rating.
+    """
+    reason = (reason or "").strip()
+    if not reason:
+        raise RatingError("a reason is required")
+    with transaction.atomic():
+        clip = Clip.objects.select_for_update().filter(pk=clip_id).first()
+        if clip is None:
+            raise RatingError(f"clip {clip_id} does not exist", code="not_found")
+        skip, created = Skip.objects.get_or_create(
+            clip=clip, annotator=annotator, defaults={"reason": reason[:500], "broken": broken}
+        )
+        if not created and broken and not skip.broken:
+            skip.broken = True
+            skip.reason = reason[:500]
+            skip.save(update_fields=["broken", "reason"])
+        Lease.objects.filter(clip=clip, annotator=annotator).delete()
+        if (
+            broken
+            and Skip.objects.filter(clip=clip, broken=True).count()
+            >= settings.LABELHUB_FLAGS_TO_PULL_CLIP
+        ):
+            Clip.objects.filter(pk=clip.pk).update(status=Clip.Status.PULLED)
+    return skip
