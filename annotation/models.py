@@ -29,11 +29,34 @@ class Round(models.Model):
         related_name="rounds",
         help_text="The policy that generated this round's candidates; empty for imported data.",
     )
+    # Leads' quality controls (issue 5): gold mixing and adaptive overlap.
+    gold_rate = models.FloatField(
+        default=0.0, help_text="Share of an annotator's clips that are gold clips (0 = none)."
+    )
+    disagreement_std = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="A clip whose std on any dimension exceeds this gets another rater; empty = off.",
+    )
+    max_ratings_per_clip = models.PositiveSmallIntegerField(
+        default=5, help_text="Adaptive overlap never raises a clip's target above this."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
         constraints = [
+            models.CheckConstraint(
+                condition=Q(gold_rate__gte=0) & Q(gold_rate__lte=1), name="round_gold_rate_0_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(disagreement_std__isnull=True) | Q(disagreement_std__gte=0),
+                name="round_disagreement_std_nonneg",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_ratings_per_clip__gte=1) & Q(max_ratings_per_clip__lte=20),
+                name="round_max_ratings_per_clip_1_20",
+            ),
             models.CheckConstraint(
                 condition=Q(ratings_per_clip__gte=1) & Q(ratings_per_clip__lte=20),
                 name="round_ratings_per_clip_1_20",
@@ -251,3 +274,125 @@ class ImportRow(models.Model):
     class Meta:
         ordering = ["line"]
         constraints = [models.UniqueConstraint(fields=["batch", "line"], name="import_row_unique_line")]
+
+
+# --- Leads' tools (issue 5): gold references, export snapshots, pairwise judging -------------
+
+
+class GoldReference(models.Model):
+    """A lead's reference scores for a clip; gold clips are mixed into annotators' queues."""
+
+    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, primary_key=True, related_name="gold")
+    visual_smoothness = _score_field("reference 1-5")
+    visual_motion = _score_field("reference 1-5")
+    visual_appeal = _score_field("reference 1-5")
+    text_consistency = _score_field("reference 1-5")
+    image_consistency = _score_field("reference 1-5")
+    character_consistency = _score_field("reference 1-5")
+    note = models.CharField(max_length=500, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(**{f"{key}__gte": SCORE_MIN}) & Q(**{f"{key}__lte": SCORE_MAX}),
+                name=f"gold_{key}_1_5",
+            )
+            for key in DIMENSION_KEYS
+        ]
+
+    def scores(self) -> dict[str, int]:
+        return {key: getattr(self, key) for key in DIMENSION_KEYS}
+
+
+class ExportSnapshot(models.Model):
+    """An immutable label dataset: parameters, files under ``exports/<id>/``, row counts, hash.
+
+    Once ready, a database trigger (migration) refuses any UPDATE of the row.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    params = models.JSONField(help_text="round_ids, test_fraction, seed, include_ratings, split rule")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    files = models.JSONField(default=dict, blank=True, help_text="format -> {name, bytes, sha256}")
+    row_counts = models.JSONField(default=dict, blank=True, help_text="clips, train, test, ratings")
+    content_hash = models.CharField(max_length=64, blank=True, db_index=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=~Q(status="ready") | ~Q(content_hash=""), name="export_ready_has_hash"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"export {self.pk} ({self.status})"
+
+
+class PairwiseTask(models.Model):
+    """Two clips of one condition judged side by side; ``a_on_left`` is the per-task shuffle."""
+
+    condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="pairwise_tasks")
+    clip_a = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
+    clip_b = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
+    a_on_left = models.BooleanField()
+    judges_needed = models.PositiveSmallIntegerField(default=3)
+    judgement_count = models.PositiveSmallIntegerField(default=0)
+    batch = models.CharField(max_length=200, blank=True, help_text="Free label, e.g. 'ckpt-3 vs base'")
+    lease_minutes = models.PositiveSmallIntegerField(default=10)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=~Q(clip_a=models.F("clip_b")), name="pairwise_distinct_clips"),
+            models.UniqueConstraint(fields=["clip_a", "clip_b"], name="pairwise_unique_pair"),
+            models.CheckConstraint(condition=Q(judges_needed__gte=1), name="pairwise_judges_needed_pos"),
+            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="pairwise_lease_minutes_pos"),
+        ]
+        indexes = [models.Index(fields=["-judgement_count", "id"], name="pairwise_task_queue")]
+
+
+class PairwiseLease(models.Model):
+    task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="leases")
+    judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pairwise_leases")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "judge"], name="pairwise_lease_unique_task_judge"),
+        ]
+
+
+class PairwiseJudgement(models.Model):
+    """One judge's verdict, stored against the canonical clip_a / clip_b (not screen sides)."""
+
+    class Choice(models.TextChoices):
+        A = "a", "Clip A"
+        B = "b", "Clip B"
+        TIE = "tie", "Tie"
+
+    task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="judgements")
+    judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pairwise_judgements")
+    choice = models.CharField(max_length=3, choices=Choice.choices)
+    dimension_choices = models.JSONField(default=dict, blank=True, help_text="dimension key -> a/b/tie")
+    seconds_spent = models.FloatField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task", "judge"], name="pairwise_one_judgement_per_judge"),
+            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie"]), name="pairwise_choice_valid"),
+            models.CheckConstraint(condition=Q(seconds_spent__gte=0), name="pairwise_seconds_nonneg"),
+        ]

@@ -1,0 +1,59 @@
+"""Reads of export snapshots: listings for leads and a streaming reader for training code."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import BinaryIO
+
+import pyarrow.parquet as pq
+from django.core.files.storage import default_storage
+from django.db.models import QuerySet
+
+from annotation.models import ExportSnapshot
+
+READ_BATCH_ROWS = 5000
+
+
+def list_snapshots() -> QuerySet[ExportSnapshot]:
+    """Every snapshot, newest first, with its creator (one query)."""
+    return ExportSnapshot.objects.select_related("created_by").order_by("-created_at", "-id")
+
+
+def snapshot_file_names(snapshot: ExportSnapshot) -> dict[str, str]:
+    """File kind (``labels_parquet``, ``card``, ...) -> storage name."""
+    return {kind: entry["name"] for kind, entry in sorted(snapshot.files.items())}
+
+
+@contextmanager
+def open_snapshot_file(snapshot: ExportSnapshot, kind: str) -> Iterator[BinaryIO]:
+    """Open one of a ready snapshot's files from storage (local disk or S3)."""
+    if snapshot.status != ExportSnapshot.Status.READY:
+        raise ValueError(f"snapshot {snapshot.pk} is {snapshot.status}, not ready")
+    try:
+        name = snapshot.files[kind]["name"]
+    except KeyError:
+        raise KeyError(f"snapshot {snapshot.pk} has no {kind!r} file") from None
+    with default_storage.open(name, "rb") as fh:
+        yield fh
+
+
+def iter_snapshot_rows(snapshot: ExportSnapshot, split: str | None = None) -> Iterator[dict]:
+    """Yield the label rows of a ready snapshot (dicts keyed like the export), optionally one split.
+
+    Reads the Parquet file a batch at a time, so memory stays flat however large the snapshot.
+    """
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
+    with open_snapshot_file(snapshot, "labels_parquet") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
+            for row in batch.to_pylist():
+                if split is None or row["split"] == split:
+                    yield row
+
+
+def iter_snapshot_ratings(snapshot: ExportSnapshot) -> Iterator[dict]:
+    """Yield the pseudonymised raw ratings of a snapshot exported with ``include_ratings``."""
+    with open_snapshot_file(snapshot, "ratings_parquet") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
+            yield from batch.to_pylist()

@@ -1,0 +1,481 @@
+"""Export snapshots: immutable, hashed label datasets in JSONL, CSV and Parquet with a card.
+
+Rows stream out of Postgres and never sit in memory together: CSV is a ``COPY ... TO STDOUT``,
+JSONL is ``row_to_json`` text read through a server-side cursor, Parquet is written one row
+group per fetched batch. The grouped train/test split (``annotation.splits``) is computed on
+conditions (a handful of ids and hashes per condition) and joined into the query as arrays.
+
+Reproducible: rows are ordered by clip id, files contain nothing time- or id-dependent, and the
+content hash covers every file, so the same labels and parameters give the same hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from django.conf import settings
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.utils import timezone
+
+from annotation.models import ExportSnapshot, Round
+from annotation.splits import SplitItem, place_items
+from labelhub.dimensions import DIMENSION_KEYS
+
+logger = logging.getLogger(__name__)
+
+FORMATS = ("jsonl", "csv", "parquet")
+FETCH_ROWS = 5000  # rows per server-side fetch and per Parquet row group
+SPLIT_RULE = (
+    "grouped: clips sharing a condition image or a prompt form one group (connected components); "
+    "groups are ordered by sha256(seed:group) and taken into test while that brings the test share "
+    "of clips closer to test_fraction"
+)
+
+# Column name, Arrow type, SQL expression: the one place that defines an exported label row.
+LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("clip_id", pa.int64(), "c.id"),
+    ("round_id", pa.int64(), "c.round_id"),
+    ("round", pa.string(), "r.name"),
+    ("condition_id", pa.int64(), "c.condition_id"),
+    ("video", pa.string(), "c.video"),
+    ("original", pa.string(), "c.original"),
+    ("condition_image", pa.string(), "d.image"),
+    ("character_reference", pa.string(), "d.character_reference"),
+    ("prompt", pa.string(), "d.prompt"),
+    ("source_kind", pa.string(), "c.source_kind"),
+    ("source_name", pa.string(), "c.source_name"),
+    ("split", pa.string(), "p.split"),
+    ("group", pa.string(), "p.grp"),
+    *[
+        column
+        for key in DIMENSION_KEYS
+        for column in (
+            (f"{key}_mean", pa.float64(), f"l.{key}_mean"),
+            (f"{key}_std", pa.float64(), f"l.{key}_std"),
+            (f"{key}_count", pa.int64(), "l.count::int8"),
+        )
+    ],
+    ("overall", pa.float64(), "l.overall"),
+    ("rating_count", pa.int64(), "l.count::int8"),
+]
+
+RATING_COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("clip_id", pa.int64(), "c.id"),
+    ("round_id", pa.int64(), "c.round_id"),
+    ("split", pa.string(), "p.split"),
+    (
+        "annotator",
+        pa.string(),
+        "substr(encode(sha256(convert_to(%(salt)s || a.annotator_id::text, 'UTF8')), 'hex'), 1, 16)",
+    ),
+    *[(key, pa.int64(), f"a.{key}::int8") for key in DIMENSION_KEYS],
+    ("seconds_spent", pa.float64(), "a.seconds_spent"),
+]
+
+# Clips that are exported: labelled, in the chosen rounds, not pulled as broken.
+_CLIP_FILTER = """
+    FROM annotation_clip c
+    JOIN annotation_cliplabel l ON l.clip_id = c.id
+    JOIN annotation_condition d ON d.id = c.condition_id
+    JOIN annotation_round r ON r.id = c.round_id
+    WHERE c.round_id = ANY(%(round_ids)s) AND c.status <> 'pulled' AND l.count > 0
+"""
+_PLACEMENT_JOIN = """
+    JOIN unnest(%(cond_ids)s::int8[], %(splits)s::text[], %(groups)s::text[]) AS p(condition_id, split, grp)
+      ON p.condition_id = c.condition_id
+"""
+
+
+def _select(columns: list[tuple[str, pa.DataType, str]], body: str, order: str) -> str:
+    select = ", ".join(f'{expr} AS "{name}"' for name, _type, expr in columns)
+    return f"SELECT {select} {body} ORDER BY {order}"
+
+
+def label_rows_sql() -> str:
+    """SELECT of every exported label row (params: round_ids, cond_ids, splits, groups)."""
+    body = _CLIP_FILTER.replace("WHERE", _PLACEMENT_JOIN + " WHERE", 1)
+    return _select(LABEL_COLUMNS, body, "c.id")
+
+
+def rating_rows_sql() -> str:
+    """SELECT of the current raw ratings of exported clips (params add ``salt``)."""
+    body = _CLIP_FILTER.replace(
+        "WHERE",
+        _PLACEMENT_JOIN + " JOIN annotation_rating a ON a.clip_id = c.id AND a.is_current WHERE",
+        1,
+    )
+    return _select(RATING_COLUMNS, body, "c.id, a.annotator_id")
+
+
+@dataclass(frozen=True)
+class ExportParams:
+    round_ids: list[int]
+    test_fraction: float
+    seed: int
+    include_ratings: bool
+
+    def as_json(self) -> dict:
+        return {
+            "round_ids": self.round_ids,
+            "test_fraction": self.test_fraction,
+            "seed": self.seed,
+            "include_ratings": self.include_ratings,
+            "split_rule": SPLIT_RULE,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Public services
+
+
+def request_snapshot(
+    *,
+    round_ids: list[int] | None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    include_ratings: bool = False,
+    created_by=None,
+) -> ExportSnapshot:
+    """Record a pending snapshot (validated parameters) without building it yet."""
+    if not 0.0 <= test_fraction <= 1.0:
+        raise ValueError(f"test_fraction must be within [0, 1], got {test_fraction!r}")
+    if round_ids is None:
+        resolved = sorted(Round.objects.values_list("id", flat=True))
+    else:
+        resolved = sorted(set(int(r) for r in round_ids))
+        missing = set(resolved) - set(
+            Round.objects.filter(id__in=resolved).values_list("id", flat=True)
+        )
+        if missing:
+            raise ValueError(f"unknown round ids: {sorted(missing)}")
+    params = ExportParams(resolved, float(test_fraction), int(seed), bool(include_ratings))
+    return ExportSnapshot.objects.create(params=params.as_json(), created_by=created_by)
+
+
+def create_snapshot(
+    *,
+    round_ids: list[int] | None,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    include_ratings: bool = False,
+    created_by=None,
+    progress: Callable[[str, int], None] | None = None,
+) -> ExportSnapshot:
+    """Build a snapshot now (the Celery task and ``export_labels`` both end up here)."""
+    snapshot = request_snapshot(
+        round_ids=round_ids,
+        test_fraction=test_fraction,
+        seed=seed,
+        include_ratings=include_ratings,
+        created_by=created_by,
+    )
+    return build_snapshot(snapshot_id=snapshot.pk, progress=progress)
+
+
+def request_snapshot_build(**kwargs) -> ExportSnapshot:
+    """Record a pending snapshot and enqueue ``annotation.export_snapshot`` after commit."""
+    from annotation.tasks import export_snapshot
+
+    snapshot = request_snapshot(**kwargs)
+    transaction.on_commit(lambda: export_snapshot.delay(snapshot.pk))
+    return snapshot
+
+
+def build_snapshot(
+    *, snapshot_id: int, progress: Callable[[str, int], None] | None = None
+) -> ExportSnapshot:
+    """Write the files of a pending snapshot, hash them and mark it ready (idempotent)."""
+    claimed = ExportSnapshot.objects.filter(
+        pk=snapshot_id, status__in=[ExportSnapshot.Status.PENDING, ExportSnapshot.Status.FAILED]
+    ).update(status=ExportSnapshot.Status.RUNNING, error="")
+    snapshot = ExportSnapshot.objects.get(pk=snapshot_id)
+    if not claimed:
+        # Redelivered or already built: a ready snapshot never changes.
+        return snapshot
+    p = snapshot.params
+    params = ExportParams(p["round_ids"], p["test_fraction"], p["seed"], p["include_ratings"])
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"labelhub-export-{snapshot_id}-") as tmp:
+            with _consistent_read():
+                written, row_counts = write_export_files(Path(tmp), params, progress=progress)
+            files = {}
+            for kind, path in written.items():
+                name = f"exports/{snapshot_id}/{path.name}"
+                if default_storage.exists(name):
+                    default_storage.delete(name)  # a failed earlier attempt left it
+                with path.open("rb") as fh:
+                    stored = default_storage.save(name, File(fh, name=path.name))
+                files[kind] = {
+                    "name": stored,
+                    "bytes": path.stat().st_size,
+                    "sha256": _sha256(path),
+                }
+    except Exception as exc:
+        logger.exception("export snapshot %s failed", snapshot_id)
+        ExportSnapshot.objects.filter(pk=snapshot_id).update(
+            status=ExportSnapshot.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+        )
+        raise
+    ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportSnapshot.Status.RUNNING).update(
+        status=ExportSnapshot.Status.READY,
+        files=files,
+        row_counts=row_counts,
+        content_hash=content_hash(files),
+        finished_at=timezone.now(),
+    )
+    snapshot.refresh_from_db()
+    return snapshot
+
+
+def content_hash(files: dict[str, dict]) -> str:
+    """sha256 over each file's base name and sha256, in name order (storage paths excluded)."""
+    digest = hashlib.sha256()
+    for entry in sorted(files.values(), key=lambda e: os.path.basename(e["name"])):
+        digest.update(f"{_base_name(entry['name'])}\0{entry['sha256']}\n".encode())
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing files (plain paths; the bench times these one format at a time)
+
+
+def compute_placements(params: ExportParams) -> dict[str, list]:
+    """Grouped split on the conditions of exported clips, as arrays ready to join in SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT d.id, d.image_sha256, d.prompt_sha256, count(*) "
+            + _CLIP_FILTER
+            + " GROUP BY d.id",
+            {"round_ids": params.round_ids},
+        )
+        items = [SplitItem(cid, image, prompt, n) for cid, image, prompt, n in cursor.fetchall()]
+    placements = place_items(items, test_fraction=params.test_fraction, seed=params.seed)
+    cond_ids = sorted(placements)
+    return {
+        "round_ids": params.round_ids,
+        "cond_ids": cond_ids,
+        "splits": [placements[c].split for c in cond_ids],
+        "groups": [placements[c].group for c in cond_ids],
+    }
+
+
+def write_export_files(
+    directory: Path,
+    params: ExportParams,
+    *,
+    formats: tuple[str, ...] = FORMATS,
+    progress: Callable[[str, int], None] | None = None,
+) -> tuple[dict[str, Path], dict[str, int]]:
+    """Write label (and optionally rating) files plus README.md; return paths and row counts."""
+    sql_params = compute_placements(params)
+    written: dict[str, Path] = {}
+    row_counts: dict[str, int] = {}
+    for fmt in formats:
+        path = directory / f"labels.{fmt}"
+        row_counts["clips"] = _WRITERS[fmt](
+            path, label_rows_sql(), sql_params, LABEL_COLUMNS, progress
+        )
+        written[f"labels_{fmt}"] = path
+    if params.include_ratings:
+        rating_params = {**sql_params, "salt": _pseudonym_salt(params)}
+        for fmt in formats:
+            path = directory / f"ratings.{fmt}"
+            row_counts["ratings"] = _WRITERS[fmt](
+                path, rating_rows_sql(), rating_params, RATING_COLUMNS, progress
+            )
+            written[f"ratings_{fmt}"] = path
+    row_counts.update(_split_counts(sql_params))
+    card = directory / "README.md"
+    card.write_text(dataset_card(params, row_counts, sql_params), encoding="utf-8")
+    written["card"] = card
+    return written, row_counts
+
+
+def write_csv(path: Path, sql: str, params: dict, columns, progress=None) -> int:
+    """COPY straight from Postgres into the file: constant memory, Postgres' own CSV."""
+    with connection.cursor() as cursor, path.open("wb") as out:
+        raw = cursor.cursor  # the psycopg cursor; COPY has no Django wrapper
+        with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params) as copy:
+            for chunk in copy:
+                out.write(chunk)
+        rows = raw.rowcount  # from the server's "COPY n"
+    if progress:
+        progress(path.name, rows)
+    return rows
+
+
+def write_jsonl(path: Path, sql: str, params: dict, columns, progress=None) -> int:
+    """One JSON object per line, built by Postgres (row_to_json), fetched in batches."""
+    rows = 0
+    with _server_cursor() as cursor, path.open("w", encoding="utf-8") as out:
+        cursor.execute(f"SELECT row_to_json(q)::text FROM ({sql}) q", params)
+        while batch := cursor.fetchmany(FETCH_ROWS):
+            out.write("\n".join(line for (line,) in batch))
+            out.write("\n")
+            rows += len(batch)
+            if progress:
+                progress(path.name, len(batch))
+    return rows
+
+
+def write_parquet(path: Path, sql: str, params: dict, columns, progress=None) -> int:
+    """Parquet with an explicit schema, one row group per fetched batch."""
+    schema = pa.schema([(name, type_) for name, type_, _expr in columns])
+    rows = 0
+    with _server_cursor() as cursor, pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        cursor.execute(sql, params)
+        while batch := cursor.fetchmany(FETCH_ROWS):
+            arrays = [
+                pa.array(values, type=field.type)
+                for values, field in zip(zip(*batch, strict=True), schema, strict=True)
+            ]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            rows += len(batch)
+            if progress:
+                progress(path.name, len(batch))
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    return rows
+
+
+_WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
+
+
+def dataset_card(params: ExportParams, row_counts: dict[str, int], sql_params: dict) -> str:
+    """A short README.md for the snapshot; deterministic (no ids, no timestamps)."""
+    dims = "\n".join(
+        f"- `{k}_mean`, `{k}_std`, `{k}_count`: mean, population std and count of 1-5 ratings"
+        for k in DIMENSION_KEYS
+    )
+    rounds = ", ".join(
+        f"{rid} ({name})"
+        for rid, name in Round.objects.filter(id__in=params.round_ids)
+        .order_by("id")
+        .values_list("id", "name")
+    )
+    ratings = (
+        "`ratings.*`: one row per current rating (six integer scores, seconds spent); annotator ids "
+        "are pseudonymised with a keyed hash.\n"
+        if params.include_ratings
+        else ""
+    )
+    return f"""# LabelHub label snapshot
+
+Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), aggregated per clip.
+
+- Rounds: {rounds or "none"}
+- Clips: {row_counts.get("clips", 0)} (train {row_counts.get("train", 0)}, test {row_counts.get("test", 0)})
+- Test fraction requested: {params.test_fraction}; seed: {params.seed}
+- Split rule: {SPLIT_RULE}. No condition image and no prompt appears in both splits.
+- Only clips with at least one current rating are included; clips pulled as broken are left out.
+
+## Files
+
+`labels.jsonl`, `labels.csv`, `labels.parquet`: the same rows, ordered by `clip_id`.
+{ratings}
+## Columns
+
+- `clip_id`, `round_id`, `round`, `condition_id`
+- `video` (browser MP4), `original`, `condition_image`, `character_reference`: storage names
+- `prompt`, `source_kind` (ground_truth / external / policy), `source_name`
+- `split` (train / test), `group` (connected component of shared images and prompts)
+{dims}
+- `overall`: mean of the six means; `rating_count`: ratings behind the label
+
+## Loading
+
+```python
+import datasets, pandas
+ds = datasets.load_dataset("parquet", data_files="labels.parquet")["train"]
+test = ds.filter(lambda row: row["split"] == "test")
+df = pandas.read_parquet("labels.parquet")
+```
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _split_counts(sql_params: dict) -> dict[str, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT p.split, count(*) "
+            + _CLIP_FILTER.replace("WHERE", _PLACEMENT_JOIN + " WHERE", 1)
+            + " GROUP BY p.split",
+            sql_params,
+        )
+        counts = dict(cursor.fetchall())
+    return {"train": counts.get("train", 0), "test": counts.get("test", 0)}
+
+
+def _count_rows(sql: str, params: dict) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM ({sql}) q", params)
+        return cursor.fetchone()[0]
+
+
+class _server_cursor:
+    """A named (server-side) cursor, so a fetch brings FETCH_ROWS rows, never all of them."""
+
+    def __enter__(self):
+        self._wrapper = connection.chunked_cursor()
+        return self._wrapper
+
+    def __exit__(self, *exc) -> None:
+        self._wrapper.close()
+
+
+class _consistent_read:
+    """All files read one snapshot of the database (REPEATABLE READ when we own the transaction)."""
+
+    def __enter__(self):
+        self._owns = not connection.in_atomic_block
+        self._atomic = transaction.atomic()
+        self._atomic.__enter__()
+        if self._owns:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        return self
+
+    def __exit__(self, *exc):
+        return self._atomic.__exit__(*exc)
+
+
+def _pseudonym_salt(params: ExportParams) -> str:
+    # Keyed by the secret key so pseudonyms cannot be reversed by hashing known ids.
+    return hmac.new(
+        settings.SECRET_KEY.encode(), b"labelhub-export-annotator", "sha256"
+    ).hexdigest()[:32]
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _base_name(name: str) -> str:
+    return name.rsplit("/", 1)[-1]
+
+
+def iter_label_rows_sql(params: ExportParams) -> Iterator[tuple]:
+    """Stream label rows as tuples (used by the bench's baseline and by tests)."""
+    sql_params = compute_placements(params)
+    with _server_cursor() as cursor:
+        cursor.execute(label_rows_sql(), sql_params)
+        while batch := cursor.fetchmany(FETCH_ROWS):
+            yield from batch
