@@ -1,0 +1,116 @@
+"""Candidate generation: K videos per condition from the base generator or base + a policy LoRA.
+
+Plain Python + torch + diffusers (no Django). Each candidate's seed is recorded; with the same
+``base_seed`` two policies start every candidate from the same initial noise, so their rounds
+differ only by the policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from training.generator import GeneratorComponents
+from training.media import read_image, write_video
+
+ProgressFn = Callable[..., None]
+
+
+@dataclass(frozen=True)
+class GenerationCondition:
+    """An image-to-video input: a stable key (e.g. the Condition id), prompt and first frame."""
+
+    key: str
+    prompt: str
+    first_frame: str
+
+
+@dataclass(frozen=True)
+class GeneratedCandidate:
+    condition_key: str
+    index: int
+    seed: int
+    video: str
+    prompt: str
+    first_frame: str
+
+
+def candidate_seed(base_seed: int, index: int) -> int:
+    """The seed of candidate ``index`` of every condition."""
+    return base_seed + index
+
+
+def build_pipeline(components: GeneratorComponents):
+    """``CogVideoXImageToVideoPipeline`` from already built components (nothing loaded)."""
+    from diffusers import CogVideoXImageToVideoPipeline
+
+    pipe = CogVideoXImageToVideoPipeline(
+        tokenizer=components.tokenizer,
+        text_encoder=components.text_encoder,
+        vae=components.vae,
+        transformer=components.transformer,
+        scheduler=components.scheduler,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def generate_candidates(
+    components: GeneratorComponents,
+    conditions: Sequence[GenerationCondition],
+    *,
+    candidates_per_condition: int,
+    base_seed: int,
+    out_dir: str | Path,
+    lora_dir: str | Path | None = None,
+    inference_steps: int | None = None,
+    guidance_scale: float | None = None,
+    on_progress: ProgressFn | None = None,
+) -> list[GeneratedCandidate]:
+    """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``.
+
+    With ``lora_dir`` the policy's LoRA is loaded through diffusers' ``load_lora_weights`` for the
+    duration of the call and unloaded afterwards, so ``components`` stay the base generator.
+    """
+    if candidates_per_condition < 1:
+        raise ValueError(f"candidates_per_condition must be >= 1; got {candidates_per_condition}")
+    shape = components.shape
+    steps = inference_steps or shape.inference_steps
+    guidance = shape.guidance_scale if guidance_scale is None else guidance_scale
+    out_dir = Path(out_dir)
+    pipe = build_pipeline(components)
+    device = next(components.transformer.parameters()).device
+    if lora_dir is not None:
+        pipe.load_lora_weights(str(lora_dir), adapter_name="policy")
+    total = len(conditions) * candidates_per_condition
+    results = []
+    try:
+        for c_index, condition in enumerate(conditions):
+            image = read_image(condition.first_frame)
+            for k in range(candidates_per_condition):
+                seed = candidate_seed(base_seed, k)
+                with torch.no_grad():
+                    frames = pipe(
+                        image=image,
+                        prompt=condition.prompt,
+                        height=shape.height,
+                        width=shape.width,
+                        num_frames=shape.frames,
+                        num_inference_steps=steps,
+                        guidance_scale=guidance,
+                        generator=torch.Generator(device=device).manual_seed(seed),
+                        max_sequence_length=components.max_text_tokens,
+                        output_type="np",
+                    ).frames[0]
+                video = write_video(frames, out_dir / f"{condition.key}-{k:02d}-seed{seed}.mp4", fps=shape.fps)
+                results.append(GeneratedCandidate(condition.key, k, seed, str(video), condition.prompt,
+                                                  condition.first_frame))
+                if on_progress is not None:
+                    on_progress(c_index * candidates_per_condition + k + 1, total)
+    finally:
+        if lora_dir is not None:
+            pipe.unload_lora_weights()
+    return results
