@@ -180,7 +180,11 @@ def load_generator(
 
 def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
     """Load CogVideoX-5B-I2V's components; ``local_files_only`` when ``path`` is a directory."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+    )
     from transformers import T5EncoderModel, T5Tokenizer
 
     local = Path(path).is_dir()
@@ -208,7 +212,11 @@ def build_tiny_tokenizer():
 
 def build_tiny(*, cache_dir: Path) -> GeneratorComponents:
     """The tiny preset: CogVideoX I2V architecture from small configs, seeded random weights."""
-    from diffusers import AutoencoderKLCogVideoX, CogVideoXDDIMScheduler, CogVideoXTransformer3DModel
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+    )
     from transformers import T5Config, T5EncoderModel
 
     tokenizer = build_tiny_tokenizer()
