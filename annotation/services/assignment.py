@@ -17,6 +17,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Clip, Lease, Rating, Round, Skip
+from annotation.services.gold import is_gold_clip_filter, lease_gold_clip_if_due
 
 # The clip on screen plus the next one, already fetched so it plays without a wait.
 MAX_ACTIVE_LEASES_PER_ROUND = 2
@@ -73,6 +74,12 @@ def lease_next_clip(
         Lease.objects.filter(
             annotator=annotator, clip__round_id=round_id, expires_at__lte=now
         ).delete()
+        # Gold clips (issue 5) come from their own pool at the round's rate.
+        gold_lease = lease_gold_clip_if_due(
+            round_=round_, annotator=annotator, exclude=exclude, now=now, expires_at=expires_at
+        )
+        if gold_lease is not None:
+            return gold_lease
         while True:
             candidates = list(
                 _candidates(round_id=round_id, annotator=annotator, exclude=exclude, now=now)
@@ -108,6 +115,7 @@ def _candidates(*, round_id: int, annotator, exclude: list[int], now):
         )
         .exclude(pk__in=exclude)
         .exclude(mine)
+        .exclude(is_gold_clip_filter())  # served only through annotation.services.gold
         .annotate(leased=Coalesce(Subquery(active_leases, output_field=IntegerField()), Value(0)))
         .filter(rating_count__lt=F("target_ratings") - F("leased"))
         .select_related("condition")

@@ -18,6 +18,7 @@ from django.utils import timezone
 from annotation.models import Clip, Lease, Rating, Skip
 from annotation.services.assignment import active_lease_count
 from annotation.services.labels import update_label
+from annotation.services.overlap import raise_target_if_disagreeing
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 
 MAX_SECONDS_SPENT = 24 * 3600
@@ -123,6 +124,7 @@ def submit_rating(
 
 def _after_rating(clip_id: int) -> None:
     """Hook for policies that react to a new rating inside its transaction (adaptive overlap)."""
+    raise_target_if_disagreeing(clip_id=clip_id)
 
 
 def correct_rating(
