@@ -183,7 +183,11 @@ def import_rows(
     round_id: int | None = None,
 ) -> ImportBatch:
     """Validate manifest rows, record the report, and enqueue one ingest task per good row."""
-    default_round = Round.objects.get(pk=round_id) if round_id is not None else None
+    default_round = None
+    if round_id is not None:
+        default_round = Round.objects.filter(pk=round_id).first()
+        if default_round is None:
+            raise ManifestError(f"round {round_id} does not exist")
     rounds: dict[str, Round | None] = {}
     seen: dict[tuple[int, str], int] = {}
     with transaction.atomic():

@@ -1,0 +1,95 @@
+"""Reads for the annotator page, the API and media access."""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.urls import reverse
+
+from annotation.models import Clip, Lease, PairwiseTask, Rating, Round, Skip
+from labelhub.roles import ANNOTATOR, LEAD, user_roles
+
+MEDIA_KINDS = ("video", "poster", "original", "condition", "character")
+
+
+def media_url(clip_id: int, kind: str) -> str:
+    return reverse("annotation:clip_media", args=[clip_id, kind])
+
+
+def can_view_clip(user, clip_id: int) -> bool:
+    """Leads and admins see every clip; an annotator only clips they hold, rated, skipped or judge."""
+    roles = user_roles(user)
+    if LEAD in roles:
+        return True
+    if ANNOTATOR not in roles:
+        return False
+    return (
+        Lease.objects.filter(clip_id=clip_id, annotator=user).exists()
+        or Rating.objects.filter(clip_id=clip_id, annotator=user).exists()
+        or Skip.objects.filter(clip_id=clip_id, annotator=user).exists()
+        or PairwiseTask.objects.filter(Q(clip_a_id=clip_id) | Q(clip_b_id=clip_id))
+        .filter(Q(leases__judge=user) | Q(judgements__judge=user))
+        .exists()
+    )
+
+
+def clip_file_name(clip: Clip, kind: str) -> str:
+    """Storage name of one of a clip's files ("" when it has none)."""
+    if kind == "video":
+        return clip.video.name
+    if kind == "poster":
+        return clip.poster.name
+    if kind == "original":
+        return clip.original.name
+    if kind == "condition":
+        return clip.condition.image.name
+    if kind == "character":
+        return clip.condition.character_reference.name or ""
+    raise ValueError(f"unknown media kind {kind!r}")
+
+
+def annotator_clip_payload(clip: Clip) -> dict:
+    """What an annotator sees of a clip: media and condition, never its source or others' ratings."""
+    return {
+        "id": clip.pk,
+        "video_url": media_url(clip.pk, "video"),
+        "poster_url": media_url(clip.pk, "poster"),
+        "condition_image_url": media_url(clip.pk, "condition"),
+        "character_reference_url": media_url(clip.pk, "character")
+        if clip.condition.character_reference
+        else None,
+        "prompt": clip.condition.prompt,
+        "frames": clip.frames,
+        "fps": clip.fps,
+        "width": clip.width,
+        "height": clip.height,
+        "duration": clip.duration,
+    }
+
+
+def annotator_progress(*, round_id: int, annotator) -> dict:
+    """The annotator's count of ratings in the round and the round's remaining rating slots."""
+    rated = Rating.objects.filter(
+        clip__round_id=round_id, annotator=annotator, is_current=True
+    ).count()
+    round_ = Round.objects.get(pk=round_id)
+    ready = Clip.objects.filter(round_id=round_id, status=Clip.Status.READY)
+    from django.db.models import F, Sum
+
+    totals = ready.aggregate(target=Sum("target_ratings"), done=Sum("rating_count"))
+    target, done = totals["target"] or 0, totals["done"] or 0
+    return {
+        "round": round_.name,
+        "rated_by_me": rated,
+        "round_ratings_done": done,
+        "round_ratings_target": target,
+        "clips_left": ready.filter(rating_count__lt=F("target_ratings")).count(),
+    }
+
+
+def open_rounds_for(user) -> list[dict]:
+    rounds = Round.objects.filter(status=Round.Status.OPEN).order_by("-created_at")
+    out = []
+    for round_ in rounds:
+        progress = annotator_progress(round_id=round_.pk, annotator=user)
+        out.append({"id": round_.pk, "name": round_.name, **progress})
+    return out

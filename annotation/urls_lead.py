@@ -1,0 +1,27 @@
+"""Lead tools and pairwise judging (issue 5); included from annotation/urls.py."""
+
+from django.urls import path
+
+from annotation.api import lead as api
+from annotation.views import lead as views
+from annotation.views.pairwise import judge_page
+
+urlpatterns = [
+    path("lead/", views.dashboard_page, name="lead_dashboard"),
+    path("lead/clips/<int:clip_id>/", views.clip_page, name="lead_clip"),
+    path("lead/exports/", views.exports_page, name="lead_exports"),
+    path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
+    path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),
+    path("pairwise/", judge_page, name="pairwise_judge"),
+    path("api/lead/exports/", api.SnapshotListView.as_view(), name="api_lead_exports"),
+    path("api/lead/exports/<int:snapshot_id>/", api.SnapshotDetailView.as_view(), name="api_lead_export"),
+    path("api/lead/rounds/<int:round_id>/agreement/", api.AgreementView.as_view(), name="api_lead_agreement"),
+    path("api/lead/pairwise/win-rate/", api.WinRateView.as_view(), name="api_lead_win_rate"),
+    path(
+        "api/lead/pairwise/preference-pairs.jsonl",
+        api.PreferencePairsView.as_view(),
+        name="api_lead_preference_pairs",
+    ),
+    path("api/pairwise/next/", api.NextPairView.as_view(), name="api_pairwise_next"),
+    path("api/pairwise/<int:task_id>/judge/", api.JudgePairView.as_view(), name="api_pairwise_judge"),
+]
