@@ -136,7 +136,7 @@ def transcode_for_browser(src: Path, dst: Path, *, fps: float) -> None:
 
 def extract_frame(src: Path, dst: Path, *, index: int) -> None:
     """Write frame ``index`` (0-based) of ``src`` as a still image (format from ``dst``'s suffix)."""
-    stream = ffmpeg.input(str(src)).video.filter("select", f"eq(n\\,{index})")
+    stream = ffmpeg.input(str(src)).video.filter("select", f"eq(n,{index})")
     _run(ffmpeg.output(stream, str(dst), vframes=1), f"frame {index} extraction")
     if not dst.exists() or dst.stat().st_size == 0:
         raise MediaError(f"the video has no frame {index + 1}")

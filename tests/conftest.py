@@ -59,3 +59,16 @@ def video_factory(tmp_path):
         return render_test_video(tmp_path / (name or f"clip{counter['n']}.mp4"), **kwargs)
 
     return make
+
+
+@pytest.fixture(autouse=True)
+def isolated_media(settings, tmp_path_factory):
+    """Each test writes media into its own folder, so storage assertions see only their own files."""
+    media_root = tmp_path_factory.mktemp("media")
+    settings.MEDIA_ROOT = media_root
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                    "OPTIONS": {"location": str(media_root)}},
+    }
+    return media_root
