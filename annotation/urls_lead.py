@@ -14,8 +14,16 @@ urlpatterns = [
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),
     path("pairwise/", judge_page, name="pairwise_judge"),
     path("api/lead/exports/", api.SnapshotListView.as_view(), name="api_lead_exports"),
-    path("api/lead/exports/<int:snapshot_id>/", api.SnapshotDetailView.as_view(), name="api_lead_export"),
-    path("api/lead/rounds/<int:round_id>/agreement/", api.AgreementView.as_view(), name="api_lead_agreement"),
+    path(
+        "api/lead/exports/<int:snapshot_id>/",
+        api.SnapshotDetailView.as_view(),
+        name="api_lead_export",
+    ),
+    path(
+        "api/lead/rounds/<int:round_id>/agreement/",
+        api.AgreementView.as_view(),
+        name="api_lead_agreement",
+    ),
     path("api/lead/pairwise/win-rate/", api.WinRateView.as_view(), name="api_lead_win_rate"),
     path(
         "api/lead/pairwise/preference-pairs.jsonl",
@@ -23,5 +31,7 @@ urlpatterns = [
         name="api_lead_preference_pairs",
     ),
     path("api/pairwise/next/", api.NextPairView.as_view(), name="api_pairwise_next"),
-    path("api/pairwise/<int:task_id>/judge/", api.JudgePairView.as_view(), name="api_pairwise_judge"),
+    path(
+        "api/pairwise/<int:task_id>/judge/", api.JudgePairView.as_view(), name="api_pairwise_judge"
+    ),
 ]

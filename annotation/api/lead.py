@@ -1,0 +1,184 @@
+"""DRF endpoints for leads (exports, agreement, pairwise reports) and for pairwise judges."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
+from rest_framework import serializers, status
+from rest_framework.permissions import IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from annotation.models import ExportSnapshot, Round
+from annotation.selectors.agreement import agreement_by_round, annotator_table
+from annotation.selectors.exports import list_snapshots
+from annotation.selectors.pairwise import iter_preference_pairs, task_for_judge, win_rate
+from annotation.services.exports import request_snapshot_build
+from annotation.services.pairwise import PairwiseError, lease_next_pair, submit_judgement
+from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.roles import IsAnnotator, IsLead
+
+
+class SnapshotSerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", default=None, read_only=True)
+
+    class Meta:
+        model = ExportSnapshot
+        fields = [
+            "id",
+            "status",
+            "params",
+            "files",
+            "row_counts",
+            "content_hash",
+            "error",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+
+
+class SnapshotRequestSerializer(serializers.Serializer):
+    round_ids = serializers.ListField(
+        child=serializers.IntegerField(), required=False, allow_null=True
+    )
+    test_fraction = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.1)
+    seed = serializers.IntegerField(default=0)
+    include_ratings = serializers.BooleanField(default=False)
+
+
+class SnapshotListView(APIView):
+    """GET: every snapshot with its parameters, counts and hash. POST: start a new one."""
+
+    permission_classes = [IsLead]
+    serializer_class = SnapshotSerializer
+
+    def get(self, request):
+        return Response(SnapshotSerializer(list_snapshots(), many=True).data)
+
+    def post(self, request):
+        params = SnapshotRequestSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        try:
+            data = params.validated_data
+            snapshot = request_snapshot_build(
+                round_ids=data.get("round_ids"),
+                test_fraction=data["test_fraction"],
+                seed=data["seed"],
+                include_ratings=data["include_ratings"],
+                created_by=request.user,
+            )
+        except ValueError as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_400_BAD_REQUEST)
+        return Response(SnapshotSerializer(snapshot).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SnapshotDetailView(APIView):
+    permission_classes = [IsLead]
+    serializer_class = SnapshotSerializer
+
+    def get(self, request, snapshot_id: int):
+        snapshot = get_object_or_404(list_snapshots(), pk=snapshot_id)
+        return Response(SnapshotSerializer(snapshot).data)
+
+
+class AgreementView(APIView):
+    """Alpha per dimension and level, and the annotator table, for one round."""
+
+    permission_classes = [IsLead]
+
+    def get(self, request, round_id: int):
+        round_ = get_object_or_404(Round, pk=round_id)
+        table = annotator_table(round_ids=[round_.pk])
+        return Response(
+            {
+                "round_id": round_.pk,
+                "alpha": agreement_by_round([round_.pk])[round_.pk],
+                "annotators": [
+                    {
+                        "annotator_id": row.annotator_id,
+                        "username": row.username,
+                        "count": row.count,
+                        "median_seconds": row.median_seconds,
+                        "leniency": row.leniency,
+                        "correlation": row.correlation,
+                        "gold_count": row.gold_count,
+                        "gold_accuracy": row.gold_accuracy,
+                        "flags": row.flags,
+                    }
+                    for row in table
+                ],
+            }
+        )
+
+
+class WinRateView(APIView):
+    """Win / tie / loss of source ``x`` against ``y`` with 95% intervals (2-of-3 majority)."""
+
+    permission_classes = [IsLead]
+
+    def get(self, request):
+        x, y = request.query_params.get("x", ""), request.query_params.get("y", "")
+        if not x or not y:
+            return Response({"detail": "give two sources as ?x=...&y=..."}, status=400)
+        return Response(win_rate(source_x=x, source_y=y).as_dict())
+
+
+class PreferencePairsView(APIView):
+    """Human-judged pairs with a majority winner, streamed as JSON lines."""
+
+    permission_classes = [IsLead]
+
+    def get(self, request):
+        lines = (json.dumps(pair) + "\n" for pair in iter_preference_pairs())
+        response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
+        response["Content-Disposition"] = 'attachment; filename="preference_pairs.jsonl"'
+        return response
+
+
+class NextPairView(APIView):
+    """POST: lease the judge's next pairwise task (204 when there is none)."""
+
+    permission_classes = [IsAuthenticated, IsAnnotator]
+
+    def post(self, request):
+        exclude = request.data.get("exclude", []) if isinstance(request.data, dict) else []
+        lease = lease_next_pair(judge=request.user, exclude=exclude)
+        if lease is None:
+            return Response(status=status.HTTP_204_NO_CONTENT)
+        return Response(task_for_judge(lease))
+
+
+class JudgementSerializer(serializers.Serializer):
+    choice = serializers.ChoiceField(choices=["left", "right", "tie"])
+    dimensions = serializers.DictField(
+        child=serializers.ChoiceField(choices=["left", "right", "tie"]),
+        required=False,
+        default=dict,
+    )
+    seconds_spent = serializers.FloatField(min_value=0, default=0)
+
+
+class JudgePairView(APIView):
+    """POST the judge's verdict in screen sides (left / right / tie)."""
+
+    permission_classes = [IsAuthenticated, IsAnnotator]
+
+    def post(self, request, task_id: int):
+        data = JudgementSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        dims = {k: v for k, v in data.validated_data["dimensions"].items() if k in DIMENSION_KEYS}
+        try:
+            judgement = submit_judgement(
+                task_id=task_id,
+                judge=request.user,
+                side=data.validated_data["choice"],
+                dimension_sides=dims,
+                seconds_spent=data.validated_data["seconds_spent"],
+            )
+        except PairwiseError as exc:
+            code = {"not_found": 404, "conflict": 409}.get(exc.code, 400)
+            return Response({"detail": str(exc)}, status=code)
+        return Response({"id": judgement.pk, "task_id": task_id}, status=status.HTTP_201_CREATED)

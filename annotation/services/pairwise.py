@@ -1,0 +1,195 @@
+"""Pairwise judging: two clips of one condition side by side, A / B / tie, three judges a task.
+
+Assignment follows the rating queue's rules: a task row is locked with ``FOR UPDATE SKIP
+LOCKED`` before a lease or a judgement of it is written, so concurrent judges never over-fill a
+task or wait on each other; a judge never judges one task twice; leases expire.
+Judgements are stored against the canonical clip_a / clip_b; the page's left / right sides are
+shuffled per task (``a_on_left``) and mapped back here.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from annotation.models import Clip, PairwiseJudgement, PairwiseLease, PairwiseTask
+from labelhub.dimensions import DIMENSION_KEYS
+
+SIDES = ("left", "right", "tie")
+DEFAULT_JUDGES = 3
+CANDIDATE_BATCH = 8
+
+
+class PairwiseError(Exception):
+    def __init__(self, message: str, *, code: str = "invalid"):
+        super().__init__(message)
+        self.code = code
+
+
+def create_pairwise_tasks(
+    *,
+    source_a: str,
+    source_b: str,
+    round_ids: list[int] | None = None,
+    judges_needed: int = DEFAULT_JUDGES,
+    batch: str = "",
+    rng: random.Random | None = None,
+) -> list[PairwiseTask]:
+    """One task per condition that has a ready clip from each source (first clip by id each);
+    pairs that already have a task are left alone."""
+    if source_a == source_b:
+        raise PairwiseError("compare two different sources")
+    if judges_needed < 1:
+        raise PairwiseError("judges_needed must be at least 1")
+    rng = rng or random.SystemRandom()
+    clips = Clip.objects.filter(status=Clip.Status.READY, source_name__in=[source_a, source_b])
+    if round_ids is not None:
+        clips = clips.filter(round_id__in=round_ids)
+    first: dict[tuple[int, str], int] = {}
+    for clip_id, condition_id, source in clips.order_by("id").values_list(
+        "id", "condition_id", "source_name"
+    ):
+        first.setdefault((condition_id, source), clip_id)
+    existing = set(PairwiseTask.objects.values_list("clip_a_id", "clip_b_id"))
+    tasks = []
+    for condition_id in sorted({c for c, _s in first}):
+        a, b = first.get((condition_id, source_a)), first.get((condition_id, source_b))
+        if a is None or b is None or (a, b) in existing or (b, a) in existing:
+            continue
+        tasks.append(
+            PairwiseTask(
+                condition_id=condition_id,
+                clip_a_id=a,
+                clip_b_id=b,
+                a_on_left=rng.random() < 0.5,
+                judges_needed=judges_needed,
+                batch=batch[:200],
+            )
+        )
+    return PairwiseTask.objects.bulk_create(tasks)
+
+
+def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> PairwiseLease | None:
+    """The judge's lease on their next task (an active one first), or None when none is left."""
+    now = now or timezone.now()
+    exclude = [int(t) for t in exclude]
+    held = (
+        PairwiseLease.objects.filter(judge=judge, expires_at__gt=now)
+        .exclude(task_id__in=exclude)
+        .select_related("task")
+        .order_by("created_at", "pk")
+        .first()
+    )
+    if held is not None:
+        return held
+    with transaction.atomic():
+        PairwiseLease.objects.filter(judge=judge, expires_at__lte=now).delete()
+        while True:
+            candidates = list(_candidates(judge=judge, exclude=exclude, now=now))
+            if not candidates:
+                return None
+            for task in candidates:
+                if task.judgement_count + _active_leases(task.pk, now=now) < task.judges_needed:
+                    lease = PairwiseLease.objects.create(
+                        task=task,
+                        judge=judge,
+                        expires_at=now + timedelta(minutes=task.lease_minutes),
+                    )
+                    lease.task = task
+                    return lease
+                exclude.append(task.pk)
+
+
+def _active_leases(task_id: int, *, now, exclude_judge_id: int | None = None) -> int:
+    leases = PairwiseLease.objects.filter(task_id=task_id, expires_at__gt=now)
+    if exclude_judge_id is not None:
+        leases = leases.exclude(judge_id=exclude_judge_id)
+    return leases.count()
+
+
+def _candidates(*, judge, exclude: list[int], now):
+    active = (
+        PairwiseLease.objects.filter(task_id=OuterRef("pk"), expires_at__gt=now)
+        .order_by()
+        .values("task_id")
+        .annotate(n=Count("*"))
+        .values("n")
+    )
+    mine = Q(Exists(PairwiseJudgement.objects.filter(task_id=OuterRef("pk"), judge=judge)))
+    mine |= Q(Exists(PairwiseLease.objects.filter(task_id=OuterRef("pk"), judge=judge)))
+    return (
+        PairwiseTask.objects.filter(judgement_count__lt=F("judges_needed"))
+        .exclude(pk__in=exclude)
+        .exclude(mine)
+        .annotate(leased=Coalesce(Subquery(active, output_field=IntegerField()), Value(0)))
+        .filter(judgement_count__lt=F("judges_needed") - F("leased"))
+        .select_for_update(skip_locked=True, of=("self",))
+        .order_by("-judgement_count", "pk")[:CANDIDATE_BATCH]
+    )
+
+
+def side_to_choice(task: PairwiseTask, side: str) -> str:
+    """Map what the judge saw (left / right / tie) to the canonical a / b / tie."""
+    if side not in SIDES:
+        raise PairwiseError(f"choice must be one of {', '.join(SIDES)}, got {side!r}")
+    if side == "tie":
+        return PairwiseJudgement.Choice.TIE
+    left_is_a = task.a_on_left
+    return (
+        PairwiseJudgement.Choice.A if (side == "left") == left_is_a else PairwiseJudgement.Choice.B
+    )
+
+
+def submit_judgement(
+    *,
+    task_id: int,
+    judge,
+    side: str,
+    dimension_sides: dict[str, str] | None = None,
+    seconds_spent: float = 0.0,
+    now=None,
+) -> PairwiseJudgement:
+    """Save one judge's verdict (screen sides), locking the task row first."""
+    now = now or timezone.now()
+    dimension_sides = dimension_sides or {}
+    unknown = sorted(set(dimension_sides) - set(DIMENSION_KEYS))
+    if unknown:
+        raise PairwiseError(f"unknown dimension(s) {', '.join(unknown)}")
+    seconds = float(seconds_spent or 0)
+    if seconds < 0:
+        raise PairwiseError("seconds_spent must not be negative")
+    with transaction.atomic():
+        task = PairwiseTask.objects.select_for_update().filter(pk=task_id).first()
+        if task is None:
+            raise PairwiseError(f"pairwise task {task_id} does not exist", code="not_found")
+        if PairwiseJudgement.objects.filter(task=task, judge=judge).exists():
+            raise PairwiseError("you have already judged this pair", code="conflict")
+        holds = PairwiseLease.objects.filter(task=task, judge=judge, expires_at__gt=now).exists()
+        if (
+            not holds
+            and task.judgement_count + _active_leases(task.pk, now=now, exclude_judge_id=judge.pk)
+            >= task.judges_needed
+        ):
+            raise PairwiseError("this pair already has all its judges", code="conflict")
+        try:
+            with transaction.atomic():
+                judgement = PairwiseJudgement.objects.create(
+                    task=task,
+                    judge=judge,
+                    choice=side_to_choice(task, side),
+                    dimension_choices={
+                        key: side_to_choice(task, value)
+                        for key, value in sorted(dimension_sides.items())
+                    },
+                    seconds_spent=seconds,
+                )
+        except IntegrityError:
+            raise PairwiseError("you have already judged this pair", code="conflict") from None
+        PairwiseTask.objects.filter(pk=task.pk).update(judgement_count=F("judgement_count") + 1)
+        PairwiseLease.objects.filter(task=task, judge=judge).delete()
+    return judgement
