@@ -1,0 +1,182 @@
+"""Frame sampling for AnimeReward with PyAV: up to 24 frames uniformly from a clip's first 144.
+
+Frames come back as uint8 tensors at one square size (the preset's ``frame_size``); each encoder
+resizes and normalises them on its own device, so a clip is decoded once for all six models.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+from PIL import Image
+
+MAX_FRAMES = 24
+FRAME_WINDOW = 144
+
+
+class ClipDecodeError(Exception):
+    """A clip (or its condition image / character reference) could not be read."""
+
+
+def sample_frame_indices(frame_count: int, *, max_frames: int = MAX_FRAMES,
+                         window: int = FRAME_WINDOW) -> list[int]:
+    """Indices of up to ``max_frames`` frames spread uniformly over the first ``window`` frames."""
+    if frame_count < 1:
+        raise ValueError("a clip needs at least one frame")
+    span = min(frame_count, window)
+    if span <= max_frames:
+        return list(range(span))
+    return np.linspace(0, span - 1, max_frames).round().astype(int).tolist()
+
+
+def read_clip_frames(path: str | Path, *, size: int, max_frames: int = MAX_FRAMES,
+                     window: int = FRAME_WINDOW) -> torch.Tensor:
+    """Decode the sampled frames of one clip as a (T, 3, size, size) uint8 tensor.
+
+    The first ``window`` frames are decoded (the released code looks at the first 144); only the
+    sampled ones are converted and scaled, by swscale inside PyAV.
+    """
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise ClipDecodeError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            decoded = []
+            for frame in container.decode(stream):
+                decoded.append(frame)
+                if len(decoded) >= window:
+                    break
+            if not decoded:
+                raise ClipDecodeError(f"{path}: no decodable frames")
+            picked = [decoded[i] for i in sample_frame_indices(len(decoded), max_frames=max_frames,
+                                                                window=window)]
+            arrays = [f.to_ndarray(format="rgb24", width=size, height=size) for f in picked]
+    except ClipDecodeError:
+        raise
+    except (av.FFmpegError, OSError, ValueError) as exc:
+        raise ClipDecodeError(f"{path}: {exc}") from exc
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def read_image(path: str | Path, *, size: int) -> torch.Tensor:
+    """One still image (condition image, character reference) as a (3, size, size) uint8 tensor."""
+    try:
+        with Image.open(path) as image:
+            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            array = np.asarray(rgb, dtype=np.uint8)
+    except OSError as exc:
+        raise ClipDecodeError(f"{path}: {exc}") from exc
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+
+
+@dataclass
+class ClipSpec:
+    """What AnimeReward needs to know about one clip: plain paths and the prompt."""
+
+    clip_id: int | str
+    video_path: str
+    condition_image_path: str
+    prompt: str
+    character_reference_path: str = ""
+
+
+@dataclass
+class RewardInputs:
+    """A batch of decoded clips, padded to the longest clip (``frame_mask`` marks real frames)."""
+
+    frames: torch.Tensor  # (B, T, 3, S, S) uint8
+    frame_mask: torch.Tensor  # (B, T) bool
+    condition: torch.Tensor  # (B, 3, S, S) uint8
+    reference: torch.Tensor  # (B, 3, S, S) uint8; the condition image when there is no reference
+    has_reference: torch.Tensor  # (B,) bool
+    prompts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+@dataclass
+class DecodedClip:
+    frames: torch.Tensor
+    condition: torch.Tensor
+    reference: torch.Tensor | None
+
+
+def decode_clip(spec: ClipSpec, *, size: int, max_frames: int = MAX_FRAMES,
+                window: int = FRAME_WINDOW) -> DecodedClip:
+    frames = read_clip_frames(spec.video_path, size=size, max_frames=max_frames, window=window)
+    condition = read_image(spec.condition_image_path, size=size)
+    reference = (read_image(spec.character_reference_path, size=size)
+                 if spec.character_reference_path else None)
+    return DecodedClip(frames, condition, reference)
+
+
+def collate(decoded: Sequence[DecodedClip], prompts: Sequence[str]) -> RewardInputs:
+    """Stack decoded clips; short clips are padded by repeating their last frame."""
+    length = max(d.frames.shape[0] for d in decoded)
+    frames, masks = [], []
+    for d in decoded:
+        pad = length - d.frames.shape[0]
+        frames.append(torch.cat([d.frames, d.frames[-1:].expand(pad, -1, -1, -1)]) if pad else d.frames)
+        masks.append(torch.arange(length) < d.frames.shape[0])
+    return RewardInputs(
+        frames=torch.stack(frames),
+        frame_mask=torch.stack(masks),
+        condition=torch.stack([d.condition for d in decoded]),
+        reference=torch.stack([d.reference if d.reference is not None else d.condition
+                               for d in decoded]),
+        has_reference=torch.tensor([d.reference is not None for d in decoded]),
+        prompts=list(prompts),
+    )
+
+
+@dataclass
+class DecodedBatch:
+    specs: list[ClipSpec]  # the clips that decoded, in ``inputs`` order
+    inputs: RewardInputs | None  # None when no clip of the batch decoded
+    errors: dict  # clip_id -> message for clips that could not be decoded
+
+
+def iter_decoded_batches(specs: Iterable[ClipSpec], *, size: int, batch_size: int,
+                         workers: int = 4, max_frames: int = MAX_FRAMES,
+                         window: int = FRAME_WINDOW) -> Iterator[DecodedBatch]:
+    """Decode clips on a thread pool (PyAV releases the GIL) while the caller runs the models.
+
+    A clip that cannot be decoded is reported in ``errors``; the rest of its batch still comes.
+    """
+    specs = list(specs)
+
+    def load(spec: ClipSpec) -> DecodedClip | ClipDecodeError:
+        try:
+            return decode_clip(spec, size=size, max_frames=max_frames, window=window)
+        except ClipDecodeError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        # Keep about two batches in flight: decoding runs ahead of the models, memory stays bounded.
+        ahead = 2 * batch_size + workers
+        pending = deque(pool.submit(load, spec) for spec in specs[:ahead])
+        queued = len(pending)
+        for start in range(0, len(specs), batch_size):
+            batch_specs = specs[start:start + batch_size]
+            ok_specs, decoded, errors = [], [], {}
+            for spec in batch_specs:
+                result = pending.popleft().result()
+                if queued < len(specs):
+                    pending.append(pool.submit(load, specs[queued]))
+                    queued += 1
+                if isinstance(result, ClipDecodeError):
+                    errors[spec.clip_id] = str(result)
+                else:
+                    ok_specs.append(spec)
+                    decoded.append(result)
+            inputs = collate(decoded, [s.prompt for s in ok_specs]) if decoded else None
+            yield DecodedBatch(ok_specs, inputs, errors)

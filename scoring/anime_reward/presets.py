@@ -1,0 +1,292 @@
+"""Named presets that build AnimeReward's encoders, all transformers classes.
+
+- ``tiny``: the same architectures from small configs with random weights, built in code (tests,
+  demo, CPU). Text goes through a small hashing tokenizer, since real vocabularies are downloads.
+- ``full``: the real checkpoints, loaded with ``from_pretrained`` from a local directory or hub id.
+  Sources default to the hub ids below and are overridden by plain values from the caller (the
+  Django side reads them from settings). ``random_weights=True`` builds the full architectures from
+  their published configs without loading anything (the throughput benchmark).
+
+Encoders: CLIP (vision + text; smoothness, appeal, text and image consistency), X-CLIP (motion),
+GroundingDINO + SAM + BLIP (character consistency: detect, track, embed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import torch
+from transformers import (
+    BertConfig,
+    BlipConfig,
+    BlipForImageTextRetrieval,
+    CLIPConfig,
+    CLIPModel,
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    SamConfig,
+    SamModel,
+    SwinConfig,
+    XCLIPConfig,
+    XCLIPModel,
+)
+
+ENCODER_NAMES = ("clip", "xclip", "grounding_dino", "sam", "blip")
+
+FULL_SOURCES = {
+    "clip": "openai/clip-vit-large-patch14",
+    "xclip": "microsoft/xclip-base-patch32",
+    "grounding_dino": "IDEA-Research/grounding-dino-tiny",
+    "sam": "facebook/sam-vit-base",
+    "blip": "Salesforce/blip-itm-base-coco",
+}
+
+OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How one encoder wants its pixels: square side, normalisation."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class RewardPreset:
+    name: str
+    frame_size: int  # frames, condition and reference images are decoded at this square size
+    images: dict[str, ImageSpec]
+    max_characters: int = 2  # GroundingDINO boxes kept per condition image
+    box_threshold: float = 0.35
+    head_hidden: int = 256
+
+
+PRESETS: dict[str, RewardPreset] = {
+    "tiny": RewardPreset(
+        name="tiny",
+        frame_size=64,
+        images={
+            "clip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
+            "xclip": ImageSpec(32, IMAGENET_MEAN, IMAGENET_STD),
+            "grounding_dino": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
+            "sam": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
+            "blip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
+        },
+        head_hidden=64,
+    ),
+    "full": RewardPreset(
+        name="full",
+        frame_size=384,
+        images={
+            "clip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+            "xclip": ImageSpec(224, IMAGENET_MEAN, IMAGENET_STD),
+            "grounding_dino": ImageSpec(384, IMAGENET_MEAN, IMAGENET_STD),
+            "sam": ImageSpec(1024, IMAGENET_MEAN, IMAGENET_STD),
+            "blip": ImageSpec(384, OPENAI_MEAN, OPENAI_STD),
+        },
+    ),
+}
+
+
+def get_preset(name: str) -> RewardPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown AnimeReward preset {name!r}; expected one of {', '.join(PRESETS)}") from None
+
+
+class HashTokenizer:
+    """Word-level tokenizer with ids from a stable hash: no vocabulary file, so nothing to download.
+
+    Used by ``tiny`` and by randomly initialised full architectures; real checkpoints use their own
+    tokenizer. ``eos_id`` is the largest id, so CLIP/X-CLIP pooling (argmax or first EOS) finds it.
+    """
+
+    def __init__(self, *, vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
+                 word_ids: tuple[int, int], period_id: int | None = None, max_length: int = 32):
+        self.vocab_size, self.bos_id, self.eos_id, self.pad_id = vocab_size, bos_id, eos_id, pad_id
+        self.word_ids, self.period_id, self.max_length = word_ids, period_id, max_length
+
+    def _word_id(self, word: str) -> int:
+        if word == "." and self.period_id is not None:
+            return self.period_id
+        low, high = self.word_ids
+        digest = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+        return low + digest % (high - low)
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        rows = []
+        for text in texts:
+            words = re.findall(r"\w+|[^\w\s]", text.lower())[: self.max_length - 2]
+            rows.append([self.bos_id, *(self._word_id(w) for w in words), self.eos_id])
+        length = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), length), dtype=torch.long)
+        for i, row in enumerate(rows):
+            input_ids[i, : len(row)] = torch.tensor(row)
+            attention_mask[i, : len(row)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask}
+
+
+class PretrainedTokenizer:
+    """Adapter so a checkpoint's own tokenizer has the same call shape as ``HashTokenizer``."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        out = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
+
+
+@dataclass
+class Encoders:
+    """The five backbones and their tokenizers. Shared by the six dimension models when frozen."""
+
+    preset: RewardPreset
+    clip: CLIPModel
+    xclip: XCLIPModel
+    grounding_dino: GroundingDinoForObjectDetection
+    sam: SamModel
+    blip: BlipForImageTextRetrieval
+    clip_tokenizer: object
+    xclip_tokenizer: object
+    grounding_dino_tokenizer: object
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {name: getattr(self, name) for name in ENCODER_NAMES}
+
+
+# --- configs -------------------------------------------------------------------------------------
+
+def _tiny_configs() -> dict[str, object]:
+    clip_vocab = 1000
+    clip = CLIPConfig(
+        text_config=dict(vocab_size=clip_vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=clip_vocab - 2,
+                         eos_token_id=clip_vocab - 1, pad_token_id=clip_vocab - 1),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8),
+        projection_dim=32,
+    )
+    xclip = XCLIPConfig(
+        text_config=dict(vocab_size=clip_vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=clip_vocab - 2,
+                         eos_token_id=clip_vocab - 1, pad_token_id=0),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, num_frames=8, mit_hidden_size=32,
+                           mit_intermediate_size=64, mit_num_hidden_layers=1, mit_num_attention_heads=2),
+        projection_dim=32, prompt_layers=1, prompt_attention_heads=2, prompt_num_attention_heads=2,
+        prompt_projection_dropout=0.0,
+    )
+    grounding_dino = GroundingDinoConfig(
+        backbone_config=SwinConfig(image_size=64, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
+                                   window_size=4, out_indices=[3, 4]),
+        text_config=BertConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, max_position_embeddings=64),
+        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8, num_feature_levels=2, max_text_len=16,
+        encoder_n_points=2, decoder_n_points=2,
+    )
+    sam = SamConfig(
+        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=64, patch_size=8, mlp_dim=64, global_attn_indexes=[1], window_size=4,
+                           num_pos_feats=8),
+        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=16),
+    )
+    blip = BlipConfig(
+        # BLIP's vision default initializer_range is 1e-10 (weights always come from a checkpoint); a
+        # randomly built encoder needs a real spread or every crop embeds to the same vector.
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=32, patch_size=8, initializer_range=0.02),
+        text_config=dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, encoder_hidden_size=32, bos_token_id=1, eos_token_id=2,
+                         pad_token_id=0, sep_token_id=2),
+        image_text_hidden_size=32,
+    )
+    return {"clip": clip, "xclip": xclip, "grounding_dino": grounding_dino, "sam": sam, "blip": blip}
+
+
+def _full_configs() -> dict[str, object]:
+    """The published configs of the full checkpoints, written out so nothing is fetched."""
+    clip = CLIPConfig(  # openai/clip-vit-large-patch14 (ViT-L/14)
+        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                         projection_dim=768),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                           num_attention_heads=16, image_size=224, patch_size=14, projection_dim=768),
+        projection_dim=768,
+    )
+    return {
+        "clip": clip,
+        "xclip": XCLIPConfig(),  # defaults are microsoft/xclip-base-patch32 (8 frames)
+        "grounding_dino": GroundingDinoConfig(),  # defaults are grounding-dino-tiny (Swin-T + BERT-base)
+        "sam": SamConfig(),  # defaults are sam-vit-base
+        # defaults are blip-itm-base-coco (ViT-B/16 at 384); a real init spread, as above
+        "blip": BlipConfig(vision_config={"initializer_range": 0.02}),
+    }
+
+
+_MODEL_CLASSES = {
+    "clip": CLIPModel,
+    "xclip": XCLIPModel,
+    "grounding_dino": GroundingDinoForObjectDetection,
+    "sam": SamModel,
+    "blip": BlipForImageTextRetrieval,
+}
+
+
+def _hash_tokenizers(configs: dict) -> dict[str, HashTokenizer]:
+    clip_vocab = configs["clip"].text_config.vocab_size
+    xclip_vocab = configs["xclip"].text_config.vocab_size
+    bert_vocab = configs["grounding_dino"].text_config.vocab_size
+    return {
+        "clip_tokenizer": HashTokenizer(vocab_size=clip_vocab, bos_id=clip_vocab - 2, eos_id=clip_vocab - 1,
+                                        pad_id=clip_vocab - 1, word_ids=(1, clip_vocab - 2), max_length=32),
+        "xclip_tokenizer": HashTokenizer(vocab_size=xclip_vocab, bos_id=xclip_vocab - 2,
+                                         eos_id=xclip_vocab - 1, pad_id=0, word_ids=(1, xclip_vocab - 2),
+                                         max_length=32),
+        # BERT-style ids: [CLS]=101, [SEP]=102, "."=1012 are GroundingDINO's phrase delimiters.
+        "grounding_dino_tokenizer": HashTokenizer(vocab_size=bert_vocab, bos_id=101, eos_id=102, pad_id=0,
+                                                  word_ids=(1030, bert_vocab), period_id=1012,
+                                                  max_length=configs["grounding_dino"].max_text_len),
+    }
+
+
+def build_encoders(preset_name: str, *, sources: dict[str, str] | None = None, random_weights: bool = False,
+                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Encoders:
+    """Build the five encoders of a preset, in eval mode with gradients off.
+
+    ``tiny`` is always random and built in code. ``full`` loads ``from_pretrained(sources[name])``
+    (default: the hub ids in FULL_SOURCES, which must already be in the local cache or be local
+    directories); with ``random_weights`` it builds the same architectures from configs instead.
+    """
+    preset = get_preset(preset_name)
+    if preset.name == "tiny" or random_weights:
+        configs = _tiny_configs() if preset.name == "tiny" else _full_configs()
+        with torch.device(device):
+            models = {name: _MODEL_CLASSES[name](configs[name]) for name in ENCODER_NAMES}
+        tokenizers = _hash_tokenizers(configs)
+        used_sources = {name: f"{preset.name}:random" for name in ENCODER_NAMES}
+    else:
+        from transformers import AutoTokenizer
+
+        used_sources = {**FULL_SOURCES, **(sources or {})}
+        models = {name: _MODEL_CLASSES[name].from_pretrained(used_sources[name]) for name in ENCODER_NAMES}
+        tokenizers = {
+            "clip_tokenizer": PretrainedTokenizer(AutoTokenizer.from_pretrained(used_sources["clip"]), 77),
+            "xclip_tokenizer": PretrainedTokenizer(AutoTokenizer.from_pretrained(used_sources["xclip"]), 77),
+            "grounding_dino_tokenizer": PretrainedTokenizer(
+                AutoTokenizer.from_pretrained(used_sources["grounding_dino"]), 256),
+        }
+    for model in models.values():
+        model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    return Encoders(preset=preset, sources=used_sources, **models, **tokenizers)

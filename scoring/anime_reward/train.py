@@ -1,0 +1,290 @@
+"""Train AnimeReward's six regressors on averaged human labels, evaluate them on the held-out split.
+
+Read top to bottom: config -> data -> model -> features (frozen encoders run once per clip and are
+cached, so epochs only touch the heads) -> one visible training loop per dimension -> evaluation on
+the test split -> checkpoints (safetensors + config.json per dimension).
+
+Targets are the 1-5 label means mapped to [0, 1] with ``(mean - 1) / 4``. The split comes with the
+items (the export's grouped split): no condition image or prompt is in both train and test.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+
+from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
+
+from .evaluate import evaluate_rewards
+from .frames import ClipSpec, DecodedClip, collate, iter_decoded_batches
+from .models import AnimeReward, Features
+from .presets import PRESETS, get_preset
+
+ProgressCallback = Callable[[int, int, dict, str], None]
+
+
+@dataclass
+class RewardTrainConfig:
+    preset: str = field(default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."})
+    dimensions: tuple[str, ...] = field(default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."})
+    epochs: int = field(default=40, metadata={"help": "Passes over the training clips per dimension."})
+    batch_size: int = field(default=16, metadata={"help": "Clips per optimiser step."})
+    encode_batch_size: int = field(default=8, metadata={"help": "Clips per encoder pass (feature caching)."})
+    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads."})
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
+    head_hidden: int | None = field(default=None, metadata={"help": "Head width; None = the preset's."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout inside the heads."})
+    finetune_encoders: bool = field(default=False, metadata={
+        "help": "Also train each dimension's own copy of its encoder (not the character pipeline); "
+                "features are then recomputed every step instead of cached."})
+    encoder_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate when fine-tuning."})
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."})
+    decode_workers: int = field(default=4, metadata={"help": "Threads decoding clips with PyAV."})
+    seed: int = field(default=0, metadata={"help": "Seed for head init and batch order."})
+    encoder_sources: dict = field(default_factory=dict, metadata={
+        "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."})
+
+    def __post_init__(self):
+        self.dimensions = tuple(self.dimensions)
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        unknown = set(self.dimensions) - set(DIMENSION_KEYS)
+        if unknown or not self.dimensions:
+            raise ValueError(f"dimensions must be a non-empty subset of {DIMENSION_KEYS}; unknown: {sorted(unknown)}")
+        for name in ("epochs", "batch_size", "encode_batch_size", "decode_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "encoder_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError("weight_decay must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.head_hidden is not None and self.head_hidden < 1:
+            raise ValueError("head_hidden must be at least 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise ValueError(f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}")
+        unknown_encoders = set(self.encoder_sources) - {"clip", "xclip", "grounding_dino", "sam", "blip"}
+        if unknown_encoders:
+            raise ValueError(f"unknown encoders in encoder_sources: {sorted(unknown_encoders)}")
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
+
+
+@dataclass
+class RewardItem:
+    """One labelled clip of an export: paths, prompt, its split group and its 1-5 label means."""
+
+    clip_id: int | str
+    video_path: str
+    condition_image_path: str
+    prompt: str
+    labels: dict[str, float]
+    split: str
+    group: str = ""
+    condition_id: int | str | None = None
+    character_reference_path: str = ""
+
+    def __post_init__(self):
+        if self.split not in ("train", "test"):
+            raise ValueError(f"clip {self.clip_id}: split must be train or test, not {self.split!r}")
+        missing = set(DIMENSION_KEYS) - set(self.labels)
+        if missing:
+            raise ValueError(f"clip {self.clip_id}: no label for {sorted(missing)}")
+
+    @property
+    def spec(self) -> ClipSpec:
+        return ClipSpec(self.clip_id, self.video_path, self.condition_image_path, self.prompt,
+                        self.character_reference_path)
+
+    def targets(self) -> dict[str, float]:
+        """Labels on the reward scale, with ``overall`` as the mean of the six."""
+        unit = {key: score_to_unit(self.labels[key]) for key in DIMENSION_KEYS}
+        return {**unit, "overall": sum(unit.values()) / len(unit)}
+
+
+@dataclass
+class TrainResult:
+    output_dir: str
+    metrics: dict  # key (six dimensions + overall) -> pearson, spearman, kendall, mae, pairwise_accuracy
+    evaluation: list  # per test clip: clip_id, condition_id, predicted {key: r}, human {key: r}
+    losses: dict  # dimension -> mean training loss per epoch
+    skipped: dict  # clip_id -> why it could not be decoded
+    train_clips: int
+    test_clips: int
+    seconds: float
+
+
+def resolve_device(config: RewardTrainConfig) -> str:
+    if config.device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if config.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device=cuda but no GPU is available")
+    return config.device
+
+
+def stack_features(parts: Sequence[Features]) -> Features:
+    """Pad per-clip (1, L, F) features to a common L (mask False on padding) and stack them."""
+    length = max(values.shape[1] for values, _ in parts)
+    values_out, masks_out = [], []
+    for values, mask in parts:
+        pad = length - values.shape[1]
+        values_out.append(F.pad(values, (0, 0, 0, pad)))
+        masks_out.append(F.pad(mask, (0, pad), value=False))
+    return torch.cat(values_out), torch.cat(masks_out)
+
+
+def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_dir: str | Path,
+                 on_progress: ProgressCallback | None = None) -> TrainResult:
+    """Train heads (optionally encoders) per dimension, evaluate on the test split, save checkpoints."""
+    started = time.monotonic()
+    report = on_progress or (lambda step, total, metrics, message: None)
+    torch.manual_seed(config.seed)
+
+    # --- data --------------------------------------------------------------------------------
+    device = resolve_device(config)
+    mixed_precision = config.mixed_precision
+    if mixed_precision == "auto":
+        mixed_precision = "bf16" if device == "cuda" else "no"
+    accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)
+    preset = get_preset(config.preset)
+
+    # --- model -------------------------------------------------------------------------------
+    # Frozen encoders run in bf16 on the GPU; fine-tuned copies keep fp32 weights under autocast.
+    encoder_dtype = torch.bfloat16 if mixed_precision == "bf16" and not config.finetune_encoders else torch.float32
+    model = AnimeReward.from_preset(config.preset, sources=config.encoder_sources or None,
+                                    device=accelerator.device, dtype=encoder_dtype,
+                                    head_hidden=config.head_hidden, dropout=config.dropout)
+
+    # --- features: decode each clip once, run the frozen encoders once --------------------------
+    encode_batches = -(-len(items) // config.encode_batch_size)
+    train_steps = {key: config.epochs * -(-sum(i.split == "train" for i in items) // config.batch_size)
+                   for key in config.dimensions}
+    total = encode_batches + sum(train_steps.values())
+    step = 0
+    cached: dict[str, dict] = {key: {} for key in DIMENSION_KEYS}  # key -> clip_id -> (values, mask)
+    decoded_clips: dict = {}  # clip_id -> DecodedClip, kept only when fine-tuning
+    skipped: dict = {}
+    report(step, total, {}, f"encoding {len(items)} clips with the {config.preset} encoders")
+    by_id = {item.clip_id: item for item in items}
+    for batch in iter_decoded_batches([i.spec for i in items], size=preset.frame_size,
+                                      batch_size=config.encode_batch_size, workers=config.decode_workers):
+        skipped.update(batch.errors)
+        if batch.inputs is not None:
+            with torch.no_grad(), accelerator.autocast():
+                features = model.features(batch.inputs)
+            for key, (values, mask) in features.items():
+                for row, spec in enumerate(batch.specs):
+                    cached[key][spec.clip_id] = (values[row:row + 1].float().cpu(), mask[row:row + 1].cpu())
+            if config.finetune_encoders:
+                for row, spec in enumerate(batch.specs):
+                    decoded_clips[spec.clip_id] = DecodedClip(
+                        batch.inputs.frames[row][batch.inputs.frame_mask[row]], batch.inputs.condition[row],
+                        batch.inputs.reference[row] if batch.inputs.has_reference[row] else None)
+        step += 1
+        report(step, total, {}, "")
+    for clip_id, error in skipped.items():
+        report(step, total, {}, f"skipped clip {clip_id}: {error}")
+
+    train_ids = [i.clip_id for i in items if i.split == "train" and i.clip_id not in skipped]
+    test_ids = [i.clip_id for i in items if i.split == "test" and i.clip_id not in skipped]
+    if len(train_ids) < 2:
+        raise ValueError(f"need at least 2 decodable training clips, have {len(train_ids)}")
+
+    # --- training: one loop per dimension ------------------------------------------------------
+    losses: dict[str, list[float]] = {}
+    generator = torch.Generator().manual_seed(config.seed)
+    for key in config.dimensions:
+        dimension = model.dimensions[key]
+        finetune = config.finetune_encoders and dimension.finetunable
+        if finetune:
+            dimension.unshare_encoders()
+        dimension.head.fit_normalizer(*stack_features([cached[key][i] for i in train_ids]))
+        param_groups = [{"params": list(dimension.head.parameters()), "lr": config.learning_rate}]
+        if finetune:
+            param_groups.append({"params": [p for name in dimension.encoder_names
+                                            for p in getattr(dimension, name).parameters()],
+                                 "lr": config.encoder_learning_rate})
+        optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
+        targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
+        losses[key] = []
+        dimension.train()
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(train_ids), generator=generator)
+            epoch_loss = 0.0
+            for start in range(0, len(order), config.batch_size):
+                rows = order[start:start + config.batch_size].tolist()
+                batch_ids = [train_ids[r] for r in rows]
+                with accelerator.autocast():
+                    if finetune:
+                        inputs = collate([decoded_clips[i] for i in batch_ids], [by_id[i].prompt for i in batch_ids])
+                        values, mask = dimension.features(inputs, {})
+                    else:
+                        values, mask = stack_features([cached[key][i] for i in batch_ids])
+                    predicted = dimension.reward(values.to(accelerator.device), mask.to(accelerator.device))
+                    loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
+                optimizer.zero_grad(set_to_none=True)
+                accelerator.backward(loss)
+                optimizer.step()
+                epoch_loss += loss.item() * len(rows)
+                step += 1
+                report(step, total, {}, "")
+            losses[key].append(epoch_loss / len(train_ids))
+            report(step, total, {f"{key}/loss": losses[key][-1]},
+                   f"{key} epoch {epoch + 1}/{config.epochs} loss {losses[key][-1]:.4f}")
+        dimension.eval()
+        if finetune:
+            for name in dimension.encoder_names:
+                getattr(dimension, name).requires_grad_(False)
+            # Fine-tuned encoders change the features: recompute them for evaluation.
+            for clip_id in test_ids:
+                inputs = collate([decoded_clips[clip_id]], [by_id[clip_id].prompt])
+                with torch.no_grad(), accelerator.autocast():
+                    values, mask = dimension.features(inputs, {})
+                cached[key][clip_id] = (values.float().cpu(), mask.cpu())
+
+    # --- evaluation on the held-out split ------------------------------------------------------
+    evaluation, metrics = [], {}
+    if test_ids:
+        with torch.no_grad():
+            rewards = model.rewards_from_features({
+                key: tuple(t.to(accelerator.device) for t in stack_features([cached[key][i] for i in test_ids]))
+                for key in DIMENSION_KEYS
+            })
+        predicted = {key: rewards[key].float().cpu().tolist() for key in (*DIMENSION_KEYS, "overall")}
+        human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
+        conditions = [by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
+                      for i in test_ids]
+        metrics = evaluate_rewards(predicted, human, conditions)
+        evaluation = [
+            {"clip_id": clip_id, "condition_id": conditions[row],
+             "predicted": {key: predicted[key][row] for key in predicted},
+             "human": {key: human[key][row] for key in human}}
+            for row, clip_id in enumerate(test_ids)
+        ]
+        summary = ", ".join(f"{key} {m['spearman']:.3f}" for key, m in metrics.items() if m["spearman"] is not None)
+        report(step, total, {}, f"test Spearman: {summary}")
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    output_dir = Path(output_dir)
+    train_config = asdict(config)
+    train_config["dimensions"] = list(config.dimensions)
+    model.save(output_dir, extra_config={"train_config": train_config, "trained_dimensions": list(config.dimensions)})
+    (output_dir / "evaluation.json").write_text(json.dumps({"metrics": metrics, "evaluation": evaluation,
+                                                            "losses": losses, "skipped": skipped}, indent=1))
+    report(total, total, {}, f"saved to {output_dir}")
+    return TrainResult(str(output_dir), metrics, evaluation, losses, skipped, len(train_ids), len(test_ids),
+                       time.monotonic() - started)
