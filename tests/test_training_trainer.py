@@ -1,0 +1,141 @@
+"""The GAPO trainer on the tiny preset: config validation, LoRA that diffusers loads back, the
+reference as the adapter-disabled transformer, latent caching, checkpoint and resume."""
+
+import json
+
+import pytest
+import torch
+
+from training.generate import build_pipeline, generate_candidates
+from training.generator import load_generator
+from training.pairs import build_pairs
+from training.toy import scored_candidates, synthetic_conditions
+from training.trainer import (
+    LORA_WEIGHT_NAME,
+    TrainConfig,
+    predict_v,
+    reference_model,
+    rotary_embedding,
+    train,
+)
+
+
+def test_config_defaults_follow_the_paper():
+    config = TrainConfig(output_dir="/tmp/x")
+    assert (config.beta, config.alpha, config.loss_type) == (5000.0, 2.0, "gapo")
+    assert all(TrainConfig.help().values())
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"loss_type": "ppo"}, "loss_type must be one of gapo, dpo, sft"),
+        ({"beta": 0}, "beta must be > 0"),
+        ({"alpha": 1.0}, "alpha must be > 1"),
+        ({"lora_rank": 0}, "lora_rank must be >= 1"),
+        ({"learning_rate": 2.0}, "learning_rate"),
+        ({"preset": "cogvideox-5b-i2v"}, "needs model_path"),
+        ({"preset": "huge"}, "preset must be one of"),
+    ],
+)
+def test_config_rejects_bad_values_with_clear_errors(values, message):
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(output_dir="/tmp/x", **values)
+
+
+def test_config_from_dict_rejects_unknown_keys():
+    with pytest.raises(ValueError, match="unknown training parameters: lr"):
+        TrainConfig.from_dict({"lr": 0.1})
+    assert TrainConfig.from_dict({"max_steps": 3}).max_steps == 3
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("pairs")
+    conditions = synthetic_conditions(out, count=3, seed=1)
+    candidates = generate_candidates(load_generator("tiny"), conditions, candidates_per_condition=3,
+                                     base_seed=5, out_dir=out, inference_steps=4)
+    return build_pairs(scored_candidates(candidates))
+
+
+def config(tmp_path, name, **kw):
+    values = {"output_dir": str(tmp_path / name), "lora_rank": 4, "learning_rate": 5e-3, "max_steps": 4,
+              "batch_pairs": 2, "checkpoint_every": 0, "seed": 3, **kw}
+    return TrainConfig(**values)
+
+
+def model_inputs(components, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    shape = components.shape
+    latent = (1, (shape.frames - 1) // 4 + 1, 4, shape.height // 4, shape.width // 4)
+    return {
+        "noisy": torch.randn(latent, generator=g),
+        "image_latents": torch.randn(latent, generator=g),
+        "prompt_embeds": torch.randn(1, components.max_text_tokens, 32, generator=g),
+        "timesteps": torch.tensor([500]),
+        "rotary": rotary_embedding(components, latent[1], "cpu"),
+    }
+
+
+@pytest.mark.slow
+def test_lora_loads_back_through_diffusers_and_the_reference_is_the_base(tmp_path, pairs):
+    trained = load_generator("tiny")
+    result = train(config(tmp_path, "run"), pairs, components=trained)
+    assert (tmp_path / "run" / "lora" / LORA_WEIGHT_NAME).exists()
+    inputs = model_inputs(trained)
+    with torch.no_grad():
+        policy = predict_v(trained.transformer, **inputs)
+        with reference_model(trained.transformer):
+            reference = predict_v(trained.transformer, **inputs)
+
+    fresh = load_generator("tiny")
+    with torch.no_grad():
+        base = predict_v(fresh.transformer, **inputs)
+        pipe = build_pipeline(fresh)
+        pipe.load_lora_weights(result.lora_dir)  # diffusers' own loader reads our safetensors
+        loaded = predict_v(fresh.transformer, **inputs)
+
+    assert torch.allclose(reference, base, atol=1e-6)  # adapters disabled == the base model, no copy
+    assert not torch.allclose(policy, base, atol=1e-4)  # training moved the policy
+    assert torch.allclose(loaded, policy, atol=1e-5)  # and the saved LoRA reproduces it
+    assert result.metrics[-1]["step"] == 4
+    for key in ("loss", "implicit_accuracy", "reward_margin", "grad_norm", "gap"):
+        assert key in result.metrics[-1]
+
+
+@pytest.mark.slow
+def test_resume_from_a_checkpoint_continues_exactly(tmp_path, pairs):
+    from safetensors.torch import load_file
+
+    straight = train(config(tmp_path, "straight", max_steps=4), pairs)
+    checkpoints = []
+    first = train(config(tmp_path, "halves", max_steps=2, checkpoint_every=1), pairs,
+                  on_checkpoint=checkpoints.append)
+    assert checkpoints[-1] == first.checkpoint_dir and first.checkpoint_dir.endswith("checkpoint-2")
+    assert json.loads((tmp_path / "halves" / "checkpoint-2" / "trainer_state.json").read_text())["step"] == 2
+    seen = []
+    resumed = train(config(tmp_path, "halves", max_steps=4, resume_from="latest"), pairs,
+                    on_progress=lambda step, total, metrics=None, message="": metrics and seen.append(step))
+    assert seen == [3, 4]  # picked up after step 2, not from 0
+    assert [m["step"] for m in resumed.metrics] == [1, 2, 3, 4]
+    a = load_file(f"{straight.lora_dir}/{LORA_WEIGHT_NAME}")
+    b = load_file(f"{resumed.lora_dir}/{LORA_WEIGHT_NAME}")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.allclose(a[key], b[key], atol=1e-6), key
+    assert [m["loss"] for m in resumed.metrics] == pytest.approx([m["loss"] for m in straight.metrics], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_pair_videos_are_encoded_once_and_cached(tmp_path, pairs):
+    train(config(tmp_path, "cached", max_steps=1), pairs)
+    cache = tmp_path / "cached" / "latent-cache.safetensors"
+    stamp = cache.stat().st_mtime_ns
+    train(config(tmp_path, "cached", max_steps=1), pairs)
+    assert cache.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.slow
+def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
+    result = train(config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs)
+    assert "policy_mse" in result.metrics[-1] and "implicit_accuracy" not in result.metrics[-1]
