@@ -9,6 +9,7 @@ is created while holding that clip's row lock, and the slot count is re-checked 
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.db import transaction
@@ -23,6 +24,9 @@ from annotation.services.gold import is_gold_clip_filter, lease_gold_clip_if_due
 MAX_ACTIVE_LEASES_PER_ROUND = 2
 # Rows looked at per attempt; a candidate can turn out full once its lock is held.
 CANDIDATE_BATCH = 8
+# When every open clip is locked by someone else's in-flight transaction, wait briefly and retry.
+BUSY_RETRIES = 200
+BUSY_RETRY_SECONDS = 0.01
 
 
 class AssignmentError(Exception):
@@ -80,12 +84,22 @@ def lease_next_clip(
         )
         if gold_lease is not None:
             return gold_lease
+        busy_retries = 0
         while True:
             candidates = list(
                 _candidates(round_id=round_id, annotator=annotator, exclude=exclude, now=now)
             )
             if not candidates:
-                return None
+                # SKIP LOCKED hides clips another transaction holds for a moment (a submit or a
+                # lease in flight). Only say "nothing left" when no open clip exists even so.
+                still_open = _candidates(
+                    round_id=round_id, annotator=annotator, exclude=exclude, now=now, lock=False
+                ).exists()
+                if not still_open or busy_retries >= BUSY_RETRIES:
+                    return None
+                busy_retries += 1
+                time.sleep(BUSY_RETRY_SECONDS)
+                continue
             for clip in candidates:
                 # Under the row lock the count is exact: leases and ratings of a clip are only
                 # created while holding it.
@@ -98,7 +112,7 @@ def lease_next_clip(
                 exclude.append(clip.pk)
 
 
-def _candidates(*, round_id: int, annotator, exclude: list[int], now):
+def _candidates(*, round_id: int, annotator, exclude: list[int], now, lock: bool = True):
     active_leases = (
         Lease.objects.filter(clip_id=OuterRef("pk"), expires_at__gt=now)
         .order_by()
@@ -109,7 +123,7 @@ def _candidates(*, round_id: int, annotator, exclude: list[int], now):
     mine = Q(Exists(Rating.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
     mine |= Q(Exists(Skip.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
     mine |= Q(Exists(Lease.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
-    return (
+    clips = (
         Clip.objects.filter(
             round_id=round_id, status=Clip.Status.READY, rating_count__lt=F("target_ratings")
         )
@@ -118,10 +132,13 @@ def _candidates(*, round_id: int, annotator, exclude: list[int], now):
         .exclude(is_gold_clip_filter())  # served only through annotation.services.gold
         .annotate(leased=Coalesce(Subquery(active_leases, output_field=IntegerField()), Value(0)))
         .filter(rating_count__lt=F("target_ratings") - F("leased"))
-        .select_related("condition")
-        .select_for_update(skip_locked=True, of=("self",))
-        .order_by("-rating_count", "pk")[:CANDIDATE_BATCH]
+        .order_by("-rating_count", "pk")
     )
+    if not lock:
+        return clips
+    return clips.select_related("condition").select_for_update(skip_locked=True, of=("self",))[
+        :CANDIDATE_BATCH
+    ]
 
 
 def release_lease(*, clip_id: int, annotator) -> None:
