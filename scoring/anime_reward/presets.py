@@ -34,6 +34,7 @@ from transformers import (
 )
 
 ENCODER_NAMES = ("clip", "xclip", "grounding_dino", "sam", "blip")
+RANDOM_ENCODER_SEED = 20250
 
 FULL_SOURCES = {
     "clip": "openai/clip-vit-large-patch14",
@@ -272,7 +273,12 @@ def build_encoders(preset_name: str, *, sources: dict[str, str] | None = None, r
     preset = get_preset(preset_name)
     if preset.name == "tiny" or random_weights:
         configs = _tiny_configs() if preset.name == "tiny" else _full_configs()
-        with torch.device(device):
+        # A fixed seed makes random encoders the same in every process, so a saved head still fits them;
+        # tiny is always initialised on the CPU so it is also the same on every device.
+        init_device = torch.device("cpu" if preset.name == "tiny" else device)
+        cuda = [init_device.index or 0] if init_device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda), init_device:
+            torch.manual_seed(RANDOM_ENCODER_SEED)
             models = {name: _MODEL_CLASSES[name](configs[name]) for name in ENCODER_NAMES}
         tokenizers = _hash_tokenizers(configs)
         used_sources = {name: f"{preset.name}:random" for name in ENCODER_NAMES}
