@@ -40,9 +40,10 @@ def labelled(db):
     r1, r2 = make_round("round one"), make_round("round two")
     raters = [make_user(f"rater{i}", "annotator") for i in range(3)]
     conditions = [
-        make_condition(f"img{i}", f'a girl waves, take {i}, "quoted", comma') for i in range(6)
+        make_condition(f"img{i}", f'a girl waves, take {i}, "quoted", comma') for i in range(5)
     ]
-    # Condition 6 shares condition 0's image; condition 7 shares condition 1's prompt.
+    conditions.append(make_condition("img5b", "two lines:\nback\\slash, tab\there, ünïcode"))
+    # Condition 7 shares condition 0's image; condition 8 shares condition 1's prompt.
     conditions.append(make_condition("img0", "another prompt"))
     conditions.append(
         make_condition("img7", conditions[1].prompt, character_reference="characters/c7.png")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files import File
@@ -35,7 +36,8 @@ from labelhub.dimensions import DIMENSION_KEYS
 logger = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "csv", "parquet")
-FETCH_ROWS = 5000  # rows per server-side fetch and per Parquet row group
+FETCH_ROWS = 5000  # rows per server-side fetch
+PARQUET_BLOCK_BYTES = 4 << 20  # CSV bytes per Parquet row group (a few thousand rows)
 SPLIT_RULE = (
     "grouped: clips sharing a condition image or a prompt form one group (connected components); "
     "groups are ordered by sha256(seed:group) and taken into test while that brings the test share "
@@ -316,36 +318,54 @@ def write_csv(path: Path, sql: str, params: dict, columns, progress=None) -> int
 
 
 def write_jsonl(path: Path, sql: str, params: dict, columns, progress=None) -> int:
-    """One JSON object per line, built by Postgres (row_to_json), fetched in batches."""
-    rows = 0
-    with _server_cursor() as cursor, path.open("w", encoding="utf-8") as out:
-        cursor.execute(f"SELECT row_to_json(q)::text FROM ({sql}) q", params)
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            out.write("\n".join(line for (line,) in batch))
-            out.write("\n")
-            rows += len(batch)
-            if progress:
-                progress(path.name, len(batch))
+    """One JSON object per line, built by Postgres (``row_to_json``) and COPYed out.
+
+    CSV format with a quote and a delimiter that JSON text never contains (Postgres escapes
+    control characters in JSON) passes each line through untouched; text format would double
+    every backslash.
+    """
+    copy_sql = (
+        f"COPY (SELECT row_to_json(q)::text FROM ({sql}) q) TO STDOUT "
+        "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
+    )
+    with connection.cursor() as cursor, path.open("wb") as out:
+        raw = cursor.cursor
+        with raw.copy(copy_sql, params) as copy:
+            for chunk in copy:
+                out.write(chunk)
+        rows = raw.rowcount
+    if progress:
+        progress(path.name, rows)
     return rows
 
 
 def write_parquet(path: Path, sql: str, params: dict, columns, progress=None) -> int:
-    """Parquet with an explicit schema, one row group per fetched batch."""
+    """Parquet with an explicit schema: Postgres COPYs CSV to a scratch file, and pyarrow's
+    streaming CSV reader turns it into one row group per block (constant memory, no per-row
+    Python)."""
     schema = pa.schema([(name, type_) for name, type_, _expr in columns])
     rows = 0
-    with _server_cursor() as cursor, pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        cursor.execute(sql, params)
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            arrays = [
-                pa.array(values, type=field.type)
-                for values, field in zip(zip(*batch, strict=True), schema, strict=True)
-            ]
-            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
-            rows += len(batch)
-            if progress:
-                progress(path.name, len(batch))
-        if rows == 0:
-            writer.write_table(schema.empty_table())
+    with tempfile.TemporaryDirectory(prefix="labelhub-parquet-") as tmp:
+        scratch = Path(tmp) / "rows.csv"
+        write_csv(scratch, sql, params, columns)
+        reader = pa_csv.open_csv(
+            scratch,
+            read_options=pa_csv.ReadOptions(block_size=PARQUET_BLOCK_BYTES),
+            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types={field.name: field.type for field in schema},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+            for batch in reader:
+                writer.write_batch(batch.select(schema.names).cast(schema))
+                rows += batch.num_rows
+                if progress:
+                    progress(path.name, batch.num_rows)
+            if rows == 0:
+                writer.write_table(schema.empty_table())
     return rows
 
 
