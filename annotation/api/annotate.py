@@ -109,7 +109,12 @@ class SubmitRatingView(APIView):
             )
         except RatingError as exc:
             return _error(str(exc), _ERROR_STATUS[exc.code])
-        body = {"rating_id": result.rating.pk, "clip_id": clip_id, "created": result.created}
+        body = {
+            "rating_id": result.rating.pk,
+            "clip_id": clip_id,
+            "created": result.created,
+            "progress": annotator_progress(round_id=result.rating.clip.round_id, annotator=request.user),
+        }
         return Response(
             body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK
         )

@@ -94,6 +94,7 @@
       const video = spareVideo();
       load(video, data.clip);
       upcoming = {clip: data.clip, video, progress: data.progress};
+      renderProgress(data.progress);  // leased after the last submit, so its counts are current
     } catch (e) { /* the next submit fetches again */ }
   }
 
@@ -164,7 +165,7 @@
         return;
       }
       say("Saved.", "ok");
-      await advance();
+      await advance(res.data && res.data.progress);
     } catch (e) {
       say(`Not saved (network error: ${e.message}). Your scores are kept; press Enter to retry.`, "error");
     } finally {
