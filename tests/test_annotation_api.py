@@ -60,7 +60,7 @@ def test_bad_submits_get_clear_errors_and_save_nothing(ingested_clip, annotator)
                          {**scores(3), "colour": 1, "idempotency_key": str(uuid.uuid4())},
                          content_type="application/json")
     assert wrong_field.status_code == 400 and "colour" in wrong_field.json()["detail"]
-    missing = c.post(f"/api/clips/999999/ratings/", {**scores(3), "idempotency_key": str(uuid.uuid4())},
+    missing = c.post("/api/clips/999999/ratings/", {**scores(3), "idempotency_key": str(uuid.uuid4())},
                      content_type="application/json")
     assert missing.status_code == 404
     assert not Rating.objects.exists()
@@ -77,7 +77,7 @@ def test_roles_guard_endpoints(ingested_clip, lead):
     label = lead_client.get(f"/api/clips/{clip.pk}/label/")
     assert label.status_code == 404  # no ratings yet, but leads may ask
     assert lead_client.get(f"/api/clips/{clip.pk}/").json()["source_name"] == "ground_truth"
-    assert client_for(make_user("ann2", "annotator")).get(f"/api/imports/1/").status_code == 403
+    assert client_for(make_user("ann2", "annotator")).get("/api/imports/1/").status_code == 403
 
 
 def test_media_needs_a_lease_and_supports_range(ingested_clip, annotator):
