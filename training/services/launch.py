@@ -1,0 +1,155 @@
+"""Launching, cancelling and resuming the alignment loop's runs (pairs, GAPO/DPO/SFT, generation).
+
+Parameters are validated here, once, with clear errors; the validated values are what the run row
+stores and what its task reads. The task is enqueued on the ``gpu`` queue after commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, fields
+
+from django.conf import settings
+from django.db import transaction
+
+from annotation.models import Round
+from scoring.models import RewardModel
+from training.models import PolicyCheckpoint, PreferencePair, TrainingRun
+from training.services.runs import create_run, request_cancel
+from training.trainer import TrainConfig
+
+Kind = TrainingRun.Kind
+TRAINING_KINDS = (Kind.GAPO, Kind.DPO, Kind.SFT)
+LAUNCHABLE_KINDS = (Kind.PAIRS, *TRAINING_KINDS, Kind.GENERATION)
+# Trainer fields an admin may set from the launch form or API; the rest are set by the service.
+TRAINER_FIELDS = ("beta", "alpha", "lora_rank", "lora_alpha", "learning_rate", "weight_decay", "max_steps",
+                  "batch_pairs", "max_grad_norm", "seed", "checkpoint_every", "log_every", "image_dropout",
+                  "gradient_checkpointing", "mixed_precision")
+
+
+class InvalidParams(ValueError):
+    """Launch parameters that do not make a valid run; the message says which and why."""
+
+
+def _pop(params: dict, key: str, kind: type, default=None, *, required: bool = False):
+    value = params.pop(key, default)
+    if value in (None, ""):
+        if required:
+            raise InvalidParams(f"{key} is required")
+        return default
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as error:
+        raise InvalidParams(f"{key} must be {kind.__name__}, got {value!r}") from error
+
+
+def _pair_source(params: dict) -> dict:
+    round_id = _pop(params, "round_id", int, required=True)
+    if not Round.objects.filter(pk=round_id).exists():
+        raise InvalidParams(f"round {round_id} does not exist")
+    origin = _pop(params, "origin", str, PreferencePair.Origin.REWARD_MODEL)
+    if origin not in (PreferencePair.Origin.REWARD_MODEL, PreferencePair.Origin.HUMAN_LABELS):
+        raise InvalidParams(f"origin must be reward_model or human_labels, got {origin!r}")
+    reward_model_id = _pop(params, "reward_model_id", int)
+    if origin == PreferencePair.Origin.REWARD_MODEL:
+        if reward_model_id is None:
+            raise InvalidParams("reward_model_id is required for pairs from reward-model scores")
+        if not RewardModel.objects.filter(pk=reward_model_id).exists():
+            raise InvalidParams(f"reward model {reward_model_id} does not exist")
+    return {"round_id": round_id, "origin": origin, "reward_model_id": reward_model_id}
+
+
+def validate_params(kind: str, params: dict) -> dict:
+    """Clean launch parameters for ``kind``; raises InvalidParams naming the bad field."""
+    if kind not in LAUNCHABLE_KINDS:
+        raise InvalidParams(f"kind must be one of {', '.join(LAUNCHABLE_KINDS)}, got {kind!r}")
+    params = dict(params or {})
+    if kind == Kind.PAIRS:
+        cleaned = _pair_source(params)
+        cleaned["min_gap"] = _pop(params, "min_gap", float, 0.0)
+        if not 0 <= cleaned["min_gap"] <= 1:
+            raise InvalidParams("min_gap must be in [0, 1]")
+    elif kind in TRAINING_KINDS:
+        cleaned = _pair_source(params)
+        if not PreferencePair.objects.filter(round_id=cleaned["round_id"], origin=cleaned["origin"]).exists():
+            raise InvalidParams(f"round {cleaned['round_id']} has no {cleaned['origin']} pairs yet; build pairs first")
+        cleaned["checkpoint_name"] = _pop(params, "checkpoint_name", str, "")
+        if cleaned["checkpoint_name"] and PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"]).exists():
+            raise InvalidParams(f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already")
+        trainer = {k: params.pop(k) for k in TRAINER_FIELDS if k in params}
+        try:
+            config = TrainConfig(output_dir="-", loss_type=kind, preset=settings.LABELHUB_GENERATOR_PRESET,
+                                 model_path=settings.LABELHUB_COGVIDEOX_PATH, **trainer)
+        except (TypeError, ValueError) as error:
+            raise InvalidParams(str(error).removeprefix("invalid training config: ")) from error
+        cleaned["trainer"] = {k: v for k, v in asdict(config).items() if k not in ("output_dir", "resume_from")}
+    else:  # generation
+        source_round_id = _pop(params, "source_round_id", int, required=True)
+        if not Round.objects.filter(pk=source_round_id).exists():
+            raise InvalidParams(f"round {source_round_id} does not exist")
+        checkpoint_id = _pop(params, "checkpoint_id", int)
+        if checkpoint_id is not None and not PolicyCheckpoint.objects.filter(pk=checkpoint_id).exists():
+            raise InvalidParams(f"policy checkpoint {checkpoint_id} does not exist")
+        cleaned = {
+            "source_round_id": source_round_id,
+            "target_round": _pop(params, "target_round", str, required=True).strip(),
+            "checkpoint_id": checkpoint_id,
+            "candidates_per_condition": _pop(params, "candidates_per_condition", int, 4),
+            "base_seed": _pop(params, "base_seed", int, 0),
+            "inference_steps": _pop(params, "inference_steps", int),
+            "guidance_scale": _pop(params, "guidance_scale", float),
+            "preset": settings.LABELHUB_GENERATOR_PRESET,
+        }
+        if not 1 <= cleaned["candidates_per_condition"] <= 64:
+            raise InvalidParams("candidates_per_condition must be in 1..64")
+        if cleaned["inference_steps"] is not None and cleaned["inference_steps"] < 1:
+            raise InvalidParams("inference_steps must be >= 1")
+        target = Round.objects.filter(name=cleaned["target_round"]).first()
+        if target is not None and target.status != Round.Status.OPEN:
+            raise InvalidParams(f"round {cleaned['target_round']!r} is closed")
+    if params:
+        raise InvalidParams(f"unknown parameter(s) for {kind}: {', '.join(sorted(params))}")
+    return cleaned
+
+
+def _enqueue(run: TrainingRun) -> None:
+    from training.tasks import execute_run_task
+
+    transaction.on_commit(lambda: execute_run_task.delay(run.pk))
+
+
+def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
+    """Validate, create a queued run and enqueue its task on the gpu queue (after commit)."""
+    cleaned = validate_params(kind, params)
+    with transaction.atomic():
+        run = create_run(kind=kind, params=cleaned, created_by=created_by)
+        _enqueue(run)
+    return run
+
+
+def cancel(*, run_id: int) -> TrainingRun:
+    """Cancel a queued run now, a running one at its next progress report."""
+    return request_cancel(run_id)
+
+
+def resume(*, run_id: int, created_by, max_steps: int | None = None) -> TrainingRun:
+    """A new run continuing a failed or cancelled training run from its last checkpoint."""
+    with transaction.atomic():
+        old = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if old.kind not in TRAINING_KINDS:
+            raise InvalidParams("only GAPO/DPO/SFT runs can be resumed; launch other kinds again")
+        if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+            raise InvalidParams(f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed")
+        if not old.checkpoint_path:
+            raise InvalidParams(f"run {old.pk} wrote no checkpoint; launch it again instead")
+        params = {**old.params, "trainer": dict(old.params["trainer"])}
+        params["resume_from"] = old.checkpoint_path
+        params["output_dir"] = old.params.get("output_dir") or old.artifacts.get("output_dir", "")
+        if max_steps is not None:
+            params["trainer"]["max_steps"] = max_steps
+            TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
+        run = create_run(kind=old.kind, params=params, created_by=created_by, resumed_from=old)
+        _enqueue(run)
+    return run
+
+
+TRAINER_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig) if f.name in TRAINER_FIELDS}

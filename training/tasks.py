@@ -1,0 +1,12 @@
+"""Celery tasks of the alignment loop: ids in, services do the work. Routed to the ``gpu`` queue
+(``training.*``), late acknowledgement, prefetch 1 (settings), so a killed worker's message is
+redelivered and ``begin_run`` turns the orphaned run into a failed, resumable one."""
+
+from labelhub.celery import app
+from training.services.jobs import execute_run
+
+
+@app.task(name="training.execute_run", acks_late=True, reject_on_worker_lost=True)
+def execute_run_task(run_id: int) -> int:
+    execute_run(run_id)
+    return run_id
