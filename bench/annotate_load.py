@@ -1,0 +1,463 @@
+"""Load benchmark of the annotation API: 50 annotators rating a 3,000-clip round at once.
+
+    .venv/bin/python bench/annotate_load.py [--annotators 50] [--iterations 30] [--clips 3000]
+
+What it does, start to finish (loopback only, bounded, stops by itself):
+1. drops and re-creates a dedicated database (LABELHUB_DB_NAME, default labelhub_bench_annotate),
+   migrates it, and seeds one round of ``--clips`` ready clips (bulk_create; the media names are
+   dummies: this measures the API, not ingest) and ``--annotators`` annotator users;
+2. starts gunicorn (gunicorn.conf.py, DEBUG off) on a free loopback port against that database;
+3. logs every simulated annotator in through /accounts/login/ (session cookie + CSRF token);
+4. runs the annotators concurrently, one thread each, for ``--iterations`` rounds of:
+   POST /api/rounds/<id>/next/ -> think -> POST /api/clips/<id>/ratings/ -> GET /api/me/
+   (``--think`` seconds between seeing a clip and submitting it, compressed from the ~10-30 s a
+   person takes so that 50 annotators make a heavy load);
+5. prints p50/p99 latency per call, ratings per second, and the ratio of next/submit p99 to the
+   trivial authenticated GET /api/me/ on the same server at the same time;
+6. checks the data: clips rated more than their target (over-assignment), rating_count that
+   disagrees with the ratings, and ClipLabel rows that differ from a recompute (all must be 0);
+7. counts SQL queries per request of each endpoint (in process, Django test client);
+8. stops gunicorn.
+
+Targets: over-assigned 0, labels differing 0, next and submit p99 < 50 ms and within 3x of /api/me/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+DIMENSIONS = (
+    "visual_smoothness",
+    "visual_motion",
+    "visual_appeal",
+    "text_consistency",
+    "image_consistency",
+    "character_consistency",
+)
+PASSWORD = "bench-password"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--annotators", type=int, default=50)
+    parser.add_argument("--iterations", type=int, default=30, help="clips each annotator rates")
+    parser.add_argument("--clips", type=int, default=3000)
+    parser.add_argument("--ratings-per-clip", type=int, default=3)
+    parser.add_argument(
+        "--think", type=float, default=0.5, help="mean seconds between next and submit"
+    )
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
+    parser.add_argument(
+        "--db", default=os.environ.get("LABELHUB_BENCH_DB", "labelhub_bench_annotate")
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    return parser.parse_args()
+
+
+# --- database -------------------------------------------------------------------------------------
+
+
+def recreate_database(name: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from labelhub import settings as raw_settings
+
+    db = raw_settings.DATABASES["default"]
+    with psycopg.connect(
+        dbname="postgres",
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        host=db["HOST"],
+        port=db["PORT"],
+        autocommit=True,
+    ) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def seed(args: argparse.Namespace) -> tuple[int, list[str]]:
+    """One round of ready clips (three per condition) and the annotator users; returns ids."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import Group, User
+
+    from annotation.models import Clip, Condition, Round
+    from labelhub.roles import ANNOTATOR
+
+    round_ = Round.objects.create(name="bench", ratings_per_clip=args.ratings_per_clip)
+    per_condition = 3
+    conditions = Condition.objects.bulk_create(
+        Condition(
+            content_hash=f"{i:064x}",
+            image=f"conditions/bench-{i}.png",
+            image_sha256=f"{i:064x}",
+            prompt=f"bench prompt {i}",
+            prompt_sha256=f"{i:064x}",
+        )
+        for i in range((args.clips + per_condition - 1) // per_condition)
+    )
+    Clip.objects.bulk_create(
+        (
+            Clip(
+                round=round_,
+                condition=conditions[i // per_condition],
+                source_kind=Clip.SourceKind.EXTERNAL,
+                source_name=("hailuo", "vidu", "cogvideox")[i % per_condition],
+                original=f"originals/bench-{i}.mp4",
+                original_sha256=f"{i:064x}",
+                video=f"clips/bench-{i}.mp4",
+                poster=f"posters/bench-{i}.jpg",
+                frames=49,
+                fps=16.0,
+                width=480,
+                height=320,
+                duration=3.0,
+                status=Clip.Status.READY,
+                target_ratings=args.ratings_per_clip,
+            )
+            for i in range(args.clips)
+        ),
+        batch_size=1000,
+    )
+    password = make_password(PASSWORD)  # hashed once: the users share it
+    names = [f"bench-annotator-{i:03d}" for i in range(args.annotators)]
+    users = User.objects.bulk_create(User(username=n, password=password) for n in names)
+    group, _ = Group.objects.get_or_create(name=ANNOTATOR)
+    group.user_set.add(*users)
+    return round_.pk, names
+
+
+# --- server ---------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_gunicorn(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
+    env = {**os.environ, "LABELHUB_DB_NAME": args.db, "LABELHUB_DEBUG": "0"}
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "gunicorn"),
+            "-c",
+            str(ROOT / "gunicorn.conf.py"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(args.workers),
+            "--threads",
+            str(args.threads),
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"gunicorn exited with {process.returncode}; see {log_path}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/accounts/login/", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    process.terminate()
+    raise SystemExit(f"gunicorn did not answer within 60 s; see {log_path}")
+
+
+def stop_gunicorn(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- simulated annotators -------------------------------------------------------------------------
+
+
+@dataclass
+class Timings:
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, name: str, seconds: float) -> None:
+        with self.lock:
+            self.samples.setdefault(name, []).append(seconds)
+
+    def error(self, what: str) -> None:
+        with self.lock:
+            self.errors[what] = self.errors.get(what, 0) + 1
+
+
+def login(base: str, username: str):
+    import httpx
+
+    client = httpx.Client(base_url=base, timeout=30)
+    client.get("/accounts/login/")
+    response = client.post(
+        "/accounts/login/",
+        data={
+            "username": username,
+            "password": PASSWORD,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"],
+        },
+        headers={"Referer": f"{base}/accounts/login/"},
+    )
+    if response.status_code != 302:
+        raise SystemExit(f"login of {username} failed: HTTP {response.status_code}")
+    client.headers["X-CSRFToken"] = client.cookies["csrftoken"]
+    client.headers["Referer"] = f"{base}/"
+    return client
+
+
+def annotate(
+    client,
+    *,
+    round_id: int,
+    iterations: int,
+    think: float,
+    seed: int,
+    timings: Timings,
+    start: threading.Barrier,
+) -> None:
+    rng = random.Random(seed)
+    start.wait()
+    for _ in range(iterations):
+        t0 = time.perf_counter()
+        response = client.post(f"/api/rounds/{round_id}/next/", json={"exclude": []})
+        timings.add("next", time.perf_counter() - t0)
+        if response.status_code == 204:
+            return
+        if response.status_code != 200:
+            timings.error(f"next HTTP {response.status_code}")
+            continue
+        clip_id = response.json()["clip"]["id"]
+        time.sleep(rng.uniform(0, 2 * think))
+        body = {key: rng.randint(1, 5) for key in DIMENSIONS}
+        body.update(seconds_spent=round(rng.uniform(5, 30), 1), idempotency_key=str(uuid.uuid4()))
+        t0 = time.perf_counter()
+        response = client.post(f"/api/clips/{clip_id}/ratings/", json=body)
+        timings.add("submit", time.perf_counter() - t0)
+        if response.status_code != 201:
+            timings.error(f"submit HTTP {response.status_code}")
+        t0 = time.perf_counter()
+        response = client.get("/api/me/")
+        timings.add("me", time.perf_counter() - t0)
+        if response.status_code != 200:
+            timings.error(f"me HTTP {response.status_code}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+# --- checks ---------------------------------------------------------------------------------------
+
+
+def integrity() -> dict[str, int]:
+    from django.db import connection
+
+    from annotation.services.labels import recompute_all_labels
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """
+            SELECT
+              count(*) FILTER (WHERE c.rating_count > c.target_ratings),
+              count(*) FILTER (WHERE coalesce(r.n, 0) > c.target_ratings),
+              count(*) FILTER (WHERE coalesce(r.n, 0) <> c.rating_count)
+            FROM annotation_clip c
+            LEFT JOIN (SELECT clip_id, count(*) AS n FROM annotation_rating
+                       WHERE is_current GROUP BY clip_id) r ON r.clip_id = c.id
+            """
+        )
+        over_count, over_rows, count_mismatch = cursor.fetchone()
+        cursor.execute("SELECT count(*) FROM annotation_rating WHERE is_current")
+        ratings = cursor.fetchone()[0]
+    report = recompute_all_labels(dry_run=True)
+    return {
+        "ratings": ratings,
+        "over_assigned_rating_count": over_count,
+        "over_assigned_ratings": over_rows,
+        "rating_count_mismatch": count_mismatch,
+        "labels_differing": len(report.differing),
+    }
+
+
+def queries_per_request(round_id: int) -> dict[str, int]:
+    """SQL statements each endpoint runs (in process, with a fresh user, DEBUG-independent)."""
+    from django.contrib.auth.models import Group, User
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    from labelhub.roles import ANNOTATOR
+
+    user = User.objects.create_user("bench-query-counter")
+    user.groups.add(Group.objects.get(name=ANNOTATOR))
+    client = Client(HTTP_HOST="127.0.0.1", enforce_csrf_checks=False)
+    client.force_login(user)
+    counts = {}
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.post(
+            f"/api/rounds/{round_id}/next/", {"exclude": []}, content_type="application/json"
+        )
+    counts["next"] = len(ctx.captured_queries)
+    clip_id = response.json()["clip"]["id"]
+    body = dict.fromkeys(DIMENSIONS, 3) | {"seconds_spent": 5, "idempotency_key": str(uuid.uuid4())}
+    with CaptureQueriesContext(connection) as ctx:
+        client.post(f"/api/clips/{clip_id}/ratings/", body, content_type="application/json")
+    counts["submit"] = len(ctx.captured_queries)
+    with CaptureQueriesContext(connection) as ctx:
+        client.get("/api/me/")
+    counts["me"] = len(ctx.captured_queries)
+    return counts
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ["LABELHUB_DB_NAME"] = args.db
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
+    os.environ["LABELHUB_DEBUG"] = "0"
+    os.environ.setdefault("LABELHUB_LOG_LEVEL", "WARNING")
+
+    print(
+        f"database {args.db}: re-created; migrating and seeding {args.clips} clips ...", flush=True
+    )
+    recreate_database(args.db)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+    t0 = time.perf_counter()
+    round_id, usernames = seed(args)
+    print(
+        f"seeded round {round_id}: {args.clips} clips, {len(usernames)} annotators "
+        f"in {time.perf_counter() - t0:.1f} s",
+        flush=True,
+    )
+    from django.db import connection
+
+    connection.close()  # the server processes get their own connections
+
+    log_dir = ROOT / "var" / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / "bench-annotate-gunicorn.log"
+    port = free_port()
+    server = start_gunicorn(args, port, log_path)
+    base = f"http://127.0.0.1:{port}"
+    print(
+        f"gunicorn on {base}: {args.workers} workers x {args.threads} threads (gthread); "
+        f"log {log_path}",
+        flush=True,
+    )
+    try:
+        t0 = time.perf_counter()
+        clients = [login(base, name) for name in usernames]
+        print(
+            f"logged in {len(clients)} annotators in {time.perf_counter() - t0:.1f} s", flush=True
+        )
+        timings = Timings()
+        barrier = threading.Barrier(len(clients) + 1)
+        threads = [
+            threading.Thread(
+                target=annotate,
+                args=(client,),
+                kwargs=dict(
+                    round_id=round_id,
+                    iterations=args.iterations,
+                    think=args.think,
+                    seed=args.seed + i,
+                    timings=timings,
+                    start=barrier,
+                ),
+                daemon=True,
+            )
+            for i, client in enumerate(clients)
+        ]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.join(timeout=args.iterations * (2 * args.think + 30))
+        elapsed = time.perf_counter() - t0
+        for client in clients:
+            client.close()
+    finally:
+        stop_gunicorn(server)
+
+    print()
+    print(
+        f"{len(usernames)} annotators x {args.iterations} iterations, think {args.think} s mean, "
+        f"{elapsed:.1f} s wall"
+    )
+    print(f"{'call':<8}{'n':>7}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for name in ("next", "submit", "me"):
+        values = timings.samples.get(name, [])
+        if values:
+            print(
+                f"{name:<8}{len(values):>7}{1000 * statistics.median(values):>10.1f}"
+                f"{1000 * percentile(values, 0.99):>10.1f}{1000 * max(values):>10.1f}"
+            )
+    submitted = len(timings.samples.get("submit", [])) - sum(
+        n for what, n in timings.errors.items() if what.startswith("submit")
+    )
+    requests = sum(len(v) for v in timings.samples.values())
+    print(f"ratings/s {submitted / elapsed:.1f}   requests/s {requests / elapsed:.1f}")
+    me_p99 = percentile(timings.samples["me"], 0.99)
+    for name in ("next", "submit"):
+        p99 = percentile(timings.samples[name], 0.99)
+        print(
+            f"{name} p99 / me p99 = {p99 / me_p99:.2f}x  (target <= 3x, p99 < 50 ms: "
+            f"{'ok' if p99 < 0.050 and p99 <= 3 * me_p99 else 'MISSED'})"
+        )
+    if timings.errors:
+        print(f"errors: {timings.errors}")
+
+    checks = integrity()
+    print(f"ratings stored {checks.pop('ratings')}")
+    for name, value in checks.items():
+        print(f"{name:<28}{value:>6}  {'ok' if value == 0 else 'FAILED'}")
+    print(f"SQL queries per request: {queries_per_request(round_id)}")
+    failed = any(checks.values())
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
