@@ -1,0 +1,159 @@
+"""AnimeReward on the Django side: train on an export snapshot through the API and the command,
+score a round into ClipScore rows (a corrupt clip is recorded, not fatal), the evaluation page."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.management import call_command
+from django.urls import reverse
+
+from annotation.models import Clip, ClipLabel, Condition
+from annotation.services.exports import create_snapshot
+from labelhub.dimensions import DIMENSION_KEYS
+from scoring.anime_reward.synthetic import make_labelled_clips
+from scoring.models import ClipScore, RewardModel
+from scoring.tasks import train_reward_task
+from tests.conftest import make_user
+from tests.lead_data import make_round, sha
+from training.models import TrainingRun
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _store(local: Path, name: str) -> str:
+    return default_storage.save(name, ContentFile(local.read_bytes()))
+
+
+@pytest.fixture
+def labelled_round(tmp_path):
+    """A round of 24 small real clips with rule-following labels, and a ready export snapshot."""
+    round_ = make_round("reward-r1")
+    for synthetic in make_labelled_clips(tmp_path / "clips", 24, seed=5):
+        key = f"{synthetic.index}"
+        condition = Condition.objects.create(
+            content_hash=sha("cond" + key), image=_store(synthetic.condition_image_path, f"conditions/c{key}.png"),
+            image_sha256=sha("image" + key), prompt=f"{synthetic.prompt} (take {key})", prompt_sha256=sha("p" + key),
+        )
+        video = _store(synthetic.video_path, f"clips/v{key}.mp4")
+        clip = Clip.objects.create(
+            round=round_, condition=condition, source_kind="external", source_name="toy", original=video,
+            original_sha256=sha("orig" + key), video=video, status=Clip.Status.READY, target_ratings=3,
+            rating_count=3,
+        )
+        ClipLabel.objects.create(
+            clip=clip, count=3, overall=sum(synthetic.labels.values()) / 6,
+            **{f"{k}_mean": v for k, v in synthetic.labels.items()},
+            **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
+        )
+    snapshot = create_snapshot(round_ids=[round_.pk], test_fraction=0.25, seed=0)
+    assert snapshot.row_counts["clips"] == 24
+    return round_, snapshot
+
+
+@pytest.mark.slow
+def test_admin_trains_a_reward_model_then_scores_the_round(client, labelled_round, django_capture_on_commit_callbacks):
+    round_, snapshot = labelled_round
+    admin, lead, annotator = make_user("adam", "admin"), make_user("lena", "lead"), make_user("anna", "annotator")
+
+    client.force_login(lead)
+    response = client.post(reverse("scoring:api_train"), {"snapshot_id": snapshot.pk}, content_type="application/json")
+    assert response.status_code == 403  # launching is for admins
+
+    client.force_login(admin)
+    response = client.post(reverse("scoring:api_train"),
+                           {"snapshot_id": snapshot.pk, "config": {"epochs": 0}}, content_type="application/json")
+    assert response.status_code == 400 and "epochs" in response.json()["detail"]
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("scoring:api_train"),
+                               {"snapshot_id": snapshot.pk, "name": "toy-reward", "config": {"epochs": 5}},
+                               content_type="application/json")
+    assert response.status_code == 202
+    run = TrainingRun.objects.get(pk=response.json()["run_id"])
+    assert run.kind == TrainingRun.Kind.REWARD_TRAINING and run.status == TrainingRun.Status.SUCCEEDED
+    assert run.step == run.total_steps > 0
+    assert any("visual_appeal/loss" in point for point in run.metrics)
+    reward_model = RewardModel.objects.get(name="toy-reward")
+    assert run.artifacts["reward_model_id"] == reward_model.pk
+    assert set(reward_model.metrics) == {*DIMENSION_KEYS, "overall"}
+    test_clips = reward_model.config["test_clips"]
+    assert test_clips == snapshot.row_counts["test"] and reward_model.config["train_clips"] == 24 - test_clips
+    assert len(reward_model.evaluation["clips"]) == test_clips
+    for key in DIMENSION_KEYS:
+        assert (Path(reward_model.checkpoint_dir) / key / "head.safetensors").exists()
+
+    # A redelivered task does no harm: the run is no longer queued.
+    assert train_reward_task.delay(run.pk).get() is None
+    assert RewardModel.objects.count() == 1
+
+    # The evaluation page: metrics and one scatter plot per dimension plus overall, leads only.
+    client.force_login(lead)
+    page = client.get(reverse("scoring:reward_model", args=[reward_model.pk]))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert html.count("<svg") == 7 and html.count("<circle") == 7 * test_clips
+    assert "Spearman" in html and "toy-reward" in html
+    assert client.get(reverse("scoring:reward_models")).status_code == 200
+    client.force_login(annotator)
+    assert client.get(reverse("scoring:reward_model", args=[reward_model.pk])).status_code == 403
+
+    # Scoring the round: one clip's file is corrupt; it gets an error row, the rest are scored.
+    broken = Clip.objects.filter(round=round_).order_by("pk").first()
+    with default_storage.open(broken.video.name, "wb") as fh:
+        fh.write(b"not a video at all")
+    client.force_login(admin)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(reverse("scoring:api_score", args=[reward_model.pk]), {"round_id": round_.pk},
+                               content_type="application/json")
+    assert response.status_code == 202
+    scoring_run = TrainingRun.objects.get(pk=response.json()["run_id"])
+    assert scoring_run.status == TrainingRun.Status.SUCCEEDED
+    assert scoring_run.artifacts == {"scored": 23, "failed": 1, "already_scored": 0}
+    assert f"clip {broken.pk} not scored" in scoring_run.log_tail
+    scores = ClipScore.objects.filter(reward_model=reward_model)
+    assert scores.count() == 24
+    failed = scores.get(clip=broken)
+    assert failed.error and failed.overall is None
+    for score in scores.exclude(clip=broken):
+        rewards = score.rewards()
+        assert score.error == "" and all(0.0 <= v <= 1.0 for v in rewards.values())
+        assert score.overall == pytest.approx(sum(rewards.values()) / 6, abs=1e-6)
+
+    # Idempotent: scoring again only retries the failed clip.
+    first_ids = dict(scores.values_list("clip_id", "pk"))
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("scoring:api_score", args=[reward_model.pk]), {"round_id": round_.pk},
+                    content_type="application/json")
+    again = TrainingRun.objects.filter(kind=TrainingRun.Kind.SCORING).order_by("-pk").first()
+    assert again.artifacts == {"scored": 0, "failed": 1, "already_scored": 23}
+    assert dict(ClipScore.objects.filter(reward_model=reward_model).values_list("clip_id", "pk")) == first_ids
+
+    listing = client.get(reverse("scoring:api_scores", args=[reward_model.pk]), {"round": round_.pk})
+    assert len(listing.json()["results"]) == 24
+
+
+@pytest.mark.slow
+def test_commands_train_and_score_with_progress(labelled_round, capsys):
+    round_, snapshot = labelled_round
+    call_command("train_reward", snapshot=snapshot.pk, epochs=2, name="from-command",
+                 dimensions="visual_appeal,visual_motion")
+    out = capsys.readouterr()
+    reward_model = RewardModel.objects.get(name="from-command")
+    assert "from-command" in out.out and "visual_appeal" in out.out
+    assert "reward run" in out.err  # the tqdm bar
+    assert reward_model.run.status == TrainingRun.Status.SUCCEEDED
+
+    clip_ids = list(Clip.objects.filter(round=round_).values_list("pk", flat=True)[:3])
+    call_command("score_clips", reward_model=reward_model.pk, clips=",".join(map(str, clip_ids)), batch_size=2)
+    assert "scored 3, failed 0" in capsys.readouterr().out
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 3
