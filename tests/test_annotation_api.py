@@ -118,3 +118,20 @@ def test_openapi_schema_lists_the_flow(annotator):
     for path in ("/api/rounds/{round_id}/next/", "/api/clips/{clip_id}/ratings/", "/api/clips/{clip_id}/skip/",
                  "/api/clips/{clip_id}/flag/", "/api/imports/"):
         assert path in text
+
+
+def test_upload_page_imports_a_manifest_and_shows_the_report(tmp_path, lead, annotator, video_factory,
+                                                            django_capture_on_commit_callbacks):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    round_ = make_round("r1")
+    video = video_factory()
+    manifest = f'{{"video": "{video}", "prompt": "p"}}\n{{"video": "{video}", "prompt": "p", "seed": "x"}}\n'
+    assert client_for(annotator).get("/lead/import/").status_code == 403
+    c = client_for(lead)
+    with django_capture_on_commit_callbacks(execute=True):
+        resp = c.post("/lead/import/", {"manifest": SimpleUploadedFile("m.jsonl", manifest.encode()),
+                                        "round_id": round_.pk})
+    assert resp.status_code == 302
+    page = c.get(resp["Location"]).content.decode()
+    assert "1 imported, 1 with errors" in page and "&#x27;seed&#x27; must be an integer" in page
