@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from annotation.models import Clip, ClipLabel, ImportBatch
 from annotation.selectors.clips import annotator_clip_payload, annotator_progress, can_view_clip
+from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 from annotation.services.assignment import AssignmentError, lease_next_clip
 from annotation.services.ratings import RatingError, skip_clip, submit_rating
@@ -246,7 +247,7 @@ class ImportListView(APIView):
             )
         except (ingest.ManifestError, UnicodeDecodeError) as exc:
             return _error(f"cannot read the manifest: {exc}", 400)
-        return Response(ingest.batch_report(batch), status=status.HTTP_202_ACCEPTED)
+        return Response(batch_report(batch), status=status.HTTP_202_ACCEPTED)
 
 
 class ImportDetailView(APIView):
@@ -255,4 +256,4 @@ class ImportDetailView(APIView):
     @extend_schema(responses={200: OpenApiResponse(description="batch report")})
     def get(self, request, batch_id: int):
         batch = get_object_or_404(ImportBatch, pk=batch_id)
-        return Response(ingest.batch_report(batch))
+        return Response(batch_report(batch))

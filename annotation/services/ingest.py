@@ -390,26 +390,3 @@ def _finish_batch_if_done(batch_id: int) -> None:
     ).exists()
     if not pending:
         ImportBatch.objects.filter(pk=batch_id).update(status=ImportBatch.Status.DONE)
-
-
-def batch_report(batch: ImportBatch) -> dict:
-    rows = list(batch.rows.all())
-    counts = {
-        status: sum(1 for r in rows if r.status == status) for status in ImportRow.Status.values
-    }
-    return {
-        "id": batch.pk,
-        "manifest": batch.manifest_name,
-        "status": batch.status,
-        "counts": counts,
-        "rows": [
-            {
-                "line": r.line,
-                "video": r.video_path,
-                "status": r.status,
-                "message": r.message,
-                "clip_id": r.clip_id,
-            }
-            for r in rows
-        ],
-    }

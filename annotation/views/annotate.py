@@ -9,6 +9,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 
 from annotation.models import ImportBatch, Round
 from annotation.selectors.clips import open_rounds_for
+from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 from labelhub.dimensions import DIMENSIONS
 from labelhub.roles import ANNOTATOR, LEAD, has_role
@@ -75,5 +76,5 @@ def import_report_page(request, batch_id: int):
     return render(
         request,
         "annotation/import_report.html",
-        {"report": ingest.batch_report(batch), "batch": batch},
+        {"report": batch_report(batch), "batch": batch},
     )

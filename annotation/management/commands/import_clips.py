@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from annotation.models import ImportBatch, ImportRow, Round
+from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 
 
@@ -41,7 +42,7 @@ class Command(BaseCommand):
         except ingest.ManifestError as exc:
             raise CommandError(str(exc)) from exc
         self._wait(batch, timeout)
-        report = ingest.batch_report(ImportBatch.objects.get(pk=batch.pk))
+        report = batch_report(ImportBatch.objects.get(pk=batch.pk))
         for row in report["rows"]:
             if row["status"] == ImportRow.Status.ERROR:
                 self.stdout.write(self.style.ERROR(f"line {row['line']}: {row['video']}: {row['message']}"))
