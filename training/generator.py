@@ -41,7 +41,7 @@ class VideoShape:
 
 SHAPES: dict[str, VideoShape] = {
     "tiny": VideoShape(frames=9, height=32, width=32, fps=8, inference_steps=8, guidance_scale=1.0),
-    # METHOD.md: 49 frames at 480x720, 16 fps... the released pipeline writes 8 fps; 50 steps, guidance 6.
+    # METHOD.md: 49 frames at 480x720, 16 fps, 50 sampling steps, guidance 6.
     "cogvideox-5b-i2v": VideoShape(frames=49, height=480, width=720, fps=16, inference_steps=50, guidance_scale=6.0),
 }
 
