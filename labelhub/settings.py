@@ -150,6 +150,13 @@ LABELHUB_FLAGS_TO_PULL_CLIP = env_int("LABELHUB_FLAGS_TO_PULL_CLIP", 2)
 LABELHUB_REWARD_PRESET = env_str("LABELHUB_REWARD_PRESET", "tiny")
 LABELHUB_GENERATOR_PRESET = env_str("LABELHUB_GENERATOR_PRESET", "tiny")
 LABELHUB_COGVIDEOX_PATH = env_str("LABELHUB_COGVIDEOX_PATH", "THUDM/CogVideoX-5b-I2V")
+# Full AnimeReward encoders: LABELHUB_REWARD_SOURCE_<NAME> (CLIP, XCLIP, GROUNDING_DINO, SAM, BLIP) is
+# a local directory or hub id; unset names fall back to the released checkpoints' hub ids.
+LABELHUB_REWARD_SOURCES = {
+    name: os.environ[f"LABELHUB_REWARD_SOURCE_{name.upper()}"]
+    for name in ("clip", "xclip", "grounding_dino", "sam", "blip")
+    if os.environ.get(f"LABELHUB_REWARD_SOURCE_{name.upper()}")
+}
 LABELHUB_ARTIFACTS_ROOT = Path(env_str("LABELHUB_ARTIFACTS_ROOT", str(BASE_DIR / "var" / "artifacts")))
 
 # Celery: Redis broker, two queues. GPU work: late ack, prefetch 1, one task at a time per worker.
