@@ -47,8 +47,8 @@ def _pair_source(params: dict) -> dict:
     if not Round.objects.filter(pk=round_id).exists():
         raise InvalidParams(f"round {round_id} does not exist")
     origin = _pop(params, "origin", str, PreferencePair.Origin.REWARD_MODEL)
-    if origin not in (PreferencePair.Origin.REWARD_MODEL, PreferencePair.Origin.HUMAN_LABELS):
-        raise InvalidParams(f"origin must be reward_model or human_labels, got {origin!r}")
+    if origin not in PreferencePair.Origin.values:
+        raise InvalidParams(f"origin must be one of {', '.join(PreferencePair.Origin.values)}, got {origin!r}")
     reward_model_id = _pop(params, "reward_model_id", int)
     if origin == PreferencePair.Origin.REWARD_MODEL:
         if reward_model_id is None:

@@ -55,8 +55,11 @@ def build_round_pairs(
     round_ = Round.objects.get(pk=round_id)
     if reward_model_id is not None:
         RewardModel.objects.get(pk=reward_model_id)  # a clear DoesNotExist rather than an FK error
-    pairs = build_pairs(round_candidates(round_id=round_id, origin=origin, reward_model_id=reward_model_id),
-                        min_gap=min_gap)
+    if origin == Origin.HUMAN_JUDGEMENTS:
+        pairs = [p for p in judged_pairs(round_id=round_id) if p.reward_difference >= min_gap]
+    else:
+        pairs = build_pairs(round_candidates(round_id=round_id, origin=origin, reward_model_id=reward_model_id),
+                            min_gap=min_gap)
     with transaction.atomic():
         PreferencePair.objects.filter(round=round_, origin=origin, reward_model_id=reward_model_id).delete()
         return PreferencePair.objects.bulk_create(
@@ -65,6 +68,25 @@ def build_round_pairs(
                            origin=origin, reward_model_id=reward_model_id, run_id=run_id)
             for p in pairs
         )
+
+
+def judged_pairs(*, round_id: int) -> list[Pair]:
+    """Pairs from human A/B judgements of the round's clips, where a majority picked a winner.
+
+    The rewards are the share of judges who preferred each clip (2 of 3 -> 0.67 vs 0.33), so GAPO's
+    gap weight grows with how clearly the humans agreed.
+    """
+    from annotation.selectors.pairwise import iter_preference_pairs
+
+    in_round = set(Clip.objects.filter(round_id=round_id).values_list("pk", flat=True))
+    pairs = []
+    for judged in iter_preference_pairs():
+        if judged["winner_clip_id"] not in in_round or judged["loser_clip_id"] not in in_round:
+            continue
+        share = judged["votes_for_winner"] / judged["judges"]
+        pairs.append(Pair(condition_id=judged["condition_id"], winner_clip_id=judged["winner_clip_id"],
+                          loser_clip_id=judged["loser_clip_id"], winner_reward=share, loser_reward=1 - share))
+    return pairs
 
 
 def pairs_for_training(*, round_id: int, origin: str | None = None, reward_model_id: int | None = None) -> list[Pair]:
