@@ -1,0 +1,39 @@
+"""launch_run from the shell: validated parameters, run executed by the (eager) gpu task, progress shown."""
+
+import uuid
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from annotation.models import Clip
+from annotation.services.ratings import submit_rating
+from tests.conftest import make_user
+from tests.factories import make_ready_clips, make_round, scores
+from training.models import PreferencePair, TrainingRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_launch_pairs_from_human_labels_and_wait(capsys):
+    round_ = make_round(ratings_per_clip=1)
+    good, bad = make_ready_clips(round_, 2)
+    Clip.objects.filter(pk=bad.pk).update(condition=good.condition)
+    rater = make_user("r", "annotator")
+    submit_rating(clip_id=good.pk, annotator=rater, scores=scores(5), idempotency_key=uuid.uuid4())
+    submit_rating(clip_id=bad.pk, annotator=rater, scores=scores(2), idempotency_key=uuid.uuid4())
+
+    call_command("launch_run", "pairs", f"round_id={round_.pk}", "origin=human_labels", "--wait")
+    out = capsys.readouterr().out
+    assert "succeeded" in out
+    pair = PreferencePair.objects.get()
+    assert (pair.winner_id, pair.loser_id) == (good.pk, bad.pk)
+    assert (pair.winner_reward, pair.loser_reward) == (pytest.approx(1.0), pytest.approx(0.25))
+    assert TrainingRun.objects.get().status == TrainingRun.Status.SUCCEEDED
+
+
+def test_launch_rejects_bad_parameters_with_a_clear_error():
+    with pytest.raises(CommandError, match="round_id is required"):
+        call_command("launch_run", "pairs", "origin=human_labels")
+    with pytest.raises(CommandError, match="unknown parameter"):
+        call_command("launch_run", "pairs", f"round_id={make_round().pk}", "origin=human_labels", "colour=red")
+    assert not TrainingRun.objects.exists()

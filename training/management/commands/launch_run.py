@@ -1,0 +1,72 @@
+"""manage.py launch_run KIND key=value ...: launch a pairs / GAPO / DPO / SFT / generation run.
+
+The run goes to the gpu queue like one launched from the page; ``--wait`` follows its progress.
+"""
+
+import json
+import time
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from training.models import TrainingRun
+from training.services.launch import LAUNCHABLE_KINDS, InvalidParams, launch_run
+
+FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
+
+
+def parse_params(pairs: list[str]) -> dict:
+    params = {}
+    for item in pairs:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CommandError(f"parameters are key=value, got {item!r}")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+class Command(BaseCommand):
+    help = (
+        "Launch a training run. Examples: launch_run pairs round_id=3 origin=human_labels; "
+        "launch_run gapo round_id=3 origin=human_labels max_steps=200; "
+        "launch_run generation source_round_id=3 target_round=round-4 checkpoint_id=2"
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("kind", choices=LAUNCHABLE_KINDS)
+        parser.add_argument("params", nargs="*", help="key=value (values parsed as JSON when they can be)")
+        parser.add_argument("--user", help="username recorded as the launcher")
+        parser.add_argument("--wait", action="store_true", help="follow the run's progress until it ends")
+
+    def handle(self, *args, kind: str, params: list[str], user: str | None, wait: bool, **options):
+        launcher = get_user_model().objects.filter(username=user).first() if user else None
+        if user and launcher is None:
+            raise CommandError(f"no user {user!r}")
+        try:
+            run = launch_run(kind=kind, params=parse_params(params), created_by=launcher)
+        except InvalidParams as exc:
+            raise CommandError(str(exc)) from exc
+        self.stdout.write(f"launched {run} (queue: gpu)")
+        if wait:
+            self._follow(run.pk)
+
+    def _follow(self, run_id: int) -> None:
+        with tqdm(desc=f"run {run_id}", unit="step") as bar:
+            while True:
+                run = TrainingRun.objects.get(pk=run_id)
+                bar.total = run.total_steps or None
+                bar.n = run.step
+                if run.metrics:
+                    bar.set_postfix({k: v for k, v in run.metrics[-1].items() if k != "step"}, refresh=False)
+                bar.refresh()
+                if run.status in FINISHED:
+                    break
+                time.sleep(1)
+        style = self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.ERROR
+        self.stdout.write(style(f"run {run_id} {run.status}{': ' + run.error if run.error else ''}"))
+        if run.artifacts:
+            self.stdout.write(json.dumps(run.artifacts, indent=2, default=str))
