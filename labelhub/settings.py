@@ -175,6 +175,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_TASK_SOFT_TIME_LIMIT", 6 * 3600)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+# A GPU job reports a heartbeat with its progress; a RUNNING run silent this long lost its worker
+# and is marked failed (resumable from its last checkpoint) by the beat task below.
+LABELHUB_RUN_STALE_SECONDS = env_int("LABELHUB_RUN_STALE_SECONDS", 600)
+CELERY_BEAT_SCHEDULE = {
+    "fail-stale-runs": {"task": "training.fail_stale_runs", "schedule": 60.0, "options": {"queue": "default"}},
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [

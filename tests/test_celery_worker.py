@@ -1,67 +1,93 @@
-"""Ingest through a real Celery worker process over the real Redis broker (no eager mode)."""
+"""Work on real Celery worker processes over the real Redis broker (no eager mode)."""
 
 import os
-import subprocess
-import sys
+import signal
 import time
-from pathlib import Path
+from datetime import timedelta
 
 import pytest
-from django.conf import settings
-from django.db import connection
+from django.utils import timezone
 
 from annotation.models import ImportRow
 from annotation.services.ingest import import_manifest_file
-from labelhub.celery import app
+from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
+from tests.test_training_runs import seed_round  # noqa: F401  (fixture)
+from tests.workers import celery_worker
+from training.models import PolicyCheckpoint, TrainingRun
+from training.services import launch
+from training.services.pairs import build_round_pairs
+from training.services.runs import fail_stale_runs
+from training.toy import mean_brightness
 
 pytestmark = pytest.mark.django_db(transaction=True)
-BROKER = os.environ.get("LABELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-@pytest.fixture
-def real_worker(isolated_media, tmp_path):
-    saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
-    app.conf.update(task_always_eager=False, broker_url=BROKER)
-    with app.connection_for_write() as conn:  # start from an empty queue
-        conn.default_channel.client.flushdb()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "labelhub.settings",
-        "LABELHUB_DB_NAME": connection.settings_dict["NAME"],
-        "LABELHUB_REDIS_URL": BROKER,
-        "LABELHUB_CELERY_EAGER": "0",
-        "LABELHUB_MEDIA_ROOT": str(isolated_media),
-        "LABELHUB_IMPORT_ROOTS": ",".join(str(p) for p in settings.LABELHUB_IMPORT_ROOTS),
-    }
-    log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "labelhub", "worker", "-Q", "default", "-P", "solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=Path(settings.BASE_DIR), env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    yield worker
-    worker.terminate()
-    worker.wait(timeout=30)
-    log.close()
-    app.conf.update(saved)
+def wait_for(predicate, *, worker, log_path, timeout=90.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        assert worker.poll() is None, log_path.read_text()
+        time.sleep(0.3)
+    raise AssertionError(f"timed out; worker log:\n{log_path.read_text()[-3000:]}")
 
 
-def test_ingest_runs_on_a_real_worker(real_worker, tmp_path, video_factory):
+def test_ingest_runs_on_a_real_worker(isolated_media, tmp_path, video_factory):
     make_round("r1")
     good = video_factory("good.mp4")
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"this is not a video at all" * 10)
-    batch = import_manifest_file(path=write_manifest(tmp_path / "m.jsonl", [
-        {"video": str(good), "prompt": "p", "round": "r1"},
-        {"video": str(bad), "prompt": "p", "round": "r1"},
-    ]))
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        statuses = list(ImportRow.objects.filter(batch=batch).order_by("line").values_list("status", flat=True))
-        if all(s in {"ok", "error"} for s in statuses):
-            break
-        assert real_worker.poll() is None, (tmp_path / "worker.log").read_text()
-        time.sleep(0.3)
-    assert statuses == ["ok", "error"], (tmp_path / "worker.log").read_text()
-    assert "not a readable video" in ImportRow.objects.get(batch=batch, line=2).message
+    log_path = tmp_path / "worker.log"
+    with celery_worker(queues="default", media_root=isolated_media, log_path=log_path) as worker:
+        batch = import_manifest_file(path=write_manifest(tmp_path / "m.jsonl", [
+            {"video": str(good), "prompt": "p", "round": "r1"},
+            {"video": str(bad), "prompt": "p", "round": "r1"},
+        ]))
+        def rows():
+            return list(ImportRow.objects.filter(batch=batch).order_by("line"))
+
+        wait_for(lambda: all(r.status in {"ok", "error"} for r in rows()), worker=worker, log_path=log_path)
+        rows = rows()
+    assert [r.status for r in rows] == ["ok", "error"]
+    assert "not a readable video" in rows[1].message
+
+
+@pytest.mark.slow
+def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
+    seed_round, admin_user, isolated_media, tmp_path, django_capture_on_commit_callbacks  # noqa: F811
+):
+    reward_model = RewardModel.objects.create(name="brightness", preset="exact", checkpoint_dir="-")
+    for clip in seed_round.clips.all():
+        ClipScore.objects.create(clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path))
+    # Pairs need two clips of one condition: reuse the seed conditions by pairing clips across them.
+    clips = list(seed_round.clips.order_by("pk"))
+    for loser in clips[1::2]:
+        loser.condition = clips[clips.index(loser) - 1].condition
+        loser.save(update_fields=["condition"])
+    assert build_round_pairs(round_id=seed_round.pk, origin="reward_model", reward_model_id=reward_model.pk)
+
+    log_path = tmp_path / "gpu-worker.log"
+    with celery_worker(queues="gpu", media_root=isolated_media, log_path=log_path) as worker:
+        run = launch.launch_run(kind="gapo", created_by=admin_user, params={
+            "round_id": seed_round.pk, "origin": "reward_model", "reward_model_id": reward_model.pk,
+            "max_steps": 100000, "checkpoint_every": 2, "learning_rate": 1e-3})
+        wait_for(lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path, worker=worker, log_path=log_path,
+                 timeout=180)
+        os.kill(worker.pid, signal.SIGKILL)  # the GPU host dies mid-run
+        worker.wait(timeout=30)
+
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.RUNNING  # nobody has noticed yet
+    assert fail_stale_runs(now=timezone.now() + timedelta(hours=1)) == 1
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.FAILED and run.checkpoint_path
+    resumed_at = int(run.checkpoint_path.rstrip("/").rsplit("-", 1)[1])
+
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = launch.resume(run_id=run.pk, created_by=admin_user, max_steps=resumed_at + 2)
+    resumed.refresh_from_db()
+    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert f"at step {resumed_at}" in resumed.log_tail
+    assert resumed.metrics[0]["step"] == resumed_at + 1  # continued, not restarted
+    assert PolicyCheckpoint.objects.filter(run=resumed).exists()

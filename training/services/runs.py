@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from training.models import TrainingRun
 
 LOG_TAIL_CHARS = 8000
-HEARTBEAT_STALE_AFTER = timedelta(minutes=10)
 
 
 class RunCancelled(Exception):
@@ -147,9 +147,8 @@ def request_cancel(run_id: int) -> TrainingRun:
 def fail_stale_runs(*, now=None) -> int:
     """Mark RUNNING runs whose worker stopped sending heartbeats as failed (worker killed)."""
     now = now or timezone.now()
-    stale = TrainingRun.objects.filter(
-        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=now - HEARTBEAT_STALE_AFTER
-    )
+    stale_after = timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
+    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=now - stale_after)
     count = 0
     for run_id in stale.values_list("pk", flat=True):
         fail_run(run_id, error="no heartbeat: the worker was lost; resume from the last checkpoint")
