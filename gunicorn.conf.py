@@ -21,13 +21,18 @@ max_requests_jitter = 500
 
 
 def post_worker_init(worker):
-    """Serve /static/ (collected into STATIC_ROOT) from each worker with WhiteNoise.
+    """Before a worker takes requests: import every URL module, and serve /static/ with WhiteNoise.
 
-    Gunicorn, unlike runserver, serves no static files; the annotator page needs its JS. Skipped
-    when the settings already install WhiteNoise's middleware.
+    Django imports the URLconf (and with it every view module and what they import) on the first
+    request; done here, that cost is paid at boot instead of by an annotator's request.
+    Gunicorn, unlike runserver, serves no static files, and the annotator page needs its JS:
+    WhiteNoise serves STATIC_ROOT unless the settings already install its middleware.
     """
     from django.conf import settings
+    from django.urls import get_resolver
     from whitenoise import WhiteNoise
+
+    get_resolver().url_patterns  # noqa: B018 - the import is the point
 
     if "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE:
         return

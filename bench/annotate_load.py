@@ -10,13 +10,14 @@ What it does, start to finish (loopback only, bounded, stops by itself):
 3. logs every simulated annotator in through /accounts/login/ (session cookie + CSRF token);
 4. runs the annotators concurrently, one thread each, for ``--iterations`` rounds of:
    POST /api/rounds/<id>/next/ -> think -> POST /api/clips/<id>/ratings/ -> GET /api/me/
-   (``--think`` seconds between seeing a clip and submitting it, compressed from the ~10-30 s a
-   person takes so that 50 annotators make a heavy load);
+   (``--think`` seconds, uniform in [0, 2 x think], between seeing a clip and submitting it:
+   2 s by default, compressed ~10x from the 10-30 s a person takes, so 50 annotators offer ~20
+   ratings/s; ``--think 0`` measures saturation instead, where latency is all queueing);
 5. prints p50/p99 latency per call, ratings per second, and the ratio of next/submit p99 to the
    trivial authenticated GET /api/me/ on the same server at the same time;
 6. checks the data: clips rated more than their target (over-assignment), rating_count that
    disagrees with the ratings, and ClipLabel rows that differ from a recompute (all must be 0);
-7. counts SQL queries per request of each endpoint (in process, Django test client);
+7. measures SQL queries and in-process time per request of each endpoint (Django test client);
 8. stops gunicorn.
 
 Targets: over-assigned 0, labels differing 0, next and submit p99 < 50 ms and within 3x of /api/me/.
@@ -58,7 +59,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--clips", type=int, default=3000)
     parser.add_argument("--ratings-per-clip", type=int, default=3)
     parser.add_argument(
-        "--think", type=float, default=0.5, help="mean seconds between next and submit"
+        "--think", type=float, default=2.0, help="mean seconds between next and submit"
     )
     parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker")
@@ -66,13 +67,20 @@ def parse_args() -> argparse.Namespace:
         "--db", default=os.environ.get("LABELHUB_BENCH_DB", "labelhub_bench_annotate")
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--pg-log-slow-ms",
+        type=int,
+        default=None,
+        help="log statements slower than this in the server log (ALTER DATABASE ... SET "
+        "log_min_duration_statement), to see which query makes a slow tail",
+    )
     return parser.parse_args()
 
 
 # --- database -------------------------------------------------------------------------------------
 
 
-def recreate_database(name: str) -> None:
+def recreate_database(name: str, *, log_slow_ms: int | None = None) -> None:
     import psycopg
     from psycopg import sql
 
@@ -91,6 +99,12 @@ def recreate_database(name: str) -> None:
             sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        if log_slow_ms is not None:
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} SET log_min_duration_statement = {}").format(
+                    sql.Identifier(name), sql.Literal(log_slow_ms)
+                )
+            )
 
 
 def seed(args: argparse.Namespace) -> tuple[int, list[str]]:
@@ -153,8 +167,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start_gunicorn(args: argparse.Namespace, port: int, log_path: Path) -> subprocess.Popen:
+def start_gunicorn(
+    args: argparse.Namespace, port: int, log_path: Path, access_path: Path
+) -> subprocess.Popen:
     env = {**os.environ, "LABELHUB_DB_NAME": args.db, "LABELHUB_DEBUG": "0"}
+    access_path.unlink(missing_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
         [
@@ -169,6 +186,10 @@ def start_gunicorn(args: argparse.Namespace, port: int, log_path: Path) -> subpr
             str(args.threads),
             "--log-level",
             "warning",
+            "--access-logfile",
+            str(access_path),
+            "--access-logformat",
+            "%(m)s %(U)s %(s)s %(D)s",  # method, path, status, microseconds inside the worker
         ],
         cwd=ROOT,
         env=env,
@@ -282,6 +303,18 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
+def server_times(access_path: Path, round_id: int) -> dict[str, list[float]]:
+    """Seconds each API call spent inside a gunicorn worker, from the access log."""
+    kinds = {f"/api/rounds/{round_id}/next/": "next", "/api/me/": "me"}
+    times: dict[str, list[float]] = {"next": [], "submit": [], "me": []}
+    for line in access_path.read_text().splitlines():
+        method, path, _status, micros = line.split()
+        kind = kinds.get(path) or ("submit" if path.endswith("/ratings/") else None)
+        if kind:
+            times[kind].append(int(micros) / 1e6)
+    return {name: values for name, values in times.items() if values}
+
+
 # --- checks ---------------------------------------------------------------------------------------
 
 
@@ -315,8 +348,9 @@ def integrity() -> dict[str, int]:
     }
 
 
-def queries_per_request(round_id: int) -> dict[str, int]:
-    """SQL statements each endpoint runs (in process, with a fresh user, DEBUG-independent)."""
+def profile_endpoints(round_id: int, *, repeat: int = 30) -> dict[str, tuple[int, float]]:
+    """Per endpoint: SQL statements per request and mean in-process time (ms), one request at a
+    time through Django's test client: the server-side cost without queueing or HTTP."""
     from django.contrib.auth.models import Group, User
     from django.db import connection
     from django.test import Client
@@ -324,25 +358,40 @@ def queries_per_request(round_id: int) -> dict[str, int]:
 
     from labelhub.roles import ANNOTATOR
 
-    user = User.objects.create_user("bench-query-counter")
+    user = User.objects.create_user("bench-profiler")
     user.groups.add(Group.objects.get(name=ANNOTATOR))
-    client = Client(HTTP_HOST="127.0.0.1", enforce_csrf_checks=False)
+    client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
-    counts = {}
-    with CaptureQueriesContext(connection) as ctx:
-        response = client.post(
-            f"/api/rounds/{round_id}/next/", {"exclude": []}, content_type="application/json"
+    queries: dict[str, int] = {}
+    seconds: dict[str, float] = {"next": 0.0, "submit": 0.0, "me": 0.0}
+
+    def call(name: str, method, *args, **kwargs):
+        with CaptureQueriesContext(connection) as ctx:
+            t0 = time.perf_counter()
+            response = method(*args, **kwargs)
+            seconds[name] += time.perf_counter() - t0
+        queries[name] = len(ctx.captured_queries)
+        return response
+
+    client.get("/api/me/")  # the first request of a process imports the URLconf: not measured
+    for _ in range(repeat):
+        response = call(
+            "next",
+            client.post,
+            f"/api/rounds/{round_id}/next/",
+            {"exclude": []},
+            content_type="application/json",
         )
-    counts["next"] = len(ctx.captured_queries)
-    clip_id = response.json()["clip"]["id"]
-    body = dict.fromkeys(DIMENSIONS, 3) | {"seconds_spent": 5, "idempotency_key": str(uuid.uuid4())}
-    with CaptureQueriesContext(connection) as ctx:
-        client.post(f"/api/clips/{clip_id}/ratings/", body, content_type="application/json")
-    counts["submit"] = len(ctx.captured_queries)
-    with CaptureQueriesContext(connection) as ctx:
-        client.get("/api/me/")
-    counts["me"] = len(ctx.captured_queries)
-    return counts
+        body = dict.fromkeys(DIMENSIONS, 3) | {"idempotency_key": str(uuid.uuid4())}
+        call(
+            "submit",
+            client.post,
+            f"/api/clips/{response.json()['clip']['id']}/ratings/",
+            body,
+            content_type="application/json",
+        )
+        call("me", client.get, "/api/me/")
+    return {name: (queries[name], 1000 * seconds[name] / repeat) for name in seconds}
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -358,7 +407,7 @@ def main() -> int:
     print(
         f"database {args.db}: re-created; migrating and seeding {args.clips} clips ...", flush=True
     )
-    recreate_database(args.db)
+    recreate_database(args.db, log_slow_ms=args.pg_log_slow_ms)
     import django
     from django.core.management import call_command
 
@@ -379,7 +428,8 @@ def main() -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / "bench-annotate-gunicorn.log"
     port = free_port()
-    server = start_gunicorn(args, port, log_path)
+    access_path = log_dir / "bench-annotate-access.log"
+    server = start_gunicorn(args, port, log_path, access_path)
     base = f"http://127.0.0.1:{port}"
     print(
         f"gunicorn on {base}: {args.workers} workers x {args.threads} threads (gthread); "
@@ -412,6 +462,7 @@ def main() -> int:
         ]
         for thread in threads:
             thread.start()
+        load_before = os.getloadavg()[0]
         barrier.wait()
         t0 = time.perf_counter()
         for thread in threads:
@@ -449,12 +500,24 @@ def main() -> int:
         )
     if timings.errors:
         print(f"errors: {timings.errors}")
+    print("inside gunicorn (access log, from request parsed to response written):")
+    for name, values in server_times(access_path, round_id).items():
+        print(
+            f"  {name:<8}{len(values):>7}{1000 * statistics.median(values):>10.1f}"
+            f"{1000 * percentile(values, 0.99):>10.1f}"
+        )
 
     checks = integrity()
     print(f"ratings stored {checks.pop('ratings')}")
     for name, value in checks.items():
         print(f"{name:<28}{value:>6}  {'ok' if value == 0 else 'FAILED'}")
-    print(f"SQL queries per request: {queries_per_request(round_id)}")
+    print("server-side cost, one request at a time (in process, after the load):")
+    for name, (count, ms) in profile_endpoints(round_id).items():
+        print(f"  {name:<8}{count:>3} SQL queries   {ms:6.1f} ms")
+    print(
+        f"load average (1 min) before {load_before:.2f}, after {os.getloadavg()[0]:.2f}"
+        f" on {os.cpu_count()} CPUs"
+    )
     failed = any(checks.values())
     return 1 if failed else 0
 
