@@ -54,10 +54,10 @@ if is_local "$DB_HOST"; then
         # A fresh Debian cluster only lets 'postgres' in through the local socket (peer auth).
         # Where we installed it ourselves (or in CI) let loopback TCP in without a password.
         if is_root && { [ "$installed_pg" -eq 1 ] || [ "${CI:-}" = "true" ] || [ "${LABELHUB_PG_TRUST_LOOPBACK:-}" = "1" ]; }; then
-            hba="$(su postgres -c "psql -Atqc 'show hba_file'")"
+            hba="$(su postgres -c "psql -p $DB_PORT -Atqc 'show hba_file'")"
             say "allowing loopback connections without a password in $hba"
             sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust' "$hba"
-            su postgres -c "psql -Atqc 'select pg_reload_conf()'" >/dev/null
+            su postgres -c "psql -p $DB_PORT -Atqc 'select pg_reload_conf()'" >/dev/null
             sleep 1
         fi
         pg_login || die "cannot log in to PostgreSQL at $DB_HOST:$DB_PORT as '$DB_USER'.
