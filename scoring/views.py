@@ -6,13 +6,16 @@ from __future__ import annotations
 import functools
 from html import escape
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpResponseForbidden
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
 
+from annotation.models import ExportSnapshot, Round
 from labelhub.roles import ADMIN, LEAD, has_role
-from scoring import selectors
+from scoring import selectors, services
 from scoring.models import RewardModel
 
 
@@ -66,7 +69,46 @@ def reward_models_page(request):
     return render(request, "scoring/reward_models.html", {
         "reward_models": selectors.list_reward_models(),
         "can_launch": has_role(request.user, ADMIN),
+        "snapshots": ExportSnapshot.objects.filter(status=ExportSnapshot.Status.READY).order_by("-created_at")[:50],
+        "rounds": Round.objects.order_by("-created_at"),
     })
+
+
+def _admin_post(view):
+    @login_required
+    @require_POST
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not has_role(request.user, ADMIN):
+            return HttpResponseForbidden("Only admins launch runs.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@_admin_post
+def launch_training_view(request):
+    config = {"epochs": int(request.POST["epochs"])} if request.POST.get("epochs") else {}
+    try:
+        run = services.request_reward_training(
+            snapshot_id=int(request.POST.get("snapshot_id") or 0), config=config,
+            name=request.POST.get("name", "").strip(), created_by=request.user,
+        )
+    except (ValueError, ExportSnapshot.DoesNotExist) as exc:
+        messages.error(request, f"Not launched: {exc}")
+        return redirect("scoring:reward_models")
+    return redirect(f"/runs/{run.pk}/")
+
+
+@_admin_post
+def launch_scoring_view(request):
+    try:
+        run = services.request_scoring(reward_model_id=int(request.POST.get("reward_model_id") or 0),
+                                       round_id=int(request.POST.get("round_id") or 0), created_by=request.user)
+    except (ValueError, RewardModel.DoesNotExist) as exc:
+        messages.error(request, f"Not launched: {exc}")
+        return redirect("scoring:reward_models")
+    return redirect(f"/runs/{run.pk}/")
 
 
 @lead_required
