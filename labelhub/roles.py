@@ -1,6 +1,10 @@
 """Roles are Django groups: annotator, lead, admin. Superusers hold every role."""
 
+import functools
+
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.http import HttpResponseForbidden
 from rest_framework.permissions import BasePermission
 
 ANNOTATOR, LEAD, ADMIN = "annotator", "lead", "admin"
@@ -24,6 +28,22 @@ def user_roles(user: AbstractBaseUser | AnonymousUser) -> set[str]:
 
 def has_role(user, role: str) -> bool:
     return role in user_roles(user)
+
+
+def role_required(role: str):
+    """View decorator: logged in (else the login page) and holding ``role`` (else 403)."""
+
+    def decorator(view):
+        @login_required
+        @functools.wraps(view)
+        def wrapper(request, *args, **kwargs):
+            if not has_role(request.user, role):
+                return HttpResponseForbidden(f"You need the {role} role.")
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
 
 
 class _RolePermission(BasePermission):

@@ -3,33 +3,19 @@ predicted-vs-human scatter plot per dimension (inline SVG drawn here, no JavaScr
 
 from __future__ import annotations
 
-import functools
 from html import escape
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.models import ExportSnapshot, Round
-from labelhub.roles import ADMIN, LEAD, has_role
+from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from scoring import selectors, services
 from scoring.models import RewardModel
 
-
-def lead_required(view):
-    """Logged in (else the login page) and holding the lead role (admins have it too), else 403."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not has_role(request.user, LEAD):
-            return HttpResponseForbidden("You need the lead role.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+lead_required = role_required(LEAD)
 
 
 def scatter_svg(points: list[tuple[float, float]], *, title: str, size: int = 240) -> str:
@@ -74,19 +60,8 @@ def reward_models_page(request):
     })
 
 
-def _admin_post(view):
-    @login_required
-    @require_POST
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not has_role(request.user, ADMIN):
-            return HttpResponseForbidden("Only admins launch runs.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
-
-
-@_admin_post
+@require_POST
+@role_required(ADMIN)
 def launch_training_view(request):
     config = {"epochs": int(request.POST["epochs"])} if request.POST.get("epochs") else {}
     try:
@@ -100,7 +75,8 @@ def launch_training_view(request):
     return redirect(f"/runs/{run.pk}/")
 
 
-@_admin_post
+@require_POST
+@role_required(ADMIN)
 def launch_scoring_view(request):
     try:
         run = services.request_scoring(reward_model_id=int(request.POST.get("reward_model_id") or 0),

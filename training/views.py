@@ -4,13 +4,11 @@ accuracy plot) that polls the run's JSON endpoint. Thin: services do the work.""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from annotation.models import Round
-from labelhub.roles import ADMIN, has_role
+from labelhub.roles import ADMIN, role_required
 from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint, TrainingRun
@@ -29,14 +27,8 @@ KIND_FIELDS = {
 }
 
 
-def _admin_only(request) -> None:
-    if not has_role(request.user, ADMIN):
-        raise PermissionDenied("You need the admin role for training runs.")
-
-
-@login_required
+@role_required(ADMIN)
 def runs_page(request):
-    _admin_only(request)
     return render(request, "training/runs.html", {
         "runs": [selectors.run_summary(run) for run in selectors.runs()],
         "checkpoints": selectors.checkpoints()[:50],
@@ -48,10 +40,9 @@ def runs_page(request):
     })
 
 
-@login_required
+@role_required(ADMIN)
 @require_POST
 def launch_view(request):
-    _admin_only(request)
     kind = request.POST.get("kind", "")
     params = {name: request.POST[name] for name in KIND_FIELDS.get(kind, ()) if request.POST.get(name, "") != ""}
     try:
@@ -63,27 +54,24 @@ def launch_view(request):
     return redirect("training:run", run_id=run.pk)
 
 
-@login_required
+@role_required(ADMIN)
 def run_page(request, run_id: int):
-    _admin_only(request)
     run = get_object_or_404(TrainingRun, pk=run_id)
     return render(request, "training/run.html", {"run": run, "progress": selectors.run_progress(run)})
 
 
-@login_required
+@role_required(ADMIN)
 @require_POST
 def cancel_view(request, run_id: int):
-    _admin_only(request)
     get_object_or_404(TrainingRun, pk=run_id)
     launch.cancel(run_id=run_id)
     messages.success(request, f"Cancel requested for run {run_id}.")
     return redirect("training:run", run_id=run_id)
 
 
-@login_required
+@role_required(ADMIN)
 @require_POST
 def resume_view(request, run_id: int):
-    _admin_only(request)
     get_object_or_404(TrainingRun, pk=run_id)
     max_steps = request.POST.get("max_steps") or None
     try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.shortcuts import get_object_or_404, redirect, render
 
 from annotation.models import ImportBatch, Round
@@ -12,12 +11,7 @@ from annotation.selectors.clips import open_rounds_for
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 from labelhub.dimensions import DIMENSIONS
-from labelhub.roles import ANNOTATOR, LEAD, has_role
-
-
-def _require(request, role: str) -> None:
-    if not has_role(request.user, role):
-        raise PermissionDenied(f"You need the {role} role for this page.")
+from labelhub.roles import ANNOTATOR, LEAD, has_role, role_required
 
 
 @login_required
@@ -26,9 +20,8 @@ def home(request):
     return render(request, "annotation/home.html", {"rounds": rounds})
 
 
-@login_required
+@role_required(ANNOTATOR)
 def annotate_page(request, round_id: int):
-    _require(request, ANNOTATOR)
     round_ = get_object_or_404(Round, pk=round_id)
     dimensions = [
         {"key": d.key, "name": d.name, "question": d.question, "anchors": sorted(d.anchors.items())}
@@ -37,9 +30,8 @@ def annotate_page(request, round_id: int):
     return render(request, "annotation/annotate.html", {"round": round_, "dimensions": dimensions})
 
 
-@login_required
+@role_required(LEAD)
 def import_page(request):
-    _require(request, LEAD)
     if request.method == "POST":
         upload = request.FILES.get("manifest")
         round_id = request.POST.get("round_id") or None
@@ -69,9 +61,8 @@ def import_page(request):
     )
 
 
-@login_required
+@role_required(LEAD)
 def import_report_page(request, batch_id: int):
-    _require(request, LEAD)
     batch = get_object_or_404(ImportBatch, pk=batch_id)
     return render(
         request,

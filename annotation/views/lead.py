@@ -3,12 +3,10 @@ the figures come from ``annotation.selectors``; plots are inline SVG rendered he
 
 from __future__ import annotations
 
-import functools
 from html import escape
 
-from django.contrib.auth.decorators import login_required
 from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseForbidden
+from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_http_methods
@@ -21,22 +19,12 @@ from annotation.selectors.pairwise import source_pairs, win_rate
 from annotation.services.exports import request_snapshot_build
 from annotation.services.pairwise import PairwiseError, create_pairwise_tasks
 from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
-from labelhub.roles import LEAD, has_role
+from labelhub.roles import LEAD, role_required
 
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096", "#b7791f")
 
 
-def lead_required(view):
-    """Logged in (else the login page) and holding the lead role (else 403)."""
-
-    @login_required
-    @functools.wraps(view)
-    def wrapper(request, *args, **kwargs):
-        if not has_role(request.user, LEAD):
-            return HttpResponseForbidden("You need the lead role.")
-        return view(request, *args, **kwargs)
-
-    return wrapper
+lead_required = role_required(LEAD)
 
 
 # --- SVG plots --------------------------------------------------------------------------------

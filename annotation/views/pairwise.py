@@ -1,15 +1,11 @@
 """The judge's page for pairwise tasks (annotators and up); the work happens through the API."""
 
-from django.contrib.auth.decorators import login_required
-from django.http import HttpResponseForbidden
 from django.shortcuts import render
 
 from labelhub.dimensions import DIMENSIONS
-from labelhub.roles import ANNOTATOR, has_role
+from labelhub.roles import ANNOTATOR, role_required
 
 
-@login_required
+@role_required(ANNOTATOR)
 def judge_page(request):
-    if not has_role(request.user, ANNOTATOR) and not request.user.is_superuser:
-        return HttpResponseForbidden("You need the annotator role.")
     return render(request, "pairwise/judge.html", {"dimensions": DIMENSIONS})
