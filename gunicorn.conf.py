@@ -10,7 +10,7 @@ import os
 
 wsgi_app = "labelhub.wsgi:application"
 bind = os.environ.get("LABELHUB_WEB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("LABELHUB_WEB_WORKERS", min(2 * multiprocessing.cpu_count() + 1, 9)))
+workers = int(os.environ.get("LABELHUB_WEB_WORKERS", min(multiprocessing.cpu_count() + 1, 9)))
 worker_class = "gthread"
 threads = int(os.environ.get("LABELHUB_WEB_THREADS", 4))
 timeout = 60  # media responses stream in chunks; nothing legitimate takes a minute
