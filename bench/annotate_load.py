@@ -222,6 +222,22 @@ def stop_gunicorn(process: subprocess.Popen) -> None:
             process.wait()
 
 
+def server_cpu_seconds(master_pid: int) -> float:
+    """CPU seconds (user + system) used so far by the gunicorn workers of ``master_pid``."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master_pid:  # fields[1] is the parent pid
+            total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / ticks
+
+
 # --- simulated annotators -------------------------------------------------------------------------
 
 
@@ -273,6 +289,9 @@ def annotate(
 ) -> None:
     rng = random.Random(seed)
     start.wait()
+    # Annotators arrive spread over one think time, as people do; starting all 50 in the same
+    # millisecond would measure a thundering herd of first requests instead of steady work.
+    time.sleep(rng.uniform(0, 2 * think))
     for _ in range(iterations):
         t0 = time.perf_counter()
         response = client.post(f"/api/rounds/{round_id}/next/", json={"exclude": []})
@@ -464,10 +483,13 @@ def main() -> int:
             thread.start()
         load_before = os.getloadavg()[0]
         barrier.wait()
+        client_cpu0, server_cpu0 = time.process_time(), server_cpu_seconds(server.pid)
         t0 = time.perf_counter()
         for thread in threads:
             thread.join(timeout=args.iterations * (2 * args.think + 30))
         elapsed = time.perf_counter() - t0
+        client_cpu = time.process_time() - client_cpu0
+        server_cpu = server_cpu_seconds(server.pid) - server_cpu0
         for client in clients:
             client.close()
     finally:
@@ -491,6 +513,11 @@ def main() -> int:
     )
     requests = sum(len(v) for v in timings.samples.values())
     print(f"ratings/s {submitted / elapsed:.1f}   requests/s {requests / elapsed:.1f}")
+    print(
+        f"CPU during the load: gunicorn workers {server_cpu / elapsed:.2f} cores "
+        f"({1000 * server_cpu / requests:.1f} ms per request), load generator "
+        f"{client_cpu / elapsed:.2f} cores"
+    )
     me_p99 = percentile(timings.samples["me"], 0.99)
     for name in ("next", "submit"):
         p99 = percentile(timings.samples[name], 0.99)
