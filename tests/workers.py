@@ -14,11 +14,20 @@ from labelhub.celery import app
 BROKER = os.environ.get("LABELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
+def _reset_broker_pools() -> None:
+    """Drop pooled broker connections so the next send uses the broker_url set now."""
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+
+
 @contextlib.contextmanager
 def celery_worker(*, queues: str, media_root: Path, log_path: Path, extra_env: dict | None = None):
     """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly."""
     saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
     app.conf.update(task_always_eager=False, broker_url=BROKER)
+    _reset_broker_pools()
     with app.connection_for_write() as conn:  # start from an empty broker database
         conn.default_channel.client.flushdb()
     env = {
@@ -46,3 +55,4 @@ def celery_worker(*, queues: str, media_root: Path, log_path: Path, extra_env: d
             worker.wait(timeout=30)
         log.close()
         app.conf.update(saved)
+        _reset_broker_pools()
