@@ -23,7 +23,7 @@ from training.toy import mean_brightness
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def wait_for(predicate, *, worker, log_path, timeout=90.0):
+def wait_for(predicate, *, worker, log_path, timeout=240.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
