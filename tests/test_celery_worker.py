@@ -73,7 +73,7 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
             "round_id": seed_round.pk, "origin": "reward_model", "reward_model_id": reward_model.pk,
             "max_steps": 100000, "checkpoint_every": 2, "learning_rate": 1e-3})
         wait_for(lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path, worker=worker, log_path=log_path,
-                 timeout=180)
+                 timeout=300)
         os.kill(worker.pid, signal.SIGKILL)  # the GPU host dies mid-run
         worker.wait(timeout=30)
 
