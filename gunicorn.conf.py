@@ -1,7 +1,9 @@
 """Gunicorn settings for LabelHub's web process (``gunicorn -c gunicorn.conf.py``).
 
-Threaded sync workers: requests are short and mostly wait on Postgres, so a few processes with a
-few threads each keep every core busy without one process per request. Override any of these
+Threaded sync workers, more processes than threads: requests are short and spend about half their
+time in Python (the ORM), which one process's threads cannot run at once (the GIL), so on 2 cores
+4 processes x 2 threads gave lower tails than 3 x 4 (bench/annotate_load.py). Each worker holds
+~500 MB while the URLconf imports torch (scoring), hence the cap. Override any of these
 with gunicorn's own ``GUNICORN_CMD_ARGS`` (for example ``--workers 8 --bind 0.0.0.0:8000``).
 """
 
@@ -10,9 +12,9 @@ import os
 
 wsgi_app = "labelhub.wsgi:application"
 bind = os.environ.get("LABELHUB_WEB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("LABELHUB_WEB_WORKERS", min(multiprocessing.cpu_count() + 1, 9)))
+workers = int(os.environ.get("LABELHUB_WEB_WORKERS", min(2 * multiprocessing.cpu_count(), 8)))
 worker_class = "gthread"
-threads = int(os.environ.get("LABELHUB_WEB_THREADS", 4))
+threads = int(os.environ.get("LABELHUB_WEB_THREADS", 2))
 timeout = 60  # media responses stream in chunks; nothing legitimate takes a minute
 graceful_timeout = 20
 keepalive = 5
