@@ -2,7 +2,8 @@
 
 Threaded sync workers, more processes than threads: requests are short and spend about half their
 time in Python (the ORM), which one process's threads cannot run at once (the GIL), so on 2 cores
-4 processes x 2 threads gave lower tails than 3 x 4 (bench/annotate_load.py). Each worker holds
+6 processes x 2 threads gave lower tails than 3 x 4 (bench/annotate_load.py); the default is
+2 per core. Each worker holds
 ~500 MB while the URLconf imports torch (scoring), hence the cap. Override any of these
 with gunicorn's own ``GUNICORN_CMD_ARGS`` (for example ``--workers 8 --bind 0.0.0.0:8000``).
 """
