@@ -1,9 +1,9 @@
 """Gunicorn settings for LabelHub's web process (``gunicorn -c gunicorn.conf.py``).
 
 Threaded sync workers, more processes than threads: requests are short and spend about half their
-time in Python (the ORM), which one process's threads cannot run at once (the GIL), so on 2 cores
-6 processes x 2 threads gave lower tails than 3 x 4 (bench/annotate_load.py); the default is
-2 per core. Each worker holds
+time in Python (the ORM), which one process's threads cannot run at once (the GIL). On a shared
+2-core machine bench/annotate_load.py measured next-clip p99 of 73-117 ms at 6 x 2 and 113-123 ms
+at 3 x 4 (noisy); the default is 2 processes per core with 2 threads each. Each worker holds
 ~500 MB while the URLconf imports torch (scoring), hence the cap. Override any of these
 with gunicorn's own ``GUNICORN_CMD_ARGS`` (for example ``--workers 8 --bind 0.0.0.0:8000``).
 """

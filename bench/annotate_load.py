@@ -61,8 +61,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--think", type=float, default=2.0, help="mean seconds between next and submit"
     )
-    # Tuned on 2 cores: more processes with fewer threads beat 3 x 4 (the GIL serialises the
-    # ORM work of a worker's threads): p99 of next 73 ms at 6 x 2 against 123 ms at 3 x 4.
+    # On 2 cores more processes with fewer threads did no worse than 3 x 4 and often better
+    # (the GIL serialises the ORM work of one worker's threads): next p99 73-117 ms at 6 x 2,
+    # 113-123 ms at 3 x 4, on a machine shared with other work, so noisy.
     parser.add_argument("--workers", type=int, default=6, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=2, help="gunicorn threads per worker")
     parser.add_argument(
