@@ -3,8 +3,8 @@
 Threaded sync workers, more processes than threads: requests are short and spend about half their
 time in Python (the ORM), which one process's threads cannot run at once (the GIL). On a shared
 2-core machine bench/annotate_load.py measured next-clip p99 of 73-117 ms at 6 x 2 and 113-123 ms
-at 3 x 4 (noisy); the default is 2 processes per core with 2 threads each. Each worker holds
-~500 MB while the URLconf imports torch (scoring), hence the cap. Override any of these
+at 3 x 4 (noisy); the default is 2 processes per core with 2 threads each. The app is preloaded in the master, so workers
+share the ~500 MB the URLconf imports (torch, for the scoring views). Override any of these
 with gunicorn's own ``GUNICORN_CMD_ARGS`` (for example ``--workers 8 --bind 0.0.0.0:8000``).
 """
 
@@ -23,22 +23,13 @@ max_requests = 5000  # recycle workers now and then; jitter so they do not resta
 max_requests_jitter = 500
 
 
-def post_worker_init(worker):
-    """Before a worker takes requests: import every URL module, and serve /static/ with WhiteNoise.
+# Load Django and every URL module once in the master, then fork: workers share those pages
+# (torch included, imported by the scoring views) and none pays the import on a first request.
+preload_app = True
 
-    Django imports the URLconf (and with it every view module and what they import) on the first
-    request; done here, that cost is paid at boot instead of by an annotator's request.
-    Gunicorn, unlike runserver, serves no static files, and the annotator page needs its JS:
-    WhiteNoise serves STATIC_ROOT unless the settings already install its middleware.
-    """
-    from django.conf import settings
+
+def when_ready(server):
+    """Import every URL module (and what the views import) before the workers are forked."""
     from django.urls import get_resolver
-    from whitenoise import WhiteNoise
 
     get_resolver().url_patterns  # noqa: B018 - the import is the point
-
-    if "whitenoise.middleware.WhiteNoiseMiddleware" in settings.MIDDLEWARE:
-        return
-    worker.wsgi = WhiteNoise(
-        worker.wsgi, root=str(settings.STATIC_ROOT), prefix=settings.STATIC_URL
-    )

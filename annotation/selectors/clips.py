@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from django.core.cache import cache
+from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
@@ -66,24 +68,41 @@ def annotator_clip_payload(clip: Clip) -> dict:
     }
 
 
-def annotator_progress(*, round_id: int, annotator) -> dict:
-    """The annotator's count of ratings in the round and the round's remaining rating slots."""
-    rated = Rating.objects.filter(
-        clip__round_id=round_id, annotator=annotator, is_current=True
-    ).count()
-    round_ = Round.objects.get(pk=round_id)
-    ready = Clip.objects.filter(round_id=round_id, status=Clip.Status.READY)
-    from django.db.models import F, Sum
+_ROUND_TOTALS_SQL = """
+    SELECT r.name, coalesce(sum(c.rating_count), 0), coalesce(sum(c.target_ratings), 0),
+           count(c.id) FILTER (WHERE c.rating_count < c.target_ratings)
+      FROM annotation_round r
+      LEFT JOIN annotation_clip c ON c.round_id = r.id AND c.status = 'ready'
+     WHERE r.id = %s
+     GROUP BY r.id, r.name
+"""
+_MY_RATINGS_SQL = """
+    SELECT count(*) FROM annotation_rating rt JOIN annotation_clip rc ON rc.id = rt.clip_id
+     WHERE rc.round_id = %s AND rt.annotator_id = %s AND rt.is_current
+"""
+# Round-wide totals scan the round's clips; on every next/submit of every annotator that would
+# grow with the round, so they are shared for a few seconds (the annotator's own count is exact).
+ROUND_TOTALS_SECONDS = 5
 
-    totals = ready.aggregate(target=Sum("target_ratings"), done=Sum("rating_count"))
-    target, done = totals["target"] or 0, totals["done"] or 0
-    return {
-        "round": round_.name,
-        "rated_by_me": rated,
-        "round_ratings_done": done,
-        "round_ratings_target": target,
-        "clips_left": ready.filter(rating_count__lt=F("target_ratings")).count(),
-    }
+
+def round_totals(round_id: int) -> dict:
+    key = f"labelhub:round-totals:{round_id}"
+    totals = cache.get(key)
+    if totals is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_ROUND_TOTALS_SQL, [round_id])
+            name, done, target, left = cursor.fetchone()
+        totals = {"round": name, "round_ratings_done": done, "round_ratings_target": target, "clips_left": left}
+        cache.set(key, totals, ROUND_TOTALS_SECONDS)
+    return totals
+
+
+def annotator_progress(*, round_id: int, annotator) -> dict:
+    """The annotator's own count of ratings in the round (exact) and the round's totals (recent)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_MY_RATINGS_SQL, [round_id, annotator.pk])
+        (rated,) = cursor.fetchone()
+    return {"rated_by_me": rated, **round_totals(round_id)}
 
 
 def open_rounds_for(user) -> list[dict]:

@@ -56,28 +56,25 @@ def lease_next_clip(
         raise AssignmentError(f"round '{round_.name}' is closed")
     exclude = [int(c) for c in exclude]
 
-    held = (
-        Lease.objects.filter(
-            annotator=annotator,
-            clip__round_id=round_id,
-            clip__status=Clip.Status.READY,
-            expires_at__gt=now,
-        )
+    # One query for every lease the annotator has in the round: active ones are shown again,
+    # expired ones are dropped below (only when there are some).
+    leases = list(
+        Lease.objects.filter(annotator=annotator, clip__round_id=round_id)
         .select_related("clip", "clip__condition")
         .order_by("created_at", "pk")
     )
-    held = list(held)
+    held = [lease for lease in leases if lease.expires_at > now and lease.clip.status == Clip.Status.READY]
     for lease in held:
         if lease.clip_id not in exclude:
             return lease
     if len(held) >= MAX_ACTIVE_LEASES_PER_ROUND:
         return None
+    expired = [lease.pk for lease in leases if lease.expires_at <= now]
 
     expires_at = now + timedelta(minutes=round_.lease_minutes)
     with transaction.atomic():
-        Lease.objects.filter(
-            annotator=annotator, clip__round_id=round_id, expires_at__lte=now
-        ).delete()
+        if expired:
+            Lease.objects.filter(pk__in=expired, expires_at__lte=now).delete()
         # Gold clips (issue 5) come from their own pool at the round's rate.
         gold_lease = lease_gold_clip_if_due(
             round_=round_, annotator=annotator, exclude=exclude, now=now, expires_at=expires_at

@@ -47,10 +47,16 @@ _UPSERT_SQL = f"""
 _TOLERANCE = 1e-9
 
 
-def update_label(clip_id: int) -> None:
-    """Recompute one clip's label from its current ratings (call inside the rating transaction)."""
+def update_label(clip_id: int, *, ratings_removed: bool = True) -> None:
+    """Recompute one clip's label from its current ratings (call inside the rating transaction).
+
+    ``ratings_removed=False`` (a new rating was only added) skips dropping a label left without
+    ratings, which cannot happen then.
+    """
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT_SQL.format(where="AND r.clip_id = %s"), [clip_id])
+        if not ratings_removed:
+            return
         cursor.execute(
             "DELETE FROM annotation_cliplabel l WHERE l.clip_id = %s AND NOT EXISTS "
             "(SELECT 1 FROM annotation_rating r WHERE r.clip_id = l.clip_id AND r.is_current)",

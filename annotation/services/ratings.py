@@ -11,8 +11,8 @@ import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from annotation.models import Clip, Lease, Rating, Skip
@@ -89,7 +89,13 @@ def submit_rating(
         clip = Clip.objects.select_for_update().filter(pk=clip_id).first()
         if clip is None:
             raise RatingError(f"clip {clip_id} does not exist", code="not_found")
-        previous = Rating.objects.filter(idempotency_key=key).first()
+        # One read for both "was this submit already saved?" and "did I rate this clip already?".
+        existing = list(
+            Rating.objects.filter(
+                Q(idempotency_key=key) | Q(clip=clip, annotator=annotator, is_current=True)
+            )
+        )
+        previous = next((r for r in existing if r.idempotency_key == key), None)
         if previous is not None:
             if previous.clip_id != clip.pk or previous.annotator_id != annotator.pk:
                 raise RatingError(
@@ -98,11 +104,16 @@ def submit_rating(
             return SubmitResult(previous, created=False)
         if clip.status != Clip.Status.READY:
             raise RatingError("this clip was pulled from rating", code="conflict")
-        if Rating.objects.filter(clip=clip, annotator=annotator, is_current=True).exists():
+        if existing:
             raise RatingError("you have already rated this clip", code="conflict")
-        holds_lease = Lease.objects.filter(
-            clip=clip, annotator=annotator, expires_at__gt=now
-        ).exists()
+        # The lease ends with this submit; an error below rolls the delete back.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM annotation_lease WHERE clip_id = %s AND annotator_id = %s RETURNING expires_at",
+                [clip.pk, annotator.pk],
+            )
+            row = cursor.fetchone()
+        holds_lease = row is not None and row[0] > now
         if not holds_lease:
             taken = clip.rating_count + active_lease_count(
                 clip.pk, now=now, exclude_annotator_id=annotator.pk
@@ -116,8 +127,7 @@ def submit_rating(
             clip=clip, annotator=annotator, seconds_spent=seconds, idempotency_key=key, **clean
         )
         Clip.objects.filter(pk=clip.pk).update(rating_count=F("rating_count") + 1)
-        Lease.objects.filter(clip=clip, annotator=annotator).delete()
-        update_label(clip.pk)
+        update_label(clip.pk, ratings_removed=False)
         _after_rating(clip.pk)
     return SubmitResult(rating, created=True)
 
