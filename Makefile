@@ -51,7 +51,7 @@ web: ## run the web server in the foreground (gunicorn, gunicorn.conf.py)
 	.venv/bin/gunicorn -c gunicorn.conf.py
 
 worker: ## run a Celery worker for the 'default' queue in the foreground
-	.venv/bin/celery -A labelhub worker -Q default -n worker@%h --loglevel INFO
+	.venv/bin/celery -A labelhub worker -Q default -n worker@%h --beat --schedule var/run/celerybeat-schedule --loglevel INFO
 
 worker-gpu: ## run a Celery worker for the 'gpu' queue in the foreground (one task at a time)
 	.venv/bin/celery -A labelhub worker -Q gpu -n worker-gpu@%h --concurrency 1 --prefetch-multiplier 1 --loglevel INFO

@@ -3,7 +3,7 @@
 # Logs in var/log/, pid files in var/run/. A process already running is restarted so it runs the
 # current code. Stop them all with scripts/stop.sh (make stop).
 #   web:        gunicorn on $LABELHUB_WEB_BIND (default 127.0.0.1:8000), gunicorn.conf.py
-#   worker:     Celery, queue 'default' (ingest, aggregates, exports), 2 processes
+#   worker:     Celery, queue 'default' (ingest, aggregates, exports), 2 processes, + beat
 #   worker-gpu: Celery, queue 'gpu' (training, scoring, generation), one task at a time
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
@@ -28,7 +28,9 @@ start_worker() {  # NAME QUEUE EXTRA_ARGS...
     "$VENV/bin/celery" --workdir "$ROOT" -A labelhub worker --detach -Q "$queue" -n "$name@%h" \
         --pidfile "$RUN_DIR/$name.pid" --logfile "$LOG_DIR/$name.log" --loglevel INFO "$@"
 }
-start_worker worker default --concurrency "${LABELHUB_WORKER_CONCURRENCY:-2}"
+# The default worker also runs beat: it marks GPU runs whose worker died as failed (resumable).
+start_worker worker default --concurrency "${LABELHUB_WORKER_CONCURRENCY:-2}" \
+    --beat --schedule "$RUN_DIR/celerybeat-schedule"
 start_worker worker-gpu gpu --concurrency 1 --prefetch-multiplier 1
 
 # Wait until the web server answers and both workers have written their pid files.
