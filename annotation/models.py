@@ -61,7 +61,9 @@ class Round(models.Model):
                 condition=Q(ratings_per_clip__gte=1) & Q(ratings_per_clip__lte=20),
                 name="round_ratings_per_clip_1_20",
             ),
-            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="round_lease_minutes_pos"),
+            models.CheckConstraint(
+                condition=Q(lease_minutes__gte=1), name="round_lease_minutes_pos"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -98,14 +100,22 @@ class Clip(models.Model):
     round = models.ForeignKey(Round, on_delete=models.PROTECT, related_name="clips")
     condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="clips")
     source_kind = models.CharField(max_length=16, choices=SourceKind.choices)
-    source_name = models.CharField(max_length=100, help_text="ground_truth, a model name, or a checkpoint")
+    source_name = models.CharField(
+        max_length=100, help_text="ground_truth, a model name, or a checkpoint"
+    )
     policy_checkpoint = models.ForeignKey(
-        "training.PolicyCheckpoint", null=True, blank=True, on_delete=models.SET_NULL, related_name="clips"
+        "training.PolicyCheckpoint",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="clips",
     )
     seed = models.BigIntegerField(null=True, blank=True)
     original = models.FileField(upload_to="originals/", max_length=300)
     original_sha256 = models.CharField(max_length=64)
-    video = models.FileField(upload_to="clips/", max_length=300, blank=True, help_text="browser MP4")
+    video = models.FileField(
+        upload_to="clips/", max_length=300, blank=True, help_text="browser MP4"
+    )
     poster = models.FileField(upload_to="posters/", max_length=300, blank=True)
     frames = models.PositiveIntegerField(null=True, blank=True)
     fps = models.FloatField(null=True, blank=True)
@@ -122,8 +132,12 @@ class Clip(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["round", "original_sha256"], name="clip_unique_content_per_round"),
-            models.CheckConstraint(condition=Q(target_ratings__gte=1), name="clip_target_ratings_pos"),
+            models.UniqueConstraint(
+                fields=["round", "original_sha256"], name="clip_unique_content_per_round"
+            ),
+            models.CheckConstraint(
+                condition=Q(target_ratings__gte=1), name="clip_target_ratings_pos"
+            ),
         ]
         indexes = [
             # The hot "which clip next" query only ever looks at ready clips that still need ratings.
@@ -142,13 +156,17 @@ class Lease(models.Model):
     """An annotator holds a clip until ``expires_at``; expired leases free the slot."""
 
     clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="leases")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="leases"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["clip", "annotator"], name="lease_unique_clip_annotator"),
+            models.UniqueConstraint(
+                fields=["clip", "annotator"], name="lease_unique_clip_annotator"
+            ),
         ]
         indexes = [models.Index(fields=["annotator", "expires_at"], name="lease_annotator_expiry")]
 
@@ -161,7 +179,9 @@ class Rating(models.Model):
     """One annotator's six scores for one clip. Never edited: a correction supersedes it."""
 
     clip = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="ratings")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ratings")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="ratings"
+    )
     visual_smoothness = _score_field("1-5")
     visual_motion = _score_field("1-5")
     visual_appeal = _score_field("1-5")
@@ -192,7 +212,11 @@ class Rating(models.Model):
             ),
             models.CheckConstraint(condition=Q(seconds_spent__gte=0), name="rating_seconds_nonneg"),
         ]
-        indexes = [models.Index(fields=["clip"], condition=Q(is_current=True), name="rating_current_by_clip")]
+        indexes = [
+            models.Index(
+                fields=["clip"], condition=Q(is_current=True), name="rating_current_by_clip"
+            )
+        ]
 
     def scores(self) -> dict[str, int]:
         return {key: getattr(self, key) for key in DIMENSION_KEYS}
@@ -202,14 +226,18 @@ class Skip(models.Model):
     """An annotator passed on a clip (with a reason); the clip goes back to others."""
 
     clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="skips")
-    annotator = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="skips"
+    )
     reason = models.CharField(max_length=500)
     broken = models.BooleanField(default=False, help_text="Flagged as a broken clip")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["clip", "annotator"], name="skip_unique_clip_annotator"),
+            models.UniqueConstraint(
+                fields=["clip", "annotator"], name="skip_unique_clip_annotator"
+            ),
         ]
 
 
@@ -219,7 +247,9 @@ class ClipLabel(models.Model):
     Updated in the same transaction as each rating; ``recompute_labels`` proves it agrees.
     """
 
-    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, primary_key=True, related_name="label")
+    clip = models.OneToOneField(
+        Clip, on_delete=models.CASCADE, primary_key=True, related_name="label"
+    )
     count = models.PositiveSmallIntegerField(default=0)
     visual_smoothness_mean = models.FloatField()
     visual_smoothness_std = models.FloatField()
@@ -268,12 +298,18 @@ class ImportRow(models.Model):
     video_path = models.CharField(max_length=1000, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices)
     message = models.TextField(blank=True)
-    clip = models.ForeignKey(Clip, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    payload = models.JSONField(default=dict, help_text="The validated row, as the ingest task reads it")
+    clip = models.ForeignKey(
+        Clip, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    payload = models.JSONField(
+        default=dict, help_text="The validated row, as the ingest task reads it"
+    )
 
     class Meta:
         ordering = ["line"]
-        constraints = [models.UniqueConstraint(fields=["batch", "line"], name="import_row_unique_line")]
+        constraints = [
+            models.UniqueConstraint(fields=["batch", "line"], name="import_row_unique_line")
+        ]
 
 
 # --- Leads' tools (issue 5): gold references, export snapshots, pairwise judging -------------
@@ -282,7 +318,9 @@ class ImportRow(models.Model):
 class GoldReference(models.Model):
     """A lead's reference scores for a clip; gold clips are mixed into annotators' queues."""
 
-    clip = models.OneToOneField(Clip, on_delete=models.CASCADE, primary_key=True, related_name="gold")
+    clip = models.OneToOneField(
+        Clip, on_delete=models.CASCADE, primary_key=True, related_name="gold"
+    )
     visual_smoothness = _score_field("reference 1-5")
     visual_motion = _score_field("reference 1-5")
     visual_appeal = _score_field("reference 1-5")
@@ -290,7 +328,9 @@ class GoldReference(models.Model):
     image_consistency = _score_field("reference 1-5")
     character_consistency = _score_field("reference 1-5")
     note = models.CharField(max_length=500, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -318,13 +358,17 @@ class ExportSnapshot(models.Model):
         READY = "ready", "Ready"
         FAILED = "failed", "Failed"
 
-    params = models.JSONField(help_text="round_ids, test_fraction, seed, include_ratings, split rule")
+    params = models.JSONField(
+        help_text="round_ids, test_fraction, seed, include_ratings, split rule"
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
     files = models.JSONField(default=dict, blank=True, help_text="format -> {name, bytes, sha256}")
     row_counts = models.JSONField(default=dict, blank=True, help_text="clips, train, test, ratings")
     content_hash = models.CharField(max_length=64, blank=True, db_index=True)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -343,35 +387,49 @@ class ExportSnapshot(models.Model):
 class PairwiseTask(models.Model):
     """Two clips of one condition judged side by side; ``a_on_left`` is the per-task shuffle."""
 
-    condition = models.ForeignKey(Condition, on_delete=models.PROTECT, related_name="pairwise_tasks")
+    condition = models.ForeignKey(
+        Condition, on_delete=models.PROTECT, related_name="pairwise_tasks"
+    )
     clip_a = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
     clip_b = models.ForeignKey(Clip, on_delete=models.PROTECT, related_name="+")
     a_on_left = models.BooleanField()
     judges_needed = models.PositiveSmallIntegerField(default=3)
     judgement_count = models.PositiveSmallIntegerField(default=0)
-    batch = models.CharField(max_length=200, blank=True, help_text="Free label, e.g. 'ckpt-3 vs base'")
+    batch = models.CharField(
+        max_length=200, blank=True, help_text="Free label, e.g. 'ckpt-3 vs base'"
+    )
     lease_minutes = models.PositiveSmallIntegerField(default=10)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(clip_a=models.F("clip_b")), name="pairwise_distinct_clips"),
+            models.CheckConstraint(
+                condition=~Q(clip_a=models.F("clip_b")), name="pairwise_distinct_clips"
+            ),
             models.UniqueConstraint(fields=["clip_a", "clip_b"], name="pairwise_unique_pair"),
-            models.CheckConstraint(condition=Q(judges_needed__gte=1), name="pairwise_judges_needed_pos"),
-            models.CheckConstraint(condition=Q(lease_minutes__gte=1), name="pairwise_lease_minutes_pos"),
+            models.CheckConstraint(
+                condition=Q(judges_needed__gte=1), name="pairwise_judges_needed_pos"
+            ),
+            models.CheckConstraint(
+                condition=Q(lease_minutes__gte=1), name="pairwise_lease_minutes_pos"
+            ),
         ]
         indexes = [models.Index(fields=["-judgement_count", "id"], name="pairwise_task_queue")]
 
 
 class PairwiseLease(models.Model):
     task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="leases")
-    judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pairwise_leases")
+    judge = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="pairwise_leases"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField()
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["task", "judge"], name="pairwise_lease_unique_task_judge"),
+            models.UniqueConstraint(
+                fields=["task", "judge"], name="pairwise_lease_unique_task_judge"
+            ),
         ]
 
 
@@ -384,15 +442,25 @@ class PairwiseJudgement(models.Model):
         TIE = "tie", "Tie"
 
     task = models.ForeignKey(PairwiseTask, on_delete=models.CASCADE, related_name="judgements")
-    judge = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pairwise_judgements")
+    judge = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="pairwise_judgements"
+    )
     choice = models.CharField(max_length=3, choices=Choice.choices)
-    dimension_choices = models.JSONField(default=dict, blank=True, help_text="dimension key -> a/b/tie")
+    dimension_choices = models.JSONField(
+        default=dict, blank=True, help_text="dimension key -> a/b/tie"
+    )
     seconds_spent = models.FloatField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["task", "judge"], name="pairwise_one_judgement_per_judge"),
-            models.CheckConstraint(condition=Q(choice__in=["a", "b", "tie"]), name="pairwise_choice_valid"),
-            models.CheckConstraint(condition=Q(seconds_spent__gte=0), name="pairwise_seconds_nonneg"),
+            models.UniqueConstraint(
+                fields=["task", "judge"], name="pairwise_one_judgement_per_judge"
+            ),
+            models.CheckConstraint(
+                condition=Q(choice__in=["a", "b", "tie"]), name="pairwise_choice_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(seconds_spent__gte=0), name="pairwise_seconds_nonneg"
+            ),
         ]

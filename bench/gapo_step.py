@@ -39,10 +39,24 @@ from training.generator import (  # noqa: E402
 from training.trainer import TrainConfig, add_lora, rotary_embedding, training_step  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-FULL_VAE = {"block_out_channels": (128, 256, 256, 512), "latent_channels": 16, "layers_per_block": 3,
-            "temporal_compression_ratio": 4, "scaling_factor": 0.7}
-T5_XXL = {"d_model": 4096, "d_kv": 64, "d_ff": 10240, "num_layers": 24, "num_heads": 64, "vocab_size": 32128,
-          "feed_forward_proj": "gated-gelu", "relative_attention_num_buckets": 32, "dropout_rate": 0.0}
+FULL_VAE = {
+    "block_out_channels": (128, 256, 256, 512),
+    "latent_channels": 16,
+    "layers_per_block": 3,
+    "temporal_compression_ratio": 4,
+    "scaling_factor": 0.7,
+}
+T5_XXL = {
+    "d_model": 4096,
+    "d_kv": 64,
+    "d_ff": 10240,
+    "num_layers": 24,
+    "num_heads": 64,
+    "vocab_size": 32128,
+    "feed_forward_proj": "gated-gelu",
+    "relative_attention_num_buckets": 32,
+    "dropout_rate": 0.0,
+}
 
 
 def full_size_random(device, dtype) -> GeneratorComponents:
@@ -61,8 +75,15 @@ def full_size_random(device, dtype) -> GeneratorComponents:
         text_encoder = T5EncoderModel(T5Config(**T5_XXL)).to(dtype)
     for module in (transformer, vae, text_encoder):
         module.requires_grad_(False).eval()
-    return GeneratorComponents("cogvideox-5b-i2v", transformer, vae, text_encoder, build_tiny_tokenizer(),
-                               CogVideoXDDIMScheduler(**SCHEDULER_CONFIG), SHAPES["cogvideox-5b-i2v"])
+    return GeneratorComponents(
+        "cogvideox-5b-i2v",
+        transformer,
+        vae,
+        text_encoder,
+        build_tiny_tokenizer(),
+        CogVideoXDDIMScheduler(**SCHEDULER_CONFIG),
+        SHAPES["cogvideox-5b-i2v"],
+    )
 
 
 def forward_flops(transformer, tokens: int) -> float:
@@ -76,14 +97,21 @@ def forward_flops(transformer, tokens: int) -> float:
 
 def synthetic_batch(components, device, pairs: int = 1) -> dict:
     shape, cfg = components.shape, components.transformer.config
-    latent = (pairs, (shape.frames - 1) // 4 + 1, cfg.out_channels, shape.height // components_spatial(components),
-              shape.width // components_spatial(components))
+    latent = (
+        pairs,
+        (shape.frames - 1) // 4 + 1,
+        cfg.out_channels,
+        shape.height // components_spatial(components),
+        shape.width // components_spatial(components),
+    )
     g = torch.Generator().manual_seed(0)
     return {
         "winner_latents": torch.randn(latent, generator=g).to(device),
         "loser_latents": torch.randn(latent, generator=g).to(device),
         "image_latents": torch.randn(latent, generator=g).to(device),
-        "prompt_embeds": torch.randn(pairs, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g).to(device),
+        "prompt_embeds": torch.randn(
+            pairs, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
+        ).to(device),
         "winner_rewards": torch.tensor([0.8] * pairs, device=device),
         "loser_rewards": torch.tensor([0.3] * pairs, device=device),
     }
@@ -109,9 +137,15 @@ def time_steps(components, batch, config, device, *, warmup: int, repeats: int, 
     for i in range(warmup + repeats):
         sync(device)
         start = time.perf_counter()
-        loss, _ = training_step(transformer=transformer, scheduler=components.scheduler, batch=batch, config=config,
-                                rotary=rotary, generator=torch.Generator().manual_seed(i),
-                                autocast_dtype=torch.bfloat16 if bf16 else None)
+        loss, _ = training_step(
+            transformer=transformer,
+            scheduler=components.scheduler,
+            batch=batch,
+            config=config,
+            rotary=rotary,
+            generator=torch.Generator().manual_seed(i),
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+        )
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
@@ -139,34 +173,56 @@ def bench_generation(components, device, *, steps: int, guidance: float, repeats
             sync(device)
             start = time.perf_counter()
             with torch.no_grad():
-                pipe(image=Image.open(image_path), prompt=condition.prompt, height=shape.height, width=shape.width,
-                     num_frames=shape.frames, num_inference_steps=steps, guidance_scale=guidance,
-                     generator=torch.Generator(device=device).manual_seed(i),
-                     max_sequence_length=components.max_text_tokens, output_type="np")
+                pipe(
+                    image=Image.open(image_path),
+                    prompt=condition.prompt,
+                    height=shape.height,
+                    width=shape.width,
+                    num_frames=shape.frames,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=torch.Generator(device=device).manual_seed(i),
+                    max_sequence_length=components.max_text_tokens,
+                    output_type="np",
+                )
             sync(device)
             if i:
                 plain.append(time.perf_counter() - start)
             start = time.perf_counter()
-            generate_candidates(components, [condition], candidates_per_condition=1, base_seed=i, out_dir=tmp,
-                                inference_steps=steps, guidance_scale=guidance)
+            generate_candidates(
+                components,
+                [condition],
+                candidates_per_condition=1,
+                base_seed=i,
+                out_dir=tmp,
+                inference_steps=steps,
+                guidance_scale=guidance,
+            )
             sync(device)
             if i:
                 ours.append(time.perf_counter() - start)
-    return {"plain_pipeline_s": statistics.median(plain), "generate_candidates_s": statistics.median(ours),
-            "ratio": statistics.median(ours) / statistics.median(plain)}
+    return {
+        "plain_pipeline_s": statistics.median(plain),
+        "generate_candidates_s": statistics.median(ours),
+        "ratio": statistics.median(ours) / statistics.median(plain),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=["tiny", "cogvideox-5b-i2v"], default="tiny")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--lora-rank", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--gen-steps", type=int, default=50)
     parser.add_argument("--guidance", type=float, default=6.0)
     parser.add_argument("--skip-generation", action="store_true")
-    parser.add_argument("--peak-tflops", type=float, default=None, help="Accelerator bf16 dense peak for MFU")
+    parser.add_argument(
+        "--peak-tflops", type=float, default=None, help="Accelerator bf16 dense peak for MFU"
+    )
     args = parser.parse_args()
 
     device = torch.device(args.device)
@@ -183,40 +239,71 @@ def main() -> None:
     transformer.train()
     batch = synthetic_batch(components, device)
     latent = batch["winner_latents"].shape
-    tokens = latent[1] * (latent[3] // 2) * (latent[4] // 2) + transformer.config.max_text_seq_length
+    tokens = (
+        latent[1] * (latent[3] // 2) * (latent[4] // 2) + transformer.config.max_text_seq_length
+    )
     per_sample = forward_flops(transformer, tokens)
 
-    results = {"preset": args.preset, "device": torch.cuda.get_device_name() if bf16 else "cpu",
-               "video": f"{shape.frames} frames at {shape.height}x{shape.width}", "tokens": tokens,
-               "lora_rank": args.lora_rank, "dtype": str(dtype).removeprefix("torch."), "gradient_checkpointing": True}
+    results = {
+        "preset": args.preset,
+        "device": torch.cuda.get_device_name() if bf16 else "cpu",
+        "video": f"{shape.frames} frames at {shape.height}x{shape.width}",
+        "tokens": tokens,
+        "lora_rank": args.lora_rank,
+        "dtype": str(dtype).removeprefix("torch."),
+        "gradient_checkpointing": True,
+    }
     for loss_type in ("gapo", "sft"):
         config = TrainConfig(output_dir="-", loss_type=loss_type, image_dropout=0.0)
         step_batch = batch
         if loss_type == "sft":  # SFT on the same two videos: winner and loser as two samples
-            step_batch = {**batch,
-                          "winner_latents": torch.cat([batch["winner_latents"], batch["loser_latents"]]),
-                          "image_latents": torch.cat([batch["image_latents"]] * 2),
-                          "prompt_embeds": torch.cat([batch["prompt_embeds"]] * 2)}
-        seconds, peak = time_steps(components, step_batch, config, device, warmup=args.warmup,
-                                   repeats=args.repeats, bf16=bf16)
+            step_batch = {
+                **batch,
+                "winner_latents": torch.cat([batch["winner_latents"], batch["loser_latents"]]),
+                "image_latents": torch.cat([batch["image_latents"]] * 2),
+                "prompt_embeds": torch.cat([batch["prompt_embeds"]] * 2),
+            }
+        seconds, peak = time_steps(
+            components,
+            step_batch,
+            config,
+            device,
+            warmup=args.warmup,
+            repeats=args.repeats,
+            bf16=bf16,
+        )
         flops = per_sample * 2 * (2 + (1 if loss_type == "gapo" else 0))
-        results[loss_type] = {"step_s": seconds, "peak_memory_gib": peak, "model_tflop": flops / 1e12,
-                              "achieved_tflops": flops / seconds / 1e12}
+        results[loss_type] = {
+            "step_s": seconds,
+            "peak_memory_gib": peak,
+            "model_tflop": flops / 1e12,
+            "achieved_tflops": flops / seconds / 1e12,
+        }
     results["gapo_over_sft"] = results["gapo"]["step_s"] / results["sft"]["step_s"]
     results["within_1.4x_budget"] = results["gapo_over_sft"] <= 1.4
     peak_tflops = args.peak_tflops
     if peak_tflops is None and bf16:
         peak_tflops = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in results["device"]), None)
     for loss_type in ("gapo", "sft"):
-        results[loss_type]["mfu"] = (results[loss_type]["achieved_tflops"] / peak_tflops) if peak_tflops else None
+        results[loss_type]["mfu"] = (
+            (results[loss_type]["achieved_tflops"] / peak_tflops) if peak_tflops else None
+        )
 
     if not args.skip_generation:
         transformer.eval()
         transformer.disable_adapters()  # generation benchmarks the base generator
         transformer.disable_gradient_checkpointing()
-        results["generation"] = {"steps": args.gen_steps, "guidance": args.guidance,
-                                 **bench_generation(components, device, steps=args.gen_steps, guidance=args.guidance,
-                                                    repeats=max(1, args.repeats - 1))}
+        results["generation"] = {
+            "steps": args.gen_steps,
+            "guidance": args.guidance,
+            **bench_generation(
+                components,
+                device,
+                steps=args.gen_steps,
+                guidance=args.guidance,
+                repeats=max(1, args.repeats - 1),
+            ),
+        }
     print(json.dumps(results, indent=2))
 
 

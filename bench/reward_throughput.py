@@ -49,7 +49,9 @@ def score_all(model, specs, *, size, batch_size, workers, device) -> tuple[float
 
 def model_only(model, specs, *, size, batch_size, device) -> tuple[float, dict[str, float]]:
     """Models on pre-decoded batches, with time per dimension's encoders (shared CLIP counted once)."""
-    batches = [b.inputs for b in iter_decoded_batches(specs, size=size, batch_size=batch_size, workers=4)]
+    batches = [
+        b.inputs for b in iter_decoded_batches(specs, size=size, batch_size=batch_size, workers=4)
+    ]
     per_dimension = dict.fromkeys(model.dimensions, 0.0)
     start = time.perf_counter()
     with torch.no_grad():
@@ -65,52 +67,100 @@ def model_only(model, specs, *, size, batch_size, device) -> tuple[float, dict[s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", choices=["tiny", "full"], default="tiny")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
+    )
     parser.add_argument("--clips", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=4, help="decode threads")
-    parser.add_argument("--frames", type=int, default=48, help="frames per synthetic clip (24 are sampled)")
-    parser.add_argument("--size", type=int, default=256, help="side of the synthetic clips in pixels")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = leave default)")
-    parser.add_argument("--repeats", type=int, default=3, help="best of this many timings (shared machines)")
+    parser.add_argument(
+        "--frames", type=int, default=48, help="frames per synthetic clip (24 are sampled)"
+    )
+    parser.add_argument(
+        "--size", type=int, default=256, help="side of the synthetic clips in pixels"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0 = leave default)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="best of this many timings (shared machines)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     t0 = time.perf_counter()
-    model = AnimeReward.from_preset(args.preset, random_weights=True, device=args.device, dtype=dtype).eval()
+    model = AnimeReward.from_preset(
+        args.preset, random_weights=True, device=args.device, dtype=dtype
+    ).eval()
     build_s = time.perf_counter() - t0
     frame_size = model.encoders.preset.frame_size
 
     with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp:
         clips = make_labelled_clips(Path(tmp), args.clips, frames=args.frames, size=args.size)
-        specs = [ClipSpec(c.index, str(c.video_path), str(c.condition_image_path), c.prompt) for c in clips]
+        specs = [
+            ClipSpec(c.index, str(c.video_path), str(c.condition_image_path), c.prompt)
+            for c in clips
+        ]
         # Warm up (kernels, allocator, page cache) on one batch.
-        score_all(model, specs[: args.batch_size], size=frame_size, batch_size=args.batch_size,
-                  workers=args.workers, device=args.device)
-        decode_s = min(decode_only(specs, size=frame_size, batch_size=args.batch_size, workers=args.workers)
-                       for _ in range(args.repeats))
-        score_s, model_s = min(score_all(model, specs, size=frame_size, batch_size=args.batch_size,
-                                         workers=args.workers, device=args.device) for _ in range(args.repeats))
-        _, per_dimension = model_only(model, specs, size=frame_size, batch_size=args.batch_size, device=args.device)
+        score_all(
+            model,
+            specs[: args.batch_size],
+            size=frame_size,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            device=args.device,
+        )
+        decode_s = min(
+            decode_only(specs, size=frame_size, batch_size=args.batch_size, workers=args.workers)
+            for _ in range(args.repeats)
+        )
+        score_s, model_s = min(
+            score_all(
+                model,
+                specs,
+                size=frame_size,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+            )
+            for _ in range(args.repeats)
+        )
+        _, per_dimension = model_only(
+            model, specs, size=frame_size, batch_size=args.batch_size, device=args.device
+        )
 
     n = args.clips
     decode_rate, score_rate, model_rate = n / decode_s, n / score_s, n / model_s
-    name = torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"AnimeReward {args.preset} on {name}; {n} clips of {args.frames} frames at {args.size}px, "
-          f"24 sampled at {frame_size}px, batch {args.batch_size}, {args.workers} decode threads, {dtype}")
+    name = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"AnimeReward {args.preset} on {name}; {n} clips of {args.frames} frames at {args.size}px, "
+        f"24 sampled at {frame_size}px, batch {args.batch_size}, {args.workers} decode threads, {dtype}"
+    )
     print(f"  build (random weights):   {build_s:8.1f} s")
     print(f"  decode only:              {decode_rate:8.2f} clips/s")
     print(f"  models only:              {model_rate:8.2f} clips/s (time inside score_batch)")
-    print(f"  scoring (decode + models):{score_rate:8.2f} clips/s = {100 * score_rate / decode_rate:.0f}% of decode-only")
+    print(
+        f"  scoring (decode + models):{score_rate:8.2f} clips/s = {100 * score_rate / decode_rate:.0f}% of decode-only"
+    )
     total = sum(per_dimension.values()) or 1.0
-    print("  model time per dimension: " + ", ".join(
-        f"{key} {100 * seconds / total:.0f}%" for key, seconds in per_dimension.items()))
+    print(
+        "  model time per dimension: "
+        + ", ".join(f"{key} {100 * seconds / total:.0f}%" for key, seconds in per_dimension.items())
+    )
     bottleneck = "decoding" if model_rate > decode_rate else "the models"
-    print(f"  bottleneck: {bottleneck} (models alone {model_rate:.2f} vs decode alone {decode_rate:.2f} clips/s)")
+    print(
+        f"  bottleneck: {bottleneck} (models alone {model_rate:.2f} vs decode alone {decode_rate:.2f} clips/s)"
+    )
 
 
 if __name__ == "__main__":

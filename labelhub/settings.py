@@ -137,8 +137,7 @@ STORAGES = {
 
 # Ingest: manifests may only name files under these roots; limits a clip must meet.
 LABELHUB_IMPORT_ROOTS = [
-    Path(p).resolve()
-    for p in env_list("LABELHUB_IMPORT_ROOTS", [str(BASE_DIR / "var" / "import")])
+    Path(p).resolve() for p in env_list("LABELHUB_IMPORT_ROOTS", [str(BASE_DIR / "var" / "import")])
 ]
 LABELHUB_MAX_CLIP_SECONDS = float(env_str("LABELHUB_MAX_CLIP_SECONDS", "60"))
 LABELHUB_MAX_CLIP_FRAMES = env_int("LABELHUB_MAX_CLIP_FRAMES", 3000)
@@ -158,7 +157,9 @@ LABELHUB_REWARD_SOURCES = {
     for name in ("clip", "xclip", "grounding_dino", "sam", "blip")
     if os.environ.get(f"LABELHUB_REWARD_SOURCE_{name.upper()}")
 }
-LABELHUB_ARTIFACTS_ROOT = Path(env_str("LABELHUB_ARTIFACTS_ROOT", str(BASE_DIR / "var" / "artifacts")))
+LABELHUB_ARTIFACTS_ROOT = Path(
+    env_str("LABELHUB_ARTIFACTS_ROOT", str(BASE_DIR / "var" / "artifacts"))
+)
 
 # Celery: Redis broker, two queues. GPU work: late ack, prefetch 1, one task at a time per worker.
 CELERY_BROKER_URL = env_str("LABELHUB_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -180,7 +181,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 # and is marked failed (resumable from its last checkpoint) by the beat task below.
 LABELHUB_RUN_STALE_SECONDS = env_int("LABELHUB_RUN_STALE_SECONDS", 600)
 CELERY_BEAT_SCHEDULE = {
-    "fail-stale-runs": {"task": "training.fail_stale_runs", "schedule": 60.0, "options": {"queue": "default"}},
+    "fail-stale-runs": {
+        "task": "training.fail_stale_runs",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
 }
 
 REST_FRAMEWORK = {

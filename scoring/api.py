@@ -18,7 +18,16 @@ from scoring.models import ClipScore, RewardModel
 class RewardModelSerializer(serializers.ModelSerializer):
     class Meta:
         model = RewardModel
-        fields = ["id", "name", "preset", "checkpoint_dir", "run", "config", "metrics", "created_at"]
+        fields = [
+            "id",
+            "name",
+            "preset",
+            "checkpoint_dir",
+            "run",
+            "config",
+            "metrics",
+            "created_at",
+        ]
 
 
 class ClipScoreSerializer(serializers.ModelSerializer):
@@ -47,7 +56,9 @@ class RewardModelListView(APIView):
     permission_classes = [IsLead]
 
     def get(self, request):
-        return Response({"results": RewardModelSerializer(selectors.list_reward_models(), many=True).data})
+        return Response(
+            {"results": RewardModelSerializer(selectors.list_reward_models(), many=True).data}
+        )
 
 
 class RewardModelDetailView(APIView):
@@ -55,7 +66,9 @@ class RewardModelDetailView(APIView):
 
     def get(self, request, reward_model_id: int):
         reward_model = get_object_or_404(RewardModel, pk=reward_model_id)
-        return Response({**RewardModelSerializer(reward_model).data, "evaluation": reward_model.evaluation})
+        return Response(
+            {**RewardModelSerializer(reward_model).data, "evaluation": reward_model.evaluation}
+        )
 
 
 class TrainRewardView(APIView):
@@ -83,10 +96,13 @@ class ScoreClipsView(APIView):
         data = ScoreSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            run = services.request_scoring(reward_model_id=reward_model_id, created_by=request.user,
-                                           round_id=data.validated_data.get("round_id"),
-                                           clip_ids=data.validated_data.get("clip_ids"),
-                                           batch_size=data.validated_data["batch_size"])
+            run = services.request_scoring(
+                reward_model_id=reward_model_id,
+                created_by=request.user,
+                round_id=data.validated_data.get("round_id"),
+                clip_ids=data.validated_data.get("clip_ids"),
+                batch_size=data.validated_data["batch_size"],
+            )
         except ValueError as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return _launched(run)
@@ -100,6 +116,8 @@ class ClipScoreListView(APIView):
     def get(self, request, reward_model_id: int):
         get_object_or_404(RewardModel, pk=reward_model_id)
         round_id = request.query_params.get("round")
-        scores = selectors.clip_scores(reward_model_id=reward_model_id,
-                                       round_id=int(round_id) if round_id and round_id.isdigit() else None)
+        scores = selectors.clip_scores(
+            reward_model_id=reward_model_id,
+            round_id=int(round_id) if round_id and round_id.isdigit() else None,
+        )
         return Response({"results": ClipScoreSerializer(scores, many=True).data})

@@ -11,13 +11,23 @@ class RewardModel(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     preset = models.CharField(max_length=100)
-    checkpoint_dir = models.CharField(max_length=1000, help_text="safetensors + config.json per dimension")
+    checkpoint_dir = models.CharField(
+        max_length=1000, help_text="safetensors + config.json per dimension"
+    )
     run = models.ForeignKey(
-        "training.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="reward_models"
+        "training.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reward_models",
     )
     config = models.JSONField(default=dict)
-    metrics = models.JSONField(default=dict, help_text="Per dimension and overall: pearson, spearman, ...")
-    evaluation = models.JSONField(default=dict, help_text="Predicted vs human per test clip, for plots")
+    metrics = models.JSONField(
+        default=dict, help_text="Per dimension and overall: pearson, spearman, ..."
+    )
+    evaluation = models.JSONField(
+        default=dict, help_text="Predicted vs human per test clip, for plots"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -43,7 +53,8 @@ class ClipScore(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["clip", "reward_model"], name="clip_score_unique"),
             models.CheckConstraint(
-                condition=Q(error="") | Q(overall__isnull=True), name="clip_score_error_has_no_score"
+                condition=Q(error="") | Q(overall__isnull=True),
+                name="clip_score_error_has_no_score",
             ),
         ]
 

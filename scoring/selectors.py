@@ -14,10 +14,14 @@ METRIC_NAMES = ("pearson", "spearman", "kendall", "mae", "pairwise_accuracy", "p
 
 def list_reward_models() -> QuerySet[RewardModel]:
     """Newest first, with their run and how many clips each has scored (one query)."""
-    return (RewardModel.objects.select_related("run")
-            .annotate(scored=Count("scores", filter=Q(scores__error="")),
-                      failed=Count("scores", filter=~Q(scores__error="")))
-            .order_by("-created_at", "-id"))
+    return (
+        RewardModel.objects.select_related("run")
+        .annotate(
+            scored=Count("scores", filter=Q(scores__error="")),
+            failed=Count("scores", filter=~Q(scores__error="")),
+        )
+        .order_by("-created_at", "-id")
+    )
 
 
 @dataclass

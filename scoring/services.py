@@ -59,6 +59,7 @@ def _both(first: Progress, second: Progress | None) -> Progress:
 
 # --- training --------------------------------------------------------------------------------------
 
+
 def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
     """The snapshot's label rows as training items, storage names resolved to local paths."""
     return [
@@ -77,8 +78,14 @@ def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
     ]
 
 
-def request_reward_training(*, snapshot_id: int, config: dict | None = None, name: str = "",
-                            created_by=None, enqueue: bool = True) -> TrainingRun:
+def request_reward_training(
+    *,
+    snapshot_id: int,
+    config: dict | None = None,
+    name: str = "",
+    created_by=None,
+    enqueue: bool = True,
+) -> TrainingRun:
     """Validate the launch, record a queued run and (after commit) send it to the ``gpu`` queue."""
     snapshot = ExportSnapshot.objects.get(pk=snapshot_id)
     if snapshot.status != ExportSnapshot.Status.READY:
@@ -87,8 +94,11 @@ def request_reward_training(*, snapshot_id: int, config: dict | None = None, nam
     RewardTrainConfig(**config)  # raises ValueError with a clear message
     if name and RewardModel.objects.filter(name=name).exists():
         raise ValueError(f"a reward model named {name!r} already exists")
-    run = create_run(kind=TrainingRun.Kind.REWARD_TRAINING, created_by=created_by,
-                     params={"snapshot_id": snapshot_id, "name": name, "config": config})
+    run = create_run(
+        kind=TrainingRun.Kind.REWARD_TRAINING,
+        created_by=created_by,
+        params={"snapshot_id": snapshot_id, "name": name, "config": config},
+    )
     if enqueue:
         from scoring.tasks import train_reward_task
 
@@ -104,7 +114,9 @@ def train_reward_model(*, run_id: int, on_progress: Progress | None = None) -> R
     report = _both(RunReporter(run_id), on_progress)
     try:
         snapshot = ExportSnapshot.objects.get(pk=run.params["snapshot_id"])
-        config = RewardTrainConfig(**{"encoder_sources": encoder_sources(), **run.params.get("config", {})})
+        config = RewardTrainConfig(
+            **{"encoder_sources": encoder_sources(), **run.params.get("config", {})}
+        )
         items = items_from_snapshot(snapshot)
         output_dir = Path(settings.LABELHUB_ARTIFACTS_ROOT) / "reward_models" / f"run-{run_id}"
         result = train_reward(items, config, output_dir, on_progress=report)
@@ -113,9 +125,14 @@ def train_reward_model(*, run_id: int, on_progress: Progress | None = None) -> R
             preset=config.preset,
             checkpoint_dir=result.output_dir,
             run=run,
-            config={**run.params.get("config", {}), "snapshot_id": snapshot.pk,
-                    "snapshot_hash": snapshot.content_hash, "train_clips": result.train_clips,
-                    "test_clips": result.test_clips, "skipped": result.skipped},
+            config={
+                **run.params.get("config", {}),
+                "snapshot_id": snapshot.pk,
+                "snapshot_hash": snapshot.content_hash,
+                "train_clips": result.train_clips,
+                "test_clips": result.test_clips,
+                "skipped": result.skipped,
+            },
             metrics=result.metrics,
             evaluation={"clips": result.evaluation, "losses": result.losses},
         )
@@ -126,23 +143,34 @@ def train_reward_model(*, run_id: int, on_progress: Progress | None = None) -> R
         logger.exception("reward training run %s failed", run_id)
         fail_run(run_id, error=f"{type(exc).__name__}: {exc}")
         raise
-    finish_run(run_id, artifacts={"reward_model_id": reward_model.pk, "checkpoint_dir": result.output_dir})
+    finish_run(
+        run_id, artifacts={"reward_model_id": reward_model.pk, "checkpoint_dir": result.output_dir}
+    )
     return reward_model
 
 
 # --- scoring ---------------------------------------------------------------------------------------
+
 
 def load_reward_model(reward_model: RewardModel, *, device: str = "auto") -> AnimeReward:
     """The stored checkpoint on the best device (bf16 encoders on a GPU)."""
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    return AnimeReward.load(reward_model.checkpoint_dir, sources=encoder_sources() or None, device=device,
-                            dtype=dtype)
+    return AnimeReward.load(
+        reward_model.checkpoint_dir, sources=encoder_sources() or None, device=device, dtype=dtype
+    )
 
 
-def request_scoring(*, reward_model_id: int, round_id: int | None = None, clip_ids: Iterable[int] | None = None,
-                    created_by=None, batch_size: int = 8, enqueue: bool = True) -> TrainingRun:
+def request_scoring(
+    *,
+    reward_model_id: int,
+    round_id: int | None = None,
+    clip_ids: Iterable[int] | None = None,
+    created_by=None,
+    batch_size: int = 8,
+    enqueue: bool = True,
+) -> TrainingRun:
     """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit."""
     if (round_id is None) == (clip_ids is None):
         raise ValueError("give either a round or a list of clips")
@@ -174,9 +202,12 @@ def run_scoring(*, run_id: int, on_progress: Progress | None = None) -> dict | N
             clips = clips.filter(round_id=run.params["round_id"])
         else:
             clips = clips.filter(pk__in=run.params["clip_ids"])
-        counts = score_clips(reward_model=RewardModel.objects.get(pk=run.params["reward_model_id"]),
-                             clip_ids=list(clips.exclude(status=Clip.Status.PULLED).values_list("pk", flat=True)),
-                             batch_size=run.params.get("batch_size", 8), on_progress=report)
+        counts = score_clips(
+            reward_model=RewardModel.objects.get(pk=run.params["reward_model_id"]),
+            clip_ids=list(clips.exclude(status=Clip.Status.PULLED).values_list("pk", flat=True)),
+            batch_size=run.params.get("batch_size", 8),
+            on_progress=report,
+        )
     except RunCancelled:
         cancel_run(run_id)
         return None
@@ -188,24 +219,48 @@ def run_scoring(*, run_id: int, on_progress: Progress | None = None) -> dict | N
     return counts
 
 
-def score_clips(*, reward_model: RewardModel, clip_ids: list[int], batch_size: int = 8,
-                on_progress: Progress | None = None, model: AnimeReward | None = None) -> dict:
+def score_clips(
+    *,
+    reward_model: RewardModel,
+    clip_ids: list[int],
+    batch_size: int = 8,
+    on_progress: Progress | None = None,
+    model: AnimeReward | None = None,
+) -> dict:
     """Score clips into ClipScore rows (one per clip and reward model). Idempotent: clips already
     scored without error are skipped; a clip that cannot be decoded gets a row with its error."""
     report = on_progress or (lambda step, total, metrics=None, message="": None)
-    done = set(ClipScore.objects.filter(reward_model=reward_model, clip_id__in=clip_ids, error="")
-               .values_list("clip_id", flat=True))
-    todo = (Clip.objects.filter(pk__in=[c for c in clip_ids if c not in done])
-            .select_related("condition").order_by("pk"))
+    done = set(
+        ClipScore.objects.filter(
+            reward_model=reward_model, clip_id__in=clip_ids, error=""
+        ).values_list("clip_id", flat=True)
+    )
+    todo = (
+        Clip.objects.filter(pk__in=[c for c in clip_ids if c not in done])
+        .select_related("condition")
+        .order_by("pk")
+    )
     specs, errors = [], {}
     for clip in todo:
         if not clip.video:
             errors[clip.pk] = f"clip {clip.pk} has no browser video (status {clip.status})"
             continue
-        specs.append(ClipSpec(clip.pk, _local_path(clip.video.name), _local_path(clip.condition.image.name),
-                              clip.condition.prompt, _local_path(clip.condition.character_reference.name)))
+        specs.append(
+            ClipSpec(
+                clip.pk,
+                _local_path(clip.video.name),
+                _local_path(clip.condition.image.name),
+                clip.condition.prompt,
+                _local_path(clip.condition.character_reference.name),
+            )
+        )
     total = len(specs) + len(errors)
-    report(0, total, None, f"scoring {total} clips with {reward_model.name} ({len(done)} already scored)")
+    report(
+        0,
+        total,
+        None,
+        f"scoring {total} clips with {reward_model.name} ({len(done)} already scored)",
+    )
     model = model or load_reward_model(reward_model)
     frame_size = model.encoders.preset.frame_size
     scored = 0
@@ -218,9 +273,15 @@ def score_clips(*, reward_model: RewardModel, clip_ids: list[int], batch_size: i
             with transaction.atomic():
                 for row, spec in enumerate(batch.specs):
                     ClipScore.objects.update_or_create(
-                        clip_id=spec.clip_id, reward_model=reward_model,
-                        defaults={**{key: float(rewards[key][row]) for key in (*DIMENSION_KEYS, "overall")},
-                                  "error": ""},
+                        clip_id=spec.clip_id,
+                        reward_model=reward_model,
+                        defaults={
+                            **{
+                                key: float(rewards[key][row])
+                                for key in (*DIMENSION_KEYS, "overall")
+                            },
+                            "error": "",
+                        },
                     )
             scored += len(batch.specs)
         report(scored + len(errors), total, None, "")
@@ -232,6 +293,7 @@ def score_clips(*, reward_model: RewardModel, clip_ids: list[int], batch_size: i
 def _save_errors(reward_model: RewardModel, errors: dict) -> None:
     for clip_id, error in errors.items():
         ClipScore.objects.update_or_create(
-            clip_id=clip_id, reward_model=reward_model,
+            clip_id=clip_id,
+            reward_model=reward_model,
             defaults={**dict.fromkeys((*DIMENSION_KEYS, "overall")), "error": error[:2000]},
         )

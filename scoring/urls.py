@@ -10,7 +10,19 @@ urlpatterns = [
     path("reward-models/score/", views.launch_scoring_view, name="launch_scoring"),
     path("api/reward-models/", api.RewardModelListView.as_view(), name="api_reward_models"),
     path("api/reward-models/train/", api.TrainRewardView.as_view(), name="api_train"),
-    path("api/reward-models/<int:reward_model_id>/", api.RewardModelDetailView.as_view(), name="api_reward_model"),
-    path("api/reward-models/<int:reward_model_id>/score/", api.ScoreClipsView.as_view(), name="api_score"),
-    path("api/reward-models/<int:reward_model_id>/scores/", api.ClipScoreListView.as_view(), name="api_scores"),
+    path(
+        "api/reward-models/<int:reward_model_id>/",
+        api.RewardModelDetailView.as_view(),
+        name="api_reward_model",
+    ),
+    path(
+        "api/reward-models/<int:reward_model_id>/score/",
+        api.ScoreClipsView.as_view(),
+        name="api_score",
+    ),
+    path(
+        "api/reward-models/<int:reward_model_id>/scores/",
+        api.ClipScoreListView.as_view(),
+        name="api_scores",
+    ),
 ]

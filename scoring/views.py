@@ -38,8 +38,10 @@ def scatter_svg(points: list[tuple[float, float]], *, title: str, size: int = 24
     ]
     for human, predicted in points:
         x, y = xy(min(max(human, 0), 1), min(max(predicted, 0), 1))
-        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#2b6cb0" fill-opacity="0.6">'
-                     f"<title>human {human:.2f}, predicted {predicted:.2f}</title></circle>")
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#2b6cb0" fill-opacity="0.6">'
+            f"<title>human {human:.2f}, predicted {predicted:.2f}</title></circle>"
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -52,12 +54,18 @@ def _format(value) -> str:
 
 @lead_required
 def reward_models_page(request):
-    return render(request, "scoring/reward_models.html", {
-        "reward_models": selectors.list_reward_models(),
-        "can_launch": has_role(request.user, ADMIN),
-        "snapshots": ExportSnapshot.objects.filter(status=ExportSnapshot.Status.READY).order_by("-created_at")[:50],
-        "rounds": Round.objects.order_by("-created_at"),
-    })
+    return render(
+        request,
+        "scoring/reward_models.html",
+        {
+            "reward_models": selectors.list_reward_models(),
+            "can_launch": has_role(request.user, ADMIN),
+            "snapshots": ExportSnapshot.objects.filter(status=ExportSnapshot.Status.READY).order_by(
+                "-created_at"
+            )[:50],
+            "rounds": Round.objects.order_by("-created_at"),
+        },
+    )
 
 
 @require_POST
@@ -66,8 +74,10 @@ def launch_training_view(request):
     config = {"epochs": int(request.POST["epochs"])} if request.POST.get("epochs") else {}
     try:
         run = services.request_reward_training(
-            snapshot_id=int(request.POST.get("snapshot_id") or 0), config=config,
-            name=request.POST.get("name", "").strip(), created_by=request.user,
+            snapshot_id=int(request.POST.get("snapshot_id") or 0),
+            config=config,
+            name=request.POST.get("name", "").strip(),
+            created_by=request.user,
         )
     except (ValueError, ExportSnapshot.DoesNotExist) as exc:
         messages.error(request, f"Not launched: {exc}")
@@ -79,8 +89,11 @@ def launch_training_view(request):
 @role_required(ADMIN)
 def launch_scoring_view(request):
     try:
-        run = services.request_scoring(reward_model_id=int(request.POST.get("reward_model_id") or 0),
-                                       round_id=int(request.POST.get("round_id") or 0), created_by=request.user)
+        run = services.request_scoring(
+            reward_model_id=int(request.POST.get("reward_model_id") or 0),
+            round_id=int(request.POST.get("round_id") or 0),
+            created_by=request.user,
+        )
     except (ValueError, RewardModel.DoesNotExist) as exc:
         messages.error(request, f"Not launched: {exc}")
         return redirect("scoring:reward_models")
@@ -93,9 +106,15 @@ def reward_model_page(request, reward_model_id: int):
     dimensions = selectors.reward_model_evaluation(reward_model)
     for dimension in dimensions:
         dimension.svg = mark_safe(scatter_svg(dimension.points, title=dimension.name))  # noqa: S308 (escaped above)
-        dimension.metric_values = [_format(dimension.metrics.get(name)) for name in selectors.METRIC_NAMES]
-    return render(request, "scoring/reward_model.html", {
-        "reward_model": reward_model,
-        "dimensions": dimensions,
-        "metric_names": selectors.METRIC_NAMES,
-    })
+        dimension.metric_values = [
+            _format(dimension.metrics.get(name)) for name in selectors.METRIC_NAMES
+        ]
+    return render(
+        request,
+        "scoring/reward_model.html",
+        {
+            "reward_model": reward_model,
+            "dimensions": dimensions,
+            "metric_names": selectors.METRIC_NAMES,
+        },
+    )

@@ -37,14 +37,37 @@ def admin_user(db):
     return make_user("adam", "admin")
 
 
-def render_test_video(path: Path, *, seconds: float = 1.0, fps: int = 8, size: str = "64x48",
-                      source: str = "testsrc2", extra_filter: str | None = None) -> Path:
+def render_test_video(
+    path: Path,
+    *,
+    seconds: float = 1.0,
+    fps: int = 8,
+    size: str = "64x48",
+    source: str = "testsrc2",
+    extra_filter: str | None = None,
+) -> Path:
     """Write a real H.264 MP4 from an ffmpeg test source (lavfi)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     vf = ["-vf", extra_filter] if extra_filter else []
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"{source}=size={size}:rate={fps}:duration={seconds}",
-         *vf, "-pix_fmt", "yuv420p", "-c:v", "libx264", "-preset", "ultrafast", str(path)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"{source}=size={size}:rate={fps}:duration={seconds}",
+            *vf,
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            str(path),
+        ],
         check=True,
     )
     return path
@@ -68,7 +91,9 @@ def isolated_media(settings, tmp_path_factory):
     settings.MEDIA_ROOT = media_root
     settings.STORAGES = {
         **settings.STORAGES,
-        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage",
-                    "OPTIONS": {"location": str(media_root)}},
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media_root)},
+        },
     }
     return media_root

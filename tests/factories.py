@@ -27,14 +27,31 @@ def make_ready_clips(round_: Round, count: int, *, target: int | None = None) ->
         digest = hashlib.sha256(f"{round_.pk}-{i}".encode()).hexdigest()
         condition, _ = Condition.objects.get_or_create(
             content_hash=digest,
-            defaults={"image": condition_image, "image_sha256": digest, "prompt": f"prompt {i}",
-                      "prompt_sha256": digest},
+            defaults={
+                "image": condition_image,
+                "image_sha256": digest,
+                "prompt": f"prompt {i}",
+                "prompt_sha256": digest,
+            },
         )
         clips.append(
-            Clip(round=round_, condition=condition, source_kind=Clip.SourceKind.EXTERNAL, source_name="test",
-                 original=f"originals/{digest}.mp4", original_sha256=digest, video=f"clips/{digest}.mp4",
-                 poster=f"posters/{digest}.jpg", frames=8, fps=8, width=64, height=48, duration=1.0,
-                 status=Clip.Status.READY, target_ratings=target or round_.ratings_per_clip)
+            Clip(
+                round=round_,
+                condition=condition,
+                source_kind=Clip.SourceKind.EXTERNAL,
+                source_name="test",
+                original=f"originals/{digest}.mp4",
+                original_sha256=digest,
+                video=f"clips/{digest}.mp4",
+                poster=f"posters/{digest}.jpg",
+                frames=8,
+                fps=8,
+                width=64,
+                height=48,
+                duration=1.0,
+                status=Clip.Status.READY,
+                target_ratings=target or round_.ratings_per_clip,
+            )
         )
     return Clip.objects.bulk_create(clips)
 

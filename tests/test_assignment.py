@@ -19,8 +19,13 @@ from tests.factories import make_ready_clips, make_round, scores
 
 
 def rate(clip_id, user, value=3, **kw):
-    return submit_rating(clip_id=clip_id, annotator=user, scores=scores(value, **kw), seconds_spent=1.0,
-                         idempotency_key=uuid.uuid4())
+    return submit_rating(
+        clip_id=clip_id,
+        annotator=user,
+        scores=scores(value, **kw),
+        seconds_spent=1.0,
+        idempotency_key=uuid.uuid4(),
+    )
 
 
 @pytest.mark.django_db
@@ -46,7 +51,9 @@ def test_service_rejects_bad_scores_with_clear_messages(annotator):
         ({**scores(3), "colour": 2}, "unknown dimension(s) colour"),
     ]:
         with pytest.raises(RatingError, match=message.replace("(", r"\(").replace(")", r"\)")):
-            submit_rating(clip_id=clip.pk, annotator=annotator, scores=bad, idempotency_key=uuid.uuid4())
+            submit_rating(
+                clip_id=clip.pk, annotator=annotator, scores=bad, idempotency_key=uuid.uuid4()
+            )
     assert not Rating.objects.exists() and not ClipLabel.objects.exists()
 
 
@@ -62,7 +69,10 @@ def test_reload_returns_the_leased_clip_and_closest_to_completion_first(annotato
     nxt = lease_next_clip(round_id=round_.pk, annotator=annotator, exclude=[clips[2].pk])
     assert nxt.clip_id not in (clips[2].pk,)
     # Two leases (current + preloaded) are the most one annotator holds.
-    assert lease_next_clip(round_id=round_.pk, annotator=annotator, exclude=[clips[2].pk, nxt.clip_id]) is None
+    assert (
+        lease_next_clip(round_id=round_.pk, annotator=annotator, exclude=[clips[2].pk, nxt.clip_id])
+        is None
+    )
 
 
 @pytest.mark.django_db
@@ -90,8 +100,12 @@ def test_quota_no_annotator_twice_and_expired_lease_frees_slot():
 def test_repeated_submit_with_same_key_saves_once(annotator):
     clip = make_ready_clips(make_round(), 1)[0]
     key = uuid.uuid4()
-    first = submit_rating(clip_id=clip.pk, annotator=annotator, scores=scores(4), idempotency_key=key)
-    again = submit_rating(clip_id=clip.pk, annotator=annotator, scores=scores(4), idempotency_key=key)
+    first = submit_rating(
+        clip_id=clip.pk, annotator=annotator, scores=scores(4), idempotency_key=key
+    )
+    again = submit_rating(
+        clip_id=clip.pk, annotator=annotator, scores=scores(4), idempotency_key=key
+    )
     assert first.created and not again.created and first.rating.pk == again.rating.pk
     clip.refresh_from_db()
     assert clip.rating_count == 1 and Rating.objects.count() == 1
@@ -162,9 +176,12 @@ def test_concurrent_annotators_never_overfill_or_double_rate_or_lose_aggregates(
                 lease = lease_next_clip(round_id=round_.pk, annotator=user)
                 if lease is None:
                     return
-                result = submit_rating(clip_id=lease.clip_id, annotator=user,
-                                       scores=scores(rng.randint(1, 5), visual_motion=rng.randint(1, 5)),
-                                       idempotency_key=uuid.uuid4())
+                result = submit_rating(
+                    clip_id=lease.clip_id,
+                    annotator=user,
+                    scores=scores(rng.randint(1, 5), visual_motion=rng.randint(1, 5)),
+                    idempotency_key=uuid.uuid4(),
+                )
                 submitted.append(result.rating.pk)
         except BaseException as exc:  # noqa: BLE001 - surfaced below
             errors.append(exc)

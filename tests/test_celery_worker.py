@@ -40,14 +40,24 @@ def test_ingest_runs_on_a_real_worker(isolated_media, tmp_path, video_factory):
     bad.write_bytes(b"this is not a video at all" * 10)
     log_path = tmp_path / "worker.log"
     with celery_worker(queues="default", media_root=isolated_media, log_path=log_path) as worker:
-        batch = import_manifest_file(path=write_manifest(tmp_path / "m.jsonl", [
-            {"video": str(good), "prompt": "p", "round": "r1"},
-            {"video": str(bad), "prompt": "p", "round": "r1"},
-        ]))
+        batch = import_manifest_file(
+            path=write_manifest(
+                tmp_path / "m.jsonl",
+                [
+                    {"video": str(good), "prompt": "p", "round": "r1"},
+                    {"video": str(bad), "prompt": "p", "round": "r1"},
+                ],
+            )
+        )
+
         def rows():
             return list(ImportRow.objects.filter(batch=batch).order_by("line"))
 
-        wait_for(lambda: all(r.status in {"ok", "error"} for r in rows()), worker=worker, log_path=log_path)
+        wait_for(
+            lambda: all(r.status in {"ok", "error"} for r in rows()),
+            worker=worker,
+            log_path=log_path,
+        )
         rows = rows()
     assert [r.status for r in rows] == ["ok", "error"]
     assert "not a readable video" in rows[1].message
@@ -55,25 +65,46 @@ def test_ingest_runs_on_a_real_worker(isolated_media, tmp_path, video_factory):
 
 @pytest.mark.slow
 def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
-    seed_round, admin_user, isolated_media, tmp_path, django_capture_on_commit_callbacks  # noqa: F811
+    seed_round,  # noqa: F811 - the fixture imported above
+    admin_user,
+    isolated_media,
+    tmp_path,
+    django_capture_on_commit_callbacks,  # noqa: F811
 ):
     reward_model = RewardModel.objects.create(name="brightness", preset="exact", checkpoint_dir="-")
     for clip in seed_round.clips.all():
-        ClipScore.objects.create(clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path))
+        ClipScore.objects.create(
+            clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path)
+        )
     # Pairs need two clips of one condition: reuse the seed conditions by pairing clips across them.
     clips = list(seed_round.clips.order_by("pk"))
     for loser in clips[1::2]:
         loser.condition = clips[clips.index(loser) - 1].condition
         loser.save(update_fields=["condition"])
-    assert build_round_pairs(round_id=seed_round.pk, origin="reward_model", reward_model_id=reward_model.pk)
+    assert build_round_pairs(
+        round_id=seed_round.pk, origin="reward_model", reward_model_id=reward_model.pk
+    )
 
     log_path = tmp_path / "gpu-worker.log"
     with celery_worker(queues="gpu", media_root=isolated_media, log_path=log_path) as worker:
-        run = launch.launch_run(kind="gapo", created_by=admin_user, params={
-            "round_id": seed_round.pk, "origin": "reward_model", "reward_model_id": reward_model.pk,
-            "max_steps": 100000, "checkpoint_every": 2, "learning_rate": 1e-3})
-        wait_for(lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path, worker=worker, log_path=log_path,
-                 timeout=300)
+        run = launch.launch_run(
+            kind="gapo",
+            created_by=admin_user,
+            params={
+                "round_id": seed_round.pk,
+                "origin": "reward_model",
+                "reward_model_id": reward_model.pk,
+                "max_steps": 100000,
+                "checkpoint_every": 2,
+                "learning_rate": 1e-3,
+            },
+        )
+        wait_for(
+            lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path,
+            worker=worker,
+            log_path=log_path,
+            timeout=300,
+        )
         os.kill(worker.pid, signal.SIGKILL)  # the GPU host dies mid-run
         worker.wait(timeout=30)
 

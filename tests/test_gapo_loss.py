@@ -16,10 +16,15 @@ def t(*values: float) -> torch.Tensor:
 
 def loss_of(pw, pl, rw, rl, r_win, r_lose, *, beta=5000.0, alpha=2.0, loss_type="gapo"):
     return preference_loss(
-        policy_winner_mse=t(*pw), policy_loser_mse=t(*pl),
-        reference_winner_mse=t(*rw), reference_loser_mse=t(*rl),
-        winner_reward=t(*r_win), loser_reward=t(*r_lose),
-        beta=beta, alpha=alpha, loss_type=loss_type,
+        policy_winner_mse=t(*pw),
+        policy_loser_mse=t(*pl),
+        reference_winner_mse=t(*rw),
+        reference_loser_mse=t(*rl),
+        winner_reward=t(*r_win),
+        loser_reward=t(*r_lose),
+        beta=beta,
+        alpha=alpha,
+        loss_type=loss_type,
     )
 
 
@@ -108,9 +113,16 @@ def test_dpo_equals_gapo_with_unit_gaps():
 def test_gradient_pushes_winner_error_down_and_loser_error_up():
     # At inside = 0: dL/dL_pol(x_w) = gap * sigmoid(-inside) * beta / 2 = 1 * 0.5 * 2500 = 1250
     pw, pl = t(0.3).requires_grad_(), t(0.7).requires_grad_()
-    out = preference_loss(policy_winner_mse=pw, policy_loser_mse=pl,
-                          reference_winner_mse=t(0.3), reference_loser_mse=t(0.7),
-                          winner_reward=t(1.0), loser_reward=t(0.0), beta=5000.0, alpha=2.0)
+    out = preference_loss(
+        policy_winner_mse=pw,
+        policy_loser_mse=pl,
+        reference_winner_mse=t(0.3),
+        reference_loser_mse=t(0.7),
+        winner_reward=t(1.0),
+        loser_reward=t(0.0),
+        beta=5000.0,
+        alpha=2.0,
+    )
     out.loss.backward()
     assert pw.grad.item() == pytest.approx(1250.0)
     assert pl.grad.item() == pytest.approx(-1250.0)
@@ -118,9 +130,16 @@ def test_gradient_pushes_winner_error_down_and_loser_error_up():
 
 def test_reference_gets_no_gradient():
     rw = t(0.3).requires_grad_()
-    out = preference_loss(policy_winner_mse=t(0.3).requires_grad_(), policy_loser_mse=t(0.7),
-                          reference_winner_mse=rw, reference_loser_mse=t(0.7),
-                          winner_reward=t(1.0), loser_reward=t(0.0), beta=5000.0, alpha=2.0)
+    out = preference_loss(
+        policy_winner_mse=t(0.3).requires_grad_(),
+        policy_loser_mse=t(0.7),
+        reference_winner_mse=rw,
+        reference_loser_mse=t(0.7),
+        winner_reward=t(1.0),
+        loser_reward=t(0.0),
+        beta=5000.0,
+        alpha=2.0,
+    )
     out.loss.backward()
     assert rw.grad is None
 

@@ -22,8 +22,13 @@ CONDITIONS, K, STEPS, SEED = 6, 4, 40, 0
 def round0(tmp_path_factory):
     out = tmp_path_factory.mktemp("loop")
     conditions = synthetic_conditions(out / "conditions", count=CONDITIONS, seed=SEED)
-    candidates = generate_candidates(load_generator("tiny"), conditions, candidates_per_condition=K,
-                                     base_seed=SEED, out_dir=out / "round0")
+    candidates = generate_candidates(
+        load_generator("tiny"),
+        conditions,
+        candidates_per_condition=K,
+        base_seed=SEED,
+        out_dir=out / "round0",
+    )
     return out, conditions, candidates
 
 
@@ -33,16 +38,35 @@ def test_training_on_pairs_raises_the_next_rounds_reward(round0, loss_type):
     scored = scored_candidates(candidates)
     pairs = build_pairs(scored)
     assert len(pairs) == CONDITIONS  # every condition's candidates differ in brightness
-    config = TrainConfig(output_dir=str(out / loss_type), loss_type=loss_type, lora_rank=8, learning_rate=1e-3,
-                         max_steps=STEPS, batch_pairs=2, checkpoint_every=0, seed=SEED)
+    config = TrainConfig(
+        output_dir=str(out / loss_type),
+        loss_type=loss_type,
+        lora_rank=8,
+        learning_rate=1e-3,
+        max_steps=STEPS,
+        batch_pairs=2,
+        checkpoint_every=0,
+        seed=SEED,
+    )
     result = train(config, pairs)
-    assert result.metrics[-1]["implicit_accuracy"] == 1.0  # the policy prefers every winner more than the base does
+    assert (
+        result.metrics[-1]["implicit_accuracy"] == 1.0
+    )  # the policy prefers every winner more than the base does
 
-    round1 = generate_candidates(load_generator("tiny"), conditions, candidates_per_condition=K,
-                                 base_seed=SEED, out_dir=out / f"round1-{loss_type}", lora_dir=result.lora_dir)
-    assert [(c.condition_key, c.seed) for c in round1] == [(c.condition_key, c.seed) for c in candidates]
+    round1 = generate_candidates(
+        load_generator("tiny"),
+        conditions,
+        candidates_per_condition=K,
+        base_seed=SEED,
+        out_dir=out / f"round1-{loss_type}",
+        lora_dir=result.lora_dir,
+    )
+    assert [(c.condition_key, c.seed) for c in round1] == [
+        (c.condition_key, c.seed) for c in candidates
+    ]
     before = np.mean([c.reward for c in scored])
     after = np.mean([c.reward for c in scored_candidates(round1)])
-    print(f"{loss_type}: round 0 mean reward {before:.4f} -> round 1 {after:.4f} ({after - before:+.4f}) after {STEPS} steps")
+    print(
+        f"{loss_type}: round 0 mean reward {before:.4f} -> round 1 {after:.4f} ({after - before:+.4f}) after {STEPS} steps"
+    )
     assert after > before
-

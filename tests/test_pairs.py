@@ -6,13 +6,22 @@ from training.pairs import Candidate, build_pairs, read_pairs_jsonl, write_pairs
 
 
 def c(clip_id, condition_id, reward):
-    return Candidate(clip_id=clip_id, condition_id=condition_id, reward=reward, video=f"/v/{clip_id}.mp4",
-                     prompt=f"prompt {condition_id}", first_frame=f"/f/{condition_id}.png")
+    return Candidate(
+        clip_id=clip_id,
+        condition_id=condition_id,
+        reward=reward,
+        video=f"/v/{clip_id}.mp4",
+        prompt=f"prompt {condition_id}",
+        first_frame=f"/f/{condition_id}.png",
+    )
 
 
 def test_best_and_worst_of_each_condition_with_both_rewards():
     pairs = build_pairs([c(1, 10, 0.5), c(2, 10, 0.9), c(3, 10, 0.2), c(4, 11, 0.4), c(5, 11, 0.6)])
-    assert [(p.condition_id, p.winner_clip_id, p.loser_clip_id, p.winner_reward, p.loser_reward) for p in pairs] == [
+    assert [
+        (p.condition_id, p.winner_clip_id, p.loser_clip_id, p.winner_reward, p.loser_reward)
+        for p in pairs
+    ] == [
         (10, 2, 3, 0.9, 0.2),
         (11, 5, 4, 0.6, 0.4),
     ]
@@ -28,7 +37,10 @@ def test_conditions_with_one_candidate_or_no_difference_give_no_pair():
 def test_pairs_under_the_gap_threshold_are_skipped():
     candidates = [c(1, 10, 0.50), c(2, 10, 0.55), c(3, 11, 0.2), c(4, 11, 0.8)]
     assert [p.condition_id for p in build_pairs(candidates, min_gap=0.1)] == [11]
-    assert [p.condition_id for p in build_pairs(candidates, min_gap=0.05)] == [10, 11]  # 0.05 is not under 0.05
+    assert [p.condition_id for p in build_pairs(candidates, min_gap=0.05)] == [
+        10,
+        11,
+    ]  # 0.05 is not under 0.05
     with pytest.raises(ValueError, match="min_gap"):
         build_pairs(candidates, min_gap=-0.1)
 

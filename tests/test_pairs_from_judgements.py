@@ -21,9 +21,15 @@ def test_majority_verdicts_become_pairs_with_vote_share_rewards():
     round_ = make_round()
     # Two clips of one condition from two sources.
     base = make_ready_clips(round_, 1)[0]
-    tuned = Clip.objects.create(**{f.name: getattr(base, f.name) for f in Clip._meta.concrete_fields
-                                   if f.name not in {"id", "original_sha256", "source_name"}},
-                                original_sha256="x" * 64, source_name="policy:ckpt-1")
+    tuned = Clip.objects.create(
+        **{
+            f.name: getattr(base, f.name)
+            for f in Clip._meta.concrete_fields
+            if f.name not in {"id", "original_sha256", "source_name"}
+        },
+        original_sha256="x" * 64,
+        source_name="policy:ckpt-1",
+    )
     Clip.objects.filter(pk=base.pk).update(source_name="base")
     task = create_pairwise_tasks(source_a="policy:ckpt-1", source_b="base", judges_needed=3)[0]
     judges = [make_user(f"j{i}", "annotator") for i in range(3)]
@@ -40,4 +46,9 @@ def test_majority_verdicts_become_pairs_with_vote_share_rewards():
     assert (pair.winner_id, pair.loser_id) == (tuned.pk, base.pk)
     assert pair.winner_reward == pytest.approx(2 / 3) and pair.loser_reward == pytest.approx(1 / 3)
     # A higher minimum gap than the 1/3 the judges gave drops the pair.
-    assert build_round_pairs(round_id=round_.pk, origin=PreferencePair.Origin.HUMAN_JUDGEMENTS, min_gap=0.5) == []
+    assert (
+        build_round_pairs(
+            round_id=round_.pk, origin=PreferencePair.Origin.HUMAN_JUDGEMENTS, min_gap=0.5
+        )
+        == []
+    )

@@ -39,6 +39,7 @@ def two_threads():
 
 # --- metrics, checked by hand --------------------------------------------------------------------
 
+
 def test_pairwise_accuracy_counts_only_same_condition_pairs_with_a_clear_human_gap():
     human = [1.0, 0.5, 0.0, 0.9, 0.6]
     predicted = [0.9, 0.2, 0.4, 0.1, 0.3]
@@ -64,15 +65,20 @@ def test_correlations_and_mae_on_a_small_example():
     human = [0.0, 0.25, 0.5, 1.0]
     assert spearman([0.1, 0.2, 0.3, 0.4], human) == pytest.approx(1.0)
     assert spearman([0.4, 0.3, 0.2, 0.1], human) == pytest.approx(-1.0)
-    assert mean_absolute_error([0.1, 0.25, 0.3, 1.0], human) == pytest.approx((0.1 + 0 + 0.2 + 0) / 4)
+    assert mean_absolute_error([0.1, 0.25, 0.3, 1.0], human) == pytest.approx(
+        (0.1 + 0 + 0.2 + 0) / 4
+    )
     metrics = evaluate_dimension([0.5, 0.5, 0.5, 0.5], human, ["a"] * 4)
     assert metrics["pearson"] is None and metrics["spearman"] is None  # constant prediction
     assert metrics["mae"] == pytest.approx((0.5 + 0.25 + 0 + 0.5) / 4)
     # Kendall: one swapped pair of 6 -> (5 - 1) / 6.
-    assert evaluate_dimension([0.1, 0.3, 0.2, 0.4], human, ["a"] * 4)["kendall"] == pytest.approx(4 / 6)
+    assert evaluate_dimension([0.1, 0.3, 0.2, 0.4], human, ["a"] * 4)["kendall"] == pytest.approx(
+        4 / 6
+    )
 
 
 # --- frames ----------------------------------------------------------------------------------------
+
 
 def test_frame_sampling_takes_24_uniform_frames_from_the_first_144():
     assert sample_frame_indices(10) == list(range(10))
@@ -92,19 +98,30 @@ def test_decoding_reads_sampled_frames_and_reports_broken_files(tmp_path):
     with pytest.raises(ClipDecodeError):
         read_clip_frames(broken, size=32)
 
-    specs = [ClipSpec(1, str(video), str(tmp_path / "missing.png"), "p"), ClipSpec(2, str(broken), "", "p")]
+    specs = [
+        ClipSpec(1, str(video), str(tmp_path / "missing.png"), "p"),
+        ClipSpec(2, str(broken), "", "p"),
+    ]
     batch = next(iter_decoded_batches(specs, size=32, batch_size=2, workers=1))
     assert batch.inputs is None and set(batch.errors) == {1, 2}
 
 
 # --- learning ------------------------------------------------------------------------------------
 
+
 def _items(clips, *, test_every: int = 4) -> list[RewardItem]:
     # Two clips per condition; whole conditions go to the test split (grouped, never by clip).
     return [
-        RewardItem(clip_id=c.index, video_path=str(c.video_path), condition_image_path=str(c.condition_image_path),
-                   prompt=c.prompt, labels=c.labels, condition_id=c.index // 2, group=str(c.index // 2),
-                   split="test" if (c.index // 2) % test_every == 0 else "train")
+        RewardItem(
+            clip_id=c.index,
+            video_path=str(c.video_path),
+            condition_image_path=str(c.condition_image_path),
+            prompt=c.prompt,
+            labels=c.labels,
+            condition_id=c.index // 2,
+            group=str(c.index // 2),
+            split="test" if (c.index // 2) % test_every == 0 else "train",
+        )
         for c in clips
     ]
 
@@ -114,8 +131,12 @@ def test_tiny_preset_learns_the_rules_on_held_out_clips(tmp_path):
     clips = make_labelled_clips(tmp_path / "clips", 96, seed=2)
     items = _items(clips)
     progress = []
-    result = train_reward(items, RewardTrainConfig(epochs=60, decode_workers=2, seed=2), tmp_path / "model",
-                          on_progress=lambda step, total, metrics, message: progress.append((step, total)))
+    result = train_reward(
+        items,
+        RewardTrainConfig(epochs=60, decode_workers=2, seed=2),
+        tmp_path / "model",
+        on_progress=lambda step, total, metrics, message: progress.append((step, total)),
+    )
 
     assert result.test_clips == 24 and result.train_clips == 72 and not result.skipped
     for key in RULE_DIMENSIONS:
@@ -128,8 +149,9 @@ def test_tiny_preset_learns_the_rules_on_held_out_clips(tmp_path):
     for key in RULE_DIMENSIONS:  # where there is signal the loss falls a lot
         assert result.losses[key][-1] < 0.5 * result.losses[key][0]
     assert set(result.metrics) == {*DIMENSION_KEYS, "overall"}
-    assert progress[-1][0] == progress[-1][1] and all(a[0] <= b[0] for a, b in zip(progress, progress[1:],
-                                                                                      strict=False))
+    assert progress[-1][0] == progress[-1][1] and all(
+        a[0] <= b[0] for a, b in zip(progress, progress[1:], strict=False)
+    )
 
     # The checkpoint (safetensors + config.json per dimension) scores the test clips as in training.
     for key in DIMENSION_KEYS:
@@ -137,24 +159,31 @@ def test_tiny_preset_learns_the_rules_on_held_out_clips(tmp_path):
         assert (tmp_path / "model" / key / "config.json").exists()
     reloaded = AnimeReward.load(tmp_path / "model")
     test_items = [i for i in items if i.split == "test"][:8]
-    batch = next(iter_decoded_batches([i.spec for i in test_items], size=64, batch_size=8, workers=2))
+    batch = next(
+        iter_decoded_batches([i.spec for i in test_items], size=64, batch_size=8, workers=2)
+    )
     scores = reloaded.score_batch(batch.inputs)
     by_clip = {row["clip_id"]: row["predicted"] for row in result.evaluation}
     for row, item in enumerate(test_items):
         for key in (*DIMENSION_KEYS, "overall"):
             assert scores[key][row].item() == pytest.approx(by_clip[item.clip_id][key], abs=1e-4)
         assert scores["overall"][row].item() == pytest.approx(
-            sum(scores[k][row].item() for k in DIMENSION_KEYS) / 6, abs=1e-6)
+            sum(scores[k][row].item() for k in DIMENSION_KEYS) / 6, abs=1e-6
+        )
 
 
 def test_untrained_motion_reward_is_the_zero_shot_prompt_probability(tmp_path):
     """Before training, motion = softmax over the two motion prompts (METHOD.md), exactly."""
     clips = make_labelled_clips(tmp_path, 2, seed=3)
     model = AnimeReward.from_preset("tiny")
-    batch = next(iter_decoded_batches([i.spec for i in _items(clips)], size=64, batch_size=2, workers=1))
+    batch = next(
+        iter_decoded_batches([i.spec for i in _items(clips)], size=64, batch_size=2, workers=1)
+    )
     values, mask = model.dimensions["visual_motion"].features(batch.inputs, {})
     logit_gap = values[:, 0, 0]
-    two_prompt_softmax = torch.softmax(torch.stack([logit_gap, torch.zeros_like(logit_gap)], -1), -1)[:, 0]
+    two_prompt_softmax = torch.softmax(
+        torch.stack([logit_gap, torch.zeros_like(logit_gap)], -1), -1
+    )[:, 0]
     scores = model.score_batch(batch.inputs)
     assert torch.allclose(scores["visual_motion"], two_prompt_softmax, atol=1e-6)
     assert all(0 <= v <= 1 for key in scores for v in scores[key].tolist())
@@ -170,6 +199,14 @@ def test_train_config_validates_with_clear_errors():
     with pytest.raises(ValueError, match="learning_rate"):
         RewardTrainConfig(learning_rate=-1)
     with pytest.raises(ValueError, match="split"):
-        RewardItem(clip_id=1, video_path="v", condition_image_path="c", prompt="p",
-                   labels=dict.fromkeys(DIMENSION_KEYS, 3.0), split="val")
-    assert "epochs" in RewardTrainConfig.help() and not math.isnan(RewardTrainConfig().learning_rate)
+        RewardItem(
+            clip_id=1,
+            video_path="v",
+            condition_image_path="c",
+            prompt="p",
+            labels=dict.fromkeys(DIMENSION_KEYS, 3.0),
+            split="val",
+        )
+    assert "epochs" in RewardTrainConfig.help() and not math.isnan(
+        RewardTrainConfig().learning_rate
+    )

@@ -42,17 +42,29 @@ def labelled_round(tmp_path):
     for synthetic in make_labelled_clips(tmp_path / "clips", 24, seed=5):
         key = f"{synthetic.index}"
         condition = Condition.objects.create(
-            content_hash=sha("cond" + key), image=_store(synthetic.condition_image_path, f"conditions/c{key}.png"),
-            image_sha256=sha("image" + key), prompt=f"{synthetic.prompt} (take {key})", prompt_sha256=sha("p" + key),
+            content_hash=sha("cond" + key),
+            image=_store(synthetic.condition_image_path, f"conditions/c{key}.png"),
+            image_sha256=sha("image" + key),
+            prompt=f"{synthetic.prompt} (take {key})",
+            prompt_sha256=sha("p" + key),
         )
         video = _store(synthetic.video_path, f"clips/v{key}.mp4")
         clip = Clip.objects.create(
-            round=round_, condition=condition, source_kind="external", source_name="toy", original=video,
-            original_sha256=sha("orig" + key), video=video, status=Clip.Status.READY, target_ratings=3,
+            round=round_,
+            condition=condition,
+            source_kind="external",
+            source_name="toy",
+            original=video,
+            original_sha256=sha("orig" + key),
+            video=video,
+            status=Clip.Status.READY,
+            target_ratings=3,
             rating_count=3,
         )
         ClipLabel.objects.create(
-            clip=clip, count=3, overall=sum(synthetic.labels.values()) / 6,
+            clip=clip,
+            count=3,
+            overall=sum(synthetic.labels.values()) / 6,
             **{f"{k}_mean": v for k, v in synthetic.labels.items()},
             **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
         )
@@ -62,32 +74,50 @@ def labelled_round(tmp_path):
 
 
 @pytest.mark.slow
-def test_admin_trains_a_reward_model_then_scores_the_round(client, labelled_round, django_capture_on_commit_callbacks):
+def test_admin_trains_a_reward_model_then_scores_the_round(
+    client, labelled_round, django_capture_on_commit_callbacks
+):
     round_, snapshot = labelled_round
-    admin, lead, annotator = make_user("adam", "admin"), make_user("lena", "lead"), make_user("anna", "annotator")
+    admin, lead, annotator = (
+        make_user("adam", "admin"),
+        make_user("lena", "lead"),
+        make_user("anna", "annotator"),
+    )
 
     client.force_login(lead)
-    response = client.post(reverse("scoring:api_train"), {"snapshot_id": snapshot.pk}, content_type="application/json")
+    response = client.post(
+        reverse("scoring:api_train"), {"snapshot_id": snapshot.pk}, content_type="application/json"
+    )
     assert response.status_code == 403  # launching is for admins
 
     client.force_login(admin)
-    response = client.post(reverse("scoring:api_train"),
-                           {"snapshot_id": snapshot.pk, "config": {"epochs": 0}}, content_type="application/json")
+    response = client.post(
+        reverse("scoring:api_train"),
+        {"snapshot_id": snapshot.pk, "config": {"epochs": 0}},
+        content_type="application/json",
+    )
     assert response.status_code == 400 and "epochs" in response.json()["detail"]
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("scoring:api_train"),
-                               {"snapshot_id": snapshot.pk, "name": "toy-reward", "config": {"epochs": 5}},
-                               content_type="application/json")
+        response = client.post(
+            reverse("scoring:api_train"),
+            {"snapshot_id": snapshot.pk, "name": "toy-reward", "config": {"epochs": 5}},
+            content_type="application/json",
+        )
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert run.kind == TrainingRun.Kind.REWARD_TRAINING and run.status == TrainingRun.Status.SUCCEEDED
+    assert (
+        run.kind == TrainingRun.Kind.REWARD_TRAINING and run.status == TrainingRun.Status.SUCCEEDED
+    )
     assert run.step == run.total_steps > 0
     assert any("visual_appeal/loss" in point for point in run.metrics)
     reward_model = RewardModel.objects.get(name="toy-reward")
     assert run.artifacts["reward_model_id"] == reward_model.pk
     assert set(reward_model.metrics) == {*DIMENSION_KEYS, "overall"}
     test_clips = reward_model.config["test_clips"]
-    assert test_clips == snapshot.row_counts["test"] and reward_model.config["train_clips"] == 24 - test_clips
+    assert (
+        test_clips == snapshot.row_counts["test"]
+        and reward_model.config["train_clips"] == 24 - test_clips
+    )
     assert len(reward_model.evaluation["clips"]) == test_clips
     for key in DIMENSION_KEYS:
         assert (Path(reward_model.checkpoint_dir) / key / "head.safetensors").exists()
@@ -113,8 +143,11 @@ def test_admin_trains_a_reward_model_then_scores_the_round(client, labelled_roun
         fh.write(b"not a video at all")
     client.force_login(admin)
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(reverse("scoring:api_score", args=[reward_model.pk]), {"round_id": round_.pk},
-                               content_type="application/json")
+        response = client.post(
+            reverse("scoring:api_score", args=[reward_model.pk]),
+            {"round_id": round_.pk},
+            content_type="application/json",
+        )
     assert response.status_code == 202
     scoring_run = TrainingRun.objects.get(pk=response.json()["run_id"])
     assert scoring_run.status == TrainingRun.Status.SUCCEEDED
@@ -132,21 +165,34 @@ def test_admin_trains_a_reward_model_then_scores_the_round(client, labelled_roun
     # Idempotent: scoring again only retries the failed clip.
     first_ids = dict(scores.values_list("clip_id", "pk"))
     with django_capture_on_commit_callbacks(execute=True):
-        client.post(reverse("scoring:api_score", args=[reward_model.pk]), {"round_id": round_.pk},
-                    content_type="application/json")
+        client.post(
+            reverse("scoring:api_score", args=[reward_model.pk]),
+            {"round_id": round_.pk},
+            content_type="application/json",
+        )
     again = TrainingRun.objects.filter(kind=TrainingRun.Kind.SCORING).order_by("-pk").first()
     assert again.artifacts == {"scored": 0, "failed": 1, "already_scored": 23}
-    assert dict(ClipScore.objects.filter(reward_model=reward_model).values_list("clip_id", "pk")) == first_ids
+    assert (
+        dict(ClipScore.objects.filter(reward_model=reward_model).values_list("clip_id", "pk"))
+        == first_ids
+    )
 
-    listing = client.get(reverse("scoring:api_scores", args=[reward_model.pk]), {"round": round_.pk})
+    listing = client.get(
+        reverse("scoring:api_scores", args=[reward_model.pk]), {"round": round_.pk}
+    )
     assert len(listing.json()["results"]) == 24
 
 
 @pytest.mark.slow
 def test_commands_train_and_score_with_progress(labelled_round, capsys):
     round_, snapshot = labelled_round
-    call_command("train_reward", snapshot=snapshot.pk, epochs=2, name="from-command",
-                 dimensions="visual_appeal,visual_motion")
+    call_command(
+        "train_reward",
+        snapshot=snapshot.pk,
+        epochs=2,
+        name="from-command",
+        dimensions="visual_appeal,visual_motion",
+    )
     out = capsys.readouterr()
     reward_model = RewardModel.objects.get(name="from-command")
     assert "from-command" in out.out and "visual_appeal" in out.out
@@ -154,6 +200,11 @@ def test_commands_train_and_score_with_progress(labelled_round, capsys):
     assert reward_model.run.status == TrainingRun.Status.SUCCEEDED
 
     clip_ids = list(Clip.objects.filter(round=round_).values_list("pk", flat=True)[:3])
-    call_command("score_clips", reward_model=reward_model.pk, clips=",".join(map(str, clip_ids)), batch_size=2)
+    call_command(
+        "score_clips",
+        reward_model=reward_model.pk,
+        clips=",".join(map(str, clip_ids)),
+        batch_size=2,
+    )
     assert "scored 3, failed 0" in capsys.readouterr().out
     assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 3

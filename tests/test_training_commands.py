@@ -35,5 +35,11 @@ def test_launch_rejects_bad_parameters_with_a_clear_error():
     with pytest.raises(CommandError, match="round_id is required"):
         call_command("launch_run", "pairs", "origin=human_labels")
     with pytest.raises(CommandError, match="unknown parameter"):
-        call_command("launch_run", "pairs", f"round_id={make_round().pk}", "origin=human_labels", "colour=red")
+        call_command(
+            "launch_run",
+            "pairs",
+            f"round_id={make_round().pk}",
+            "origin=human_labels",
+            "colour=red",
+        )
     assert not TrainingRun.objects.exists()

@@ -31,9 +31,16 @@ def seed_round(db, tmp_path, admin_user, video_factory, django_capture_on_commit
     """Four conditions (first frame + prompt) imported with ground-truth clips."""
     Round.objects.create(name="seed")
     conditions = synthetic_conditions(tmp_path / "conditions", count=4, seed=0)
-    rows = [{"video": str(video_factory(seconds=1.0 + 0.125 * i, fps=8, size="32x32")), "prompt": c.prompt,
-             "first_frame": c.first_frame, "round": "seed", "source": "ground_truth"}
-            for i, c in enumerate(conditions)]
+    rows = [
+        {
+            "video": str(video_factory(seconds=1.0 + 0.125 * i, fps=8, size="32x32")),
+            "prompt": c.prompt,
+            "first_frame": c.first_frame,
+            "round": "seed",
+            "source": "ground_truth",
+        }
+        for i, c in enumerate(conditions)
+    ]
     with django_capture_on_commit_callbacks(execute=True):
         import_rows(rows=rows, created_by=admin_user, manifest_name="seed.jsonl")
     assert Clip.objects.filter(round__name="seed", status=Clip.Status.READY).count() == 4
@@ -42,7 +49,9 @@ def seed_round(db, tmp_path, admin_user, video_factory, django_capture_on_commit
 
 def score_round(round_, reward_model):
     for clip in Clip.objects.filter(round=round_, status=Clip.Status.READY):
-        ClipScore.objects.create(clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path))
+        ClipScore.objects.create(
+            clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path)
+        )
 
 
 def round_reward(round_):
@@ -50,24 +59,41 @@ def round_reward(round_):
 
 
 @pytest.mark.slow
-def test_the_loop_end_to_end_through_runs(seed_round, admin_user, tmp_path, django_capture_on_commit_callbacks):
+def test_the_loop_end_to_end_through_runs(
+    seed_round, admin_user, tmp_path, django_capture_on_commit_callbacks
+):
     captured = django_capture_on_commit_callbacks
-    gen0 = run_now(captured, kind="generation", user=admin_user,
-                   params={"source_round_id": seed_round.pk, "target_round": "round 0",
-                           "candidates_per_condition": K, "base_seed": 7})
+    gen0 = run_now(
+        captured,
+        kind="generation",
+        user=admin_user,
+        params={
+            "source_round_id": seed_round.pk,
+            "target_round": "round 0",
+            "candidates_per_condition": K,
+            "base_seed": 7,
+        },
+    )
     round0 = Round.objects.get(name="round 0")
     clips0 = Clip.objects.filter(round=round0)
     assert clips0.filter(status=Clip.Status.READY).count() == 4 * K
     assert set(clips0.values_list("seed", flat=True)) == {7, 8, 9}
     assert set(clips0.values_list("source_name", flat=True)) == {"base"}
     assert set(clips0.values_list("condition_id", flat=True)) == set(
-        Clip.objects.filter(round=seed_round).values_list("condition_id", flat=True))  # same conditions
+        Clip.objects.filter(round=seed_round).values_list("condition_id", flat=True)
+    )  # same conditions
     assert gen0.artifacts["videos"] == 4 * K
 
-    brightness = RewardModel.objects.create(name="exact brightness", preset="exact", checkpoint_dir="-")
+    brightness = RewardModel.objects.create(
+        name="exact brightness", preset="exact", checkpoint_dir="-"
+    )
     score_round(round0, brightness)
-    run_now(captured, kind="pairs", user=admin_user,
-            params={"round_id": round0.pk, "origin": "reward_model", "reward_model_id": brightness.pk})
+    run_now(
+        captured,
+        kind="pairs",
+        user=admin_user,
+        params={"round_id": round0.pk, "origin": "reward_model", "reward_model_id": brightness.pk},
+    )
     pairs = list(PreferencePair.objects.filter(round=round0))
     assert len(pairs) == 4
     for pair in pairs:
@@ -76,19 +102,40 @@ def test_the_loop_end_to_end_through_runs(seed_round, admin_user, tmp_path, djan
         assert pair.loser_reward == min(s.overall for s in scores)
     assert export_pairs_jsonl(round_id=round0.pk, path=tmp_path / "pairs.jsonl") == 4
 
-    gapo = run_now(captured, kind="gapo", user=admin_user,
-                   params={"round_id": round0.pk, "origin": "reward_model", "reward_model_id": brightness.pk,
-                           "max_steps": 40, "learning_rate": 1e-3, "lora_rank": 8, "batch_pairs": 2,
-                           "checkpoint_every": 20, "checkpoint_name": "policy-1"})
+    gapo = run_now(
+        captured,
+        kind="gapo",
+        user=admin_user,
+        params={
+            "round_id": round0.pk,
+            "origin": "reward_model",
+            "reward_model_id": brightness.pk,
+            "max_steps": 40,
+            "learning_rate": 1e-3,
+            "lora_rank": 8,
+            "batch_pairs": 2,
+            "checkpoint_every": 20,
+            "checkpoint_name": "policy-1",
+        },
+    )
     assert (gapo.step, gapo.total_steps) == (40, 40)
     assert [m["step"] for m in gapo.metrics] == list(range(1, 41))
     assert gapo.checkpoint_path.endswith("checkpoint-40")
     policy = PolicyCheckpoint.objects.get(name="policy-1")
     assert policy.run == gapo and gapo.artifacts["policy_checkpoint_id"] == policy.pk
 
-    run_now(captured, kind="generation", user=admin_user,
-            params={"source_round_id": round0.pk, "target_round": "round 1", "checkpoint_id": policy.pk,
-                    "candidates_per_condition": K, "base_seed": 7})
+    run_now(
+        captured,
+        kind="generation",
+        user=admin_user,
+        params={
+            "source_round_id": round0.pk,
+            "target_round": "round 1",
+            "checkpoint_id": policy.pk,
+            "candidates_per_condition": K,
+            "base_seed": 7,
+        },
+    )
     round1 = Round.objects.get(name="round 1")
     assert round1.policy_checkpoint == policy
     clips1 = Clip.objects.filter(round=round1)
@@ -101,30 +148,46 @@ def test_launch_validates_params_with_clear_errors(seed_round, admin_user):
     with pytest.raises(launch.InvalidParams, match="reward_model_id is required"):
         launch.validate_params("pairs", {"round_id": seed_round.pk})
     with pytest.raises(launch.InvalidParams, match="no reward_model pairs yet"):
-        launch.validate_params("gapo", {"round_id": seed_round.pk, "origin": "reward_model",
-                                        "reward_model_id": RewardModel.objects.create(name="m", preset="p").pk})
+        launch.validate_params(
+            "gapo",
+            {
+                "round_id": seed_round.pk,
+                "origin": "reward_model",
+                "reward_model_id": RewardModel.objects.create(name="m", preset="p").pk,
+            },
+        )
     with pytest.raises(launch.InvalidParams, match="round 999999 does not exist"):
         launch.validate_params("generation", {"source_round_id": 999999, "target_round": "x"})
     with pytest.raises(launch.InvalidParams, match="unknown parameter"):
-        launch.validate_params("generation", {"source_round_id": seed_round.pk, "target_round": "x", "lr": 1})
+        launch.validate_params(
+            "generation", {"source_round_id": seed_round.pk, "target_round": "x", "lr": 1}
+        )
     with pytest.raises(launch.InvalidParams, match="kind must be one of"):
         launch.validate_params("scoring", {})
 
 
-def test_only_admins_launch_and_cancel_leads_watch(seed_round, admin_user, lead, annotator,
-                                                   django_capture_on_commit_callbacks):
+def test_only_admins_launch_and_cancel_leads_watch(
+    seed_round, admin_user, lead, annotator, django_capture_on_commit_callbacks
+):
     body = {"kind": "generation", "params": {"source_round_id": seed_round.pk, "target_round": "r"}}
     client = APIClient()
     for user, expected in ((annotator, 403), (lead, 403)):
         client.force_authenticate(user)
-        assert client.post(reverse("training:api_runs"), body, format="json").status_code == expected
+        assert (
+            client.post(reverse("training:api_runs"), body, format="json").status_code == expected
+        )
     assert TrainingRun.objects.count() == 0
 
     client.force_authenticate(admin_user)
-    bad = client.post(reverse("training:api_runs"), {"kind": "generation", "params": {"target_round": "r"}},
-                      format="json")
+    bad = client.post(
+        reverse("training:api_runs"),
+        {"kind": "generation", "params": {"target_round": "r"}},
+        format="json",
+    )
     assert bad.status_code == 400 and "source_round_id is required" in bad.json()["detail"]
-    with django_capture_on_commit_callbacks(execute=False):  # queued, the worker has not picked it up
+    with django_capture_on_commit_callbacks(
+        execute=False
+    ):  # queued, the worker has not picked it up
         created = client.post(reverse("training:api_runs"), body, format="json")
     assert created.status_code == 201 and created.json()["status"] == "queued"
     run_id = created.json()["id"]
@@ -144,10 +207,17 @@ def test_admin_pages_render_and_reject_others(seed_round, admin_user, lead, clie
     client.force_login(admin_user)
     page = client.get(reverse("training:runs"))
     assert page.status_code == 200 and b"Launch" in page.content
-    response = client.post(reverse("training:launch"), {"kind": "pairs", "round_id": seed_round.pk,
-                                                        "origin": "reward_model"})
-    assert response.status_code == 302 and TrainingRun.objects.count() == 0  # invalid: no reward model
-    run = TrainingRun.objects.create(kind="gapo", params={"trainer": {"max_steps": 10}},
-                                     metrics=[{"step": 1, "loss": 0.5, "implicit_accuracy": 1.0}])
+    response = client.post(
+        reverse("training:launch"),
+        {"kind": "pairs", "round_id": seed_round.pk, "origin": "reward_model"},
+    )
+    assert (
+        response.status_code == 302 and TrainingRun.objects.count() == 0
+    )  # invalid: no reward model
+    run = TrainingRun.objects.create(
+        kind="gapo",
+        params={"trainer": {"max_steps": 10}},
+        metrics=[{"step": 1, "loss": 0.5, "implicit_accuracy": 1.0}],
+    )
     watch = client.get(reverse("training:run", args=[run.pk]))
     assert watch.status_code == 200 and b"plot-loss" in watch.content

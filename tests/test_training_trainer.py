@@ -53,14 +53,28 @@ def test_config_from_dict_rejects_unknown_keys():
 def pairs(tmp_path_factory):
     out = tmp_path_factory.mktemp("pairs")
     conditions = synthetic_conditions(out, count=3, seed=1)
-    candidates = generate_candidates(load_generator("tiny"), conditions, candidates_per_condition=3,
-                                     base_seed=5, out_dir=out, inference_steps=4)
+    candidates = generate_candidates(
+        load_generator("tiny"),
+        conditions,
+        candidates_per_condition=3,
+        base_seed=5,
+        out_dir=out,
+        inference_steps=4,
+    )
     return build_pairs(scored_candidates(candidates))
 
 
 def config(tmp_path, name, **kw):
-    values = {"output_dir": str(tmp_path / name), "lora_rank": 4, "learning_rate": 5e-3, "max_steps": 4,
-              "batch_pairs": 2, "checkpoint_every": 0, "seed": 3, **kw}
+    values = {
+        "output_dir": str(tmp_path / name),
+        "lora_rank": 4,
+        "learning_rate": 5e-3,
+        "max_steps": 4,
+        "batch_pairs": 2,
+        "checkpoint_every": 0,
+        "seed": 3,
+        **kw,
+    }
     return TrainConfig(**values)
 
 
@@ -95,7 +109,9 @@ def test_lora_loads_back_through_diffusers_and_the_reference_is_the_base(tmp_pat
         pipe.load_lora_weights(result.lora_dir)  # diffusers' own loader reads our safetensors
         loaded = predict_v(fresh.transformer, **inputs)
 
-    assert torch.allclose(reference, base, atol=1e-6)  # adapters disabled == the base model, no copy
+    assert torch.allclose(
+        reference, base, atol=1e-6
+    )  # adapters disabled == the base model, no copy
     assert not torch.allclose(policy, base, atol=1e-4)  # training moved the policy
     assert torch.allclose(loaded, policy, atol=1e-5)  # and the saved LoRA reproduces it
     assert result.metrics[-1]["step"] == 4
@@ -109,13 +125,24 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path, pairs):
 
     straight = train(config(tmp_path, "straight", max_steps=4), pairs)
     checkpoints = []
-    first = train(config(tmp_path, "halves", max_steps=2, checkpoint_every=1), pairs,
-                  on_checkpoint=checkpoints.append)
+    first = train(
+        config(tmp_path, "halves", max_steps=2, checkpoint_every=1),
+        pairs,
+        on_checkpoint=checkpoints.append,
+    )
     assert checkpoints[-1] == first.checkpoint_dir and first.checkpoint_dir.endswith("checkpoint-2")
-    assert json.loads((tmp_path / "halves" / "checkpoint-2" / "trainer_state.json").read_text())["step"] == 2
+    assert (
+        json.loads((tmp_path / "halves" / "checkpoint-2" / "trainer_state.json").read_text())[
+            "step"
+        ]
+        == 2
+    )
     seen = []
-    resumed = train(config(tmp_path, "halves", max_steps=4, resume_from="latest"), pairs,
-                    on_progress=lambda step, total, metrics=None, message="": metrics and seen.append(step))
+    resumed = train(
+        config(tmp_path, "halves", max_steps=4, resume_from="latest"),
+        pairs,
+        on_progress=lambda step, total, metrics=None, message="": metrics and seen.append(step),
+    )
     assert seen == [3, 4]  # picked up after step 2, not from 0
     assert [m["step"] for m in resumed.metrics] == [1, 2, 3, 4]
     a = load_file(f"{straight.lora_dir}/{LORA_WEIGHT_NAME}")
@@ -123,7 +150,9 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path, pairs):
     assert a.keys() == b.keys()
     for key in a:
         assert torch.allclose(a[key], b[key], atol=1e-6), key
-    assert [m["loss"] for m in resumed.metrics] == pytest.approx([m["loss"] for m in straight.metrics], abs=1e-6)
+    assert [m["loss"] for m in resumed.metrics] == pytest.approx(
+        [m["loss"] for m in straight.metrics], abs=1e-6
+    )
 
 
 @pytest.mark.slow

@@ -15,10 +15,11 @@ BROKER = os.environ.get("LABELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
 def _reset_broker_pools() -> None:
-    """Drop pooled broker connections so the next send uses the broker_url set now."""
-    if app._pool is not None:
-        app._pool.force_close_all()
-        app._pool = None
+    """Forget the app's pooled broker connections so the next send uses the broker_url set now.
+
+    Not closed: kombu keeps the producer pool of each broker URL in a registry for reuse.
+    """
+    app._pool = None
     app.amqp._producer_pool = None
 
 
@@ -43,9 +44,27 @@ def celery_worker(*, queues: str, media_root: Path, log_path: Path, extra_env: d
     }
     log = open(log_path, "w")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "labelhub", "worker", "-Q", queues, "-P", "solo",
-         "--without-heartbeat", "--without-gossip", "--without-mingle", "-l", "info"],
-        cwd=Path(settings.BASE_DIR), env=env, stdout=log, stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelhub",
+            "worker",
+            "-Q",
+            queues,
+            "-P",
+            "solo",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         yield worker

@@ -31,8 +31,11 @@ class RunListView(APIView):
         data = LaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            run = launch.launch_run(kind=data.validated_data["kind"], params=data.validated_data["params"],
-                                    created_by=request.user)
+            run = launch.launch_run(
+                kind=data.validated_data["kind"],
+                params=data.validated_data["params"],
+                created_by=request.user,
+            )
         except launch.InvalidParams as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(selectors.run_progress(run), status=status.HTTP_201_CREATED)
@@ -64,8 +67,11 @@ class RunResumeView(APIView):
         get_object_or_404(TrainingRun, pk=run_id)
         max_steps = request.data.get("max_steps") if isinstance(request.data, dict) else None
         try:
-            run = launch.resume(run_id=run_id, created_by=request.user,
-                                max_steps=int(max_steps) if max_steps not in (None, "") else None)
+            run = launch.resume(
+                run_id=run_id,
+                created_by=request.user,
+                max_steps=int(max_steps) if max_steps not in (None, "") else None,
+            )
         except (launch.InvalidParams, ValueError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(selectors.run_progress(run), status=status.HTTP_201_CREATED)

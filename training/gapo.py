@@ -31,7 +31,9 @@ class PreferenceLoss:
 
     loss: torch.Tensor
     implicit_accuracy: torch.Tensor  # fraction of pairs with inside > 0 (the policy prefers the winner more than the reference does)
-    reward_margin: torch.Tensor  # mean of inside: the implicit reward of the winner minus that of the loser
+    reward_margin: (
+        torch.Tensor
+    )  # mean of inside: the implicit reward of the winner minus that of the loser
     gap: torch.Tensor  # per-pair gap weight actually used
     inside: torch.Tensor  # per-pair inside term
 
@@ -41,10 +43,14 @@ def per_sample_mse(prediction: torch.Tensor, target: torch.Tensor) -> torch.Tens
     return (prediction.float() - target.float()).pow(2).flatten(1).mean(dim=1)
 
 
-def reward_gap(winner_reward: torch.Tensor, loser_reward: torch.Tensor, *, alpha: float) -> torch.Tensor:
+def reward_gap(
+    winner_reward: torch.Tensor, loser_reward: torch.Tensor, *, alpha: float
+) -> torch.Tensor:
     """gap = alpha ** r_w - alpha ** r_l, the GAPO weight of each pair."""
     if alpha <= 1:
-        raise ValueError(f"alpha must be > 1 so that a higher reward has a higher gain; got {alpha}")
+        raise ValueError(
+            f"alpha must be > 1 so that a higher reward has a higher gain; got {alpha}"
+        )
     return alpha**winner_reward - alpha**loser_reward
 
 
@@ -69,10 +75,21 @@ def preference_loss(
         raise ValueError(f"preference_loss handles 'gapo' and 'dpo'; got {loss_type!r}")
     if beta <= 0:
         raise ValueError(f"beta must be positive; got {beta}")
-    shapes = {t.shape for t in (policy_winner_mse, policy_loser_mse, reference_winner_mse,
-                                reference_loser_mse, winner_reward, loser_reward)}
+    shapes = {
+        t.shape
+        for t in (
+            policy_winner_mse,
+            policy_loser_mse,
+            reference_winner_mse,
+            reference_loser_mse,
+            winner_reward,
+            loser_reward,
+        )
+    }
     if len(shapes) != 1 or len(next(iter(shapes))) != 1:
-        raise ValueError(f"all inputs must be 1-d tensors of the same length (one per pair); got {shapes}")
+        raise ValueError(
+            f"all inputs must be 1-d tensors of the same length (one per pair); got {shapes}"
+        )
 
     reference_winner_mse = reference_winner_mse.detach()
     reference_loser_mse = reference_loser_mse.detach()

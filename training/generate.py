@@ -105,9 +105,14 @@ def generate_candidates(
                         max_sequence_length=components.max_text_tokens,
                         output_type="np",
                     ).frames[0]
-                video = write_video(frames, out_dir / f"{condition.key}-{k:02d}-seed{seed}.mp4", fps=shape.fps)
-                results.append(GeneratedCandidate(condition.key, k, seed, str(video), condition.prompt,
-                                                  condition.first_frame))
+                video = write_video(
+                    frames, out_dir / f"{condition.key}-{k:02d}-seed{seed}.mp4", fps=shape.fps
+                )
+                results.append(
+                    GeneratedCandidate(
+                        condition.key, k, seed, str(video), condition.prompt, condition.first_frame
+                    )
+                )
                 if on_progress is not None:
                     on_progress(c_index * candidates_per_condition + k + 1, total)
     finally:

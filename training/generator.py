@@ -42,7 +42,9 @@ class VideoShape:
 SHAPES: dict[str, VideoShape] = {
     "tiny": VideoShape(frames=9, height=32, width=32, fps=8, inference_steps=8, guidance_scale=1.0),
     # METHOD.md: 49 frames at 480x720, 16 fps, 50 sampling steps, guidance 6.
-    "cogvideox-5b-i2v": VideoShape(frames=49, height=480, width=720, fps=16, inference_steps=50, guidance_scale=6.0),
+    "cogvideox-5b-i2v": VideoShape(
+        frames=49, height=480, width=720, fps=16, inference_steps=50, guidance_scale=6.0
+    ),
 }
 
 # The scheduler of THUDM/CogVideoX-5b-I2V (scheduler/scheduler_config.json): v-prediction,
@@ -98,7 +100,8 @@ TINY_TRANSFORMER = {
     "attention_head_dim": 16,
     "num_attention_heads": 2,
     "num_layers": 2,
-    "in_channels": 2 * TINY_LATENT_CHANNELS,  # noisy video latent + image latent on the channel axis
+    "in_channels": 2
+    * TINY_LATENT_CHANNELS,  # noisy video latent + image latent on the channel axis
     "out_channels": TINY_LATENT_CHANNELS,
     "max_text_seq_length": TINY_TEXT_TOKENS,
     "text_embed_dim": 32,
@@ -119,8 +122,15 @@ TINY_VAE = {
     "sample_width": SHAPES["tiny"].width,
     "scaling_factor": 0.7,
 }
-TINY_T5 = {"d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 1, "num_heads": 4,
-           "relative_attention_num_buckets": 8, "dropout_rate": 0.0}
+TINY_T5 = {
+    "d_model": 32,
+    "d_kv": 8,
+    "d_ff": 64,
+    "num_layers": 1,
+    "num_heads": 4,
+    "relative_attention_num_buckets": 8,
+    "dropout_rate": 0.0,
+}
 TINY_WORDS = (
     "a girl boy cat dog character runs jumps dances waves walks sits stands turns smiles looks "
     "at the in on with and of red blue green white black bright dark sky sea city street room "
@@ -149,7 +159,11 @@ class GeneratorComponents:
 
 def default_cache_dir() -> Path:
     """Where built-once artefacts of the tiny preset are cached (``LABELHUB_GENERATOR_CACHE``)."""
-    return Path(os.environ.get("LABELHUB_GENERATOR_CACHE", Path(tempfile.gettempdir()) / "labelhub-generator"))
+    return Path(
+        os.environ.get(
+            "LABELHUB_GENERATOR_CACHE", Path(tempfile.gettempdir()) / "labelhub-generator"
+        )
+    )
 
 
 def load_generator(
@@ -165,10 +179,14 @@ def load_generator(
         components = build_tiny(cache_dir=cache_dir or default_cache_dir())
     elif preset == "cogvideox-5b-i2v":
         if not path:
-            raise ValueError("the cogvideox-5b-i2v preset needs a path: a local directory or hub id (LABELHUB_COGVIDEOX_PATH)")
+            raise ValueError(
+                "the cogvideox-5b-i2v preset needs a path: a local directory or hub id (LABELHUB_COGVIDEOX_PATH)"
+            )
         components = load_pretrained(path, dtype=dtype)
     else:
-        raise ValueError(f"unknown generator preset {preset!r}; expected one of {', '.join(PRESETS)}")
+        raise ValueError(
+            f"unknown generator preset {preset!r}; expected one of {', '.join(PRESETS)}"
+        )
     for module in (components.transformer, components.vae, components.text_encoder):
         if module.dtype != dtype:
             module.to(dtype=dtype)
@@ -191,9 +209,13 @@ def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
     kw = {"local_files_only": local}
     return GeneratorComponents(
         preset="cogvideox-5b-i2v",
-        transformer=CogVideoXTransformer3DModel.from_pretrained(path, subfolder="transformer", torch_dtype=dtype, **kw),
+        transformer=CogVideoXTransformer3DModel.from_pretrained(
+            path, subfolder="transformer", torch_dtype=dtype, **kw
+        ),
         vae=AutoencoderKLCogVideoX.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw),
-        text_encoder=T5EncoderModel.from_pretrained(path, subfolder="text_encoder", torch_dtype=dtype, **kw),
+        text_encoder=T5EncoderModel.from_pretrained(
+            path, subfolder="text_encoder", torch_dtype=dtype, **kw
+        ),
         tokenizer=T5Tokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
         scheduler=CogVideoXDDIMScheduler.from_pretrained(path, subfolder="scheduler", **kw),
         shape=SHAPES["cogvideox-5b-i2v"],
@@ -239,8 +261,11 @@ def build_tiny(*, cache_dir: Path) -> GeneratorComponents:
 def _fitted_tiny_vae_state(vae: torch.nn.Module, cache_dir: Path) -> dict:
     from safetensors.torch import load_file, save_file
 
-    key = hashlib.sha256(json.dumps([TINY_VAE, TINY_VAE_FIT_STEPS, TINY_SEED, asdict(SHAPES["tiny"])],
-                                    default=str).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [TINY_VAE, TINY_VAE_FIT_STEPS, TINY_SEED, asdict(SHAPES["tiny"])], default=str
+        ).encode()
+    ).hexdigest()[:16]
     path = Path(cache_dir) / f"tiny-vae-{key}.safetensors"
     if path.exists():
         return load_file(path)
@@ -256,8 +281,9 @@ def smooth_videos(batch: int, shape: VideoShape, generator: torch.Generator) -> 
     """Synthetic smooth videos in [-1, 1], [B, C, F, H, W]: colour gradients drifting over time."""
     coarse = torch.rand(batch, 3, 2, 3, 3, generator=generator) * 2 - 1
     level = torch.rand(batch, 1, 1, 1, 1, generator=generator) * 1.6 - 0.8
-    video = torch.nn.functional.interpolate(coarse, size=(shape.frames, shape.height, shape.width),
-                                            mode="trilinear", align_corners=True)
+    video = torch.nn.functional.interpolate(
+        coarse, size=(shape.frames, shape.height, shape.width), mode="trilinear", align_corners=True
+    )
     return (0.6 * video + level).clamp(-1, 1)
 
 

@@ -42,14 +42,20 @@ class TrainingRun(models.Model):
     log_tail = models.TextField(blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
-    checkpoint_path = models.CharField(max_length=1000, blank=True, help_text="Last resumable checkpoint")
+    checkpoint_path = models.CharField(
+        max_length=1000, blank=True, help_text="Last resumable checkpoint"
+    )
     artifacts = models.JSONField(default=dict)
-    resumed_from = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["-created_at"]
         indexes = [
-            models.Index(fields=["status"], condition=Q(status__in=["queued", "running"]), name="run_active"),
+            models.Index(
+                fields=["status"], condition=Q(status__in=["queued", "running"]), name="run_active"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -61,9 +67,15 @@ class PolicyCheckpoint(models.Model):
 
     name = models.CharField(max_length=200, unique=True)
     base_preset = models.CharField(max_length=100)
-    lora_path = models.CharField(max_length=1000, help_text="Directory holding the LoRA safetensors")
-    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints")
-    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    lora_path = models.CharField(
+        max_length=1000, help_text="Directory holding the LoRA safetensors"
+    )
+    run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints"
+    )
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -79,22 +91,35 @@ class PreferencePair(models.Model):
         HUMAN_JUDGEMENTS = "human_judgements", "Human A/B judgements"
 
     round = models.ForeignKey("annotation.Round", on_delete=models.CASCADE, related_name="pairs")
-    condition = models.ForeignKey("annotation.Condition", on_delete=models.CASCADE, related_name="pairs")
+    condition = models.ForeignKey(
+        "annotation.Condition", on_delete=models.CASCADE, related_name="pairs"
+    )
     winner = models.ForeignKey("annotation.Clip", on_delete=models.CASCADE, related_name="+")
     loser = models.ForeignKey("annotation.Clip", on_delete=models.CASCADE, related_name="+")
     winner_reward = models.FloatField()
     loser_reward = models.FloatField()
     origin = models.CharField(max_length=32, choices=Origin.choices)
     reward_model = models.ForeignKey(
-        "scoring.RewardModel", null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
+        "scoring.RewardModel",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="pairs",
     )
-    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs")
+    run = models.ForeignKey(
+        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         constraints = [
-            models.CheckConstraint(condition=~Q(winner=models.F("loser")), name="pair_distinct_clips"),
-            models.CheckConstraint(condition=Q(winner_reward__gte=models.F("loser_reward")), name="pair_winner_not_worse"),
+            models.CheckConstraint(
+                condition=~Q(winner=models.F("loser")), name="pair_distinct_clips"
+            ),
+            models.CheckConstraint(
+                condition=Q(winner_reward__gte=models.F("loser_reward")),
+                name="pair_winner_not_worse",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -57,7 +57,9 @@ def build_pairs(candidates: Iterable[Candidate], *, min_gap: float = 0.0) -> lis
     by_condition: dict[int, list[Candidate]] = defaultdict(list)
     for candidate in candidates:
         if not 0.0 <= candidate.reward <= 1.0:
-            raise ValueError(f"clip {candidate.clip_id}: reward {candidate.reward} is outside [0, 1]")
+            raise ValueError(
+                f"clip {candidate.clip_id}: reward {candidate.reward} is outside [0, 1]"
+            )
         by_condition[candidate.condition_id].append(candidate)
 
     pairs = []

@@ -14,7 +14,11 @@ def runs(*, limit: int = 100) -> QuerySet[TrainingRun]:
 
 def run_progress(run: TrainingRun) -> dict:
     """Everything the watch page polls: status, step/total, ETA, metric series, log tail."""
-    fraction = run.step / run.total_steps if run.total_steps else (1.0 if run.status == "succeeded" else 0.0)
+    fraction = (
+        run.step / run.total_steps
+        if run.total_steps
+        else (1.0 if run.status == "succeeded" else 0.0)
+    )
     return {
         "id": run.pk,
         "kind": run.kind,
@@ -37,7 +41,8 @@ def run_progress(run: TrainingRun) -> dict:
         "checkpoint_path": run.checkpoint_path,
         "artifacts": run.artifacts,
         "resumed_from": run.resumed_from_id,
-        "resumable": run.kind in ("gapo", "dpo", "sft") and run.status in ("failed", "cancelled")
+        "resumable": run.kind in ("gapo", "dpo", "sft")
+        and run.status in ("failed", "cancelled")
         and bool(run.checkpoint_path),
     }
 

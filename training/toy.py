@@ -23,21 +23,31 @@ def mean_brightness(video: str | Path) -> float:
     return float(read_video_frames(video).astype(np.float64).mean() / 255.0)
 
 
-def synthetic_conditions(out_dir: str | Path, *, count: int, seed: int, size: int = 32) -> list[GenerationCondition]:
+def synthetic_conditions(
+    out_dir: str | Path, *, count: int, seed: int, size: int = 32
+) -> list[GenerationCondition]:
     """``count`` conditions: random first-frame images and short prompts, written under ``out_dir``."""
     rng = np.random.default_rng(seed)
     conditions = []
     for index in range(count):
         image = (rng.random((size, size, 3)) * 255).astype(np.uint8)
         path = write_image(image, Path(out_dir) / f"condition-{index}.png")
-        conditions.append(GenerationCondition(str(index), " ".join(rng.choice(TOY_WORDS, 5)), str(path)))
+        conditions.append(
+            GenerationCondition(str(index), " ".join(rng.choice(TOY_WORDS, 5)), str(path))
+        )
     return conditions
 
 
 def scored_candidates(candidates: list[GeneratedCandidate]) -> list[Candidate]:
     """Generated candidates scored by mean brightness, ready for ``build_pairs``."""
     return [
-        Candidate(clip_id=i, condition_id=int(c.condition_key), reward=mean_brightness(c.video), video=c.video,
-                  prompt=c.prompt, first_frame=c.first_frame)
+        Candidate(
+            clip_id=i,
+            condition_id=int(c.condition_key),
+            reward=mean_brightness(c.video),
+            video=c.video,
+            prompt=c.prompt,
+            first_frame=c.first_frame,
+        )
         for i, c in enumerate(candidates)
     ]

@@ -27,7 +27,9 @@ from training.generator import PRESETS, GeneratorComponents, load_generator
 from training.media import read_image, read_video_frames
 from training.pairs import Pair, read_pairs_jsonl
 
-ProgressFn = Callable[..., None]  # (step, total, metrics=None, message="") -> None; may raise to stop
+ProgressFn = Callable[
+    ..., None
+]  # (step, total, metrics=None, message="") -> None; may raise to stop
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 
@@ -46,11 +48,18 @@ class TrainConfig:
     """Everything a GAPO/DPO/SFT run needs; defaults follow the paper and the released code."""
 
     output_dir: str = _field("", "Directory for checkpoints, the latent cache and the final LoRA")
-    loss_type: str = _field("gapo", "gapo (gap-weighted Diffusion-DPO), dpo (unit gaps) or sft (winners only)")
+    loss_type: str = _field(
+        "gapo", "gapo (gap-weighted Diffusion-DPO), dpo (unit gaps) or sft (winners only)"
+    )
     beta: float = _field(5000.0, "Diffusion-DPO temperature beta (released code: 5000)")
-    alpha: float = _field(2.0, "Reward gain base: gain(r) = alpha ** r, gap = gain(r_w) - gain(r_l) (released code: 2)")
+    alpha: float = _field(
+        2.0,
+        "Reward gain base: gain(r) = alpha ** r, gap = gain(r_w) - gain(r_l) (released code: 2)",
+    )
     preset: str = _field("tiny", "Generator preset: tiny or cogvideox-5b-i2v")
-    model_path: str = _field("", "Local directory or hub id of CogVideoX-5B-I2V (cogvideox-5b-i2v preset)")
+    model_path: str = _field(
+        "", "Local directory or hub id of CogVideoX-5B-I2V (cogvideox-5b-i2v preset)"
+    )
     lora_rank: int = _field(128, "LoRA rank on the transformer's attention projections")
     lora_alpha: int = _field(0, "LoRA alpha; 0 means equal to the rank (scale 1)")
     learning_rate: float = _field(1e-4, "AdamW learning rate of the LoRA weights")
@@ -58,20 +67,34 @@ class TrainConfig:
     max_steps: int = _field(1000, "Optimizer steps to train")
     batch_pairs: int = _field(1, "Pairs per optimizer step on each process")
     max_grad_norm: float = _field(1.0, "Gradient clipping norm")
-    seed: int = _field(0, "Seed of pair order, timesteps and noise (a resumed run draws the same ones)")
-    checkpoint_every: int = _field(100, "Write a resumable checkpoint every N steps (0: only at the end)")
+    seed: int = _field(
+        0, "Seed of pair order, timesteps and noise (a resumed run draws the same ones)"
+    )
+    checkpoint_every: int = _field(
+        100, "Write a resumable checkpoint every N steps (0: only at the end)"
+    )
     log_every: int = _field(1, "Report metrics every N steps")
-    image_dropout: float = _field(0.05, "Probability of dropping the first-frame latent (diffusers LoRA script)")
-    image_noise_mean: float = _field(-3.0, "Log-mean of the noise sigma added to the first frame before encoding")
-    gradient_checkpointing: bool | None = _field(None, "Recompute activations in backward; default: on for CUDA")
+    image_dropout: float = _field(
+        0.05, "Probability of dropping the first-frame latent (diffusers LoRA script)"
+    )
+    image_noise_mean: float = _field(
+        -3.0, "Log-mean of the noise sigma added to the first frame before encoding"
+    )
+    gradient_checkpointing: bool | None = _field(
+        None, "Recompute activations in backward; default: on for CUDA"
+    )
     mixed_precision: str = _field("auto", "auto (bf16 on CUDA, fp32 on CPU), bf16 or no")
     device: str = _field("auto", "auto, cpu or cuda (accelerate picks the GPU per process)")
-    resume_from: str = _field("", "Checkpoint directory to resume from ('latest' = newest in output_dir)")
+    resume_from: str = _field(
+        "", "Checkpoint directory to resume from ('latest' = newest in output_dir)"
+    )
 
     def __post_init__(self):
         errors = []
         if self.loss_type not in LOSS_TYPES:
-            errors.append(f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}")
+            errors.append(
+                f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"
+            )
         if self.preset not in PRESETS:
             errors.append(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if self.preset == "cogvideox-5b-i2v" and not self.model_path:
@@ -79,7 +102,9 @@ class TrainConfig:
         if not self.beta > 0:
             errors.append(f"beta must be > 0, got {self.beta}")
         if not self.alpha > 1:
-            errors.append(f"alpha must be > 1 (a higher reward must have a higher gain), got {self.alpha}")
+            errors.append(
+                f"alpha must be > 1 (a higher reward must have a higher gain), got {self.alpha}"
+            )
         for name in ("lora_rank", "max_steps", "batch_pairs", "log_every"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -146,15 +171,22 @@ def resize_crop(video: torch.Tensor, *, height: int, width: int) -> torch.Tensor
         return video
     scale = max(height / h, width / w)
     size = (max(height, round(h * scale)), max(width, round(w * scale)))
-    video = torch.nn.functional.interpolate(video.transpose(0, 1), size=size, mode="bilinear",
-                                            antialias=True, align_corners=False).transpose(0, 1)
+    video = torch.nn.functional.interpolate(
+        video.transpose(0, 1), size=size, mode="bilinear", antialias=True, align_corners=False
+    ).transpose(0, 1)
     top, left = (size[0] - height) // 2, (size[1] - width) // 2
-    return video[:, :, top:top + height, left:left + width]
+    return video[:, :, top : top + height, left : left + width]
 
 
 @torch.no_grad()
-def encode_pairs(pairs: list[Pair], components: GeneratorComponents, *, cache_path: Path,
-                 image_noise_mean: float, seed: int) -> dict[str, torch.Tensor]:
+def encode_pairs(
+    pairs: list[Pair],
+    components: GeneratorComponents,
+    *,
+    cache_path: Path,
+    image_noise_mean: float,
+    seed: int,
+) -> dict[str, torch.Tensor]:
     """Latents of every winner and loser video ``[N, F', C, H', W']`` (scaled), first-frame latents
     padded to the video's latent length, and prompt embeddings; loaded from ``cache_path`` when it
     was written for the same pairs."""
@@ -186,8 +218,14 @@ def encode_pairs(pairs: list[Pair], components: GeneratorComponents, *, cache_pa
         return torch.cat([latent, padding])
 
     def prompt_embedding(prompt: str) -> torch.Tensor:
-        ids = components.tokenizer(prompt, padding="max_length", max_length=components.max_text_tokens,
-                                   truncation=True, add_special_tokens=True, return_tensors="pt").input_ids
+        ids = components.tokenizer(
+            prompt,
+            padding="max_length",
+            max_length=components.max_text_tokens,
+            truncation=True,
+            add_special_tokens=True,
+            return_tensors="pt",
+        ).input_ids
         return components.text_encoder(ids.to(device))[0][0].float().cpu()
 
     videos: dict[str, torch.Tensor] = {}
@@ -231,8 +269,14 @@ def add_lora(transformer: torch.nn.Module, *, rank: int, alpha: int) -> list[tor
     (kept in float32 even when the base weights are bf16)."""
     from peft import LoraConfig
 
-    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=alpha or rank, init_lora_weights=True,
-                                       target_modules=LORA_TARGET_MODULES))
+    transformer.add_adapter(
+        LoraConfig(
+            r=rank,
+            lora_alpha=alpha or rank,
+            init_lora_weights=True,
+            target_modules=LORA_TARGET_MODULES,
+        )
+    )
     params = [p for n, p in transformer.named_parameters() if "lora_" in n]
     for p in params:
         p.data = p.data.float()
@@ -262,16 +306,29 @@ def rotary_embedding(components: GeneratorComponents, latent_frames: int, device
     if not components.transformer.config.use_rotary_positional_embeddings:
         return None
     pipe = build_pipeline(components)
-    return pipe._prepare_rotary_positional_embeddings(components.shape.height, components.shape.width,
-                                                      latent_frames, device)
+    return pipe._prepare_rotary_positional_embeddings(
+        components.shape.height, components.shape.width, latent_frames, device
+    )
 
 
-def predict_v(transformer, *, noisy: torch.Tensor, image_latents: torch.Tensor, prompt_embeds: torch.Tensor,
-              timesteps: torch.Tensor, rotary) -> torch.Tensor:
+def predict_v(
+    transformer,
+    *,
+    noisy: torch.Tensor,
+    image_latents: torch.Tensor,
+    prompt_embeds: torch.Tensor,
+    timesteps: torch.Tensor,
+    rotary,
+) -> torch.Tensor:
     """The transformer's v-prediction; the first-frame latent is concatenated on the channel axis."""
     hidden = torch.cat([noisy, image_latents], dim=2)
-    return transformer(hidden_states=hidden, encoder_hidden_states=prompt_embeds, timestep=timesteps,
-                       image_rotary_emb=rotary, return_dict=False)[0]
+    return transformer(
+        hidden_states=hidden,
+        encoder_hidden_states=prompt_embeds,
+        timestep=timesteps,
+        image_rotary_emb=rotary,
+        return_dict=False,
+    )[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -295,7 +352,9 @@ def training_step(
     """
     winners, losers = batch["winner_latents"], batch["loser_latents"]
     n, device = winners.shape[0], winners.device
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (n,), generator=generator).to(device)
+    timesteps = torch.randint(
+        0, scheduler.config.num_train_timesteps, (n,), generator=generator
+    ).to(device)
     noise = torch.randn(winners.shape, generator=generator).to(device)
     keep_image = (torch.rand(n, generator=generator) >= config.image_dropout).to(device)
     image_latents = batch["image_latents"] * keep_image.view(n, 1, 1, 1, 1)
@@ -306,12 +365,20 @@ def training_step(
     else:  # winner and loser side by side: one forward for both
         latents = torch.cat([winners, losers])
         noise2, t2 = torch.cat([noise, noise]), torch.cat([timesteps, timesteps])
-        images, texts = torch.cat([image_latents, image_latents]), torch.cat([batch["prompt_embeds"]] * 2)
+        images, texts = (
+            torch.cat([image_latents, image_latents]),
+            torch.cat([batch["prompt_embeds"]] * 2),
+        )
     noisy = scheduler.add_noise(latents, noise2, t2)
     target = scheduler.get_velocity(latents, noise2, t2)
     weight_dtype = next(transformer.parameters()).dtype
-    inputs = {"noisy": noisy.to(weight_dtype), "image_latents": images.to(weight_dtype),
-              "prompt_embeds": texts.to(weight_dtype), "timesteps": t2, "rotary": rotary}
+    inputs = {
+        "noisy": noisy.to(weight_dtype),
+        "image_latents": images.to(weight_dtype),
+        "prompt_embeds": texts.to(weight_dtype),
+        "timesteps": t2,
+        "rotary": rotary,
+    }
 
     autocast = torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None)
     with autocast:
@@ -324,10 +391,15 @@ def training_step(
     with torch.no_grad(), reference_model(base), autocast:
         reference_mse = per_sample_mse(predict_v(base, **inputs), target)
     out = preference_loss(
-        policy_winner_mse=policy_mse[:n], policy_loser_mse=policy_mse[n:],
-        reference_winner_mse=reference_mse[:n], reference_loser_mse=reference_mse[n:],
-        winner_reward=batch["winner_rewards"], loser_reward=batch["loser_rewards"],
-        beta=config.beta, alpha=config.alpha, loss_type=config.loss_type,
+        policy_winner_mse=policy_mse[:n],
+        policy_loser_mse=policy_mse[n:],
+        reference_winner_mse=reference_mse[:n],
+        reference_loser_mse=reference_mse[n:],
+        winner_reward=batch["winner_rewards"],
+        loser_reward=batch["loser_rewards"],
+        beta=config.beta,
+        alpha=config.alpha,
+        loss_type=config.loss_type,
     )
     return out.loss, {
         "loss": out.loss.item(),
@@ -347,7 +419,9 @@ def training_step(
 def lora_state_dict(transformer) -> dict[str, torch.Tensor]:
     from peft.utils import get_peft_model_state_dict
 
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(transformer).items()}
+    return {
+        k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(transformer).items()
+    }
 
 
 def save_lora(transformer, directory: Path, config: TrainConfig) -> Path:
@@ -359,20 +433,25 @@ def save_lora(transformer, directory: Path, config: TrainConfig) -> Path:
         directory,
         transformer_lora_layers=lora_state_dict(transformer),
         weight_name=LORA_WEIGHT_NAME,
-        transformer_lora_adapter_metadata={"r": config.lora_rank, "lora_alpha": config.lora_alpha or config.lora_rank,
-                                           "target_modules": LORA_TARGET_MODULES},
+        transformer_lora_adapter_metadata={
+            "r": config.lora_rank,
+            "lora_alpha": config.lora_alpha or config.lora_rank,
+            "target_modules": LORA_TARGET_MODULES,
+        },
     )
     return directory
 
 
-def save_checkpoint(directory: Path, *, transformer, optimizer, step: int, config: TrainConfig,
-                    metrics: list[dict]) -> Path:
+def save_checkpoint(
+    directory: Path, *, transformer, optimizer, step: int, config: TrainConfig, metrics: list[dict]
+) -> Path:
     """LoRA weights + optimizer state + step: all a resume needs (noise is a function of step)."""
     tmp = directory.with_name(directory.name + ".tmp")
     save_lora(transformer, tmp, config)
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "config": asdict(config),
-                                                        "metrics": metrics}))
+    (tmp / "trainer_state.json").write_text(
+        json.dumps({"step": step, "config": asdict(config), "metrics": metrics})
+    )
     if directory.exists():
         import shutil
 
@@ -404,7 +483,9 @@ def load_checkpoint(directory: Path, *, transformer, optimizer) -> tuple[int, li
 
 
 def pair_order(num_pairs: int, *, seed: int, epoch: int) -> torch.Tensor:
-    return torch.randperm(num_pairs, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
+    return torch.randperm(
+        num_pairs, generator=torch.Generator().manual_seed(seed * 100_003 + epoch)
+    )
 
 
 def train(
@@ -431,30 +512,48 @@ def train(
     use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
     bf16 = use_cuda and config.mixed_precision != "no"
     accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if bf16 else "no")
-    report = on_progress if (on_progress and accelerator.is_main_process) else (lambda *a, **k: None)
+    report = (
+        on_progress if (on_progress and accelerator.is_main_process) else (lambda *a, **k: None)
+    )
     weight_dtype = torch.bfloat16 if bf16 else torch.float32
 
     # Model
     if components is None:
-        components = load_generator(config.preset, path=config.model_path or None, device=accelerator.device,
-                                    dtype=weight_dtype)
+        components = load_generator(
+            config.preset,
+            path=config.model_path or None,
+            device=accelerator.device,
+            dtype=weight_dtype,
+        )
     transformer = components.transformer
-    report(0, config.max_steps, None, f"{config.loss_type}: encoding {len(pairs)} pairs (cached once)")
-    cache = encode_pairs(pairs, components, cache_path=output_dir / "latent-cache.safetensors",
-                         image_noise_mean=config.image_noise_mean, seed=config.seed)
+    report(
+        0, config.max_steps, None, f"{config.loss_type}: encoding {len(pairs)} pairs (cached once)"
+    )
+    cache = encode_pairs(
+        pairs,
+        components,
+        cache_path=output_dir / "latent-cache.safetensors",
+        image_noise_mean=config.image_noise_mean,
+        seed=config.seed,
+    )
     cache = {k: v.to(accelerator.device) for k, v in cache.items()}
     lora_params = add_lora(transformer, rank=config.lora_rank, alpha=config.lora_alpha)
     if config.gradient_checkpointing if config.gradient_checkpointing is not None else use_cuda:
         transformer.enable_gradient_checkpointing()
     transformer.train()
-    optimizer = torch.optim.AdamW(lora_params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        lora_params, lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     rotary = rotary_embedding(components, cache["winner_latents"].shape[1], accelerator.device)
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
     # Resume
     step, metrics = 0, []
-    resume = latest_checkpoint(output_dir) if config.resume_from == "latest" else (
-        Path(config.resume_from) if config.resume_from else None)
+    resume = (
+        latest_checkpoint(output_dir)
+        if config.resume_from == "latest"
+        else (Path(config.resume_from) if config.resume_from else None)
+    )
     if resume is not None:
         step, metrics = load_checkpoint(resume, transformer=transformer, optimizer=optimizer)
         report(step, config.max_steps, None, f"resumed from {resume} at step {step}")
@@ -469,13 +568,21 @@ def train(
         epoch, within = divmod(step, steps_per_epoch)
         order = pair_order(num_pairs, seed=config.seed, epoch=epoch)
         indices = order[(within * global_batch + torch.arange(global_batch)) % num_pairs]
-        indices = indices[accelerator.process_index::accelerator.num_processes]
+        indices = indices[accelerator.process_index :: accelerator.num_processes]
         batch = {k: v[indices.to(v.device)] for k, v in cache.items()}
-        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step * 97 + accelerator.process_index)
+        generator = torch.Generator().manual_seed(
+            config.seed * 1_000_003 + step * 97 + accelerator.process_index
+        )
 
-        loss, logs = training_step(transformer=model, scheduler=components.scheduler, batch=batch, config=config,
-                                   rotary=rotary, generator=generator,
-                                   autocast_dtype=torch.bfloat16 if bf16 else None)
+        loss, logs = training_step(
+            transformer=model,
+            scheduler=components.scheduler,
+            batch=batch,
+            config=config,
+            rotary=rotary,
+            generator=generator,
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+        )
         accelerator.backward(loss)
         grad_norm = accelerator.clip_grad_norm_(lora_params, config.max_grad_norm)
         optimizer.step()
@@ -489,10 +596,20 @@ def train(
             report(step, config.max_steps, logs, "")
         else:
             report(step, config.max_steps, None, "")
-        if accelerator.is_main_process and config.checkpoint_every and step % config.checkpoint_every == 0 \
-                and step < config.max_steps:
-            path = save_checkpoint(output_dir / f"checkpoint-{step}", transformer=transformer,
-                                   optimizer=optimizer, step=step, config=config, metrics=metrics)
+        if (
+            accelerator.is_main_process
+            and config.checkpoint_every
+            and step % config.checkpoint_every == 0
+            and step < config.max_steps
+        ):
+            path = save_checkpoint(
+                output_dir / f"checkpoint-{step}",
+                transformer=transformer,
+                optimizer=optimizer,
+                step=step,
+                config=config,
+                metrics=metrics,
+            )
             last_checkpoint = str(path)
             if on_checkpoint:
                 on_checkpoint(last_checkpoint)
@@ -500,31 +617,50 @@ def train(
     accelerator.wait_for_everyone()
     lora_dir = output_dir / "lora"
     if accelerator.is_main_process:
-        path = save_checkpoint(output_dir / f"checkpoint-{step}", transformer=transformer, optimizer=optimizer,
-                               step=step, config=config, metrics=metrics)
+        path = save_checkpoint(
+            output_dir / f"checkpoint-{step}",
+            transformer=transformer,
+            optimizer=optimizer,
+            step=step,
+            config=config,
+            metrics=metrics,
+        )
         last_checkpoint = str(path)
         if on_checkpoint:
             on_checkpoint(last_checkpoint)
         save_lora(transformer, lora_dir, config)
         (output_dir / "metrics.json").write_text(json.dumps(metrics))
     report(step, config.max_steps, None, f"done: LoRA written to {lora_dir}")
-    return TrainResult(lora_dir=str(lora_dir), steps=step, metrics=metrics, checkpoint_dir=last_checkpoint)
+    return TrainResult(
+        lora_dir=str(lora_dir), steps=step, metrics=metrics, checkpoint_dir=last_checkpoint
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     """CLI (also under ``accelerate launch``): every TrainConfig field is a --flag."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", required=True, help="Pairs JSONL (training.pairs.write_pairs_jsonl)")
+    parser.add_argument(
+        "--pairs", required=True, help="Pairs JSONL (training.pairs.write_pairs_jsonl)"
+    )
     for f in fields(TrainConfig):
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)
-        parser.add_argument("--" + f.name.replace("_", "-"), type=kind, default=None, help=f.metadata["help"])
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"), type=kind, default=None, help=f.metadata["help"]
+        )
     args = vars(parser.parse_args(argv))
     pairs = read_pairs_jsonl(args.pop("pairs"))
     values = {k: v for k, v in args.items() if v is not None}
     if "gradient_checkpointing" in values:
-        values["gradient_checkpointing"] = str(values["gradient_checkpointing"]).lower() in ("1", "true", "yes")
-    result = train(TrainConfig(**values), pairs,
-                   on_progress=lambda s, t, m=None, msg="": print(f"step {s}/{t} {m or ''} {msg}", flush=True))
+        values["gradient_checkpointing"] = str(values["gradient_checkpointing"]).lower() in (
+            "1",
+            "true",
+            "yes",
+        )
+    result = train(
+        TrainConfig(**values),
+        pairs,
+        on_progress=lambda s, t, m=None, msg="": print(f"step {s}/{t} {m or ''} {msg}", flush=True),
+    )
     print(json.dumps({"lora_dir": result.lora_dir, "steps": result.steps}))
 
 

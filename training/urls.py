@@ -11,6 +11,10 @@ urlpatterns = [
     path("runs/<int:run_id>/resume/", views.resume_view, name="resume"),
     path("api/training/runs/", api.RunListView.as_view(), name="api_runs"),
     path("api/training/runs/<int:run_id>/", api.RunDetailView.as_view(), name="api_run"),
-    path("api/training/runs/<int:run_id>/cancel/", api.RunCancelView.as_view(), name="api_run_cancel"),
-    path("api/training/runs/<int:run_id>/resume/", api.RunResumeView.as_view(), name="api_run_resume"),
+    path(
+        "api/training/runs/<int:run_id>/cancel/", api.RunCancelView.as_view(), name="api_run_cancel"
+    ),
+    path(
+        "api/training/runs/<int:run_id>/resume/", api.RunResumeView.as_view(), name="api_run_resume"
+    ),
 ]

@@ -114,7 +114,9 @@ class SubmitRatingView(APIView):
             "rating_id": result.rating.pk,
             "clip_id": clip_id,
             "created": result.created,
-            "progress": annotator_progress(round_id=result.rating.clip.round_id, annotator=request.user),
+            "progress": annotator_progress(
+                round_id=result.rating.clip.round_id, annotator=request.user
+            ),
         }
         return Response(
             body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK

@@ -92,7 +92,12 @@ def round_totals(round_id: int) -> dict:
         with connection.cursor() as cursor:
             cursor.execute(_ROUND_TOTALS_SQL, [round_id])
             name, done, target, left = cursor.fetchone()
-        totals = {"round": name, "round_ratings_done": done, "round_ratings_target": target, "clips_left": left}
+        totals = {
+            "round": name,
+            "round_ratings_done": done,
+            "round_ratings_target": target,
+            "clips_left": left,
+        }
         cache.set(key, totals, ROUND_TOTALS_SECONDS)
     return totals
 

@@ -63,7 +63,11 @@ def lease_next_clip(
         .select_related("clip", "clip__condition")
         .order_by("created_at", "pk")
     )
-    held = [lease for lease in leases if lease.expires_at > now and lease.clip.status == Clip.Status.READY]
+    held = [
+        lease
+        for lease in leases
+        if lease.expires_at > now and lease.clip.status == Clip.Status.READY
+    ]
     for lease in held:
         if lease.clip_id not in exclude:
             return lease

@@ -47,8 +47,13 @@ def mean_absolute_error(predicted: Sequence[float], human: Sequence[float]) -> f
     return float(np.mean(np.abs(np.asarray(predicted, float) - np.asarray(human, float))))
 
 
-def pairwise_accuracy(predicted: Sequence[float], human: Sequence[float], conditions: Sequence,
-                      *, min_human_gap: float = PAIR_MIN_HUMAN_GAP) -> tuple[float | None, int]:
+def pairwise_accuracy(
+    predicted: Sequence[float],
+    human: Sequence[float],
+    conditions: Sequence,
+    *,
+    min_human_gap: float = PAIR_MIN_HUMAN_GAP,
+) -> tuple[float | None, int]:
     """Share of same-condition clip pairs, with human means at least ``min_human_gap`` apart, that
     the model orders like the humans (a predicted tie counts half). Returns (accuracy, pairs)."""
     by_condition: dict = defaultdict(list)
@@ -69,7 +74,9 @@ def pairwise_accuracy(predicted: Sequence[float], human: Sequence[float], condit
     return (correct / pairs if pairs else None), pairs
 
 
-def evaluate_dimension(predicted: Sequence[float], human: Sequence[float], conditions: Sequence) -> dict:
+def evaluate_dimension(
+    predicted: Sequence[float], human: Sequence[float], conditions: Sequence
+) -> dict:
     accuracy, pairs = pairwise_accuracy(predicted, human, conditions)
     return {
         "pearson": pearson(predicted, human),
@@ -82,7 +89,8 @@ def evaluate_dimension(predicted: Sequence[float], human: Sequence[float], condi
     }
 
 
-def evaluate_rewards(predicted: dict[str, Sequence[float]], human: dict[str, Sequence[float]],
-                     conditions: Sequence) -> dict[str, dict]:
+def evaluate_rewards(
+    predicted: dict[str, Sequence[float]], human: dict[str, Sequence[float]], conditions: Sequence
+) -> dict[str, dict]:
     """Metrics per key of ``predicted`` (six dimensions and ``overall``), same clip order everywhere."""
     return {key: evaluate_dimension(predicted[key], human[key], conditions) for key in predicted}

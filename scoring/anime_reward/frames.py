@@ -25,8 +25,9 @@ class ClipDecodeError(Exception):
     """A clip (or its condition image / character reference) could not be read."""
 
 
-def sample_frame_indices(frame_count: int, *, max_frames: int = MAX_FRAMES,
-                         window: int = FRAME_WINDOW) -> list[int]:
+def sample_frame_indices(
+    frame_count: int, *, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
+) -> list[int]:
     """Indices of up to ``max_frames`` frames spread uniformly over the first ``window`` frames."""
     if frame_count < 1:
         raise ValueError("a clip needs at least one frame")
@@ -36,8 +37,9 @@ def sample_frame_indices(frame_count: int, *, max_frames: int = MAX_FRAMES,
     return np.linspace(0, span - 1, max_frames).round().astype(int).tolist()
 
 
-def read_clip_frames(path: str | Path, *, size: int, max_frames: int = MAX_FRAMES,
-                     window: int = FRAME_WINDOW) -> torch.Tensor:
+def read_clip_frames(
+    path: str | Path, *, size: int, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
+) -> torch.Tensor:
     """Decode the sampled frames of one clip as a (T, 3, size, size) uint8 tensor.
 
     The first ``window`` frames are decoded (the released code looks at the first 144); only the
@@ -56,8 +58,10 @@ def read_clip_frames(path: str | Path, *, size: int, max_frames: int = MAX_FRAME
                     break
             if not decoded:
                 raise ClipDecodeError(f"{path}: no decodable frames")
-            picked = [decoded[i] for i in sample_frame_indices(len(decoded), max_frames=max_frames,
-                                                                window=window)]
+            picked = [
+                decoded[i]
+                for i in sample_frame_indices(len(decoded), max_frames=max_frames, window=window)
+            ]
             arrays = [f.to_ndarray(format="rgb24", width=size, height=size) for f in picked]
     except ClipDecodeError:
         raise
@@ -110,12 +114,16 @@ class DecodedClip:
     reference: torch.Tensor | None
 
 
-def decode_clip(spec: ClipSpec, *, size: int, max_frames: int = MAX_FRAMES,
-                window: int = FRAME_WINDOW) -> DecodedClip:
+def decode_clip(
+    spec: ClipSpec, *, size: int, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
+) -> DecodedClip:
     frames = read_clip_frames(spec.video_path, size=size, max_frames=max_frames, window=window)
     condition = read_image(spec.condition_image_path, size=size)
-    reference = (read_image(spec.character_reference_path, size=size)
-                 if spec.character_reference_path else None)
+    reference = (
+        read_image(spec.character_reference_path, size=size)
+        if spec.character_reference_path
+        else None
+    )
     return DecodedClip(frames, condition, reference)
 
 
@@ -125,14 +133,17 @@ def collate(decoded: Sequence[DecodedClip], prompts: Sequence[str]) -> RewardInp
     frames, masks = [], []
     for d in decoded:
         pad = length - d.frames.shape[0]
-        frames.append(torch.cat([d.frames, d.frames[-1:].expand(pad, -1, -1, -1)]) if pad else d.frames)
+        frames.append(
+            torch.cat([d.frames, d.frames[-1:].expand(pad, -1, -1, -1)]) if pad else d.frames
+        )
         masks.append(torch.arange(length) < d.frames.shape[0])
     return RewardInputs(
         frames=torch.stack(frames),
         frame_mask=torch.stack(masks),
         condition=torch.stack([d.condition for d in decoded]),
-        reference=torch.stack([d.reference if d.reference is not None else d.condition
-                               for d in decoded]),
+        reference=torch.stack(
+            [d.reference if d.reference is not None else d.condition for d in decoded]
+        ),
         has_reference=torch.tensor([d.reference is not None for d in decoded]),
         prompts=list(prompts),
     )
@@ -145,9 +156,15 @@ class DecodedBatch:
     errors: dict  # clip_id -> message for clips that could not be decoded
 
 
-def iter_decoded_batches(specs: Iterable[ClipSpec], *, size: int, batch_size: int,
-                         workers: int = 4, max_frames: int = MAX_FRAMES,
-                         window: int = FRAME_WINDOW) -> Iterator[DecodedBatch]:
+def iter_decoded_batches(
+    specs: Iterable[ClipSpec],
+    *,
+    size: int,
+    batch_size: int,
+    workers: int = 4,
+    max_frames: int = MAX_FRAMES,
+    window: int = FRAME_WINDOW,
+) -> Iterator[DecodedBatch]:
     """Decode clips on a thread pool (PyAV releases the GIL) while the caller runs the models.
 
     A clip that cannot be decoded is reported in ``errors``; the rest of its batch still comes.
@@ -166,7 +183,7 @@ def iter_decoded_batches(specs: Iterable[ClipSpec], *, size: int, batch_size: in
         pending = deque(pool.submit(load, spec) for spec in specs[:ahead])
         queued = len(pending)
         for start in range(0, len(specs), batch_size):
-            batch_specs = specs[start:start + batch_size]
+            batch_specs = specs[start : start + batch_size]
             ok_specs, decoded, errors = [], [], {}
             for spec in batch_specs:
                 result = pending.popleft().result()

@@ -47,6 +47,7 @@ Features = tuple[torch.Tensor, torch.Tensor]  # values (B, L, F), mask (B, L) bo
 
 # --- small tensor helpers ------------------------------------------------------------------------
 
+
 def _device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     param = next(module.parameters())
     return param.device, param.dtype
@@ -57,8 +58,13 @@ def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch
     device, dtype = _device_dtype(module)
     x = images.to(device, non_blocking=True).float() / 255.0
     if x.shape[-1] != spec.size:
-        x = F.interpolate(x, size=(spec.size, spec.size), mode="bilinear", antialias=x.shape[-1] > spec.size,
-                          align_corners=False)
+        x = F.interpolate(
+            x,
+            size=(spec.size, spec.size),
+            mode="bilinear",
+            antialias=x.shape[-1] > spec.size,
+            align_corners=False,
+        )
     mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
     return ((x - mean) / std).to(dtype)
@@ -98,7 +104,9 @@ def mask_boxes(masks: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     y2 = height - 1 - rows.flip(-1).float().argmax(-1)
     x1 = cols.float().argmax(-1)
     x2 = width - 1 - cols.flip(-1).float().argmax(-1)
-    boxes = torch.stack([x1 / width, y1 / height, (x2 + 1) / width, (y2 + 1) / height], -1).to(previous.dtype)
+    boxes = torch.stack([x1 / width, y1 / height, (x2 + 1) / width, (y2 + 1) / height], -1).to(
+        previous.dtype
+    )
     found = rows.any(-1).unsqueeze(-1)
     return torch.where(found, boxes, previous)
 
@@ -110,6 +118,7 @@ def _memo(memo: dict, key: tuple, compute):
 
 
 # --- encoder features ----------------------------------------------------------------------------
+
 
 def clip_frame_embeds(clip: nn.Module, spec: ImageSpec, frames: torch.Tensor) -> torch.Tensor:
     """(B, T, 3, S, S) uint8 -> (B, T, D) unit CLIP image embeddings."""
@@ -128,15 +137,19 @@ def clip_text_embeds(clip: nn.Module, tokenizer, prompts: list[str]) -> torch.Te
 
 # --- heads ---------------------------------------------------------------------------------------
 
+
 class RegressionHead(nn.Module):
     """Standardise features (statistics fitted on the training set), MLP per token, masked mean."""
 
-    def __init__(self, in_features: int, hidden: int, dropout: float = 0.1, zero_init: bool = False):
+    def __init__(
+        self, in_features: int, hidden: int, dropout: float = 0.1, zero_init: bool = False
+    ):
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(in_features))
         self.register_buffer("feature_std", torch.ones(in_features))
-        self.mlp = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout),
-                                 nn.Linear(hidden, 1))
+        self.mlp = nn.Sequential(
+            nn.Linear(in_features, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, 1)
+        )
         if zero_init:
             nn.init.zeros_(self.mlp[-1].weight)
             nn.init.zeros_(self.mlp[-1].bias)
@@ -146,8 +159,11 @@ class RegressionHead(nn.Module):
         valid = values[mask].float()
         if len(valid):
             self.feature_mean.copy_(valid.mean(0))
-            self.feature_std.copy_(valid.std(0, unbiased=False).clamp(min=1e-6) if len(valid) > 1
-                                   else torch.ones_like(self.feature_std))
+            self.feature_std.copy_(
+                valid.std(0, unbiased=False).clamp(min=1e-6)
+                if len(valid) > 1
+                else torch.ones_like(self.feature_std)
+            )
 
     def forward(self, values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """(B, L, F), (B, L) -> (B,) logits."""
@@ -178,6 +194,7 @@ class MotionHead(nn.Module):
 
 # --- the six dimension models --------------------------------------------------------------------
 
+
 class DimensionReward(nn.Module):
     """Base: ``features`` runs the encoders, ``head`` turns features into a logit, sigmoid -> [0, 1]."""
 
@@ -205,14 +222,21 @@ class DimensionReward(nn.Module):
     def unshare_encoders(self) -> None:
         """Give this dimension its own trainable copy of its encoders (fine-tuning)."""
         if not self.finetunable:
-            raise ValueError(f"{self.key}: its encoders are a detect/track pipeline and stay frozen")
+            raise ValueError(
+                f"{self.key}: its encoders are a detect/track pipeline and stay frozen"
+            )
         for name in self.encoder_names:
             setattr(self, name, copy.deepcopy(getattr(self, name)).requires_grad_(True))
         self.own_encoders = True
 
     def _frame_embeds(self, inputs: RewardInputs, memo: dict) -> torch.Tensor:
-        return _memo(memo, (id(self.clip), "frames"),
-                     lambda: clip_frame_embeds(self.clip, self.encoders.preset.images["clip"], inputs.frames))
+        return _memo(
+            memo,
+            (id(self.clip), "frames"),
+            lambda: clip_frame_embeds(
+                self.clip, self.encoders.preset.images["clip"], inputs.frames
+            ),
+        )
 
 
 class SmoothnessReward(DimensionReward):
@@ -244,15 +268,23 @@ class MotionReward(DimensionReward):
         counts = inputs.frame_mask.sum(1).clamp(min=1).float()
         steps = torch.linspace(0, 1, num_frames)
         index = (steps[None] * (counts[:, None] - 1)).round().long()
-        picked = torch.gather(inputs.frames, 1, index[:, :, None, None, None].expand(
-            -1, -1, *inputs.frames.shape[2:]))
+        picked = torch.gather(
+            inputs.frames, 1, index[:, :, None, None, None].expand(-1, -1, *inputs.frames.shape[2:])
+        )
         batch = picked.shape[0]
         pixels = to_pixels(picked.flatten(0, 1), self.encoders.preset.images["xclip"], xclip)
-        tokens = {k: v.to(device) for k, v in self.encoders.xclip_tokenizer(list(MOTION_PROMPTS)).items()}
-        out = xclip(pixel_values=pixels.view(batch, num_frames, *pixels.shape[1:]), output_hidden_states=True,
-                    **tokens)
+        tokens = {
+            k: v.to(device) for k, v in self.encoders.xclip_tokenizer(list(MOTION_PROMPTS)).items()
+        }
+        out = xclip(
+            pixel_values=pixels.view(batch, num_frames, *pixels.shape[1:]),
+            output_hidden_states=True,
+            **tokens,
+        )
         logit_gap = (out.logits_per_video[:, 0] - out.logits_per_video[:, 1]).float()
-        frame_embeds = F.normalize(xclip.visual_projection(out.vision_model_output.pooler_output).float(), dim=-1)
+        frame_embeds = F.normalize(
+            xclip.visual_projection(out.vision_model_output.pooler_output).float(), dim=-1
+        )
         frame_embeds = frame_embeds.view(batch, num_frames, -1)
         pooled_change = (frame_embeds[:, 1:] - frame_embeds[:, :-1]).norm(dim=-1).mean(1)
         # Local motion per layer: the patch that changes most between frames (minus the typical
@@ -261,7 +293,9 @@ class MotionReward(DimensionReward):
         for hidden in out.vision_model_output.hidden_states:
             patches = hidden[:, 1:].float().view(batch, num_frames, hidden.shape[1] - 1, -1)
             change = (patches[:, 1:] - patches[:, :-1]).norm(dim=-1)  # (B, F-1, P)
-            contrast = (patches - patches.mean(2, keepdim=True)).norm(dim=-1).mean((1, 2)).clamp(min=1e-6)
+            contrast = (
+                (patches - patches.mean(2, keepdim=True)).norm(dim=-1).mean((1, 2)).clamp(min=1e-6)
+            )
             peak = change.amax(2)
             local += [peak.mean(1) / contrast, (peak - change.median(2).values).mean(1) / contrast]
         values = torch.stack([logit_gap, pooled_change, *local], -1)
@@ -272,7 +306,9 @@ class AppealReward(DimensionReward):
     key, encoder_names = "visual_appeal", ("clip",)
 
     def __init__(self, encoders: Encoders, hidden: int, dropout: float):
-        super().__init__(encoders, RegressionHead(encoders.clip.config.projection_dim, hidden, dropout))
+        super().__init__(
+            encoders, RegressionHead(encoders.clip.config.projection_dim, hidden, dropout)
+        )
 
     def features(self, inputs, memo):
         embeds = self._frame_embeds(inputs, memo)
@@ -289,8 +325,11 @@ class TextConsistencyReward(DimensionReward):
     def features(self, inputs, memo):
         embeds = self._frame_embeds(inputs, memo)
         video = F.normalize(masked_mean_tokens(embeds, inputs.frame_mask.to(embeds.device)), dim=-1)
-        text = _memo(memo, (id(self.clip), "text"),
-                     lambda: clip_text_embeds(self.clip, self.encoders.clip_tokenizer, inputs.prompts))
+        text = _memo(
+            memo,
+            (id(self.clip), "text"),
+            lambda: clip_text_embeds(self.clip, self.encoders.clip_tokenizer, inputs.prompts),
+        )
         product = video * text
         values = torch.cat([video, text, product, product.sum(-1, keepdim=True)], -1)
         return values[:, None], torch.ones(len(inputs), 1, dtype=torch.bool, device=values.device)
@@ -306,10 +345,15 @@ class ImageConsistencyReward(DimensionReward):
     def features(self, inputs, memo):
         embeds = self._frame_embeds(inputs, memo)
         spec = self.encoders.preset.images["clip"]
-        condition = _memo(memo, (id(self.clip), "condition"),
-                          lambda: clip_frame_embeds(self.clip, spec, inputs.condition[:, None])[:, 0])
+        condition = _memo(
+            memo,
+            (id(self.clip), "condition"),
+            lambda: clip_frame_embeds(self.clip, spec, inputs.condition[:, None])[:, 0],
+        )
         product = embeds * condition[:, None]
-        values = torch.cat([product, (embeds - condition[:, None]).abs(), product.sum(-1, keepdim=True)], -1)
+        values = torch.cat(
+            [product, (embeds - condition[:, None]).abs(), product.sum(-1, keepdim=True)], -1
+        )
         return values, inputs.frame_mask.to(embeds.device)
 
 
@@ -341,56 +385,87 @@ class CharacterConsistencyReward(DimensionReward):
         """GroundingDINO on the condition images: top-K character boxes (normalised xyxy) and weights."""
         preset, model = self.encoders.preset, self.grounding_dino
         device, _ = _device_dtype(model)
-        tokens = {k: v.to(device) for k, v in
-                  self.encoders.grounding_dino_tokenizer([CHARACTER_PROMPT] * len(condition)).items()}
-        out = model(pixel_values=to_pixels(condition, preset.images["grounding_dino"], model), **tokens)
+        tokens = {
+            k: v.to(device)
+            for k, v in self.encoders.grounding_dino_tokenizer(
+                [CHARACTER_PROMPT] * len(condition)
+            ).items()
+        }
+        out = model(
+            pixel_values=to_pixels(condition, preset.images["grounding_dino"], model), **tokens
+        )
         text_len = tokens["attention_mask"].shape[1]
-        probs = out.logits[..., :text_len].float().sigmoid() * tokens["attention_mask"][:, None].float()
+        probs = (
+            out.logits[..., :text_len].float().sigmoid() * tokens["attention_mask"][:, None].float()
+        )
         scores = probs.amax(-1)  # (B, queries)
         top = scores.topk(min(preset.max_characters, scores.shape[1]), dim=1)
-        cx, cy, w, h = torch.gather(out.pred_boxes.float(), 1, top.indices[..., None].expand(-1, -1, 4)).unbind(-1)
+        cx, cy, w, h = torch.gather(
+            out.pred_boxes.float(), 1, top.indices[..., None].expand(-1, -1, 4)
+        ).unbind(-1)
         boxes = widen_boxes(torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1))
         keep = top.values >= preset.box_threshold
         keep[:, 0] = True  # always follow the most likely character
         return boxes, keep.float()
 
-    def track_and_compare(self, inputs: RewardInputs) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def track_and_compare(
+        self, inputs: RewardInputs
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Similarities (B, T, K) of each tracked character crop to its reference and to its first crop."""
         preset, sam = self.encoders.preset, self.sam
         detected, weights = self.detect(inputs.condition)
         batch, length, _, size, _ = inputs.frames.shape
         characters = detected.shape[1]
         sam_spec, blip_size = preset.images["sam"], preset.images["blip"].size
-        embeddings = torch.cat([  # the heavy part, batched over every frame of every clip
-            sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam))
-            for chunk in inputs.frames.flatten(0, 1).split(16)
-        ])
+        embeddings = torch.cat(
+            [  # the heavy part, batched over every frame of every clip
+                sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam))
+                for chunk in inputs.frames.flatten(0, 1).split(16)
+            ]
+        )
         embeddings = embeddings.view(batch, length, *embeddings.shape[1:])
         device, _ = _device_dtype(sam)
         frames = inputs.frames.to(device).float() / 255.0
         boxes, crops = detected, []
         for t in range(length):  # track: frame t is prompted with the box of frame t-1's mask
-            out = sam(image_embeddings=embeddings[:, t], input_boxes=(boxes * sam_spec.size).to(embeddings.dtype),
-                      multimask_output=False)
-            masks = F.interpolate(out.pred_masks[:, :, 0].float(), size=(size, size), mode="bilinear",
-                                  align_corners=False) > 0  # (B, K, S, S)
+            out = sam(
+                image_embeddings=embeddings[:, t],
+                input_boxes=(boxes * sam_spec.size).to(embeddings.dtype),
+                multimask_output=False,
+            )
+            masks = (
+                F.interpolate(
+                    out.pred_masks[:, :, 0].float(),
+                    size=(size, size),
+                    mode="bilinear",
+                    align_corners=False,
+                )
+                > 0
+            )  # (B, K, S, S)
             boxes = widen_boxes(mask_boxes(masks, boxes))
             # Grey out the background; an empty mask (SAM lost the character) keeps the whole box.
             keep = masks | ~masks.flatten(2).any(-1)[..., None, None]
             cutout = frames[:, t, None] * keep[:, :, None] + 0.5 * ~keep[:, :, None]
             crops.append(crop_and_resize(cutout.flatten(0, 1), boxes.flatten(0, 1), blip_size))
         crop_embeds = self.embed(torch.stack(crops, 1).flatten(0, 1))  # (B*K*T, D)
-        crop_embeds = crop_embeds.view(batch, characters, length, -1).transpose(1, 2)  # (B, T, K, D)
+        crop_embeds = crop_embeds.view(batch, characters, length, -1).transpose(
+            1, 2
+        )  # (B, T, K, D)
 
         # Reference: the character reference image when the condition has one, else the detected crop.
         condition = inputs.condition.to(device).float() / 255.0
-        from_condition = self.embed(crop_and_resize(
-            condition.repeat_interleave(characters, 0), detected.flatten(0, 1), blip_size
-        )).view(batch, characters, -1)
-        from_reference = self.embed(crop_and_resize(
-            inputs.reference.to(device).float() / 255.0,
-            torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=device).expand(batch, -1), blip_size,
-        ))[:, None].expand(-1, characters, -1)
+        from_condition = self.embed(
+            crop_and_resize(
+                condition.repeat_interleave(characters, 0), detected.flatten(0, 1), blip_size
+            )
+        ).view(batch, characters, -1)
+        from_reference = self.embed(
+            crop_and_resize(
+                inputs.reference.to(device).float() / 255.0,
+                torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=device).expand(batch, -1),
+                blip_size,
+            )
+        )[:, None].expand(-1, characters, -1)
         has_reference = inputs.has_reference.to(device)[:, None, None]
         reference = torch.where(has_reference, from_reference, from_condition)
 
@@ -422,8 +497,14 @@ def masked_mean_tokens(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
 
 DIMENSION_CLASSES: dict[str, type[DimensionReward]] = {
     cls.key: cls
-    for cls in (SmoothnessReward, MotionReward, AppealReward, TextConsistencyReward,
-                ImageConsistencyReward, CharacterConsistencyReward)
+    for cls in (
+        SmoothnessReward,
+        MotionReward,
+        AppealReward,
+        TextConsistencyReward,
+        ImageConsistencyReward,
+        CharacterConsistencyReward,
+    )
 }
 assert tuple(DIMENSION_CLASSES) == DIMENSION_KEYS
 
@@ -436,16 +517,28 @@ class AnimeReward(nn.Module):
         self.encoders = encoders
         self.head_hidden = head_hidden or encoders.preset.head_hidden
         self.dropout = dropout
-        self.dimensions = nn.ModuleDict({
-            key: cls(encoders, self.head_hidden, dropout) for key, cls in DIMENSION_CLASSES.items()
-        })
+        self.dimensions = nn.ModuleDict(
+            {
+                key: cls(encoders, self.head_hidden, dropout)
+                for key, cls in DIMENSION_CLASSES.items()
+            }
+        )
 
     @classmethod
-    def from_preset(cls, preset: str, *, sources: dict[str, str] | None = None, random_weights: bool = False,
-                    device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                    head_hidden: int | None = None, dropout: float = 0.1) -> AnimeReward:
-        encoders = build_encoders(preset, sources=sources, random_weights=random_weights, device=device,
-                                  dtype=dtype)
+    def from_preset(
+        cls,
+        preset: str,
+        *,
+        sources: dict[str, str] | None = None,
+        random_weights: bool = False,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        head_hidden: int | None = None,
+        dropout: float = 0.1,
+    ) -> AnimeReward:
+        encoders = build_encoders(
+            preset, sources=sources, random_weights=random_weights, device=device, dtype=dtype
+        )
         return cls(encoders, head_hidden=head_hidden, dropout=dropout).to(device)
 
     def features(self, inputs: RewardInputs) -> dict[str, Features]:
@@ -477,32 +570,65 @@ class AnimeReward(nn.Module):
             if model.own_encoders:
                 for name in model.encoder_names:
                     save_model(getattr(model, name), str(folder / f"{name}.safetensors"))
-            (folder / "config.json").write_text(json.dumps({
-                "dimension": key, "head": type(model.head).__name__, "head_hidden": self.head_hidden,
-                "dropout": self.dropout, "finetuned_encoders": list(model.encoder_names) if model.own_encoders else [],
-            }, indent=2))
-        config = {"preset": self.encoders.preset.name, "sources": self.encoders.sources,
-                  "head_hidden": self.head_hidden, "dropout": self.dropout, "dimensions": list(DIMENSION_KEYS),
-                  **(extra_config or {})}
+            (folder / "config.json").write_text(
+                json.dumps(
+                    {
+                        "dimension": key,
+                        "head": type(model.head).__name__,
+                        "head_hidden": self.head_hidden,
+                        "dropout": self.dropout,
+                        "finetuned_encoders": list(model.encoder_names)
+                        if model.own_encoders
+                        else [],
+                    },
+                    indent=2,
+                )
+            )
+        config = {
+            "preset": self.encoders.preset.name,
+            "sources": self.encoders.sources,
+            "head_hidden": self.head_hidden,
+            "dropout": self.dropout,
+            "dimensions": list(DIMENSION_KEYS),
+            **(extra_config or {}),
+        }
         (directory / REWARD_CONFIG).write_text(json.dumps(config, indent=2))
         return directory
 
     @classmethod
-    def load(cls, directory: str | Path, *, sources: dict[str, str] | None = None,
-             device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> AnimeReward:
+    def load(
+        cls,
+        directory: str | Path,
+        *,
+        sources: dict[str, str] | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> AnimeReward:
         """Rebuild from ``save``'s folder; ``sources`` may point the full encoders somewhere else."""
         directory = Path(directory)
         config = json.loads((directory / REWARD_CONFIG).read_text())
-        saved_sources = {k: v for k, v in config.get("sources", {}).items() if not v.endswith(":random")}
-        model = cls.from_preset(config["preset"], sources={**saved_sources, **(sources or {})}, device=device,
-                                dtype=dtype, head_hidden=config["head_hidden"], dropout=config["dropout"])
+        saved_sources = {
+            k: v for k, v in config.get("sources", {}).items() if not v.endswith(":random")
+        }
+        model = cls.from_preset(
+            config["preset"],
+            sources={**saved_sources, **(sources or {})},
+            device=device,
+            dtype=dtype,
+            head_hidden=config["head_hidden"],
+            dropout=config["dropout"],
+        )
         for key, dimension in model.dimensions.items():
             folder = directory / key
             dim_config = json.loads((folder / "config.json").read_text())
             if dim_config["finetuned_encoders"]:
                 dimension.unshare_encoders()
                 for name in dim_config["finetuned_encoders"]:
-                    load_model(getattr(dimension, name), str(folder / f"{name}.safetensors"), device=str(device))
+                    load_model(
+                        getattr(dimension, name),
+                        str(folder / f"{name}.safetensors"),
+                        device=str(device),
+                    )
                     getattr(dimension, name).requires_grad_(False)
             load_model(dimension.head, str(folder / "head.safetensors"), device=str(device))
         return model.eval()

@@ -98,7 +98,9 @@ def get_preset(name: str) -> RewardPreset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(f"unknown AnimeReward preset {name!r}; expected one of {', '.join(PRESETS)}") from None
+        raise ValueError(
+            f"unknown AnimeReward preset {name!r}; expected one of {', '.join(PRESETS)}"
+        ) from None
 
 
 class HashTokenizer:
@@ -108,8 +110,17 @@ class HashTokenizer:
     tokenizer. ``eos_id`` is the largest id, so CLIP/X-CLIP pooling (argmax or first EOS) finds it.
     """
 
-    def __init__(self, *, vocab_size: int, bos_id: int, eos_id: int, pad_id: int,
-                 word_ids: tuple[int, int], period_id: int | None = None, max_length: int = 32):
+    def __init__(
+        self,
+        *,
+        vocab_size: int,
+        bos_id: int,
+        eos_id: int,
+        pad_id: int,
+        word_ids: tuple[int, int],
+        period_id: int | None = None,
+        max_length: int = 32,
+    ):
         self.vocab_size, self.bos_id, self.eos_id, self.pad_id = vocab_size, bos_id, eos_id, pad_id
         self.word_ids, self.period_id, self.max_length = word_ids, period_id, max_length
 
@@ -141,8 +152,9 @@ class PretrainedTokenizer:
         self.tokenizer, self.max_length = tokenizer, max_length
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        out = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
+        out = self.tokenizer(
+            texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
         return {"input_ids": out["input_ids"], "attention_mask": out["attention_mask"]}
 
 
@@ -167,63 +179,170 @@ class Encoders:
 
 # --- configs -------------------------------------------------------------------------------------
 
+
 def _tiny_configs() -> dict[str, object]:
     clip_vocab = 1000
     clip = CLIPConfig(
-        text_config=dict(vocab_size=clip_vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=clip_vocab - 2,
-                         eos_token_id=clip_vocab - 1, pad_token_id=clip_vocab - 1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8),
+        text_config=dict(
+            vocab_size=clip_vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=40,
+            bos_token_id=clip_vocab - 2,
+            eos_token_id=clip_vocab - 1,
+            pad_token_id=clip_vocab - 1,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+        ),
         projection_dim=32,
     )
     xclip = XCLIPConfig(
-        text_config=dict(vocab_size=clip_vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=2, max_position_embeddings=40, bos_token_id=clip_vocab - 2,
-                         eos_token_id=clip_vocab - 1, pad_token_id=0),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8, num_frames=8, mit_hidden_size=32,
-                           mit_intermediate_size=64, mit_num_hidden_layers=1, mit_num_attention_heads=2),
-        projection_dim=32, prompt_layers=1, prompt_attention_heads=2, prompt_num_attention_heads=2,
+        text_config=dict(
+            vocab_size=clip_vocab,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            max_position_embeddings=40,
+            bos_token_id=clip_vocab - 2,
+            eos_token_id=clip_vocab - 1,
+            pad_token_id=0,
+        ),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            num_frames=8,
+            mit_hidden_size=32,
+            mit_intermediate_size=64,
+            mit_num_hidden_layers=1,
+            mit_num_attention_heads=2,
+        ),
+        projection_dim=32,
+        prompt_layers=1,
+        prompt_attention_heads=2,
+        prompt_num_attention_heads=2,
         prompt_projection_dropout=0.0,
     )
     grounding_dino = GroundingDinoConfig(
-        backbone_config=SwinConfig(image_size=64, embed_dim=16, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2],
-                                   window_size=4, out_indices=[3, 4]),
-        text_config=BertConfig(vocab_size=1200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, max_position_embeddings=64),
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_queries=8, num_feature_levels=2, max_text_len=16,
-        encoder_n_points=2, decoder_n_points=2,
+        backbone_config=SwinConfig(
+            image_size=64,
+            embed_dim=16,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 2, 2],
+            window_size=4,
+            out_indices=[3, 4],
+        ),
+        text_config=BertConfig(
+            vocab_size=1200,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        ),
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_queries=8,
+        num_feature_levels=2,
+        max_text_len=16,
+        encoder_n_points=2,
+        decoder_n_points=2,
     )
     sam = SamConfig(
-        vision_config=dict(hidden_size=32, output_channels=16, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=64, patch_size=8, mlp_dim=64, global_attn_indexes=[1], window_size=4,
-                           num_pos_feats=8),
-        prompt_encoder_config=dict(hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=16, mlp_dim=32, num_hidden_layers=2, num_attention_heads=2,
-                                 iou_head_hidden_dim=16),
+        vision_config=dict(
+            hidden_size=32,
+            output_channels=16,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=64,
+            patch_size=8,
+            mlp_dim=64,
+            global_attn_indexes=[1],
+            window_size=4,
+            num_pos_feats=8,
+        ),
+        prompt_encoder_config=dict(
+            hidden_size=16, image_size=64, patch_size=8, mask_input_channels=4
+        ),
+        mask_decoder_config=dict(
+            hidden_size=16,
+            mlp_dim=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            iou_head_hidden_dim=16,
+        ),
     )
     blip = BlipConfig(
         # BLIP's vision default initializer_range is 1e-10 (weights always come from a checkpoint); a
         # randomly built encoder needs a real spread or every crop embeds to the same vector.
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           image_size=32, patch_size=8, initializer_range=0.02),
-        text_config=dict(vocab_size=1000, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, encoder_hidden_size=32, bos_token_id=1, eos_token_id=2,
-                         pad_token_id=0, sep_token_id=2),
+        vision_config=dict(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=32,
+            patch_size=8,
+            initializer_range=0.02,
+        ),
+        text_config=dict(
+            vocab_size=1000,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            encoder_hidden_size=32,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=0,
+            sep_token_id=2,
+        ),
         image_text_hidden_size=32,
     )
-    return {"clip": clip, "xclip": xclip, "grounding_dino": grounding_dino, "sam": sam, "blip": blip}
+    return {
+        "clip": clip,
+        "xclip": xclip,
+        "grounding_dino": grounding_dino,
+        "sam": sam,
+        "blip": blip,
+    }
 
 
 def _full_configs() -> dict[str, object]:
     """The published configs of the full checkpoints, written out so nothing is fetched."""
     clip = CLIPConfig(  # openai/clip-vit-large-patch14 (ViT-L/14)
-        text_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                         projection_dim=768),
-        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
-                           num_attention_heads=16, image_size=224, patch_size=14, projection_dim=768),
+        text_config=dict(
+            hidden_size=768,
+            intermediate_size=3072,
+            num_hidden_layers=12,
+            num_attention_heads=12,
+            projection_dim=768,
+        ),
+        vision_config=dict(
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            image_size=224,
+            patch_size=14,
+            projection_dim=768,
+        ),
         projection_dim=768,
     )
     return {
@@ -250,20 +369,43 @@ def _hash_tokenizers(configs: dict) -> dict[str, HashTokenizer]:
     xclip_vocab = configs["xclip"].text_config.vocab_size
     bert_vocab = configs["grounding_dino"].text_config.vocab_size
     return {
-        "clip_tokenizer": HashTokenizer(vocab_size=clip_vocab, bos_id=clip_vocab - 2, eos_id=clip_vocab - 1,
-                                        pad_id=clip_vocab - 1, word_ids=(1, clip_vocab - 2), max_length=32),
-        "xclip_tokenizer": HashTokenizer(vocab_size=xclip_vocab, bos_id=xclip_vocab - 2,
-                                         eos_id=xclip_vocab - 1, pad_id=0, word_ids=(1, xclip_vocab - 2),
-                                         max_length=32),
+        "clip_tokenizer": HashTokenizer(
+            vocab_size=clip_vocab,
+            bos_id=clip_vocab - 2,
+            eos_id=clip_vocab - 1,
+            pad_id=clip_vocab - 1,
+            word_ids=(1, clip_vocab - 2),
+            max_length=32,
+        ),
+        "xclip_tokenizer": HashTokenizer(
+            vocab_size=xclip_vocab,
+            bos_id=xclip_vocab - 2,
+            eos_id=xclip_vocab - 1,
+            pad_id=0,
+            word_ids=(1, xclip_vocab - 2),
+            max_length=32,
+        ),
         # BERT-style ids: [CLS]=101, [SEP]=102, "."=1012 are GroundingDINO's phrase delimiters.
-        "grounding_dino_tokenizer": HashTokenizer(vocab_size=bert_vocab, bos_id=101, eos_id=102, pad_id=0,
-                                                  word_ids=(1030, bert_vocab), period_id=1012,
-                                                  max_length=configs["grounding_dino"].max_text_len),
+        "grounding_dino_tokenizer": HashTokenizer(
+            vocab_size=bert_vocab,
+            bos_id=101,
+            eos_id=102,
+            pad_id=0,
+            word_ids=(1030, bert_vocab),
+            period_id=1012,
+            max_length=configs["grounding_dino"].max_text_len,
+        ),
     }
 
 
-def build_encoders(preset_name: str, *, sources: dict[str, str] | None = None, random_weights: bool = False,
-                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Encoders:
+def build_encoders(
+    preset_name: str,
+    *,
+    sources: dict[str, str] | None = None,
+    random_weights: bool = False,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Encoders:
     """Build the five encoders of a preset, in eval mode with gradients off.
 
     ``tiny`` is always random and built in code. ``full`` loads ``from_pretrained(sources[name])``
@@ -286,12 +428,19 @@ def build_encoders(preset_name: str, *, sources: dict[str, str] | None = None, r
         from transformers import AutoTokenizer
 
         used_sources = {**FULL_SOURCES, **(sources or {})}
-        models = {name: _MODEL_CLASSES[name].from_pretrained(used_sources[name]) for name in ENCODER_NAMES}
+        models = {
+            name: _MODEL_CLASSES[name].from_pretrained(used_sources[name]) for name in ENCODER_NAMES
+        }
         tokenizers = {
-            "clip_tokenizer": PretrainedTokenizer(AutoTokenizer.from_pretrained(used_sources["clip"]), 77),
-            "xclip_tokenizer": PretrainedTokenizer(AutoTokenizer.from_pretrained(used_sources["xclip"]), 77),
+            "clip_tokenizer": PretrainedTokenizer(
+                AutoTokenizer.from_pretrained(used_sources["clip"]), 77
+            ),
+            "xclip_tokenizer": PretrainedTokenizer(
+                AutoTokenizer.from_pretrained(used_sources["xclip"]), 77
+            ),
             "grounding_dino_tokenizer": PretrainedTokenizer(
-                AutoTokenizer.from_pretrained(used_sources["grounding_dino"]), 256),
+                AutoTokenizer.from_pretrained(used_sources["grounding_dino"]), 256
+            ),
         }
     for model in models.values():
         model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -19,8 +19,12 @@ import numpy as np
 from PIL import Image
 
 RULE_DIMENSIONS = ("visual_appeal", "visual_motion", "image_consistency")
-PROMPTS = ("a girl waves in a sunny park", "a cat jumps across the room", "a knight runs in the rain",
-           "a boy dances on a stage")
+PROMPTS = (
+    "a girl waves in a sunny park",
+    "a cat jumps across the room",
+    "a knight runs in the rain",
+    "a boy dances on a stage",
+)
 
 
 @dataclass
@@ -35,8 +39,16 @@ class SyntheticClip:
     drift: float
 
 
-def render_frames(*, brightness: float, speed: float, drift: float, frames: int = 16, size: int = 64,
-                  hue: tuple[float, float, float] = (0.3, 0.6, 0.9), seed: int = 0) -> np.ndarray:
+def render_frames(
+    *,
+    brightness: float,
+    speed: float,
+    drift: float,
+    frames: int = 16,
+    size: int = 64,
+    hue: tuple[float, float, float] = (0.3, 0.6, 0.9),
+    seed: int = 0,
+) -> np.ndarray:
     """(T, size, size, 3) uint8 frames of one clip."""
     rng = np.random.default_rng(seed)
     base = np.array(hue) * brightness
@@ -50,7 +62,7 @@ def render_frames(*, brightness: float, speed: float, drift: float, frames: int 
         colour = (1 - drift * progress) * base + drift * progress * target
         frame = np.broadcast_to(colour, (size, size, 3)).copy()
         x = min(int(round(x0 + speed * t)), size - side)
-        frame[y:y + side, x:x + side] = np.array([1.0, 0.95, 0.8]) * brightness
+        frame[y : y + side, x : x + side] = np.array([1.0, 0.95, 0.8]) * brightness
         out[t] = (frame * 255).clip(0, 255).astype(np.uint8)
     return out
 
@@ -70,16 +82,23 @@ def write_video(path: Path, frames: np.ndarray, *, fps: int = 8) -> Path:
     return path
 
 
-def make_labelled_clips(directory: Path, count: int, *, seed: int = 0, frames: int = 16,
-                        size: int = 64) -> list[SyntheticClip]:
+def make_labelled_clips(
+    directory: Path, count: int, *, seed: int = 0, frames: int = 16, size: int = 64
+) -> list[SyntheticClip]:
     """Write ``count`` clips with independent brightness, speed and drift, and labels from the rules."""
     rng = random.Random(seed)
     clips = []
     for index in range(count):
         brightness, drift = rng.uniform(0.25, 1.0), rng.uniform(0.0, 1.0)
         speed = rng.uniform(0.0, 2.5 * 16 / frames)  # pixels per frame; the square stays in view
-        array = render_frames(brightness=brightness, speed=speed, drift=drift, frames=frames, size=size,
-                              seed=seed * 100_003 + index)
+        array = render_frames(
+            brightness=brightness,
+            speed=speed,
+            drift=drift,
+            frames=frames,
+            size=size,
+            seed=seed * 100_003 + index,
+        )
         video = write_video(directory / f"clip{index:03d}.mp4", array)
         condition = directory / f"condition{index:03d}.png"
         Image.fromarray(array[0]).save(condition)
@@ -91,6 +110,16 @@ def make_labelled_clips(directory: Path, count: int, *, seed: int = 0, frames: i
             "text_consistency": min(5.0, max(1.0, rng.gauss(3.0, 0.8))),
             "character_consistency": min(5.0, max(1.0, rng.gauss(3.0, 0.8))),
         }
-        clips.append(SyntheticClip(index, video, condition, PROMPTS[index % len(PROMPTS)], labels,
-                                   brightness, speed, drift))
+        clips.append(
+            SyntheticClip(
+                index,
+                video,
+                condition,
+                PROMPTS[index % len(PROMPTS)],
+                labels,
+                brightness,
+                speed,
+                drift,
+            )
+        )
     return clips

@@ -32,25 +32,49 @@ ProgressCallback = Callable[[int, int, dict, str], None]
 
 @dataclass
 class RewardTrainConfig:
-    preset: str = field(default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."})
-    dimensions: tuple[str, ...] = field(default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."})
-    epochs: int = field(default=40, metadata={"help": "Passes over the training clips per dimension."})
+    preset: str = field(
+        default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."}
+    )
+    dimensions: tuple[str, ...] = field(
+        default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."}
+    )
+    epochs: int = field(
+        default=40, metadata={"help": "Passes over the training clips per dimension."}
+    )
     batch_size: int = field(default=16, metadata={"help": "Clips per optimiser step."})
-    encode_batch_size: int = field(default=8, metadata={"help": "Clips per encoder pass (feature caching)."})
-    learning_rate: float = field(default=1e-3, metadata={"help": "AdamW learning rate of the heads."})
+    encode_batch_size: int = field(
+        default=8, metadata={"help": "Clips per encoder pass (feature caching)."}
+    )
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "AdamW learning rate of the heads."}
+    )
     weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
-    head_hidden: int | None = field(default=None, metadata={"help": "Head width; None = the preset's."})
+    head_hidden: int | None = field(
+        default=None, metadata={"help": "Head width; None = the preset's."}
+    )
     dropout: float = field(default=0.1, metadata={"help": "Dropout inside the heads."})
-    finetune_encoders: bool = field(default=False, metadata={
-        "help": "Also train each dimension's own copy of its encoder (not the character pipeline); "
-                "features are then recomputed every step instead of cached."})
-    encoder_learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate when fine-tuning."})
+    finetune_encoders: bool = field(
+        default=False,
+        metadata={
+            "help": "Also train each dimension's own copy of its encoder (not the character pipeline); "
+            "features are then recomputed every step instead of cached."
+        },
+    )
+    encoder_learning_rate: float = field(
+        default=1e-5, metadata={"help": "Learning rate when fine-tuning."}
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
-    mixed_precision: str = field(default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."}
+    )
     decode_workers: int = field(default=4, metadata={"help": "Threads decoding clips with PyAV."})
     seed: int = field(default=0, metadata={"help": "Seed for head init and batch order."})
-    encoder_sources: dict = field(default_factory=dict, metadata={
-        "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."})
+    encoder_sources: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."
+        },
+    )
 
     def __post_init__(self):
         self.dimensions = tuple(self.dimensions)
@@ -58,7 +82,9 @@ class RewardTrainConfig:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
         unknown = set(self.dimensions) - set(DIMENSION_KEYS)
         if unknown or not self.dimensions:
-            raise ValueError(f"dimensions must be a non-empty subset of {DIMENSION_KEYS}; unknown: {sorted(unknown)}")
+            raise ValueError(
+                f"dimensions must be a non-empty subset of {DIMENSION_KEYS}; unknown: {sorted(unknown)}"
+            )
         for name in ("epochs", "batch_size", "encode_batch_size", "decode_workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -74,8 +100,16 @@ class RewardTrainConfig:
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
         if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise ValueError(f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}")
-        unknown_encoders = set(self.encoder_sources) - {"clip", "xclip", "grounding_dino", "sam", "blip"}
+            raise ValueError(
+                f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}"
+            )
+        unknown_encoders = set(self.encoder_sources) - {
+            "clip",
+            "xclip",
+            "grounding_dino",
+            "sam",
+            "blip",
+        }
         if unknown_encoders:
             raise ValueError(f"unknown encoders in encoder_sources: {sorted(unknown_encoders)}")
 
@@ -100,15 +134,22 @@ class RewardItem:
 
     def __post_init__(self):
         if self.split not in ("train", "test"):
-            raise ValueError(f"clip {self.clip_id}: split must be train or test, not {self.split!r}")
+            raise ValueError(
+                f"clip {self.clip_id}: split must be train or test, not {self.split!r}"
+            )
         missing = set(DIMENSION_KEYS) - set(self.labels)
         if missing:
             raise ValueError(f"clip {self.clip_id}: no label for {sorted(missing)}")
 
     @property
     def spec(self) -> ClipSpec:
-        return ClipSpec(self.clip_id, self.video_path, self.condition_image_path, self.prompt,
-                        self.character_reference_path)
+        return ClipSpec(
+            self.clip_id,
+            self.video_path,
+            self.condition_image_path,
+            self.prompt,
+            self.character_reference_path,
+        )
 
     def targets(self) -> dict[str, float]:
         """Labels on the reward scale, with ``overall`` as the mean of the six."""
@@ -119,7 +160,9 @@ class RewardItem:
 @dataclass
 class TrainResult:
     output_dir: str
-    metrics: dict  # key (six dimensions + overall) -> pearson, spearman, kendall, mae, pairwise_accuracy
+    metrics: (
+        dict  # key (six dimensions + overall) -> pearson, spearman, kendall, mae, pairwise_accuracy
+    )
     evaluation: list  # per test clip: clip_id, condition_id, predicted {key: r}, human {key: r}
     losses: dict  # dimension -> mean training loss per epoch
     skipped: dict  # clip_id -> why it could not be decoded
@@ -147,8 +190,12 @@ def stack_features(parts: Sequence[Features]) -> Features:
     return torch.cat(values_out), torch.cat(masks_out)
 
 
-def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_dir: str | Path,
-                 on_progress: ProgressCallback | None = None) -> TrainResult:
+def train_reward(
+    items: Sequence[RewardItem],
+    config: RewardTrainConfig,
+    output_dir: str | Path,
+    on_progress: ProgressCallback | None = None,
+) -> TrainResult:
     """Train heads (optionally encoders) per dimension, evaluate on the test split, save checkpoints."""
     started = time.monotonic()
     report = on_progress or (lambda step, total, metrics, message: None)
@@ -164,36 +211,58 @@ def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_
 
     # --- model -------------------------------------------------------------------------------
     # Frozen encoders run in bf16 on the GPU; fine-tuned copies keep fp32 weights under autocast.
-    encoder_dtype = torch.bfloat16 if mixed_precision == "bf16" and not config.finetune_encoders else torch.float32
-    model = AnimeReward.from_preset(config.preset, sources=config.encoder_sources or None,
-                                    device=accelerator.device, dtype=encoder_dtype,
-                                    head_hidden=config.head_hidden, dropout=config.dropout)
+    encoder_dtype = (
+        torch.bfloat16
+        if mixed_precision == "bf16" and not config.finetune_encoders
+        else torch.float32
+    )
+    model = AnimeReward.from_preset(
+        config.preset,
+        sources=config.encoder_sources or None,
+        device=accelerator.device,
+        dtype=encoder_dtype,
+        head_hidden=config.head_hidden,
+        dropout=config.dropout,
+    )
 
     # --- features: decode each clip once, run the frozen encoders once --------------------------
     encode_batches = -(-len(items) // config.encode_batch_size)
-    train_steps = {key: config.epochs * -(-sum(i.split == "train" for i in items) // config.batch_size)
-                   for key in config.dimensions}
+    train_steps = {
+        key: config.epochs * -(-sum(i.split == "train" for i in items) // config.batch_size)
+        for key in config.dimensions
+    }
     total = encode_batches + sum(train_steps.values())
     step = 0
-    cached: dict[str, dict] = {key: {} for key in DIMENSION_KEYS}  # key -> clip_id -> (values, mask)
+    cached: dict[str, dict] = {
+        key: {} for key in DIMENSION_KEYS
+    }  # key -> clip_id -> (values, mask)
     decoded_clips: dict = {}  # clip_id -> DecodedClip, kept only when fine-tuning
     skipped: dict = {}
     report(step, total, {}, f"encoding {len(items)} clips with the {config.preset} encoders")
     by_id = {item.clip_id: item for item in items}
-    for batch in iter_decoded_batches([i.spec for i in items], size=preset.frame_size,
-                                      batch_size=config.encode_batch_size, workers=config.decode_workers):
+    for batch in iter_decoded_batches(
+        [i.spec for i in items],
+        size=preset.frame_size,
+        batch_size=config.encode_batch_size,
+        workers=config.decode_workers,
+    ):
         skipped.update(batch.errors)
         if batch.inputs is not None:
             with torch.no_grad(), accelerator.autocast():
                 features = model.features(batch.inputs)
             for key, (values, mask) in features.items():
                 for row, spec in enumerate(batch.specs):
-                    cached[key][spec.clip_id] = (values[row:row + 1].float().cpu(), mask[row:row + 1].cpu())
+                    cached[key][spec.clip_id] = (
+                        values[row : row + 1].float().cpu(),
+                        mask[row : row + 1].cpu(),
+                    )
             if config.finetune_encoders:
                 for row, spec in enumerate(batch.specs):
                     decoded_clips[spec.clip_id] = DecodedClip(
-                        batch.inputs.frames[row][batch.inputs.frame_mask[row]], batch.inputs.condition[row],
-                        batch.inputs.reference[row] if batch.inputs.has_reference[row] else None)
+                        batch.inputs.frames[row][batch.inputs.frame_mask[row]],
+                        batch.inputs.condition[row],
+                        batch.inputs.reference[row] if batch.inputs.has_reference[row] else None,
+                    )
         step += 1
         report(step, total, {}, "")
     for clip_id, error in skipped.items():
@@ -215,9 +284,16 @@ def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_
         dimension.head.fit_normalizer(*stack_features([cached[key][i] for i in train_ids]))
         param_groups = [{"params": list(dimension.head.parameters()), "lr": config.learning_rate}]
         if finetune:
-            param_groups.append({"params": [p for name in dimension.encoder_names
-                                            for p in getattr(dimension, name).parameters()],
-                                 "lr": config.encoder_learning_rate})
+            param_groups.append(
+                {
+                    "params": [
+                        p
+                        for name in dimension.encoder_names
+                        for p in getattr(dimension, name).parameters()
+                    ],
+                    "lr": config.encoder_learning_rate,
+                }
+            )
         optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
         losses[key] = []
@@ -226,15 +302,20 @@ def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_
             order = torch.randperm(len(train_ids), generator=generator)
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
-                rows = order[start:start + config.batch_size].tolist()
+                rows = order[start : start + config.batch_size].tolist()
                 batch_ids = [train_ids[r] for r in rows]
                 with accelerator.autocast():
                     if finetune:
-                        inputs = collate([decoded_clips[i] for i in batch_ids], [by_id[i].prompt for i in batch_ids])
+                        inputs = collate(
+                            [decoded_clips[i] for i in batch_ids],
+                            [by_id[i].prompt for i in batch_ids],
+                        )
                         values, mask = dimension.features(inputs, {})
                     else:
                         values, mask = stack_features([cached[key][i] for i in batch_ids])
-                    predicted = dimension.reward(values.to(accelerator.device), mask.to(accelerator.device))
+                    predicted = dimension.reward(
+                        values.to(accelerator.device), mask.to(accelerator.device)
+                    )
                     loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
@@ -243,8 +324,12 @@ def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_
                 step += 1
                 report(step, total, {}, "")
             losses[key].append(epoch_loss / len(train_ids))
-            report(step, total, {f"{key}/loss": losses[key][-1]},
-                   f"{key} epoch {epoch + 1}/{config.epochs} loss {losses[key][-1]:.4f}")
+            report(
+                step,
+                total,
+                {f"{key}/loss": losses[key][-1]},
+                f"{key} epoch {epoch + 1}/{config.epochs} loss {losses[key][-1]:.4f}",
+            )
         dimension.eval()
         if finetune:
             for name in dimension.encoder_names:
@@ -260,31 +345,60 @@ def train_reward(items: Sequence[RewardItem], config: RewardTrainConfig, output_
     evaluation, metrics = [], {}
     if test_ids:
         with torch.no_grad():
-            rewards = model.rewards_from_features({
-                key: tuple(t.to(accelerator.device) for t in stack_features([cached[key][i] for i in test_ids]))
-                for key in DIMENSION_KEYS
-            })
-        predicted = {key: rewards[key].float().cpu().tolist() for key in (*DIMENSION_KEYS, "overall")}
+            rewards = model.rewards_from_features(
+                {
+                    key: tuple(
+                        t.to(accelerator.device)
+                        for t in stack_features([cached[key][i] for i in test_ids])
+                    )
+                    for key in DIMENSION_KEYS
+                }
+            )
+        predicted = {
+            key: rewards[key].float().cpu().tolist() for key in (*DIMENSION_KEYS, "overall")
+        }
         human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
-        conditions = [by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
-                      for i in test_ids]
+        conditions = [
+            by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
+            for i in test_ids
+        ]
         metrics = evaluate_rewards(predicted, human, conditions)
         evaluation = [
-            {"clip_id": clip_id, "condition_id": conditions[row],
-             "predicted": {key: predicted[key][row] for key in predicted},
-             "human": {key: human[key][row] for key in human}}
+            {
+                "clip_id": clip_id,
+                "condition_id": conditions[row],
+                "predicted": {key: predicted[key][row] for key in predicted},
+                "human": {key: human[key][row] for key in human},
+            }
             for row, clip_id in enumerate(test_ids)
         ]
-        summary = ", ".join(f"{key} {m['spearman']:.3f}" for key, m in metrics.items() if m["spearman"] is not None)
+        summary = ", ".join(
+            f"{key} {m['spearman']:.3f}" for key, m in metrics.items() if m["spearman"] is not None
+        )
         report(step, total, {}, f"test Spearman: {summary}")
 
     # --- checkpoints -----------------------------------------------------------------------------
     output_dir = Path(output_dir)
     train_config = asdict(config)
     train_config["dimensions"] = list(config.dimensions)
-    model.save(output_dir, extra_config={"train_config": train_config, "trained_dimensions": list(config.dimensions)})
-    (output_dir / "evaluation.json").write_text(json.dumps({"metrics": metrics, "evaluation": evaluation,
-                                                            "losses": losses, "skipped": skipped}, indent=1))
+    model.save(
+        output_dir,
+        extra_config={"train_config": train_config, "trained_dimensions": list(config.dimensions)},
+    )
+    (output_dir / "evaluation.json").write_text(
+        json.dumps(
+            {"metrics": metrics, "evaluation": evaluation, "losses": losses, "skipped": skipped},
+            indent=1,
+        )
+    )
     report(total, total, {}, f"saved to {output_dir}")
-    return TrainResult(str(output_dir), metrics, evaluation, losses, skipped, len(train_ids), len(test_ids),
-                       time.monotonic() - started)
+    return TrainResult(
+        str(output_dir),
+        metrics,
+        evaluation,
+        losses,
+        skipped,
+        len(train_ids),
+        len(test_ids),
+        time.monotonic() - started,
+    )

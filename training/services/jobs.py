@@ -38,8 +38,13 @@ def execute_run(run_id: int) -> None:
     run = begin_run(run_id)
     if run is None:
         return
-    job = {Kind.PAIRS: _pairs_job, Kind.GAPO: _training_job, Kind.DPO: _training_job, Kind.SFT: _training_job,
-           Kind.GENERATION: _generation_job}.get(run.kind)
+    job = {
+        Kind.PAIRS: _pairs_job,
+        Kind.GAPO: _training_job,
+        Kind.DPO: _training_job,
+        Kind.SFT: _training_job,
+        Kind.GENERATION: _generation_job,
+    }.get(run.kind)
     if job is None:
         fail_run(run_id, error=f"{run.kind} runs are not executed by the training app")
         return
@@ -58,8 +63,13 @@ def execute_run(run_id: int) -> None:
 def _pairs_job(run: TrainingRun, report: RunReporter) -> dict:
     p = run.params
     report(0, 1, None, f"building pairs for round {p['round_id']} from {p['origin']}")
-    pairs = build_round_pairs(round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"],
-                              min_gap=p["min_gap"], run_id=run.pk)
+    pairs = build_round_pairs(
+        round_id=p["round_id"],
+        origin=p["origin"],
+        reward_model_id=p["reward_model_id"],
+        min_gap=p["min_gap"],
+        run_id=run.pk,
+    )
     report(1, 1, None, f"{len(pairs)} pairs")
     return {"pairs": len(pairs), "pair_ids": [pair.pk for pair in pairs]}
 
@@ -71,19 +81,34 @@ def _training_job(run: TrainingRun, report: RunReporter) -> dict:
     p = run.params
     output_dir = Path(p.get("output_dir") or run_dir(run.pk))
     TrainingRun.objects.filter(pk=run.pk).update(artifacts={"output_dir": str(output_dir)})
-    pairs = pairs_for_training(round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"])
+    pairs = pairs_for_training(
+        round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"]
+    )
     write_pairs_jsonl(pairs, output_dir / f"pairs-run-{run.pk}.jsonl")
-    config = TrainConfig(**p["trainer"], output_dir=str(output_dir), resume_from=p.get("resume_from", ""))
-    result = train(config, pairs, on_progress=report,
-                   on_checkpoint=lambda path: save_checkpoint_path(run.pk, path))
+    config = TrainConfig(
+        **p["trainer"], output_dir=str(output_dir), resume_from=p.get("resume_from", "")
+    )
+    result = train(
+        config,
+        pairs,
+        on_progress=report,
+        on_checkpoint=lambda path: save_checkpoint_path(run.pk, path),
+    )
     root = run
     while root.resumed_from_id:
         root = TrainingRun.objects.get(pk=root.resumed_from_id)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
-    checkpoint = PolicyCheckpoint.objects.create(name=name, base_preset=config.preset, lora_path=result.lora_dir,
-                                                 run=run)
-    return {"output_dir": str(output_dir), "lora_dir": result.lora_dir, "policy_checkpoint_id": checkpoint.pk,
-            "steps": result.steps, "pairs": len(pairs), "first_run_id": root.pk}
+    checkpoint = PolicyCheckpoint.objects.create(
+        name=name, base_preset=config.preset, lora_path=result.lora_dir, run=run
+    )
+    return {
+        "output_dir": str(output_dir),
+        "lora_dir": result.lora_dir,
+        "policy_checkpoint_id": checkpoint.pk,
+        "steps": result.steps,
+        "pairs": len(pairs),
+        "first_run_id": root.pk,
+    }
 
 
 def _generation_job(run: TrainingRun, report: RunReporter) -> dict:
@@ -93,36 +118,67 @@ def _generation_job(run: TrainingRun, report: RunReporter) -> dict:
 
     p = run.params
     checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
-    condition_ids = (Clip.objects.filter(round_id=p["source_round_id"]).values_list("condition_id", flat=True)
-                     .distinct())
+    condition_ids = (
+        Clip.objects.filter(round_id=p["source_round_id"])
+        .values_list("condition_id", flat=True)
+        .distinct()
+    )
     conditions = [
         GenerationCondition(key=str(c.pk), prompt=c.prompt, first_frame=local_path(c.image.name))
         for c in Condition.objects.filter(pk__in=condition_ids).order_by("pk")
     ]
     if not conditions:
         raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
-    report(0, len(conditions) * p["candidates_per_condition"], None,
-           f"generating {p['candidates_per_condition']} candidates for {len(conditions)} conditions with "
-           f"{checkpoint.name if checkpoint else 'the base generator'}")
-    components = load_generator(p["preset"], path=settings.LABELHUB_COGVIDEOX_PATH, device=_device(),
-                                dtype=_dtype())
+    report(
+        0,
+        len(conditions) * p["candidates_per_condition"],
+        None,
+        f"generating {p['candidates_per_condition']} candidates for {len(conditions)} conditions with "
+        f"{checkpoint.name if checkpoint else 'the base generator'}",
+    )
+    components = load_generator(
+        p["preset"], path=settings.LABELHUB_COGVIDEOX_PATH, device=_device(), dtype=_dtype()
+    )
     out_dir = run_dir(run.pk) / "videos"
     candidates = generate_candidates(
-        components, conditions, candidates_per_condition=p["candidates_per_condition"], base_seed=p["base_seed"],
-        out_dir=out_dir, lora_dir=checkpoint.lora_path if checkpoint else None,
-        inference_steps=p["inference_steps"], guidance_scale=p["guidance_scale"], on_progress=report,
+        components,
+        conditions,
+        candidates_per_condition=p["candidates_per_condition"],
+        base_seed=p["base_seed"],
+        out_dir=out_dir,
+        lora_dir=checkpoint.lora_path if checkpoint else None,
+        inference_steps=p["inference_steps"],
+        guidance_scale=p["guidance_scale"],
+        on_progress=report,
     )
     with transaction.atomic():
-        target, _ = Round.objects.get_or_create(name=p["target_round"], defaults={"policy_checkpoint": checkpoint})
+        target, _ = Round.objects.get_or_create(
+            name=p["target_round"], defaults={"policy_checkpoint": checkpoint}
+        )
         source = f"policy:{checkpoint.name}" if checkpoint else "base"
         batch = import_rows(
-            rows=[{"video": c.video, "prompt": c.prompt, "first_frame": c.first_frame, "source": source,
-                   "round": target.name, "seed": c.seed,
-                   **({"policy_checkpoint_id": checkpoint.pk} if checkpoint else {})} for c in candidates],
-            created_by=run.created_by, manifest_name=f"generation run {run.pk}",
+            rows=[
+                {
+                    "video": c.video,
+                    "prompt": c.prompt,
+                    "first_frame": c.first_frame,
+                    "source": source,
+                    "round": target.name,
+                    "seed": c.seed,
+                    **({"policy_checkpoint_id": checkpoint.pk} if checkpoint else {}),
+                }
+                for c in candidates
+            ],
+            created_by=run.created_by,
+            manifest_name=f"generation run {run.pk}",
         )
-    return {"round_id": target.pk, "import_batch_id": batch.pk, "videos": len(candidates),
-            "seeds": sorted({c.seed for c in candidates}), "video_dir": str(out_dir)}
+    return {
+        "round_id": target.pk,
+        "import_batch_id": batch.pk,
+        "videos": len(candidates),
+        "seeds": sorted({c.seed for c in candidates}),
+        "video_dir": str(out_dir),
+    }
 
 
 def _device() -> str:

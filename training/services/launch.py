@@ -21,9 +21,23 @@ Kind = TrainingRun.Kind
 TRAINING_KINDS = (Kind.GAPO, Kind.DPO, Kind.SFT)
 LAUNCHABLE_KINDS = (Kind.PAIRS, *TRAINING_KINDS, Kind.GENERATION)
 # Trainer fields an admin may set from the launch form or API; the rest are set by the service.
-TRAINER_FIELDS = ("beta", "alpha", "lora_rank", "lora_alpha", "learning_rate", "weight_decay", "max_steps",
-                  "batch_pairs", "max_grad_norm", "seed", "checkpoint_every", "log_every", "image_dropout",
-                  "gradient_checkpointing", "mixed_precision")
+TRAINER_FIELDS = (
+    "beta",
+    "alpha",
+    "lora_rank",
+    "lora_alpha",
+    "learning_rate",
+    "weight_decay",
+    "max_steps",
+    "batch_pairs",
+    "max_grad_norm",
+    "seed",
+    "checkpoint_every",
+    "log_every",
+    "image_dropout",
+    "gradient_checkpointing",
+    "mixed_precision",
+)
 
 
 class InvalidParams(ValueError):
@@ -48,7 +62,9 @@ def _pair_source(params: dict) -> dict:
         raise InvalidParams(f"round {round_id} does not exist")
     origin = _pop(params, "origin", str, PreferencePair.Origin.REWARD_MODEL)
     if origin not in PreferencePair.Origin.values:
-        raise InvalidParams(f"origin must be one of {', '.join(PreferencePair.Origin.values)}, got {origin!r}")
+        raise InvalidParams(
+            f"origin must be one of {', '.join(PreferencePair.Origin.values)}, got {origin!r}"
+        )
     reward_model_id = _pop(params, "reward_model_id", int)
     if origin == PreferencePair.Origin.REWARD_MODEL:
         if reward_model_id is None:
@@ -70,24 +86,43 @@ def validate_params(kind: str, params: dict) -> dict:
             raise InvalidParams("min_gap must be in [0, 1]")
     elif kind in TRAINING_KINDS:
         cleaned = _pair_source(params)
-        if not PreferencePair.objects.filter(round_id=cleaned["round_id"], origin=cleaned["origin"]).exists():
-            raise InvalidParams(f"round {cleaned['round_id']} has no {cleaned['origin']} pairs yet; build pairs first")
+        if not PreferencePair.objects.filter(
+            round_id=cleaned["round_id"], origin=cleaned["origin"]
+        ).exists():
+            raise InvalidParams(
+                f"round {cleaned['round_id']} has no {cleaned['origin']} pairs yet; build pairs first"
+            )
         cleaned["checkpoint_name"] = _pop(params, "checkpoint_name", str, "")
-        if cleaned["checkpoint_name"] and PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"]).exists():
-            raise InvalidParams(f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already")
+        if (
+            cleaned["checkpoint_name"]
+            and PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"]).exists()
+        ):
+            raise InvalidParams(
+                f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already"
+            )
         trainer = {k: params.pop(k) for k in TRAINER_FIELDS if k in params}
         try:
-            config = TrainConfig(output_dir="-", loss_type=kind, preset=settings.LABELHUB_GENERATOR_PRESET,
-                                 model_path=settings.LABELHUB_COGVIDEOX_PATH, **trainer)
+            config = TrainConfig(
+                output_dir="-",
+                loss_type=kind,
+                preset=settings.LABELHUB_GENERATOR_PRESET,
+                model_path=settings.LABELHUB_COGVIDEOX_PATH,
+                **trainer,
+            )
         except (TypeError, ValueError) as error:
             raise InvalidParams(str(error).removeprefix("invalid training config: ")) from error
-        cleaned["trainer"] = {k: v for k, v in asdict(config).items() if k not in ("output_dir", "resume_from")}
+        cleaned["trainer"] = {
+            k: v for k, v in asdict(config).items() if k not in ("output_dir", "resume_from")
+        }
     else:  # generation
         source_round_id = _pop(params, "source_round_id", int, required=True)
         if not Round.objects.filter(pk=source_round_id).exists():
             raise InvalidParams(f"round {source_round_id} does not exist")
         checkpoint_id = _pop(params, "checkpoint_id", int)
-        if checkpoint_id is not None and not PolicyCheckpoint.objects.filter(pk=checkpoint_id).exists():
+        if (
+            checkpoint_id is not None
+            and not PolicyCheckpoint.objects.filter(pk=checkpoint_id).exists()
+        ):
             raise InvalidParams(f"policy checkpoint {checkpoint_id} does not exist")
         cleaned = {
             "source_round_id": source_round_id,
@@ -138,7 +173,9 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
         if old.kind not in TRAINING_KINDS:
             raise InvalidParams("only GAPO/DPO/SFT runs can be resumed; launch other kinds again")
         if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
-            raise InvalidParams(f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed")
+            raise InvalidParams(
+                f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed"
+            )
         if not old.checkpoint_path:
             raise InvalidParams(f"run {old.pk} wrote no checkpoint; launch it again instead")
         params = {**old.params, "trainer": dict(old.params["trainer"])}

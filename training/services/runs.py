@@ -148,7 +148,9 @@ def fail_stale_runs(*, now=None) -> int:
     """Mark RUNNING runs whose worker stopped sending heartbeats as failed (worker killed)."""
     now = now or timezone.now()
     stale_after = timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
-    stale = TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING, heartbeat_at__lt=now - stale_after)
+    stale = TrainingRun.objects.filter(
+        status=TrainingRun.Status.RUNNING, heartbeat_at__lt=now - stale_after
+    )
     count = 0
     for run_id in stale.values_list("pk", flat=True):
         fail_run(run_id, error="no heartbeat: the worker was lost; resume from the last checkpoint")

@@ -20,12 +20,26 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("manifest", type=Path)
         parser.add_argument("--round", help="round for rows that name none")
-        parser.add_argument("--create-round", action="store_true", help="create --round if it does not exist")
-        parser.add_argument("--ratings-per-clip", type=int, default=3, help="for a round created here")
-        parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait for queued ingest tasks")
+        parser.add_argument(
+            "--create-round", action="store_true", help="create --round if it does not exist"
+        )
+        parser.add_argument(
+            "--ratings-per-clip", type=int, default=3, help="for a round created here"
+        )
+        parser.add_argument(
+            "--timeout", type=float, default=3600, help="seconds to wait for queued ingest tasks"
+        )
 
-    def handle(self, *args, manifest: Path, round: str | None, create_round: bool, ratings_per_clip: int,
-               timeout: float, **options):
+    def handle(
+        self,
+        *args,
+        manifest: Path,
+        round: str | None,
+        create_round: bool,
+        ratings_per_clip: int,
+        timeout: float,
+        **options,
+    ):
         if not manifest.exists():
             raise CommandError(f"manifest not found: {manifest}")
         round_id = None
@@ -45,7 +59,9 @@ class Command(BaseCommand):
         report = batch_report(ImportBatch.objects.get(pk=batch.pk))
         for row in report["rows"]:
             if row["status"] == ImportRow.Status.ERROR:
-                self.stdout.write(self.style.ERROR(f"line {row['line']}: {row['video']}: {row['message']}"))
+                self.stdout.write(
+                    self.style.ERROR(f"line {row['line']}: {row['video']}: {row['message']}")
+                )
         counts = report["counts"]
         summary = f"import #{batch.pk}: {counts['ok']} imported, {counts['error']} error(s)"
         pending = counts["queued"] + counts["processing"]
@@ -59,9 +75,11 @@ class Command(BaseCommand):
         deadline = time.monotonic() + timeout
         with tqdm(total=total, desc="ingest", unit="clip", disable=total == 0) as bar:
             while True:
-                done = batch.rows.filter(status__in=[ImportRow.Status.OK, ImportRow.Status.ERROR]).exclude(
-                    status=ImportRow.Status.ERROR, clip__isnull=True, payload={}
-                ).count()
+                done = (
+                    batch.rows.filter(status__in=[ImportRow.Status.OK, ImportRow.Status.ERROR])
+                    .exclude(status=ImportRow.Status.ERROR, clip__isnull=True, payload={})
+                    .count()
+                )
                 bar.update(done - bar.n)
                 if done >= total or time.monotonic() > deadline:
                     return

@@ -14,11 +14,17 @@ class Command(BaseCommand):
     def handle(self, *args, fix: bool, **options):
         report = recompute_all_labels(dry_run=not fix)
         if report.ok:
-            self.stdout.write(self.style.SUCCESS(f"{report.clips} clip labels checked: all equal a recompute"))
+            self.stdout.write(
+                self.style.SUCCESS(f"{report.clips} clip labels checked: all equal a recompute")
+            )
             return
         shown = ", ".join(str(c) for c in report.differing[:20])
         more = "" if len(report.differing) <= 20 else f" (+{len(report.differing) - 20} more)"
         verb = "fixed" if fix else "differ (run with --fix to repair)"
-        self.stdout.write(self.style.WARNING(f"{len(report.differing)} of {report.clips} labels {verb}: {shown}{more}"))
+        self.stdout.write(
+            self.style.WARNING(
+                f"{len(report.differing)} of {report.clips} labels {verb}: {shown}{more}"
+            )
+        )
         if not fix:
             raise SystemExit(1)

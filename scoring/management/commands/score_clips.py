@@ -16,14 +16,22 @@ class Command(BaseCommand):
         target.add_argument("--round", type=int, help="score every clip of this round")
         target.add_argument("--clips", help="comma-separated clip ids")
         parser.add_argument("--batch-size", type=int, default=8, help="clips per model batch")
-        parser.add_argument("--enqueue", action="store_true", help="send to the gpu queue instead of running here")
+        parser.add_argument(
+            "--enqueue", action="store_true", help="send to the gpu queue instead of running here"
+        )
 
     def handle(self, *args, **options):
-        clip_ids = [int(c) for c in options["clips"].split(",") if c.strip()] if options["clips"] else None
+        clip_ids = (
+            [int(c) for c in options["clips"].split(",") if c.strip()] if options["clips"] else None
+        )
         try:
-            run = services.request_scoring(reward_model_id=options["reward_model"], round_id=options["round"],
-                                           clip_ids=clip_ids, batch_size=options["batch_size"],
-                                           enqueue=options["enqueue"])
+            run = services.request_scoring(
+                reward_model_id=options["reward_model"],
+                round_id=options["round"],
+                clip_ids=clip_ids,
+                batch_size=options["batch_size"],
+                enqueue=options["enqueue"],
+            )
         except Exception as exc:
             raise CommandError(str(exc)) from exc
         if options["enqueue"]:
@@ -36,5 +44,7 @@ class Command(BaseCommand):
             bar.close()
         if counts is None:
             raise CommandError(f"run {run.pk} did not finish (cancelled or not queued)")
-        self.stdout.write(f"scored {counts['scored']}, failed {counts['failed']}, "
-                          f"already scored {counts['already_scored']}")
+        self.stdout.write(
+            f"scored {counts['scored']}, failed {counts['failed']}, "
+            f"already scored {counts['already_scored']}"
+        )

@@ -16,34 +16,58 @@ HELP = RewardTrainConfig.help()
 
 
 class Command(BaseCommand):
-    help = "Train the six AnimeReward regressors on an export snapshot and evaluate on its test split."
+    help = (
+        "Train the six AnimeReward regressors on an export snapshot and evaluate on its test split."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--snapshot", type=int, required=True, help="ExportSnapshot id (ready)")
-        parser.add_argument("--name", default="", help="RewardModel name (default: animereward-<preset>-run<id>)")
+        parser.add_argument(
+            "--name", default="", help="RewardModel name (default: animereward-<preset>-run<id>)"
+        )
         parser.add_argument("--preset", help=HELP["preset"])
         parser.add_argument("--epochs", type=int, help=HELP["epochs"])
         parser.add_argument("--batch-size", type=int, help=HELP["batch_size"])
         parser.add_argument("--learning-rate", type=float, help=HELP["learning_rate"])
-        parser.add_argument("--dimensions", help=f"comma-separated subset of {', '.join(DIMENSION_KEYS)}")
-        parser.add_argument("--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"])
+        parser.add_argument(
+            "--dimensions", help=f"comma-separated subset of {', '.join(DIMENSION_KEYS)}"
+        )
+        parser.add_argument(
+            "--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"]
+        )
         parser.add_argument("--device", help=HELP["device"])
         parser.add_argument("--mixed-precision", help=HELP["mixed_precision"])
         parser.add_argument("--seed", type=int, help=HELP["seed"])
-        parser.add_argument("--enqueue", action="store_true", help="send to the gpu queue instead of running here")
+        parser.add_argument(
+            "--enqueue", action="store_true", help="send to the gpu queue instead of running here"
+        )
 
     def handle(self, *args, **options):
         config = {
             key: options[key]
-            for key in ("preset", "epochs", "batch_size", "learning_rate", "finetune_encoders", "device",
-                        "mixed_precision", "seed")
+            for key in (
+                "preset",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "finetune_encoders",
+                "device",
+                "mixed_precision",
+                "seed",
+            )
             if options[key] is not None
         }
         if options["dimensions"]:
-            config["dimensions"] = [d.strip() for d in options["dimensions"].split(",") if d.strip()]
+            config["dimensions"] = [
+                d.strip() for d in options["dimensions"].split(",") if d.strip()
+            ]
         try:
-            run = services.request_reward_training(snapshot_id=options["snapshot"], config=config,
-                                                   name=options["name"], enqueue=options["enqueue"])
+            run = services.request_reward_training(
+                snapshot_id=options["snapshot"],
+                config=config,
+                name=options["name"],
+                enqueue=options["enqueue"],
+            )
         except Exception as exc:  # bad snapshot id or config: say why, no traceback
             raise CommandError(str(exc)) from exc
         if options["enqueue"]:
@@ -56,8 +80,11 @@ class Command(BaseCommand):
             bar.close()
         if reward_model is None:
             raise CommandError(f"run {run.pk} did not finish (cancelled or not queued)")
-        self.stdout.write(f"reward model {reward_model.pk} ({reward_model.name}) saved to {reward_model.checkpoint_dir}")
+        self.stdout.write(
+            f"reward model {reward_model.pk} ({reward_model.name}) saved to {reward_model.checkpoint_dir}"
+        )
         for key, metrics in reward_model.metrics.items():
-            figures = ", ".join(f"{name} {value:.3f}" for name, value in metrics.items()
-                                if isinstance(value, float))
+            figures = ", ".join(
+                f"{name} {value:.3f}" for name, value in metrics.items() if isinstance(value, float)
+            )
             self.stdout.write(f"  {key}: {figures}")

@@ -38,9 +38,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("kind", choices=LAUNCHABLE_KINDS)
-        parser.add_argument("params", nargs="*", help="key=value (values parsed as JSON when they can be)")
+        parser.add_argument(
+            "params", nargs="*", help="key=value (values parsed as JSON when they can be)"
+        )
         parser.add_argument("--user", help="username recorded as the launcher")
-        parser.add_argument("--wait", action="store_true", help="follow the run's progress until it ends")
+        parser.add_argument(
+            "--wait", action="store_true", help="follow the run's progress until it ends"
+        )
 
     def handle(self, *args, kind: str, params: list[str], user: str | None, wait: bool, **options):
         launcher = get_user_model().objects.filter(username=user).first() if user else None
@@ -61,12 +65,18 @@ class Command(BaseCommand):
                 bar.total = run.total_steps or None
                 bar.n = run.step
                 if run.metrics:
-                    bar.set_postfix({k: v for k, v in run.metrics[-1].items() if k != "step"}, refresh=False)
+                    bar.set_postfix(
+                        {k: v for k, v in run.metrics[-1].items() if k != "step"}, refresh=False
+                    )
                 bar.refresh()
                 if run.status in FINISHED:
                     break
                 time.sleep(1)
-        style = self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.ERROR
-        self.stdout.write(style(f"run {run_id} {run.status}{': ' + run.error if run.error else ''}"))
+        style = (
+            self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.ERROR
+        )
+        self.stdout.write(
+            style(f"run {run_id} {run.status}{': ' + run.error if run.error else ''}")
+        )
         if run.artifacts:
             self.stdout.write(json.dumps(run.artifacts, indent=2, default=str))
