@@ -43,3 +43,29 @@ def test_launch_rejects_bad_parameters_with_a_clear_error():
             "colour=red",
         )
     assert not TrainingRun.objects.exists()
+
+
+def test_gapo_launch_checks_the_checkpoint_it_starts_from(tmp_path):
+    from training.models import PolicyCheckpoint
+
+    round_ = make_round(ratings_per_clip=1)
+    good, bad = make_ready_clips(round_, 2)
+    Clip.objects.filter(pk=bad.pk).update(condition=good.condition)
+    PreferencePair.objects.create(
+        round=round_,
+        condition=good.condition,
+        winner=good,
+        loser=bad,
+        winner_reward=1.0,
+        loser_reward=0.0,
+        origin="human_labels",
+    )
+    base = ["gapo", f"round_id={round_.pk}", "origin=human_labels"]
+    with pytest.raises(CommandError, match="policy checkpoint 999 does not exist"):
+        call_command("launch_run", *base, "init_checkpoint_id=999")
+    empty = PolicyCheckpoint.objects.create(
+        name="empty", base_preset="tiny", lora_path=str(tmp_path)
+    )
+    with pytest.raises(CommandError, match="init_lora has no"):
+        call_command("launch_run", *base, f"init_checkpoint_id={empty.pk}")
+    assert not TrainingRun.objects.exists()

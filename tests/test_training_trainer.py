@@ -168,3 +168,21 @@ def test_pair_videos_are_encoded_once_and_cached(tmp_path, pairs):
 def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
     result = train(config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs)
     assert "policy_mse" in result.metrics[-1] and "implicit_accuracy" not in result.metrics[-1]
+
+
+@pytest.mark.slow
+def test_next_round_starts_from_the_previous_policy_lora(tmp_path, pairs):
+    previous = train(config(tmp_path, "round0", max_steps=3), pairs)
+    fresh = train(config(tmp_path, "fresh", max_steps=1), pairs)
+    continued = train(config(tmp_path, "round1", max_steps=1, init_lora=previous.lora_dir), pairs)
+    # A zero-initialised LoRA equals the reference at step 1 (margin 0); one started from the
+    # previous policy already differs from the base model.
+    assert fresh.metrics[0]["reward_margin"] == pytest.approx(0.0, abs=1e-9)
+    assert abs(continued.metrics[0]["reward_margin"]) > 1e-6
+    with pytest.raises(ValueError, match="does not fit this adapter"):
+        train(
+            config(tmp_path, "wrong-rank", max_steps=1, lora_rank=8, init_lora=previous.lora_dir),
+            pairs,
+        )
+    with pytest.raises(ValueError, match="init_lora has no"):
+        config(tmp_path, "missing", init_lora=str(tmp_path / "nowhere"))

@@ -88,6 +88,11 @@ class TrainConfig:
     resume_from: str = _field(
         "", "Checkpoint directory to resume from ('latest' = newest in output_dir)"
     )
+    init_lora: str = _field(
+        "",
+        "LoRA directory of a policy checkpoint to start from (the next round of the loop); "
+        "the reference stays the base model (adapters off)",
+    )
 
     def __post_init__(self):
         errors = []
@@ -118,6 +123,8 @@ class TrainConfig:
             errors.append(f"mixed_precision must be auto, bf16 or no, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             errors.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.init_lora and not (Path(self.init_lora) / LORA_WEIGHT_NAME).exists():
+            errors.append(f"init_lora has no {LORA_WEIGHT_NAME}: {self.init_lora}")
         if errors:
             raise ValueError("invalid training config: " + "; ".join(errors))
 
@@ -460,18 +467,33 @@ def save_checkpoint(
     return directory
 
 
+def load_lora_weights_into(transformer, directory: Path) -> None:
+    """Set the adapter's weights from a saved LoRA (same rank and target modules)."""
+    from peft.utils import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    state = load_file(Path(directory) / LORA_WEIGHT_NAME)
+    state = {k.removeprefix("transformer."): v for k, v in state.items()}
+    try:
+        result = set_peft_model_state_dict(transformer, state)
+    except RuntimeError as error:  # shape mismatch: another rank
+        raise ValueError(
+            f"the LoRA in {directory} does not fit this adapter (lora_rank?): {error}"
+        ) from error
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise ValueError(
+            f"the LoRA in {directory} has weights this adapter lacks: {unexpected[:3]}"
+        )
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     found = sorted(output_dir.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
     return found[-1] if found else None
 
 
 def load_checkpoint(directory: Path, *, transformer, optimizer) -> tuple[int, list[dict]]:
-    from peft.utils import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    state = load_file(directory / LORA_WEIGHT_NAME)
-    state = {k.removeprefix("transformer."): v for k, v in state.items()}
-    set_peft_model_state_dict(transformer, state)
+    load_lora_weights_into(transformer, directory)
     optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True))
     trainer_state = json.loads((directory / "trainer_state.json").read_text())
     return trainer_state["step"], trainer_state["metrics"]
@@ -557,6 +579,10 @@ def train(
     if resume is not None:
         step, metrics = load_checkpoint(resume, transformer=transformer, optimizer=optimizer)
         report(step, config.max_steps, None, f"resumed from {resume} at step {step}")
+    elif config.init_lora:
+        # Iterating the loop: start from the last round's policy instead of a zero LoRA.
+        load_lora_weights_into(transformer, Path(config.init_lora))
+        report(0, config.max_steps, None, f"starting from the policy LoRA in {config.init_lora}")
 
     num_pairs = len(pairs)
     global_batch = config.batch_pairs * accelerator.num_processes

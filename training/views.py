@@ -17,6 +17,7 @@ from training.services import launch
 SOURCE_FIELDS = ("round_id", "origin", "reward_model_id")
 TRAIN_FORM_FIELDS = (
     "checkpoint_name",
+    "init_checkpoint_id",
     "max_steps",
     "learning_rate",
     "lora_rank",

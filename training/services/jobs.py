@@ -99,7 +99,11 @@ def _training_job(run: TrainingRun, report: RunReporter) -> dict:
         root = TrainingRun.objects.get(pk=root.resumed_from_id)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
     checkpoint = PolicyCheckpoint.objects.create(
-        name=name, base_preset=config.preset, lora_path=result.lora_dir, run=run
+        name=name,
+        base_preset=config.preset,
+        lora_path=result.lora_dir,
+        run=run,
+        parent_id=p.get("init_checkpoint_id"),
     )
     return {
         "output_dir": str(output_dir),

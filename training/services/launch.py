@@ -100,6 +100,16 @@ def validate_params(kind: str, params: dict) -> dict:
             raise InvalidParams(
                 f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already"
             )
+        # The next round of the loop starts from the policy that generated its candidates.
+        cleaned["init_checkpoint_id"] = _pop(params, "init_checkpoint_id", int)
+        init_lora = ""
+        if cleaned["init_checkpoint_id"] is not None:
+            parent = PolicyCheckpoint.objects.filter(pk=cleaned["init_checkpoint_id"]).first()
+            if parent is None:
+                raise InvalidParams(
+                    f"policy checkpoint {cleaned['init_checkpoint_id']} does not exist"
+                )
+            init_lora = parent.lora_path
         trainer = {k: params.pop(k) for k in TRAINER_FIELDS if k in params}
         try:
             config = TrainConfig(
@@ -107,6 +117,7 @@ def validate_params(kind: str, params: dict) -> dict:
                 loss_type=kind,
                 preset=settings.LABELHUB_GENERATOR_PRESET,
                 model_path=settings.LABELHUB_COGVIDEOX_PATH,
+                init_lora=init_lora,
                 **trainer,
             )
         except (TypeError, ValueError) as error:
