@@ -10,6 +10,7 @@ shuffled per task (``a_on_left``) and mapped back here.
 from __future__ import annotations
 
 import random
+import time
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
@@ -18,6 +19,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from annotation.models import Clip, PairwiseJudgement, PairwiseLease, PairwiseTask
+from annotation.services.assignment import BUSY_RETRIES, BUSY_RETRY_SECONDS
 from labelhub.dimensions import DIMENSION_KEYS
 
 SIDES = ("left", "right", "tie")
@@ -89,10 +91,18 @@ def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> Pair
         return held
     with transaction.atomic():
         PairwiseLease.objects.filter(judge=judge, expires_at__lte=now).delete()
+        busy_retries = 0
         while True:
             candidates = list(_candidates(judge=judge, exclude=exclude, now=now))
             if not candidates:
-                return None
+                # SKIP LOCKED hides tasks another judge's transaction holds for a moment; as in
+                # the rating queue, only say "nothing left" when no open task exists even so.
+                still_open = _candidates(judge=judge, exclude=exclude, now=now, lock=False)
+                if not still_open.exists() or busy_retries >= BUSY_RETRIES:
+                    return None
+                busy_retries += 1
+                time.sleep(BUSY_RETRY_SECONDS)
+                continue
             for task in candidates:
                 if task.judgement_count + _active_leases(task.pk, now=now) < task.judges_needed:
                     lease = PairwiseLease.objects.create(
@@ -112,7 +122,7 @@ def _active_leases(task_id: int, *, now, exclude_judge_id: int | None = None) ->
     return leases.count()
 
 
-def _candidates(*, judge, exclude: list[int], now):
+def _candidates(*, judge, exclude: list[int], now, lock: bool = True):
     active = (
         PairwiseLease.objects.filter(task_id=OuterRef("pk"), expires_at__gt=now)
         .order_by()
@@ -122,15 +132,17 @@ def _candidates(*, judge, exclude: list[int], now):
     )
     mine = Q(Exists(PairwiseJudgement.objects.filter(task_id=OuterRef("pk"), judge=judge)))
     mine |= Q(Exists(PairwiseLease.objects.filter(task_id=OuterRef("pk"), judge=judge)))
-    return (
+    tasks = (
         PairwiseTask.objects.filter(judgement_count__lt=F("judges_needed"))
         .exclude(pk__in=exclude)
         .exclude(mine)
         .annotate(leased=Coalesce(Subquery(active, output_field=IntegerField()), Value(0)))
         .filter(judgement_count__lt=F("judges_needed") - F("leased"))
-        .select_for_update(skip_locked=True, of=("self",))
-        .order_by("-judgement_count", "pk")[:CANDIDATE_BATCH]
+        .order_by("-judgement_count", "pk")
     )
+    if not lock:
+        return tasks
+    return tasks.select_for_update(skip_locked=True, of=("self",))[:CANDIDATE_BATCH]
 
 
 def side_to_choice(task: PairwiseTask, side: str) -> str:
