@@ -9,6 +9,13 @@ from annotation.views.pairwise import judge_page
 urlpatterns = [
     path("lead/", views.dashboard_page, name="lead_dashboard"),
     path("lead/clips/<int:clip_id>/", views.clip_page, name="lead_clip"),
+    path("lead/clips/<int:clip_id>/gold/", views.clip_gold_set, name="lead_clip_gold"),
+    path(
+        "lead/clips/<int:clip_id>/gold/remove/",
+        views.clip_gold_remove,
+        name="lead_clip_gold_remove",
+    ),
+    path("lead/rounds/<int:round_id>/", views.round_settings_page, name="lead_round"),
     path("lead/exports/", views.exports_page, name="lead_exports"),
     path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),

@@ -1,10 +1,12 @@
-"""Lead pages: dashboard, clip inspector, export snapshots and the pairwise report. Thin views;
-the figures come from ``annotation.selectors``; plots are inline SVG rendered here."""
+"""Lead pages: dashboard, clip inspector (with its gold reference), round settings, export
+snapshots and the pairwise report. Thin views; the figures come from ``annotation.selectors``,
+writes go through ``annotation.services``; plots are inline SVG rendered here."""
 
 from __future__ import annotations
 
 from html import escape
 
+from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
@@ -17,7 +19,9 @@ from annotation.selectors.clips import media_url
 from annotation.selectors.exports import list_snapshots
 from annotation.selectors.pairwise import source_pairs, win_rate
 from annotation.services.exports import request_snapshot_build
+from annotation.services.gold import GoldError, remove_gold_reference, set_gold_reference
 from annotation.services.pairwise import PairwiseError, create_pairwise_tasks
+from annotation.services.rounds import RoundSettingsError, update_round_settings
 from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import LEAD, role_required
 
@@ -145,7 +149,10 @@ def dashboard_page(request):
 
 @lead_required
 def clip_page(request, clip_id: int):
-    clip = get_object_or_404(Clip.objects.select_related("condition", "round", "label"), pk=clip_id)
+    clip = get_object_or_404(
+        Clip.objects.select_related("condition", "round", "label", "gold"), pk=clip_id
+    )
+    gold = getattr(clip, "gold", None)
     return render(
         request,
         "lead/clip.html",
@@ -156,7 +163,104 @@ def clip_page(request, clip_id: int):
             "ratings": dash.clip_ratings(clip_id=clip.pk),
             "dimensions": DIMENSIONS,
             "label": getattr(clip, "label", None),
+            "gold": gold,
+            "gold_rows": [
+                {"dimension": d, "score": gold.scores()[d.key] if gold else None}
+                for d in DIMENSIONS
+            ],
+            "score_choices": range(SCORE_MIN, SCORE_MAX + 1),
         },
+    )
+
+
+def _int_or_raw(value):
+    """A form value as an int when it is one; otherwise as sent, for the service to refuse."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return value
+
+
+def _float_or_raw(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value
+
+
+@lead_required
+@require_http_methods(["POST"])
+def clip_gold_set(request, clip_id: int):
+    clip = get_object_or_404(Clip, pk=clip_id)
+    try:
+        set_gold_reference(
+            clip_id=clip.pk,
+            scores={d.key: _int_or_raw(request.POST.get(d.key)) for d in DIMENSIONS},
+            created_by=request.user,
+            note=request.POST.get("note", "").strip(),
+        )
+    except GoldError as exc:
+        messages.error(request, f"Gold reference not saved: {exc}")
+    else:
+        messages.success(request, f"Clip {clip.pk} is a gold clip with these reference scores.")
+    return redirect("annotation:lead_clip", clip_id=clip.pk)
+
+
+@lead_required
+@require_http_methods(["POST"])
+def clip_gold_remove(request, clip_id: int):
+    clip = get_object_or_404(Clip, pk=clip_id)
+    remove_gold_reference(clip_id=clip.pk)
+    messages.success(request, f"Clip {clip.pk} is no longer a gold clip.")
+    return redirect("annotation:lead_clip", clip_id=clip.pk)
+
+
+@lead_required
+@require_http_methods(["GET", "POST"])
+def round_settings_page(request, round_id: int):
+    round_ = get_object_or_404(Round, pk=round_id)
+    values = {
+        "ratings_per_clip": round_.ratings_per_clip,
+        "lease_minutes": round_.lease_minutes,
+        "gold_rate": round_.gold_rate,
+        "disagreement_std": round_.disagreement_std,
+        "max_ratings_per_clip": round_.max_ratings_per_clip,
+        "status": round_.status,
+    }
+    apply_to_existing = False
+    status = 200
+    if request.method == "POST":
+        post = request.POST
+        std = post.get("disagreement_std", "").strip()
+        values = {
+            "ratings_per_clip": _int_or_raw(post.get("ratings_per_clip")),
+            "lease_minutes": _int_or_raw(post.get("lease_minutes")),
+            "gold_rate": _float_or_raw(post.get("gold_rate")),
+            "disagreement_std": None if std == "" else _float_or_raw(std),  # blank = off
+            "max_ratings_per_clip": _int_or_raw(post.get("max_ratings_per_clip")),
+            "status": post.get("status"),
+        }
+        apply_to_existing = post.get("apply_to_existing_clips") == "on"
+        try:
+            update_round_settings(
+                round_id=round_.pk, apply_to_existing_clips=apply_to_existing, **values
+            )
+        except RoundSettingsError as exc:
+            messages.error(request, f"Settings not saved: {exc}")
+            status = 400  # the form is shown again with what the lead typed
+        else:
+            messages.success(request, f"Settings of {round_.name} saved.")
+            return redirect("annotation:lead_round", round_id=round_.pk)
+    return render(
+        request,
+        "lead/round.html",
+        {
+            "round": round_,
+            "values": values,
+            "apply_to_existing": apply_to_existing,
+            "statuses": Round.Status.choices,
+        },
+        status=status,
     )
 
 
