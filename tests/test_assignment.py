@@ -202,3 +202,20 @@ def test_concurrent_annotators_never_overfill_or_double_rate_or_lose_aggregates(
         assert ratings.values("annotator").distinct().count() == 3
     assert recompute_all_labels(dry_run=True).ok
     assert ClipLabel.objects.filter(clip__round=round_, count=3).count() == 20
+
+
+@pytest.mark.django_db
+def test_correction_supersedes_the_rating_and_updates_the_label(annotator):
+    from annotation.services.ratings import correct_rating
+
+    clip = make_ready_clips(make_round(), 1)[0]
+    first = rate(clip.pk, annotator, 2)
+    new = correct_rating(rating_id=first.rating.pk, annotator=annotator, scores=scores(4))
+    first.rating.refresh_from_db()
+    assert not first.rating.is_current and new.supersedes_id == first.rating.pk and new.is_current
+    clip.refresh_from_db()
+    assert clip.rating_count == 1  # still one rater
+    assert ClipLabel.objects.get(clip=clip).overall == pytest.approx(4.0)
+    assert recompute_all_labels(dry_run=True).ok
+    with pytest.raises(RatingError, match="already corrected"):
+        correct_rating(rating_id=first.rating.pk, annotator=annotator, scores=scores(5))

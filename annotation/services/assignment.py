@@ -140,7 +140,3 @@ def _candidates(*, round_id: int, annotator, exclude: list[int], now, lock: bool
     return clips.select_related("condition").select_for_update(skip_locked=True, of=("self",))[
         :CANDIDATE_BATCH
     ]
-
-
-def release_lease(*, clip_id: int, annotator) -> None:
-    Lease.objects.filter(clip_id=clip_id, annotator=annotator).delete()

@@ -102,15 +102,3 @@ def recompute_all_labels(*, dry_run: bool = False) -> RecomputeReport:
                 [differing],
             )
     return RecomputeReport(clips=clips, differing=differing)
-
-
-def rebuild_all_labels() -> int:
-    """Rewrite every ClipLabel from the ratings in one statement; returns the number of clips."""
-    with connection.cursor() as cursor:
-        cursor.execute(_UPSERT_SQL.format(where=""))
-        count = cursor.rowcount
-        cursor.execute(
-            "DELETE FROM annotation_cliplabel l WHERE NOT EXISTS "
-            "(SELECT 1 FROM annotation_rating r WHERE r.clip_id = l.clip_id AND r.is_current)"
-        )
-    return count
