@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.generate import generate_candidates
-from training.generator import load_generator
-from training.pairs import Pair
-from training.toy import mean_brightness, synthetic_conditions
-from training.trainer import TrainConfig, train
+from training.alignment.sampling import generate_candidates
+from training.alignment.cogvideox import load_generator
+from training.alignment.pairs import Pair
+from training.alignment.toy import mean_brightness, synthetic_conditions
+from training.alignment.trainer import TrainConfig, train
 
 
 def all_pairs(candidates, observed: np.ndarray) -> list[Pair]:

@@ -9,4 +9,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
 
 app = Celery("labelhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["annotation", "scoring", "training"])
+app.autodiscover_tasks(["runs", "annotation", "scoring", "training"])

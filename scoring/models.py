@@ -15,7 +15,7 @@ class RewardModel(models.Model):
         max_length=1000, help_text="safetensors + config.json per dimension"
     )
     run = models.ForeignKey(
-        "training.TrainingRun",
+        "runs.TrainingRun",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,

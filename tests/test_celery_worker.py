@@ -14,11 +14,12 @@ from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
 from tests.test_training_runs import seed_round  # noqa: F401  (fixture)
 from tests.workers import celery_worker
-from training.models import PolicyCheckpoint, TrainingRun
+from training.models import PolicyCheckpoint
+from runs.models import TrainingRun
 from training.services import launch
 from training.services.pairs import build_round_pairs
-from training.services.runs import fail_stale_runs
-from training.toy import mean_brightness
+from runs.services import fail_stale_runs
+from training.alignment.toy import mean_brightness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from training.gapo import per_sample_mse, preference_loss, reward_gap, sft_loss
+from training.alignment.gapo import per_sample_mse, preference_loss, reward_gap, sft_loss
 
 LOG2 = 0.6931471805599453
 

@@ -8,11 +8,11 @@ round 1 from base + LoRA with the same seeds and conditions: its mean reward mus
 import numpy as np
 import pytest
 
-from training.generate import generate_candidates
-from training.generator import load_generator
-from training.pairs import build_pairs
-from training.toy import scored_candidates, synthetic_conditions
-from training.trainer import TrainConfig, train
+from training.alignment.sampling import generate_candidates
+from training.alignment.cogvideox import load_generator
+from training.alignment.pairs import build_pairs
+from training.alignment.toy import scored_candidates, synthetic_conditions
+from training.alignment.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
 CONDITIONS, K, STEPS, SEED = 6, 4, 40, 0

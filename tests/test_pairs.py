@@ -2,7 +2,7 @@
 
 import pytest
 
-from training.pairs import Candidate, build_pairs, read_pairs_jsonl, write_pairs_jsonl
+from training.alignment.pairs import Candidate, build_pairs, read_pairs_jsonl, write_pairs_jsonl
 
 
 def c(clip_id, condition_id, reward):

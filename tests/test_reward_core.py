@@ -24,9 +24,9 @@ from scoring.anime_reward.synthetic import (
     RULE_DIMENSIONS,
     make_labelled_clips,
     render_frames,
-    write_video,
 )
 from scoring.anime_reward.train import RewardItem, RewardTrainConfig, train_reward
+from scoring.anime_reward.video import write_video
 
 
 @pytest.fixture(autouse=True)
@@ -90,7 +90,7 @@ def test_frame_sampling_takes_24_uniform_frames_from_the_first_144():
 
 def test_decoding_reads_sampled_frames_and_reports_broken_files(tmp_path):
     frames = render_frames(brightness=1.0, speed=1.0, drift=0.0, frames=40, size=64)
-    video = write_video(tmp_path / "long.mp4", frames)
+    video = write_video(frames, tmp_path / "long.mp4", fps=8)
     decoded = read_clip_frames(video, size=32)
     assert decoded.shape == (24, 3, 32, 32) and decoded.dtype == torch.uint8
     broken = tmp_path / "broken.mp4"

@@ -6,7 +6,7 @@ from django.test import Client
 from annotation.models import ExportSnapshot
 from scoring.models import RewardModel
 from tests.factories import make_round
-from training.models import TrainingRun
+from runs.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 

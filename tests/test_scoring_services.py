@@ -13,12 +13,12 @@ from django.urls import reverse
 from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
+from runs.models import TrainingRun
+from runs.tasks import execute_run
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
-from scoring.tasks import train_reward_task
 from tests.conftest import make_user
 from tests.lead_data import make_round, sha
-from training.models import TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=False)
 
@@ -123,7 +123,7 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
         assert (Path(reward_model.checkpoint_dir) / key / "head.safetensors").exists()
 
     # A redelivered task does no harm: the run is no longer queued.
-    assert train_reward_task.delay(run.pk).get() is None
+    execute_run.delay(run.pk).get()
     assert RewardModel.objects.count() == 1
 
     # The evaluation page: metrics and one scatter plot per dimension plus overall, leads only.

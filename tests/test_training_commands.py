@@ -9,7 +9,8 @@ from annotation.models import Clip
 from annotation.services.ratings import submit_rating
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
-from training.models import PreferencePair, TrainingRun
+from training.models import PreferencePair
+from runs.models import TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

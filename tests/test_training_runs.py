@@ -10,10 +10,11 @@ from rest_framework.test import APIClient
 from annotation.models import Clip, Round
 from annotation.services.ingest import import_rows
 from scoring.models import ClipScore, RewardModel
-from training.models import PolicyCheckpoint, PreferencePair, TrainingRun
+from training.models import PolicyCheckpoint, PreferencePair
+from runs.models import TrainingRun
 from training.services import launch
 from training.services.pairs import export_pairs_jsonl
-from training.toy import mean_brightness, synthetic_conditions
+from training.alignment.toy import mean_brightness, synthetic_conditions
 
 K = 3
 

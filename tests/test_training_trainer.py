@@ -6,11 +6,11 @@ import json
 import pytest
 import torch
 
-from training.generate import build_pipeline, generate_candidates
-from training.generator import load_generator
-from training.pairs import build_pairs
-from training.toy import scored_candidates, synthetic_conditions
-from training.trainer import (
+from training.alignment.sampling import build_pipeline, generate_candidates
+from training.alignment.cogvideox import load_generator
+from training.alignment.pairs import build_pairs
+from training.alignment.toy import scored_candidates, synthetic_conditions
+from training.alignment.trainer import (
     LORA_WEIGHT_NAME,
     TrainConfig,
     predict_v,

@@ -8,8 +8,8 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelhub.roles import IsAdmin, IsLead
+from runs.models import TrainingRun
 from training import selectors
-from training.models import TrainingRun
 from training.services import launch
 
 

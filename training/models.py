@@ -1,65 +1,7 @@
-"""The alignment loop's records: training runs (every GPU job), policy checkpoints, preference pairs."""
+"""The alignment loop's records: policy checkpoints, the candidates they generated, preference pairs."""
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
-
-
-class TrainingRun(models.Model):
-    """One launched GPU job: reward training, scoring, pairs, GAPO/DPO/SFT, or generation.
-
-    Progress, the metric series and the log tail are written here as the job runs, so admins can
-    watch it and a killed worker leaves a row that says where it stopped.
-    """
-
-    class Kind(models.TextChoices):
-        REWARD_TRAINING = "reward_training", "Reward training"
-        SCORING = "scoring", "Scoring"
-        PAIRS = "pairs", "Preference pairs"
-        GAPO = "gapo", "GAPO"
-        DPO = "dpo", "Diffusion-DPO"
-        SFT = "sft", "SFT"
-        GENERATION = "generation", "Generation"
-
-    class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        CANCELLED = "cancelled", "Cancelled"
-
-    kind = models.CharField(max_length=32, choices=Kind.choices)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    params = models.JSONField(default=dict, help_text="Validated launch parameters")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
-    step = models.PositiveIntegerField(default=0)
-    total_steps = models.PositiveIntegerField(default=0)
-    metrics = models.JSONField(default=list, help_text="Series of {'step': n, name: value, ...}")
-    log_tail = models.TextField(blank=True)
-    error = models.TextField(blank=True)
-    cancel_requested = models.BooleanField(default=False)
-    checkpoint_path = models.CharField(
-        max_length=1000, blank=True, help_text="Last resumable checkpoint"
-    )
-    artifacts = models.JSONField(default=dict)
-    resumed_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-
-    class Meta:
-        ordering = ["-created_at"]
-        indexes = [
-            models.Index(
-                fields=["status"], condition=Q(status__in=["queued", "running"]), name="run_active"
-            ),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} run {self.pk} ({self.status})"
 
 
 class PolicyCheckpoint(models.Model):
@@ -71,7 +13,11 @@ class PolicyCheckpoint(models.Model):
         max_length=1000, help_text="Directory holding the LoRA safetensors"
     )
     run = models.ForeignKey(
-        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="checkpoints"
+        "runs.TrainingRun",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="checkpoints",
     )
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
@@ -80,6 +26,33 @@ class PolicyCheckpoint(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class Candidate(models.Model):
+    """A clip the generator made: which policy (none = the base model), seed and generation run.
+
+    Kept here rather than on ``annotation.Clip`` so the apps' dependencies point one way
+    (annotation <- scoring <- training): the human side knows nothing of checkpoints.
+    """
+
+    clip = models.OneToOneField(
+        "annotation.Clip", on_delete=models.CASCADE, related_name="candidate"
+    )
+    checkpoint = models.ForeignKey(
+        PolicyCheckpoint,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="candidates",
+    )
+    seed = models.BigIntegerField()
+    run = models.ForeignKey(
+        "runs.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"candidate clip {self.clip_id} (seed {self.seed})"
 
 
 class PreferencePair(models.Model):
@@ -107,7 +80,7 @@ class PreferencePair(models.Model):
         related_name="pairs",
     )
     run = models.ForeignKey(
-        TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
+        "runs.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

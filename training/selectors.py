@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 
-from training.models import PolicyCheckpoint, PreferencePair, TrainingRun
-from training.services.runs import eta_seconds
+from runs.models import TrainingRun
+from runs.services import eta_seconds
+from training.models import PolicyCheckpoint, PreferencePair
 
 
 def runs(*, limit: int = 100) -> QuerySet[TrainingRun]:

@@ -9,9 +9,10 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Round
 from labelhub.roles import ADMIN, role_required
+from runs.models import TrainingRun
 from scoring.models import RewardModel
 from training import selectors
-from training.models import PolicyCheckpoint, TrainingRun
+from training.models import PolicyCheckpoint
 from training.services import launch
 
 SOURCE_FIELDS = ("round_id", "origin", "reward_model_id")

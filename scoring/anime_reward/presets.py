@@ -7,7 +7,8 @@
   Django side reads them from settings). ``random_weights=True`` builds the full architectures from
   their published configs without loading anything (the throughput benchmark).
 
-Encoders: CLIP (vision + text; smoothness, appeal, text and image consistency), X-CLIP (motion),
+Encoders: CLIP (vision + text; appeal, text and image consistency), the Idefics2 vision transformer
+(smoothness, as the seed builds it on Mantis-8B-Idefics2's vision tower), X-CLIP (motion),
 GroundingDINO + SAM + BLIP (character consistency: detect, track, embed).
 """
 
@@ -26,81 +27,29 @@ from transformers import (
     CLIPModel,
     GroundingDinoConfig,
     GroundingDinoForObjectDetection,
+    Idefics2Config,
     SamConfig,
     SamModel,
     SwinConfig,
     XCLIPConfig,
     XCLIPModel,
 )
+from transformers.models.idefics2.configuration_idefics2 import Idefics2VisionConfig
+from transformers.models.idefics2.modeling_idefics2 import Idefics2VisionTransformer
 
-ENCODER_NAMES = ("clip", "xclip", "grounding_dino", "sam", "blip")
-RANDOM_ENCODER_SEED = 20250
-
-FULL_SOURCES = {
-    "clip": "openai/clip-vit-large-patch14",
-    "xclip": "microsoft/xclip-base-patch32",
-    "grounding_dino": "IDEA-Research/grounding-dino-tiny",
-    "sam": "facebook/sam-vit-base",
-    "blip": "Salesforce/blip-itm-base-coco",
-}
-
-OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class ImageSpec:
-    """How one encoder wants its pixels: square side, normalisation."""
-
-    size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-@dataclass(frozen=True)
-class RewardPreset:
-    name: str
-    frame_size: int  # frames, condition and reference images are decoded at this square size
-    images: dict[str, ImageSpec]
-    max_characters: int = 2  # GroundingDINO boxes kept per condition image
-    box_threshold: float = 0.35
-    head_hidden: int = 256
-
-
-PRESETS: dict[str, RewardPreset] = {
-    "tiny": RewardPreset(
-        name="tiny",
-        frame_size=64,
-        images={
-            "clip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
-            "xclip": ImageSpec(32, IMAGENET_MEAN, IMAGENET_STD),
-            "grounding_dino": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
-            "sam": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
-            "blip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
-        },
-        head_hidden=64,
-    ),
-    "full": RewardPreset(
-        name="full",
-        frame_size=384,
-        images={
-            "clip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
-            "xclip": ImageSpec(224, IMAGENET_MEAN, IMAGENET_STD),
-            "grounding_dino": ImageSpec(384, IMAGENET_MEAN, IMAGENET_STD),
-            "sam": ImageSpec(1024, IMAGENET_MEAN, IMAGENET_STD),
-            "blip": ImageSpec(384, OPENAI_MEAN, OPENAI_STD),
-        },
-    ),
-}
-
-
-def get_preset(name: str) -> RewardPreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown AnimeReward preset {name!r}; expected one of {', '.join(PRESETS)}"
-        ) from None
+from .config import (  # noqa: F401  (re-exported: the presets' names live in config)
+    ENCODER_NAMES,
+    FULL_SOURCES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    OPENAI_MEAN,
+    OPENAI_STD,
+    PRESETS,
+    RANDOM_ENCODER_SEED,
+    ImageSpec,
+    RewardPreset,
+    get_preset,
+)
 
 
 class HashTokenizer:
@@ -160,10 +109,11 @@ class PretrainedTokenizer:
 
 @dataclass
 class Encoders:
-    """The five backbones and their tokenizers. Shared by the six dimension models when frozen."""
+    """The six backbones and their tokenizers. Shared by the six dimension models when frozen."""
 
     preset: RewardPreset
     clip: CLIPModel
+    idefics2: Idefics2VisionTransformer
     xclip: XCLIPModel
     grounding_dino: GroundingDinoForObjectDetection
     sam: SamModel
@@ -203,6 +153,14 @@ def _tiny_configs() -> dict[str, object]:
             patch_size=8,
         ),
         projection_dim=32,
+    )
+    idefics2 = Idefics2VisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
     )
     xclip = XCLIPConfig(
         text_config=dict(
@@ -317,6 +275,7 @@ def _tiny_configs() -> dict[str, object]:
     )
     return {
         "clip": clip,
+        "idefics2": idefics2,
         "xclip": xclip,
         "grounding_dino": grounding_dino,
         "sam": sam,
@@ -347,6 +306,15 @@ def _full_configs() -> dict[str, object]:
     )
     return {
         "clip": clip,
+        # Mantis-8B-Idefics2 / idefics2-8b vision tower: SigLIP-so400m/14 at up to 980 px
+        "idefics2": Idefics2VisionConfig(
+            hidden_size=1152,
+            intermediate_size=4304,
+            num_hidden_layers=27,
+            num_attention_heads=16,
+            image_size=980,
+            patch_size=14,
+        ),
         "xclip": XCLIPConfig(),  # defaults are microsoft/xclip-base-patch32 (8 frames)
         "grounding_dino": GroundingDinoConfig(),  # defaults are grounding-dino-tiny (Swin-T + BERT-base)
         "sam": SamConfig(),  # defaults are sam-vit-base
@@ -357,6 +325,7 @@ def _full_configs() -> dict[str, object]:
 
 _MODEL_CLASSES = {
     "clip": CLIPModel,
+    "idefics2": Idefics2VisionTransformer,
     "xclip": XCLIPModel,
     "grounding_dino": GroundingDinoForObjectDetection,
     "sam": SamModel,
@@ -398,6 +367,41 @@ def _hash_tokenizers(configs: dict) -> dict[str, HashTokenizer]:
     }
 
 
+def load_idefics2_vision(source: str) -> Idefics2VisionTransformer:
+    """The Idefics2 vision transformer from a saved ``Idefics2VisionTransformer`` or from the
+    vision tower of a whole Idefics2 / Mantis-Idefics2 checkpoint (only its tensors are read)."""
+    from pathlib import Path
+
+    from huggingface_hub import snapshot_download
+    from safetensors import safe_open
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    if getattr(config, "model_type", "") == "idefics2_vision":
+        return Idefics2VisionTransformer.from_pretrained(source)
+    if not isinstance(config, Idefics2Config):
+        raise ValueError(f"{source}: not an Idefics2 checkpoint (model_type {config.model_type!r})")
+    model = Idefics2VisionTransformer(config.vision_config)
+    folder = Path(source)
+    if not folder.is_dir():  # a hub id: only the local cache, never a download at run time
+        folder = Path(snapshot_download(
+                source, allow_patterns=["*.safetensors*", "*.json"], local_files_only=True
+            ))
+    state = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(shard), framework="pt") as f:
+            for name in f.keys():
+                for prefix in ("model.vision_model.", "vision_model."):
+                    if name.startswith(prefix):
+                        state[name.removeprefix(prefix)] = f.get_tensor(name)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise ValueError(
+            f"{source}: the vision tower lacks {len(missing)} tensors, e.g. {missing[:3]}"
+        )
+    return model
+
+
 def build_encoders(
     preset_name: str,
     *,
@@ -406,7 +410,7 @@ def build_encoders(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float32,
 ) -> Encoders:
-    """Build the five encoders of a preset, in eval mode with gradients off.
+    """Build the six encoders of a preset, in eval mode with gradients off.
 
     ``tiny`` is always random and built in code. ``full`` loads ``from_pretrained(sources[name])``
     (default: the hub ids in FULL_SOURCES, which must already be in the local cache or be local
@@ -429,7 +433,10 @@ def build_encoders(
 
         used_sources = {**FULL_SOURCES, **(sources or {})}
         models = {
-            name: _MODEL_CLASSES[name].from_pretrained(used_sources[name]) for name in ENCODER_NAMES
+            name: load_idefics2_vision(used_sources[name])
+            if name == "idefics2"
+            else _MODEL_CLASSES[name].from_pretrained(used_sources[name])
+            for name in ENCODER_NAMES
         }
         tokenizers = {
             "clip_tokenizer": PretrainedTokenizer(

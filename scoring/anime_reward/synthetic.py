@@ -14,9 +14,10 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-import av
 import numpy as np
 from PIL import Image
+
+from .video import write_video
 
 RULE_DIMENSIONS = ("visual_appeal", "visual_motion", "image_consistency")
 PROMPTS = (
@@ -67,21 +68,6 @@ def render_frames(
     return out
 
 
-def write_video(path: Path, frames: np.ndarray, *, fps: int = 8) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height = frames.shape[2], frames.shape[1]
-        stream.pix_fmt = "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "18"}
-        for array in frames:
-            for packet in stream.encode(av.VideoFrame.from_ndarray(array, format="rgb24")):
-                container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    return path
-
-
 def make_labelled_clips(
     directory: Path, count: int, *, seed: int = 0, frames: int = 16, size: int = 64
 ) -> list[SyntheticClip]:
@@ -99,7 +85,7 @@ def make_labelled_clips(
             size=size,
             seed=seed * 100_003 + index,
         )
-        video = write_video(directory / f"clip{index:03d}.mp4", array)
+        video = write_video(array, directory / f"clip{index:03d}.mp4", fps=8)
         condition = directory / f"condition{index:03d}.png"
         Image.fromarray(array[0]).save(condition)
         labels = {

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -21,101 +21,12 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
+from labelhub.ml import Progress, pick_device
 
+from .config import RewardTrainConfig, get_preset
 from .evaluate import evaluate_rewards
 from .frames import ClipSpec, DecodedClip, collate, iter_decoded_batches
 from .models import AnimeReward, Features
-from .presets import PRESETS, get_preset
-
-ProgressCallback = Callable[[int, int, dict, str], None]
-
-
-@dataclass
-class RewardTrainConfig:
-    preset: str = field(
-        default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."}
-    )
-    dimensions: tuple[str, ...] = field(
-        default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."}
-    )
-    epochs: int = field(
-        default=40, metadata={"help": "Passes over the training clips per dimension."}
-    )
-    batch_size: int = field(default=16, metadata={"help": "Clips per optimiser step."})
-    encode_batch_size: int = field(
-        default=8, metadata={"help": "Clips per encoder pass (feature caching)."}
-    )
-    learning_rate: float = field(
-        default=1e-3, metadata={"help": "AdamW learning rate of the heads."}
-    )
-    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
-    head_hidden: int | None = field(
-        default=None, metadata={"help": "Head width; None = the preset's."}
-    )
-    dropout: float = field(default=0.1, metadata={"help": "Dropout inside the heads."})
-    finetune_encoders: bool = field(
-        default=False,
-        metadata={
-            "help": "Also train each dimension's own copy of its encoder (not the character pipeline); "
-            "features are then recomputed every step instead of cached."
-        },
-    )
-    encoder_learning_rate: float = field(
-        default=1e-5, metadata={"help": "Learning rate when fine-tuning."}
-    )
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
-    mixed_precision: str = field(
-        default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."}
-    )
-    decode_workers: int = field(default=4, metadata={"help": "Threads decoding clips with PyAV."})
-    seed: int = field(default=0, metadata={"help": "Seed for head init and batch order."})
-    encoder_sources: dict = field(
-        default_factory=dict,
-        metadata={
-            "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."
-        },
-    )
-
-    def __post_init__(self):
-        self.dimensions = tuple(self.dimensions)
-        if self.preset not in PRESETS:
-            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
-        unknown = set(self.dimensions) - set(DIMENSION_KEYS)
-        if unknown or not self.dimensions:
-            raise ValueError(
-                f"dimensions must be a non-empty subset of {DIMENSION_KEYS}; unknown: {sorted(unknown)}"
-            )
-        for name in ("epochs", "batch_size", "encode_batch_size", "decode_workers"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("learning_rate", "encoder_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
-        if self.weight_decay < 0:
-            raise ValueError("weight_decay must be >= 0")
-        if not 0 <= self.dropout < 1:
-            raise ValueError("dropout must be in [0, 1)")
-        if self.head_hidden is not None and self.head_hidden < 1:
-            raise ValueError("head_hidden must be at least 1")
-        if self.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            raise ValueError(
-                f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}"
-            )
-        unknown_encoders = set(self.encoder_sources) - {
-            "clip",
-            "xclip",
-            "grounding_dino",
-            "sam",
-            "blip",
-        }
-        if unknown_encoders:
-            raise ValueError(f"unknown encoders in encoder_sources: {sorted(unknown_encoders)}")
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata.get("help", "") for f in fields(cls)}
 
 
 @dataclass
@@ -171,14 +82,6 @@ class TrainResult:
     seconds: float
 
 
-def resolve_device(config: RewardTrainConfig) -> str:
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device=cuda but no GPU is available")
-    return config.device
-
-
 def stack_features(parts: Sequence[Features]) -> Features:
     """Pad per-clip (1, L, F) features to a common L (mask False on padding) and stack them."""
     length = max(values.shape[1] for values, _ in parts)
@@ -194,7 +97,7 @@ def train_reward(
     items: Sequence[RewardItem],
     config: RewardTrainConfig,
     output_dir: str | Path,
-    on_progress: ProgressCallback | None = None,
+    on_progress: Progress | None = None,
 ) -> TrainResult:
     """Train heads (optionally encoders) per dimension, evaluate on the test split, save checkpoints."""
     started = time.monotonic()
@@ -202,7 +105,7 @@ def train_reward(
     torch.manual_seed(config.seed)
 
     # --- data --------------------------------------------------------------------------------
-    device = resolve_device(config)
+    device = pick_device(config.device)
     mixed_precision = config.mixed_precision
     if mixed_precision == "auto":
         mixed_precision = "bf16" if device == "cuda" else "no"

@@ -12,10 +12,11 @@ from django.conf import settings
 from django.db import transaction
 
 from annotation.models import Round
+from runs import services as runs
+from runs.models import TrainingRun
 from scoring.models import RewardModel
-from training.models import PolicyCheckpoint, PreferencePair, TrainingRun
-from training.services.runs import create_run, request_cancel
-from training.trainer import TrainConfig
+from training.alignment.config import TrainConfig
+from training.models import PolicyCheckpoint, PreferencePair
 
 Kind = TrainingRun.Kind
 TRAINING_KINDS = (Kind.GAPO, Kind.DPO, Kind.SFT)
@@ -157,24 +158,14 @@ def validate_params(kind: str, params: dict) -> dict:
     return cleaned
 
 
-def _enqueue(run: TrainingRun) -> None:
-    from training.tasks import execute_run_task
-
-    transaction.on_commit(lambda: execute_run_task.delay(run.pk))
-
-
 def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
     """Validate, create a queued run and enqueue its task on the gpu queue (after commit)."""
-    cleaned = validate_params(kind, params)
-    with transaction.atomic():
-        run = create_run(kind=kind, params=cleaned, created_by=created_by)
-        _enqueue(run)
-    return run
+    return runs.launch(kind=kind, params=validate_params(kind, params), created_by=created_by)
 
 
 def cancel(*, run_id: int) -> TrainingRun:
     """Cancel a queued run now, a running one at its next progress report."""
-    return request_cancel(run_id)
+    return runs.request_cancel(run_id)
 
 
 def resume(*, run_id: int, created_by, max_steps: int | None = None) -> TrainingRun:
@@ -195,9 +186,9 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
         if max_steps is not None:
             params["trainer"]["max_steps"] = max_steps
             TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
-        run = create_run(kind=old.kind, params=params, created_by=created_by, resumed_from=old)
-        _enqueue(run)
-    return run
+        return runs.launch(
+            kind=old.kind, params=params, created_by=created_by, resumed_from=old
+        )
 
 
 TRAINER_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig) if f.name in TRAINER_FIELDS}

@@ -10,10 +10,10 @@ from django.db import transaction
 
 from annotation.models import Clip, ClipLabel, Round
 from labelhub.dimensions import score_to_unit
+from labelhub.storage import local_path
 from scoring.models import ClipScore, RewardModel
+from training.alignment.pairs import Candidate, Pair, build_pairs, write_pairs_jsonl
 from training.models import PreferencePair
-from training.pairs import Candidate, Pair, build_pairs, write_pairs_jsonl
-from training.services.files import local_path
 
 Origin = PreferencePair.Origin
 

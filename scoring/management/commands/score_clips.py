@@ -2,9 +2,8 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
+from runs.cli import run_here
 from scoring import services
-
-from ._progress import ProgressBar
 
 
 class Command(BaseCommand):
@@ -37,13 +36,8 @@ class Command(BaseCommand):
         if options["enqueue"]:
             self.stdout.write(f"queued scoring run {run.pk}")
             return
-        bar = ProgressBar(f"scoring run {run.pk}")
-        try:
-            counts = services.run_scoring(run_id=run.pk, on_progress=bar)
-        finally:
-            bar.close()
-        if counts is None:
-            raise CommandError(f"run {run.pk} did not finish (cancelled or not queued)")
+        run = run_here(run, f"scoring run {run.pk}")
+        counts = run.artifacts
         self.stdout.write(
             f"scored {counts['scored']}, failed {counts['failed']}, "
             f"already scored {counts['already_scored']}"

@@ -7,10 +7,10 @@ Runs here with a progress bar (the run's row is updated as well), or ``--enqueue
 from django.core.management.base import BaseCommand, CommandError
 
 from labelhub.dimensions import DIMENSION_KEYS
+from runs.cli import run_here
 from scoring import services
-from scoring.anime_reward.train import RewardTrainConfig
-
-from ._progress import ProgressBar
+from scoring.anime_reward.config import RewardTrainConfig
+from scoring.models import RewardModel
 
 HELP = RewardTrainConfig.help()
 
@@ -73,13 +73,8 @@ class Command(BaseCommand):
         if options["enqueue"]:
             self.stdout.write(f"queued reward training run {run.pk}")
             return
-        bar = ProgressBar(f"reward run {run.pk}")
-        try:
-            reward_model = services.train_reward_model(run_id=run.pk, on_progress=bar)
-        finally:
-            bar.close()
-        if reward_model is None:
-            raise CommandError(f"run {run.pk} did not finish (cancelled or not queued)")
+        run = run_here(run, f"reward run {run.pk}")
+        reward_model = RewardModel.objects.get(pk=run.artifacts["reward_model_id"])
         self.stdout.write(
             f"reward model {reward_model.pk} ({reward_model.name}) saved to {reward_model.checkpoint_dir}"
         )

@@ -4,16 +4,12 @@ The run goes to the gpu queue like one launched from the page; ``--wait`` follow
 """
 
 import json
-import time
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
-from tqdm import tqdm
 
-from training.models import TrainingRun
+from runs.cli import follow
 from training.services.launch import LAUNCHABLE_KINDS, InvalidParams, launch_run
-
-FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
 
 
 def parse_params(pairs: list[str]) -> dict:
@@ -56,27 +52,5 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
         self.stdout.write(f"launched {run} (queue: gpu)")
         if wait:
-            self._follow(run.pk)
-
-    def _follow(self, run_id: int) -> None:
-        with tqdm(desc=f"run {run_id}", unit="step") as bar:
-            while True:
-                run = TrainingRun.objects.get(pk=run_id)
-                bar.total = run.total_steps or None
-                bar.n = run.step
-                if run.metrics:
-                    bar.set_postfix(
-                        {k: v for k, v in run.metrics[-1].items() if k != "step"}, refresh=False
-                    )
-                bar.refresh()
-                if run.status in FINISHED:
-                    break
-                time.sleep(1)
-        style = (
-            self.style.SUCCESS if run.status == TrainingRun.Status.SUCCEEDED else self.style.ERROR
-        )
-        self.stdout.write(
-            style(f"run {run_id} {run.status}{': ' + run.error if run.error else ''}")
-        )
-        if run.artifacts:
-            self.stdout.write(json.dumps(run.artifacts, indent=2, default=str))
+            follow(run.pk, self.stdout)
+            self.stdout.write(self.style.SUCCESS(f"run {run.pk} succeeded"))

@@ -7,16 +7,15 @@ differ only by the policy.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from training.generator import GeneratorComponents
-from training.media import read_image, write_video
-
-ProgressFn = Callable[..., None]
+from labelhub.ml import Progress
+from scoring.anime_reward.video import read_image, write_video
+from training.alignment.cogvideox import GeneratorComponents
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def generate_candidates(
     lora_dir: str | Path | None = None,
     inference_steps: int | None = None,
     guidance_scale: float | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
 ) -> list[GeneratedCandidate]:
     """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``.
 

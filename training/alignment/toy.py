@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from training.generate import GeneratedCandidate, GenerationCondition
-from training.media import read_video_frames, write_image
-from training.pairs import Candidate
+from scoring.anime_reward.video import read_video_frames, write_image
+from training.alignment.pairs import Candidate
+from training.alignment.sampling import GeneratedCandidate, GenerationCondition
 
 TOY_WORDS = "a girl boy cat dog runs jumps dances waves in the rain sea city forest street".split()
 

@@ -21,8 +21,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from training.alignment.config import LOSS_TYPES  # noqa: F401  (re-exported)
+
 LossType = Literal["gapo", "dpo", "sft"]
-LOSS_TYPES: tuple[str, ...] = ("gapo", "dpo", "sft")
 
 
 @dataclass

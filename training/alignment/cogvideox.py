@@ -24,28 +24,7 @@ from pathlib import Path
 
 import torch
 
-PRESETS: tuple[str, ...] = ("tiny", "cogvideox-5b-i2v")
-
-
-@dataclass(frozen=True)
-class VideoShape:
-    """What the preset generates and trains on: frames, height, width, fps, sampling defaults."""
-
-    frames: int
-    height: int
-    width: int
-    fps: int
-    inference_steps: int
-    guidance_scale: float
-
-
-SHAPES: dict[str, VideoShape] = {
-    "tiny": VideoShape(frames=9, height=32, width=32, fps=8, inference_steps=8, guidance_scale=1.0),
-    # METHOD.md: 49 frames at 480x720, 16 fps, 50 sampling steps, guidance 6.
-    "cogvideox-5b-i2v": VideoShape(
-        frames=49, height=480, width=720, fps=16, inference_steps=50, guidance_scale=6.0
-    ),
-}
+from training.alignment.config import PRESETS, SHAPES, VideoShape  # noqa: F401  (re-exported)
 
 # The scheduler of THUDM/CogVideoX-5b-I2V (scheduler/scheduler_config.json): v-prediction,
 # zero-terminal-SNR scaled-linear betas, trailing timesteps.

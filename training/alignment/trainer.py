@@ -5,7 +5,7 @@ the reference is the same transformer with its adapters disabled) -> one trainin
 loop (logging, checkpoints, resume) -> saving LoRA weights that diffusers' ``load_lora_weights``
 reads. No Django: callers pass a pairs JSONL path and a config, and get a ``TrainResult``.
 
-Multi-GPU: ``accelerate launch -m training.trainer --pairs pairs.jsonl --output-dir out``; each
+Multi-GPU: ``accelerate launch -m training.alignment.trainer --pairs pairs.jsonl --output-dir out``; each
 process takes its share of every global batch and DDP averages the gradients.
 """
 
@@ -16,130 +16,22 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from training.gapo import LOSS_TYPES, per_sample_mse, preference_loss, sft_loss
-from training.generator import PRESETS, GeneratorComponents, load_generator
-from training.media import read_image, read_video_frames
-from training.pairs import Pair, read_pairs_jsonl
-
-ProgressFn = Callable[
-    ..., None
-]  # (step, total, metrics=None, message="") -> None; may raise to stop
-LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
-LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
-
-
-# ----------------------------------------------------------------------------------------------
-# Config
-# ----------------------------------------------------------------------------------------------
-
-
-def _field(default, help: str, **kw):
-    return field(default=default, metadata={"help": help}, **kw)
-
-
-@dataclass
-class TrainConfig:
-    """Everything a GAPO/DPO/SFT run needs; defaults follow the paper and the released code."""
-
-    output_dir: str = _field("", "Directory for checkpoints, the latent cache and the final LoRA")
-    loss_type: str = _field(
-        "gapo", "gapo (gap-weighted Diffusion-DPO), dpo (unit gaps) or sft (winners only)"
-    )
-    beta: float = _field(5000.0, "Diffusion-DPO temperature beta (released code: 5000)")
-    alpha: float = _field(
-        2.0,
-        "Reward gain base: gain(r) = alpha ** r, gap = gain(r_w) - gain(r_l) (released code: 2)",
-    )
-    preset: str = _field("tiny", "Generator preset: tiny or cogvideox-5b-i2v")
-    model_path: str = _field(
-        "", "Local directory or hub id of CogVideoX-5B-I2V (cogvideox-5b-i2v preset)"
-    )
-    lora_rank: int = _field(128, "LoRA rank on the transformer's attention projections")
-    lora_alpha: int = _field(0, "LoRA alpha; 0 means equal to the rank (scale 1)")
-    learning_rate: float = _field(1e-4, "AdamW learning rate of the LoRA weights")
-    weight_decay: float = _field(1e-4, "AdamW weight decay")
-    max_steps: int = _field(1000, "Optimizer steps to train")
-    batch_pairs: int = _field(1, "Pairs per optimizer step on each process")
-    max_grad_norm: float = _field(1.0, "Gradient clipping norm")
-    seed: int = _field(
-        0, "Seed of pair order, timesteps and noise (a resumed run draws the same ones)"
-    )
-    checkpoint_every: int = _field(
-        100, "Write a resumable checkpoint every N steps (0: only at the end)"
-    )
-    log_every: int = _field(1, "Report metrics every N steps")
-    image_dropout: float = _field(
-        0.05, "Probability of dropping the first-frame latent (diffusers LoRA script)"
-    )
-    image_noise_mean: float = _field(
-        -3.0, "Log-mean of the noise sigma added to the first frame before encoding"
-    )
-    gradient_checkpointing: bool | None = _field(
-        None, "Recompute activations in backward; default: on for CUDA"
-    )
-    mixed_precision: str = _field("auto", "auto (bf16 on CUDA, fp32 on CPU), bf16 or no")
-    device: str = _field("auto", "auto, cpu or cuda (accelerate picks the GPU per process)")
-    resume_from: str = _field(
-        "", "Checkpoint directory to resume from ('latest' = newest in output_dir)"
-    )
-    init_lora: str = _field(
-        "",
-        "LoRA directory of a policy checkpoint to start from (the next round of the loop); "
-        "the reference stays the base model (adapters off)",
-    )
-
-    def __post_init__(self):
-        errors = []
-        if self.loss_type not in LOSS_TYPES:
-            errors.append(
-                f"loss_type must be one of {', '.join(LOSS_TYPES)}, got {self.loss_type!r}"
-            )
-        if self.preset not in PRESETS:
-            errors.append(f"preset must be one of {', '.join(PRESETS)}, got {self.preset!r}")
-        if self.preset == "cogvideox-5b-i2v" and not self.model_path:
-            errors.append("the cogvideox-5b-i2v preset needs model_path (LABELHUB_COGVIDEOX_PATH)")
-        if not self.beta > 0:
-            errors.append(f"beta must be > 0, got {self.beta}")
-        if not self.alpha > 1:
-            errors.append(
-                f"alpha must be > 1 (a higher reward must have a higher gain), got {self.alpha}"
-            )
-        for name in ("lora_rank", "max_steps", "batch_pairs", "log_every"):
-            if getattr(self, name) < 1:
-                errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lora_alpha < 0 or self.checkpoint_every < 0:
-            errors.append("lora_alpha and checkpoint_every must be >= 0")
-        if not 0 < self.learning_rate < 1:
-            errors.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
-        if not 0 <= self.image_dropout < 1:
-            errors.append(f"image_dropout must be in [0, 1), got {self.image_dropout}")
-        if self.mixed_precision not in ("auto", "bf16", "no"):
-            errors.append(f"mixed_precision must be auto, bf16 or no, got {self.mixed_precision!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
-            errors.append(f"device must be auto, cpu or cuda, got {self.device!r}")
-        if self.init_lora and not (Path(self.init_lora) / LORA_WEIGHT_NAME).exists():
-            errors.append(f"init_lora has no {LORA_WEIGHT_NAME}: {self.init_lora}")
-        if errors:
-            raise ValueError("invalid training config: " + "; ".join(errors))
-
-    @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from plain values (a TrainingRun's params); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        return cls(**values)
-
-    @classmethod
-    def help(cls) -> dict[str, str]:
-        return {f.name: f.metadata["help"] for f in fields(cls)}
+from labelhub.ml import Progress
+from scoring.anime_reward.video import read_image, read_video_frames
+from training.alignment.cogvideox import GeneratorComponents, load_generator
+from training.alignment.config import (
+    LORA_TARGET_MODULES,
+    LORA_WEIGHT_NAME,
+    TrainConfig,
+)
+from training.alignment.gapo import per_sample_mse, preference_loss, sft_loss
+from training.alignment.pairs import Pair, read_pairs_jsonl
 
 
 @dataclass
@@ -308,7 +200,7 @@ class reference_model:
 
 def rotary_embedding(components: GeneratorComponents, latent_frames: int, device) -> tuple | None:
     """The 3-D rotary embedding the pipeline computes for this video size."""
-    from training.generate import build_pipeline
+    from training.alignment.sampling import build_pipeline
 
     if not components.transformer.config.use_rotary_positional_embeddings:
         return None
@@ -515,7 +407,7 @@ def train(
     pairs: list[Pair],
     *,
     components: GeneratorComponents | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: Progress | None = None,
     on_checkpoint: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Train a LoRA policy on ``pairs`` and write it to ``<output_dir>/lora``.

@@ -1,0 +1,319 @@
+"""The lifecycle of every GPU job, in one place: create, claim, heartbeat, progress, cancel, fail,
+finish, resume.
+
+A run's status moves only along ``TRANSITIONS`` (queued -> running -> succeeded/failed/cancelled;
+failed/cancelled -> queued on resume), enforced by ``_move``: no path flips a failed run to
+succeeded or overwrites a finished one. ``execute_run`` is the one wrapper around a job function:
+claim under a row lock (a redelivered task for a run in progress elsewhere, or finished, does
+nothing), a heartbeat thread for the whole job (so a long silent phase such as loading a model
+is never taken for a dead worker), progress and cancel checks through ``RunReporter``, the
+traceback in the log on failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from labelhub.ml import Progress
+from labelhub.queue import enqueue
+from runs.jobs import job_function
+from runs.models import TrainingRun
+
+log = logging.getLogger(__name__)
+Status = TrainingRun.Status
+LOG_TAIL_CHARS = 8000
+EXECUTE_TASK = "runs.execute"
+
+TRANSITIONS: dict[str, frozenset[str]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED, Status.FAILED}),
+    Status.RUNNING: frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
+    Status.FAILED: frozenset({Status.QUEUED}),
+    Status.CANCELLED: frozenset({Status.QUEUED}),
+    Status.SUCCEEDED: frozenset(),
+}
+
+
+class RunCancelled(Exception):
+    """Raised inside a job when an admin asked to cancel its run."""
+
+
+class IllegalTransition(Exception):
+    """A status change that the lifecycle does not allow (e.g. failed -> succeeded)."""
+
+
+def _move(run: TrainingRun, to: str, **fields) -> None:
+    """Change a locked run's status (and ``fields``) if the lifecycle allows it, and save."""
+    if to not in TRANSITIONS[run.status]:
+        raise IllegalTransition(f"run {run.pk} cannot go from {run.status} to {to}")
+    now = timezone.now()
+    run.status = to
+    if to == Status.RUNNING:
+        run.started_at = run.heartbeat_at = now
+    elif to == Status.QUEUED:
+        run.finished_at = None
+        run.cancel_requested = False
+    else:
+        run.finished_at = now
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save()
+
+
+def _locked(run_id: int) -> TrainingRun:
+    return TrainingRun.objects.select_for_update().get(pk=run_id)
+
+
+def _append_log(run: TrainingRun, message: str) -> str:
+    stamp = timezone.now().strftime("%H:%M:%S")
+    return (run.log_tail + f"[{stamp}] {message}\n")[-LOG_TAIL_CHARS:]
+
+
+# --- creating and launching ---------------------------------------------------------------------
+
+
+def create_run(
+    *, kind: str, params: dict, created_by=None, resumed_from: TrainingRun | None = None
+) -> TrainingRun:
+    """A queued run row (not yet sent to a worker: see ``launch``)."""
+    if kind not in TrainingRun.Kind.values:
+        raise ValueError(
+            f"unknown run kind {kind!r}; expected one of {', '.join(TrainingRun.Kind.values)}"
+        )
+    return TrainingRun.objects.create(
+        kind=kind, params=params, created_by=created_by, resumed_from=resumed_from
+    )
+
+
+def launch(
+    *,
+    kind: str,
+    params: dict,
+    created_by=None,
+    resumed_from: TrainingRun | None = None,
+    send: bool = True,
+) -> TrainingRun:
+    """Create a queued run and send it to the ``gpu`` queue once the transaction commits."""
+    with transaction.atomic():
+        run = create_run(kind=kind, params=params, created_by=created_by, resumed_from=resumed_from)
+        if send:
+            enqueue(EXECUTE_TASK, run_id=run.pk)
+    return run
+
+
+def requeue(run_id: int) -> TrainingRun:
+    """Send a failed or cancelled run again, as the same row (its params unchanged)."""
+    with transaction.atomic():
+        run = _locked(run_id)
+        _move(run, Status.QUEUED, error="", log_tail=_append_log(run, "requeued"))
+        enqueue(EXECUTE_TASK, run_id=run.pk)
+    return run
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def claim_run(run_id: int) -> TrainingRun | None:
+    """Move a queued run to RUNNING and return it; None when this delivery must not run it.
+
+    A run found RUNNING means the worker that held it died and late ack redelivered its message:
+    it is marked failed (resumable from its last checkpoint) rather than run twice.
+    """
+    with transaction.atomic():
+        run = _locked(run_id)
+        if run.status == Status.RUNNING:
+            _fail(run, "worker lost mid-run (redelivered task); resume from the last checkpoint")
+            return None
+        if run.status != Status.QUEUED:
+            return None
+        if run.cancel_requested:
+            _move(run, Status.CANCELLED)
+            return None
+        _move(run, Status.RUNNING)
+        return run
+
+
+def execute_run(run_id: int, *, on_progress: Progress | None = None) -> None:
+    """Run a queued run's job function to its end and record how it ended.
+
+    ``on_progress`` also receives every progress call (a command's terminal bar)."""
+    run = claim_run(run_id)
+    if run is None:
+        return
+    heartbeat = _Heartbeat(run_id)
+    heartbeat.start()
+    try:
+        artifacts = job_function(run.kind)(run, RunReporter(run_id, also=on_progress))
+    except RunCancelled:
+        _end(run_id, Status.CANCELLED)
+    except Exception as error:  # whatever broke, the run must end failed, with the traceback
+        log.exception("run %s (%s) failed", run_id, run.kind)
+        fail_run(run_id, error=f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=8)}")
+    else:
+        finish_run(run_id, artifacts=artifacts)
+    finally:
+        heartbeat.stop()
+
+
+class _Heartbeat(threading.Thread):
+    """Touches the run's heartbeat every LABELHUB_RUN_HEARTBEAT_SECONDS while its job runs."""
+
+    def __init__(self, run_id: int):
+        super().__init__(name=f"run-{run_id}-heartbeat", daemon=True)
+        self.run_id = run_id
+        self.interval = settings.LABELHUB_RUN_HEARTBEAT_SECONDS
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self._stop_event.wait(self.interval):
+                TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=10)
+
+
+class RunReporter:
+    """The progress callback (``labelhub.ml.Progress``) a job hands to the ML core.
+
+    ``reporter(step, total, metrics, message)`` writes at most every ``min_interval`` seconds
+    (always when metrics or a message come), appends metrics to the run's series, and raises
+    RunCancelled once an admin asked to cancel.
+    """
+
+    def __init__(self, run_id: int, *, min_interval: float = 1.0, also: Progress | None = None):
+        self.run_id = run_id
+        self.also = also
+        self.min_interval = min_interval
+        self._last_write = 0.0
+
+    def __call__(
+        self, step: int, total: int, metrics: dict | None = None, message: str = ""
+    ) -> None:
+        if self.also is not None:
+            self.also(step, total, metrics, message)
+        now = time.monotonic()
+        if (
+            not metrics
+            and not message
+            and step < total
+            and now - self._last_write < self.min_interval
+        ):
+            return
+        self._last_write = now
+        with transaction.atomic():
+            run = _locked(self.run_id)
+            run.step, run.total_steps, run.heartbeat_at = step, total, timezone.now()
+            fields = ["step", "total_steps", "heartbeat_at"]
+            if metrics:
+                run.metrics = [*run.metrics, {"step": step, **metrics}]
+                fields.append("metrics")
+            if message:
+                run.log_tail = _append_log(run, message)
+                fields.append("log_tail")
+            run.save(update_fields=fields)
+            cancel = run.cancel_requested
+        if cancel:
+            raise RunCancelled(f"run {self.run_id} was cancelled")
+
+
+def save_checkpoint_path(run_id: int, path: str) -> None:
+    TrainingRun.objects.filter(pk=run_id).update(checkpoint_path=path, heartbeat_at=timezone.now())
+
+
+def record_artifacts(run_id: int, **artifacts) -> None:
+    """Merge values into a run's artifacts while it runs (e.g. where its output goes)."""
+    with transaction.atomic():
+        run = _locked(run_id)
+        run.artifacts = {**run.artifacts, **artifacts}
+        run.save(update_fields=["artifacts"])
+
+
+# --- ending -------------------------------------------------------------------------------------
+
+
+def finish_run(run_id: int, *, artifacts: dict | None = None) -> None:
+    with transaction.atomic():
+        run = _locked(run_id)
+        _move(run, Status.SUCCEEDED, artifacts={**run.artifacts, **(artifacts or {})})
+
+
+def fail_run(run_id: int, *, error: str) -> None:
+    with transaction.atomic():
+        _fail(_locked(run_id), error)
+
+
+def _fail(run: TrainingRun, error: str) -> None:
+    _move(run, Status.FAILED, error=error, log_tail=_append_log(run, f"FAILED: {error}"))
+
+
+def _end(run_id: int, status: str) -> None:
+    with transaction.atomic():
+        _move(_locked(run_id), status)
+
+
+def request_cancel(run_id: int) -> TrainingRun:
+    """Ask a run to stop: a queued run is cancelled at once, a running one at its next report."""
+    with transaction.atomic():
+        run = _locked(run_id)
+        run.cancel_requested = True
+        if run.status == Status.QUEUED:
+            _move(run, Status.CANCELLED)
+        else:
+            run.save(update_fields=["cancel_requested"])
+        return run
+
+
+def fail_stale_runs(*, now=None) -> int:
+    """Mark RUNNING runs whose worker stopped sending heartbeats as failed (worker killed)."""
+    now = now or timezone.now()
+    stale_after = timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
+    count = 0
+    for run_id in TrainingRun.objects.filter(
+        status=Status.RUNNING, heartbeat_at__lt=now - stale_after
+    ).values_list("pk", flat=True):
+        with transaction.atomic():
+            run = _locked(run_id)
+            if run.status == Status.RUNNING and run.heartbeat_at < now - stale_after:
+                _fail(run, "no heartbeat: the worker was lost; resume from the last checkpoint")
+                count += 1
+    return count
+
+
+def eta_seconds(run: TrainingRun) -> float | None:
+    """Seconds left at the run's average pace so far; None before the first step."""
+    if run.status != Status.RUNNING or not run.started_at or not run.step or not run.total_steps:
+        return None
+    elapsed = (timezone.now() - run.started_at).total_seconds()
+    return elapsed / run.step * max(run.total_steps - run.step, 0)
+
+
+__all__ = [
+    "IllegalTransition",
+    "RunCancelled",
+    "RunReporter",
+    "claim_run",
+    "create_run",
+    "eta_seconds",
+    "execute_run",
+    "fail_run",
+    "fail_stale_runs",
+    "finish_run",
+    "launch",
+    "record_artifacts",
+    "request_cancel",
+    "requeue",
+    "save_checkpoint_path",
+]

@@ -1,0 +1,224 @@
+"""AnimeReward's names and settings, free of torch: encoder names and sources, the presets'
+image sizes, and the training config. The web side validates launches with these without
+loading any model code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+
+from labelhub.dimensions import DIMENSION_KEYS
+
+ENCODER_NAMES = ("clip", "idefics2", "xclip", "grounding_dino", "sam", "blip")
+RANDOM_ENCODER_SEED = 20250
+
+FULL_SOURCES = {
+    "clip": "openai/clip-vit-large-patch14",
+    # the seed's smoothness encoder: the vision tower (SigLIP-so400m, Idefics2VisionTransformer) of
+    # Mantis-8B-Idefics2; any Idefics2 checkpoint or a saved Idefics2VisionTransformer works too
+    "idefics2": "TIGER-Lab/Mantis-8B-Idefics2",
+    "xclip": "microsoft/xclip-base-patch32",
+    "grounding_dino": "IDEA-Research/grounding-dino-tiny",
+    "sam": "facebook/sam-vit-base",
+    "blip": "Salesforce/blip-itm-base-coco",
+}
+
+OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
+FINETUNABLE = DIMENSION_KEYS  # every dimension can fine-tune (character: BLIP only, contrastively)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """How one encoder wants its pixels: square side, normalisation."""
+
+    size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class RewardPreset:
+    name: str
+    frame_size: int  # frames, condition and reference images are decoded at this square size
+    images: dict[str, ImageSpec]
+    max_characters: int = 2  # GroundingDINO boxes kept per condition image
+    box_threshold: float = 0.35
+    head_hidden: int = 256
+    keyframes: int = 8  # frames the appeal model keeps (largest frame-to-frame change)
+    # dimensions whose encoders are fine-tuned by default (RewardTrainConfig.finetune_encoders=None)
+    finetune: tuple[str, ...] = ()
+
+
+PRESETS: dict[str, RewardPreset] = {
+    "tiny": RewardPreset(
+        name="tiny",
+        frame_size=64,
+        images={
+            "clip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
+            "idefics2": ImageSpec(32, SIGLIP_MEAN, SIGLIP_STD),
+            "xclip": ImageSpec(32, IMAGENET_MEAN, IMAGENET_STD),
+            "grounding_dino": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
+            "sam": ImageSpec(64, IMAGENET_MEAN, IMAGENET_STD),
+            "blip": ImageSpec(32, OPENAI_MEAN, OPENAI_STD),
+        },
+        head_hidden=64,
+        keyframes=4,
+    ),
+    # Each encoder at its native input size: frames are decoded at 1024 (SAM's input side), so
+    # SAM is not fed an upscaled 384 and GroundingDINO gets its ~800 px short side.
+    "full": RewardPreset(
+        name="full",
+        frame_size=1024,
+        images={
+            "clip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+            "idefics2": ImageSpec(378, SIGLIP_MEAN, SIGLIP_STD),  # Idefics2 shortest_edge
+            "xclip": ImageSpec(224, IMAGENET_MEAN, IMAGENET_STD),
+            "grounding_dino": ImageSpec(800, IMAGENET_MEAN, IMAGENET_STD),
+            "sam": ImageSpec(1024, IMAGENET_MEAN, IMAGENET_STD),
+            "blip": ImageSpec(384, OPENAI_MEAN, OPENAI_STD),
+        },
+        finetune=("visual_smoothness", "text_consistency", "image_consistency"),
+    ),
+}
+
+
+def get_preset(name: str) -> RewardPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown AnimeReward preset {name!r}; expected one of {', '.join(PRESETS)}"
+        ) from None
+
+
+@dataclass
+class RewardTrainConfig:
+    preset: str = field(
+        default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."}
+    )
+    dimensions: tuple[str, ...] = field(
+        default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."}
+    )
+    epochs: int = field(
+        default=40, metadata={"help": "Passes over the training clips per dimension."}
+    )
+    batch_size: int = field(default=16, metadata={"help": "Clips per optimiser step."})
+    encode_batch_size: int = field(
+        default=8, metadata={"help": "Clips per encoder pass (feature caching)."}
+    )
+    learning_rate: float = field(
+        default=1e-3, metadata={"help": "AdamW learning rate of the heads."}
+    )
+    weight_decay: float = field(default=1e-2, metadata={"help": "AdamW weight decay."})
+    head_hidden: int | None = field(
+        default=None, metadata={"help": "Head width; None = the preset's."}
+    )
+    dropout: float = field(default=0.1, metadata={"help": "Dropout inside the heads."})
+    finetune_encoders: bool | tuple[str, ...] | None = field(
+        default=None,
+        metadata={
+            "help": "Dimensions that train their own copy of their encoders: None = the preset's "
+            "(full: smoothness, text and image consistency; tiny: none), True = all six, False = "
+            "none, or a list of dimension keys. Character fine-tunes BLIP only (contrastive on "
+            "mask crop / gallery character pairs); detection and tracking stay frozen."
+        },
+    )
+    encoder_learning_rate: float = field(
+        default=1e-5, metadata={"help": "AdamW learning rate of fine-tuned encoders."}
+    )
+    encoder_frozen_layers: int = field(
+        default=0,
+        metadata={
+            "help": "When fine-tuning: keep the patch embeddings and the first N transformer "
+            "layers of each fine-tuned encoder frozen (-1: freeze all but the last layer)."
+        },
+    )
+    contrastive_weight: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the contrastive loss (character: BLIP crop vs gallery)."},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute encoder activations when fine-tuning; default: on for CUDA."},
+    )
+    keyframes: int | None = field(
+        default=None, metadata={"help": "Keyframes the appeal model scores; None = the preset's."}
+    )
+    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
+    mixed_precision: str = field(
+        default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."}
+    )
+    decode_workers: int = field(default=4, metadata={"help": "Threads decoding clips with PyAV."})
+    seed: int = field(default=0, metadata={"help": "Seed for head init and batch order."})
+    encoder_sources: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."
+        },
+    )
+
+    def __post_init__(self):
+        self.dimensions = tuple(self.dimensions)
+        if isinstance(self.finetune_encoders, list | tuple):
+            self.finetune_encoders = tuple(self.finetune_encoders)
+            unknown = set(self.finetune_encoders) - set(DIMENSION_KEYS)
+            if unknown:
+                raise ValueError(
+                    f"finetune_encoders: unknown dimensions {sorted(unknown)}; "
+                    f"expected keys of {DIMENSION_KEYS}"
+                )
+        elif self.finetune_encoders is not None and not isinstance(self.finetune_encoders, bool):
+            raise ValueError(
+                "finetune_encoders must be None, true, false or a list of dimension keys"
+            )
+        if self.encoder_frozen_layers < -1:
+            raise ValueError("encoder_frozen_layers must be >= -1")
+        if self.contrastive_weight < 0:
+            raise ValueError("contrastive_weight must be >= 0")
+        if self.keyframes is not None and self.keyframes < 1:
+            raise ValueError("keyframes must be at least 1")
+        if self.preset not in PRESETS:
+            raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
+        unknown = set(self.dimensions) - set(DIMENSION_KEYS)
+        if unknown or not self.dimensions:
+            raise ValueError(
+                f"dimensions must be a non-empty subset of {DIMENSION_KEYS}; unknown: {sorted(unknown)}"
+            )
+        for name in ("epochs", "batch_size", "encode_batch_size", "decode_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "encoder_learning_rate"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.weight_decay < 0:
+            raise ValueError("weight_decay must be >= 0")
+        if not 0 <= self.dropout < 1:
+            raise ValueError("dropout must be in [0, 1)")
+        if self.head_hidden is not None and self.head_hidden < 1:
+            raise ValueError("head_hidden must be at least 1")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, not {self.device!r}")
+        if self.mixed_precision not in ("auto", "bf16", "no"):
+            raise ValueError(
+                f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}"
+            )
+        unknown_encoders = set(self.encoder_sources) - set(ENCODER_NAMES)
+        if unknown_encoders:
+            raise ValueError(f"unknown encoders in encoder_sources: {sorted(unknown_encoders)}")
+
+    def finetuned_dimensions(self) -> tuple[str, ...]:
+        """The dimensions (of those trained) whose encoders this run fine-tunes."""
+        chosen = self.finetune_encoders
+        if chosen is None:
+            chosen = PRESETS[self.preset].finetune
+        elif chosen is True:
+            chosen = FINETUNABLE
+        elif chosen is False:
+            chosen = ()
+        return tuple(key for key in self.dimensions if key in chosen)
+
+    @classmethod
+    def help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in fields(cls)}

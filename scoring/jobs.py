@@ -1,0 +1,180 @@
+"""AnimeReward's GPU jobs, registered with ``runs`` (see ``scoring.apps``): train a reward model on
+an export snapshot, score clips. Rows become plain paths and configs for the ML core
+(``scoring.anime_reward``); the results are stored as RewardModel and ClipScore rows.
+"""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from annotation.models import Clip, ExportSnapshot
+from annotation.selectors.exports import iter_snapshot_rows
+from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.ml import Progress, no_progress, pick_device, pick_dtype
+from labelhub.storage import artifacts_dir, local_path
+from runs.models import TrainingRun
+from scoring.anime_reward.config import RewardTrainConfig
+from scoring.anime_reward.frames import ClipSpec, iter_decoded_batches
+from scoring.anime_reward.models import AnimeReward
+from scoring.anime_reward.train import RewardItem, train_reward
+from scoring.models import ClipScore, RewardModel
+from scoring.services import encoder_sources
+
+# --- training --------------------------------------------------------------------------------------
+
+
+def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
+    """The snapshot's label rows as training items, storage names resolved to local paths."""
+    return [
+        RewardItem(
+            clip_id=row["clip_id"],
+            video_path=local_path(row["video"]),
+            condition_image_path=local_path(row["condition_image"]),
+            character_reference_path=local_path(row["character_reference"] or ""),
+            prompt=row["prompt"],
+            labels={key: row[f"{key}_mean"] for key in DIMENSION_KEYS},
+            split=row["split"],
+            group=row["group"],
+            condition_id=row["condition_id"],
+        )
+        for row in iter_snapshot_rows(snapshot)
+    ]
+
+
+def train_reward_job(run: TrainingRun, report: Progress) -> dict:
+    """Train AnimeReward on the run's snapshot, evaluate on its test split, store a RewardModel."""
+    snapshot = ExportSnapshot.objects.get(pk=run.params["snapshot_id"])
+    config = RewardTrainConfig(
+        **{"encoder_sources": encoder_sources(), **run.params.get("config", {})}
+    )
+    report(0, 1, None, f"loading the labelled clips of snapshot {snapshot.pk}")
+    items = items_from_snapshot(snapshot)
+    output_dir = artifacts_dir("reward_models", f"run-{run.pk}")
+    result = train_reward(items, config, output_dir, on_progress=report)
+    reward_model = RewardModel.objects.create(
+        name=run.params.get("name") or f"animereward-{config.preset}-run{run.pk}",
+        preset=config.preset,
+        checkpoint_dir=result.output_dir,
+        run=run,
+        config={
+            **run.params.get("config", {}),
+            "snapshot_id": snapshot.pk,
+            "snapshot_hash": snapshot.content_hash,
+            "train_clips": result.train_clips,
+            "test_clips": result.test_clips,
+            "skipped": result.skipped,
+        },
+        metrics=result.metrics,
+        evaluation={"clips": result.evaluation, "losses": result.losses},
+    )
+    return {"reward_model_id": reward_model.pk, "checkpoint_dir": result.output_dir}
+
+
+# --- scoring ---------------------------------------------------------------------------------------
+
+
+def load_reward_model(reward_model: RewardModel, *, device: str = "auto") -> AnimeReward:
+    """The stored checkpoint on the best device (bf16 encoders on a GPU)."""
+    device = pick_device(device)
+    return AnimeReward.load(
+        reward_model.checkpoint_dir,
+        sources=encoder_sources() or None,
+        device=device,
+        dtype=pick_dtype(device),
+    )
+
+
+def scoring_job(run: TrainingRun, report: Progress) -> dict:
+    """Score the run's clips (a round's, or a list) with its reward model."""
+    clips = Clip.objects.exclude(status=Clip.Status.PULLED)
+    if "round_id" in run.params:
+        clips = clips.filter(round_id=run.params["round_id"])
+    else:
+        clips = clips.filter(pk__in=run.params["clip_ids"])
+    return score_clips(
+        reward_model=RewardModel.objects.get(pk=run.params["reward_model_id"]),
+        clip_ids=list(clips.values_list("pk", flat=True)),
+        batch_size=run.params.get("batch_size", 8),
+        on_progress=report,
+    )
+
+
+def score_clips(
+    *,
+    reward_model: RewardModel,
+    clip_ids: list[int],
+    batch_size: int = 8,
+    on_progress: Progress | None = None,
+    model: AnimeReward | None = None,
+) -> dict:
+    """Score clips into ClipScore rows (one per clip and reward model). Idempotent: clips already
+    scored without error are skipped; a clip that cannot be decoded gets a row with its error
+    and the rest proceed."""
+    report = on_progress or no_progress
+    done = set(
+        ClipScore.objects.filter(
+            reward_model=reward_model, clip_id__in=clip_ids, error=""
+        ).values_list("clip_id", flat=True)
+    )
+    todo = (
+        Clip.objects.filter(pk__in=[c for c in clip_ids if c not in done])
+        .select_related("condition")
+        .order_by("pk")
+    )
+    specs, errors = [], {}
+    for clip in todo:
+        try:
+            specs.append(
+                ClipSpec(
+                    clip.pk,
+                    local_path(clip.video.name),
+                    local_path(clip.condition.image.name),
+                    clip.condition.prompt,
+                    local_path(clip.condition.character_reference.name),
+                )
+            )
+        except Exception as error:  # one unreadable file is that clip's error, not the run's
+            errors[clip.pk] = f"{type(error).__name__}: {error}"
+    total = len(specs) + len(errors)
+    report(
+        0,
+        total,
+        None,
+        f"scoring {total} clips with {reward_model.name} ({len(done)} already scored)",
+    )
+    model = model or load_reward_model(reward_model)
+    frame_size = model.encoders.preset.frame_size
+    scored = 0
+    _save_errors(reward_model, errors)
+    for batch in iter_decoded_batches(specs, size=frame_size, batch_size=batch_size):
+        _save_errors(reward_model, batch.errors)
+        errors.update(batch.errors)
+        if batch.inputs is not None:
+            rewards = model.score_batch(batch.inputs)
+            with transaction.atomic():
+                for row, spec in enumerate(batch.specs):
+                    ClipScore.objects.update_or_create(
+                        clip_id=spec.clip_id,
+                        reward_model=reward_model,
+                        defaults={
+                            **{
+                                key: float(rewards[key][row])
+                                for key in (*DIMENSION_KEYS, "overall")
+                            },
+                            "error": "",
+                        },
+                    )
+            scored += len(batch.specs)
+        report(scored + len(errors), total, None, "")
+    for clip_id, error in errors.items():
+        report(total, total, None, f"clip {clip_id} not scored: {error}")
+    return {"scored": scored, "failed": len(errors), "already_scored": len(done)}
+
+
+def _save_errors(reward_model: RewardModel, errors: dict) -> None:
+    for clip_id, error in errors.items():
+        ClipScore.objects.update_or_create(
+            clip_id=clip_id,
+            reward_model=reward_model,
+            defaults={**dict.fromkeys((*DIMENSION_KEYS, "overall")), "error": error[:2000]},
+        )

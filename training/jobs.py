@@ -1,0 +1,184 @@
+"""The alignment loop's GPU jobs, registered with ``runs`` (see ``training.apps``): preference
+pairs, GAPO/DPO/SFT training, candidate generation. Each reads its validated params from the run
+row, calls the ML core (``training.alignment``) with plain values, and stores its results.
+A worker killed mid-run leaves the row RUNNING with its last checkpoint; ``runs`` fails it and an
+admin resumes it from that checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
+from annotation.services.ingest import import_generated_clips
+from labelhub.ml import Progress, pick_device, pick_dtype
+from labelhub.storage import local_path, run_dir
+from runs.models import TrainingRun
+from runs.services import record_artifacts, save_checkpoint_path
+from training.alignment.cogvideox import load_generator
+from training.alignment.config import TrainConfig
+from training.alignment.pairs import write_pairs_jsonl
+from training.alignment.sampling import GenerationCondition, generate_candidates
+from training.alignment.trainer import train
+from training.models import Candidate, PolicyCheckpoint
+from training.services.pairs import build_round_pairs, pairs_for_training
+
+
+def pairs_job(run: TrainingRun, report: Progress) -> dict:
+    p = run.params
+    report(0, 1, None, f"building pairs for round {p['round_id']} from {p['origin']}")
+    pairs = build_round_pairs(
+        round_id=p["round_id"],
+        origin=p["origin"],
+        reward_model_id=p["reward_model_id"],
+        min_gap=p["min_gap"],
+        run_id=run.pk,
+    )
+    report(1, 1, None, f"{len(pairs)} pairs")
+    return {"pairs": len(pairs), "pair_ids": [pair.pk for pair in pairs]}
+
+
+def train_policy_job(run: TrainingRun, report: Progress) -> dict:
+    p = run.params
+    output_dir = Path(p.get("output_dir") or run_dir(run.pk))
+    record_artifacts(run.pk, output_dir=str(output_dir))
+    pairs = pairs_for_training(
+        round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"]
+    )
+    write_pairs_jsonl(pairs, output_dir / f"pairs-run-{run.pk}.jsonl")
+    config = TrainConfig(
+        **p["trainer"], output_dir=str(output_dir), resume_from=p.get("resume_from", "")
+    )
+    result = train(
+        config,
+        pairs,
+        on_progress=report,
+        on_checkpoint=lambda path: save_checkpoint_path(run.pk, path),
+    )
+    root = run
+    while root.resumed_from_id:
+        root = TrainingRun.objects.get(pk=root.resumed_from_id)
+    name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
+    checkpoint = PolicyCheckpoint.objects.create(
+        name=name,
+        base_preset=config.preset,
+        lora_path=result.lora_dir,
+        run=run,
+        parent_id=p.get("init_checkpoint_id"),
+    )
+    return {
+        "output_dir": str(output_dir),
+        "lora_dir": result.lora_dir,
+        "policy_checkpoint_id": checkpoint.pk,
+        "steps": result.steps,
+        "pairs": len(pairs),
+        "first_run_id": root.pk,
+    }
+
+
+def generation_job(run: TrainingRun, report: Progress) -> dict:
+    p = run.params
+    checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
+    condition_ids = (
+        Clip.objects.filter(round_id=p["source_round_id"])
+        .values_list("condition_id", flat=True)
+        .distinct()
+    )
+    conditions = [
+        GenerationCondition(key=str(c.pk), prompt=c.prompt, first_frame=local_path(c.image.name))
+        for c in Condition.objects.filter(pk__in=condition_ids).order_by("pk")
+    ]
+    if not conditions:
+        raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
+    report(
+        0,
+        len(conditions) * p["candidates_per_condition"],
+        None,
+        f"generating {p['candidates_per_condition']} candidates for {len(conditions)} conditions with "
+        f"{checkpoint.name if checkpoint else 'the base generator'}",
+    )
+    components = load_generator(
+        p["preset"],
+        path=settings.LABELHUB_COGVIDEOX_PATH,
+        device=pick_device(),
+        dtype=pick_dtype(pick_device()),
+    )
+    out_dir = run_dir(run.pk) / "videos"
+    candidates = generate_candidates(
+        components,
+        conditions,
+        candidates_per_condition=p["candidates_per_condition"],
+        base_seed=p["base_seed"],
+        out_dir=out_dir,
+        lora_dir=checkpoint.lora_path if checkpoint else None,
+        inference_steps=p["inference_steps"],
+        guidance_scale=p["guidance_scale"],
+        on_progress=report,
+    )
+    target, _ = Round.objects.get_or_create(name=p["target_round"])
+    report(
+        len(candidates),
+        len(candidates),
+        None,
+        f"importing {len(candidates)} candidates into {target.name}",
+    )
+    batch = import_generated_clips(
+        round_id=target.pk,
+        rows=[
+            {
+                "video": c.video,
+                "condition_id": int(c.condition_key),
+                "seed": c.seed,
+                "source": f"policy:{checkpoint.name}" if checkpoint else "base",
+            }
+            for c in candidates
+        ],
+        created_by=run.created_by,
+        manifest_name=f"generation run {run.pk}",
+    )
+    artifacts = {
+        "round_id": target.pk,
+        "import_batch_id": batch.pk,
+        "videos": len(candidates),
+        "seeds": sorted({c.seed for c in candidates}),
+        "video_dir": str(out_dir),
+    }
+    record_artifacts(run.pk, **artifacts)
+    rows = _wait_for_import(batch, report)
+    for candidate, row in zip(candidates, rows, strict=True):
+        if row.clip_id is not None:
+            Candidate.objects.update_or_create(
+                clip_id=row.clip_id,
+                defaults={"checkpoint": checkpoint, "seed": candidate.seed, "run": run},
+            )
+    failed = [row for row in rows if row.status != ImportRow.Status.OK]
+    imported = len(rows) - len(failed)
+    artifacts.update(imported=imported, import_errors=len(failed))
+    if failed:
+        record_artifacts(run.pk, **artifacts)
+        details = "; ".join(f"row {row.line}: {row.message}" for row in failed[:10])
+        raise RuntimeError(
+            f"{len(failed)} of {len(rows)} generated candidates were not imported into "
+            f"{target.name} (import batch {batch.pk}): {details}"
+        )
+    return artifacts
+
+
+def _wait_for_import(batch: ImportBatch, report: Progress) -> list[ImportRow]:
+    """Wait (on the ingest workers of the default queue) until every row of the batch ended."""
+    deadline = time.monotonic() + settings.LABELHUB_GENERATION_IMPORT_TIMEOUT
+    while True:
+        rows = list(ImportRow.objects.filter(batch=batch).order_by("line"))
+        done = sum(row.status in (ImportRow.Status.OK, ImportRow.Status.ERROR) for row in rows)
+        report(done, len(rows), None, "")
+        if done == len(rows):
+            return rows
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"import batch {batch.pk}: {len(rows) - done} of {len(rows)} rows still not "
+                "imported; is a default-queue worker running?"
+            )
+        time.sleep(1)
