@@ -1,5 +1,6 @@
 """Celery tasks of the human side (``default`` queue). Ids in; each task only calls a service."""
 
+from annotation.services import exports
 from labelhub.celery import app
 
 
@@ -10,12 +11,16 @@ def ingest_row(row_id: int) -> None:
     ingest_import_row(row_id)
 
 
-# --- Leads' tools (issue 5) -------------------------------------------------------------------
+# --- Export snapshots ---------------------------------------------------------------------------
 
 
 @app.task(name="annotation.export_snapshot", acks_late=True)
 def export_snapshot(snapshot_id: int) -> None:
-    """Build a pending export snapshot; a redelivered task finds it ready and does nothing."""
-    from annotation.services.exports import build_snapshot
+    """Build an export snapshot; a delivery for one that is ready or being built does nothing."""
+    exports.build_snapshot(snapshot_id=snapshot_id)
 
-    build_snapshot(snapshot_id=snapshot_id)
+
+@app.task(name="annotation.sweep_stuck_snapshots")
+def sweep_stuck_snapshots() -> list[int]:
+    """Beat: send snapshots whose builder died back to the queue."""
+    return exports.sweep_stuck_snapshots()

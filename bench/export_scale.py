@@ -57,7 +57,7 @@ from django.db import connection  # noqa: E402
 
 from annotation.models import Round  # noqa: E402
 from annotation.selectors.agreement import alpha_from_arrays, load_rating_arrays  # noqa: E402
-from annotation.services import exports  # noqa: E402
+from annotation import export_files as exports  # noqa: E402
 from annotation.services.labels import recompute_all_labels  # noqa: E402
 from labelhub.dimensions import DIMENSION_KEYS  # noqa: E402
 

@@ -353,12 +353,20 @@ class Migration(migrations.Migration):
             model_name='goldreference',
             constraint=models.CheckConstraint(condition=models.Q(('character_consistency__gte', 1), ('character_consistency__lte', 5)), name='gold_character_consistency_1_5'),
         ),
-        # A ready export snapshot is immutable: the database refuses to change it.
+        # A ready export snapshot is immutable: the database refuses to change it (its creator
+        # link alone may be cleared, so a user who exported can still be deleted).
         migrations.RunSQL(
             sql="""
             CREATE FUNCTION annotation_exportsnapshot_immutable() RETURNS trigger AS $$
             BEGIN
-                IF OLD.status = 'ready' THEN
+                -- Only the creator may change (SET NULL when that user is deleted).
+                IF OLD.status = 'ready' AND (
+                    NEW.params, NEW.status, NEW.files, NEW.row_counts, NEW.content_hash,
+                    NEW.error, NEW.finished_at
+                ) IS DISTINCT FROM (
+                    OLD.params, OLD.status, OLD.files, OLD.row_counts, OLD.content_hash,
+                    OLD.error, OLD.finished_at
+                ) THEN
                     RAISE EXCEPTION 'export snapshot % is ready and immutable', OLD.id;
                 END IF;
                 RETURN NEW;

@@ -20,11 +20,6 @@ def list_snapshots() -> QuerySet[ExportSnapshot]:
     return ExportSnapshot.objects.select_related("created_by").order_by("-created_at", "-id")
 
 
-def snapshot_file_names(snapshot: ExportSnapshot) -> dict[str, str]:
-    """File kind (``labels_parquet``, ``card``, ...) -> storage name."""
-    return {kind: entry["name"] for kind, entry in sorted(snapshot.files.items())}
-
-
 @contextmanager
 def open_snapshot_file(snapshot: ExportSnapshot, kind: str) -> Iterator[BinaryIO]:
     """Open one of a ready snapshot's files from storage (local disk or S3)."""

@@ -1,144 +1,48 @@
-"""Export snapshots: immutable, hashed label datasets in JSONL, CSV and Parquet with a card.
+"""Export snapshots: immutable, hashed label datasets (JSONL, CSV, Parquet and a card).
 
-Rows stream out of Postgres and never sit in memory together: CSV is a ``COPY ... TO STDOUT``,
-JSONL is ``row_to_json`` text read through a server-side cursor, Parquet is written one row
-group per fetched batch. The grouped train/test split (``annotation.splits``) is computed on
-conditions (a handful of ids and hashes per condition) and joined into the query as arrays.
-
-Reproducible: rows are ordered by clip id, files contain nothing time- or id-dependent, and the
-content hash covers every file, so the same labels and parameters give the same hash.
+A snapshot is requested (pending), then built by ``annotation.export_snapshot`` on the default
+queue: claimed under a row lock, files written to a scratch directory of its own (emptied at the
+start of every attempt, so a killed attempt leaks nothing past the next one), stored, hashed, and
+marked ready. While it builds, its heartbeat moves; ``sweep_stuck_snapshots`` (beat) sends a
+snapshot whose builder died back to the queue, so none stays "running" forever. The file writers
+and the SQL live in ``annotation.export_files``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import hmac
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+import shutil
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.csv as pa_csv
-import pyarrow.parquet as pq
 from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
+from annotation.export_files import FORMATS, ExportParams, write_export_files
 from annotation.models import ExportSnapshot, Round
-from annotation.splits import SplitItem, place_items
-from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.files import sha256_file
+from labelhub.queue import enqueue
+from labelhub.storage import artifacts_dir
 
 logger = logging.getLogger(__name__)
+Status = ExportSnapshot.Status
+BUILD_TASK = "annotation.export_snapshot"
 
-FORMATS = ("jsonl", "csv", "parquet")
-FETCH_ROWS = 5000  # rows per server-side fetch
-PARQUET_BLOCK_BYTES = 4 << 20  # CSV bytes per Parquet row group (a few thousand rows)
-SPLIT_RULE = (
-    "grouped: clips sharing a condition image or a prompt form one group (connected components); "
-    "groups are ordered by sha256(seed:group) and taken into test while that brings the test share "
-    "of clips closer to test_fraction"
-)
-
-# Column name, Arrow type, SQL expression: the one place that defines an exported label row.
-LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
-    ("clip_id", pa.int64(), "c.id"),
-    ("round_id", pa.int64(), "c.round_id"),
-    ("round", pa.string(), "r.name"),
-    ("condition_id", pa.int64(), "c.condition_id"),
-    ("video", pa.string(), "c.video"),
-    ("original", pa.string(), "c.original"),
-    ("condition_image", pa.string(), "d.image"),
-    ("character_reference", pa.string(), "d.character_reference"),
-    ("prompt", pa.string(), "d.prompt"),
-    ("source_kind", pa.string(), "c.source_kind"),
-    ("source_name", pa.string(), "c.source_name"),
-    ("split", pa.string(), "p.split"),
-    ("group", pa.string(), "p.grp"),
-    *[
-        column
-        for key in DIMENSION_KEYS
-        for column in (
-            (f"{key}_mean", pa.float64(), f"l.{key}_mean"),
-            (f"{key}_std", pa.float64(), f"l.{key}_std"),
-            (f"{key}_count", pa.int64(), "l.count::int8"),
-        )
-    ],
-    ("overall", pa.float64(), "l.overall"),
-    ("rating_count", pa.int64(), "l.count::int8"),
+__all__ = [
+    "FORMATS",
+    "build_snapshot",
+    "content_hash",
+    "create_snapshot",
+    "request_snapshot",
+    "request_snapshot_build",
+    "sweep_stuck_snapshots",
 ]
-
-RATING_COLUMNS: list[tuple[str, pa.DataType, str]] = [
-    ("clip_id", pa.int64(), "c.id"),
-    ("round_id", pa.int64(), "c.round_id"),
-    ("split", pa.string(), "p.split"),
-    (
-        "annotator",
-        pa.string(),
-        "substr(encode(sha256(convert_to(%(salt)s || a.annotator_id::text, 'UTF8')), 'hex'), 1, 16)",
-    ),
-    *[(key, pa.int64(), f"a.{key}::int8") for key in DIMENSION_KEYS],
-    ("seconds_spent", pa.float64(), "a.seconds_spent"),
-]
-
-# Clips that are exported: labelled, in the chosen rounds, not pulled as broken.
-_CLIP_FILTER = """
-    FROM annotation_clip c
-    JOIN annotation_cliplabel l ON l.clip_id = c.id
-    JOIN annotation_condition d ON d.id = c.condition_id
-    JOIN annotation_round r ON r.id = c.round_id
-    WHERE c.round_id = ANY(%(round_ids)s) AND c.status <> 'pulled' AND l.count > 0
-"""
-_PLACEMENT_JOIN = """
-    JOIN unnest(%(cond_ids)s::int8[], %(splits)s::text[], %(groups)s::text[]) AS p(condition_id, split, grp)
-      ON p.condition_id = c.condition_id
-"""
-
-
-def _select(columns: list[tuple[str, pa.DataType, str]], body: str, order: str) -> str:
-    select = ", ".join(f'{expr} AS "{name}"' for name, _type, expr in columns)
-    return f"SELECT {select} {body} ORDER BY {order}"
-
-
-def label_rows_sql() -> str:
-    """SELECT of every exported label row (params: round_ids, cond_ids, splits, groups)."""
-    body = _CLIP_FILTER.replace("WHERE", _PLACEMENT_JOIN + " WHERE", 1)
-    return _select(LABEL_COLUMNS, body, "c.id")
-
-
-def rating_rows_sql() -> str:
-    """SELECT of the current raw ratings of exported clips (params add ``salt``)."""
-    body = _CLIP_FILTER.replace(
-        "WHERE",
-        _PLACEMENT_JOIN + " JOIN annotation_rating a ON a.clip_id = c.id AND a.is_current WHERE",
-        1,
-    )
-    return _select(RATING_COLUMNS, body, "c.id, a.annotator_id")
-
-
-@dataclass(frozen=True)
-class ExportParams:
-    round_ids: list[int]
-    test_fraction: float
-    seed: int
-    include_ratings: bool
-
-    def as_json(self) -> dict:
-        return {
-            "round_ids": self.round_ids,
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-            "include_ratings": self.include_ratings,
-            "split_rule": SPLIT_RULE,
-        }
-
-
-# ---------------------------------------------------------------------------------------------
-# Public services
 
 
 def request_snapshot(
@@ -174,7 +78,7 @@ def create_snapshot(
     created_by=None,
     progress: Callable[[str, int], None] | None = None,
 ) -> ExportSnapshot:
-    """Build a snapshot now (the Celery task and ``export_labels`` both end up here)."""
+    """Build a snapshot now, in this process (``export_labels`` and tests)."""
     snapshot = request_snapshot(
         round_ids=round_ids,
         test_fraction=test_fraction,
@@ -186,51 +90,65 @@ def create_snapshot(
 
 
 def request_snapshot_build(**kwargs) -> ExportSnapshot:
-    """Record a pending snapshot and enqueue ``annotation.export_snapshot`` after commit."""
-    from annotation.tasks import export_snapshot
-
+    """Record a pending snapshot and send ``annotation.export_snapshot`` after commit."""
     snapshot = request_snapshot(**kwargs)
-    transaction.on_commit(lambda: export_snapshot.delay(snapshot.pk))
+    enqueue(BUILD_TASK, snapshot_id=snapshot.pk)
     return snapshot
+
+
+def _stale_before():
+    return timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_STALE_SECONDS)
+
+
+def _claim(snapshot_id: int) -> bool:
+    """Take the snapshot for this attempt: pending, failed, or running with a dead builder."""
+    with transaction.atomic():
+        snapshot = ExportSnapshot.objects.select_for_update().get(pk=snapshot_id)
+        abandoned = snapshot.status == Status.RUNNING and (
+            snapshot.heartbeat_at is None or snapshot.heartbeat_at < _stale_before()
+        )
+        if snapshot.status not in (Status.PENDING, Status.FAILED) and not abandoned:
+            return False  # ready (immutable) or being built by a live worker
+        snapshot.status, snapshot.error, snapshot.heartbeat_at = Status.RUNNING, "", timezone.now()
+        snapshot.save(update_fields=["status", "error", "heartbeat_at"])
+        return True
 
 
 def build_snapshot(
     *, snapshot_id: int, progress: Callable[[str, int], None] | None = None
 ) -> ExportSnapshot:
-    """Write the files of a pending snapshot, hash them and mark it ready (idempotent)."""
-    claimed = ExportSnapshot.objects.filter(
-        pk=snapshot_id, status__in=[ExportSnapshot.Status.PENDING, ExportSnapshot.Status.FAILED]
-    ).update(status=ExportSnapshot.Status.RUNNING, error="")
+    """Write the files of a snapshot, store and hash them, mark it ready. A delivery for a
+    snapshot that is ready or being built by a live worker does nothing."""
+    if not _claim(snapshot_id):
+        return ExportSnapshot.objects.get(pk=snapshot_id)
     snapshot = ExportSnapshot.objects.get(pk=snapshot_id)
-    if not claimed:
-        # Redelivered or already built: a ready snapshot never changes.
-        return snapshot
     p = snapshot.params
     params = ExportParams(p["round_ids"], p["test_fraction"], p["seed"], p["include_ratings"])
+
+    def beat(name: str, rows: int) -> None:
+        ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        )
+        if progress:
+            progress(name, rows)
+
+    scratch = artifacts_dir("export-scratch") / str(snapshot_id)
+    shutil.rmtree(scratch, ignore_errors=True)  # what a killed attempt left behind
+    scratch.mkdir(parents=True)
     try:
-        with tempfile.TemporaryDirectory(prefix=f"labelhub-export-{snapshot_id}-") as tmp:
-            with _consistent_read():
-                written, row_counts = write_export_files(Path(tmp), params, progress=progress)
-            files = {}
-            for kind, path in written.items():
-                name = f"exports/{snapshot_id}/{path.name}"
-                if default_storage.exists(name):
-                    default_storage.delete(name)  # a failed earlier attempt left it
-                with path.open("rb") as fh:
-                    stored = default_storage.save(name, File(fh, name=path.name))
-                files[kind] = {
-                    "name": stored,
-                    "bytes": path.stat().st_size,
-                    "sha256": _sha256(path),
-                }
+        with _consistent_read():
+            written, row_counts = write_export_files(scratch, params, progress=beat)
+        files = {kind: _store(snapshot_id, path) for kind, path in written.items()}
     except Exception as exc:
         logger.exception("export snapshot %s failed", snapshot_id)
         ExportSnapshot.objects.filter(pk=snapshot_id).update(
-            status=ExportSnapshot.Status.FAILED, error=f"{type(exc).__name__}: {exc}"
+            status=Status.FAILED, error=f"{type(exc).__name__}: {exc}"
         )
         raise
-    ExportSnapshot.objects.filter(pk=snapshot_id, status=ExportSnapshot.Status.RUNNING).update(
-        status=ExportSnapshot.Status.READY,
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
+        status=Status.READY,
         files=files,
         row_counts=row_counts,
         content_hash=content_hash(files),
@@ -240,221 +158,38 @@ def build_snapshot(
     return snapshot
 
 
+def _store(snapshot_id: int, path: Path) -> dict:
+    """Save one file under ``exports/<id>/`` (replacing an earlier attempt's) and describe it."""
+    name = f"exports/{snapshot_id}/{path.name}"
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    with path.open("rb") as fh:
+        stored = default_storage.save(name, File(fh, name=path.name))
+    size = path.stat().st_size
+    if default_storage.size(stored) != size:
+        raise OSError(f"{stored}: stored {default_storage.size(stored)} bytes, wrote {size}")
+    return {"name": stored, "bytes": size, "sha256": sha256_file(path)}
+
+
+def sweep_stuck_snapshots() -> list[int]:
+    """Send snapshots whose builder stopped beating back to the queue; returns their ids."""
+    stuck = list(
+        ExportSnapshot.objects.filter(
+            status=Status.RUNNING, heartbeat_at__lt=_stale_before()
+        ).values_list("pk", flat=True)
+    )
+    for snapshot_id in stuck:
+        logger.warning("export snapshot %s: builder lost, building again", snapshot_id)
+        enqueue(BUILD_TASK, snapshot_id=snapshot_id)
+    return stuck
+
+
 def content_hash(files: dict[str, dict]) -> str:
     """sha256 over each file's base name and sha256, in name order (storage paths excluded)."""
     digest = hashlib.sha256()
     for entry in sorted(files.values(), key=lambda e: os.path.basename(e["name"])):
-        digest.update(f"{_base_name(entry['name'])}\0{entry['sha256']}\n".encode())
+        digest.update(f"{os.path.basename(entry['name'])}\0{entry['sha256']}\n".encode())
     return digest.hexdigest()
-
-
-# ---------------------------------------------------------------------------------------------
-# Writing files (plain paths; the bench times these one format at a time)
-
-
-def compute_placements(params: ExportParams) -> dict[str, list]:
-    """Grouped split on the conditions of exported clips, as arrays ready to join in SQL."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT d.id, d.image_sha256, d.prompt_sha256, count(*) "
-            + _CLIP_FILTER
-            + " GROUP BY d.id",
-            {"round_ids": params.round_ids},
-        )
-        items = [SplitItem(cid, image, prompt, n) for cid, image, prompt, n in cursor.fetchall()]
-    placements = place_items(items, test_fraction=params.test_fraction, seed=params.seed)
-    cond_ids = sorted(placements)
-    return {
-        "round_ids": params.round_ids,
-        "cond_ids": cond_ids,
-        "splits": [placements[c].split for c in cond_ids],
-        "groups": [placements[c].group for c in cond_ids],
-    }
-
-
-def write_export_files(
-    directory: Path,
-    params: ExportParams,
-    *,
-    formats: tuple[str, ...] = FORMATS,
-    progress: Callable[[str, int], None] | None = None,
-) -> tuple[dict[str, Path], dict[str, int]]:
-    """Write label (and optionally rating) files plus README.md; return paths and row counts."""
-    sql_params = compute_placements(params)
-    written: dict[str, Path] = {}
-    row_counts: dict[str, int] = {}
-    for fmt in formats:
-        path = directory / f"labels.{fmt}"
-        row_counts["clips"] = _WRITERS[fmt](
-            path, label_rows_sql(), sql_params, LABEL_COLUMNS, progress
-        )
-        written[f"labels_{fmt}"] = path
-    if params.include_ratings:
-        rating_params = {**sql_params, "salt": _pseudonym_salt(params)}
-        for fmt in formats:
-            path = directory / f"ratings.{fmt}"
-            row_counts["ratings"] = _WRITERS[fmt](
-                path, rating_rows_sql(), rating_params, RATING_COLUMNS, progress
-            )
-            written[f"ratings_{fmt}"] = path
-    row_counts.update(_split_counts(sql_params))
-    card = directory / "README.md"
-    card.write_text(dataset_card(params, row_counts, sql_params), encoding="utf-8")
-    written["card"] = card
-    return written, row_counts
-
-
-def write_csv(path: Path, sql: str, params: dict, columns, progress=None) -> int:
-    """COPY straight from Postgres into the file: constant memory, Postgres' own CSV."""
-    with connection.cursor() as cursor, path.open("wb") as out:
-        raw = cursor.cursor  # the psycopg cursor; COPY has no Django wrapper
-        with raw.copy(f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)", params) as copy:
-            for chunk in copy:
-                out.write(chunk)
-        rows = raw.rowcount  # from the server's "COPY n"
-    if progress:
-        progress(path.name, rows)
-    return rows
-
-
-def write_jsonl(path: Path, sql: str, params: dict, columns, progress=None) -> int:
-    """One JSON object per line, built by Postgres (``row_to_json``) and COPYed out.
-
-    CSV format with a quote and a delimiter that JSON text never contains (Postgres escapes
-    control characters in JSON) passes each line through untouched; text format would double
-    every backslash.
-    """
-    copy_sql = (
-        f"COPY (SELECT row_to_json(q)::text FROM ({sql}) q) TO STDOUT "
-        "WITH (FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')"
-    )
-    with connection.cursor() as cursor, path.open("wb") as out:
-        raw = cursor.cursor
-        with raw.copy(copy_sql, params) as copy:
-            for chunk in copy:
-                out.write(chunk)
-        rows = raw.rowcount
-    if progress:
-        progress(path.name, rows)
-    return rows
-
-
-def write_parquet(path: Path, sql: str, params: dict, columns, progress=None) -> int:
-    """Parquet with an explicit schema: Postgres COPYs CSV to a scratch file, and pyarrow's
-    streaming CSV reader turns it into one row group per block (constant memory, no per-row
-    Python)."""
-    schema = pa.schema([(name, type_) for name, type_, _expr in columns])
-    rows = 0
-    with tempfile.TemporaryDirectory(prefix="labelhub-parquet-") as tmp:
-        scratch = Path(tmp) / "rows.csv"
-        write_csv(scratch, sql, params, columns)
-        reader = pa_csv.open_csv(
-            scratch,
-            read_options=pa_csv.ReadOptions(block_size=PARQUET_BLOCK_BYTES),
-            parse_options=pa_csv.ParseOptions(newlines_in_values=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={field.name: field.type for field in schema},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
-            ),
-        )
-        with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-            for batch in reader:
-                writer.write_batch(batch.select(schema.names).cast(schema))
-                rows += batch.num_rows
-                if progress:
-                    progress(path.name, batch.num_rows)
-            if rows == 0:
-                writer.write_table(schema.empty_table())
-    return rows
-
-
-_WRITERS = {"csv": write_csv, "jsonl": write_jsonl, "parquet": write_parquet}
-
-
-def dataset_card(params: ExportParams, row_counts: dict[str, int], sql_params: dict) -> str:
-    """A short README.md for the snapshot; deterministic (no ids, no timestamps)."""
-    dims = "\n".join(
-        f"- `{k}_mean`, `{k}_std`, `{k}_count`: mean, population std and count of 1-5 ratings"
-        for k in DIMENSION_KEYS
-    )
-    rounds = ", ".join(
-        f"{rid} ({name})"
-        for rid, name in Round.objects.filter(id__in=params.round_ids)
-        .order_by("id")
-        .values_list("id", "name")
-    )
-    ratings = (
-        "`ratings.*`: one row per current rating (six integer scores, seconds spent); annotator ids "
-        "are pseudonymised with a keyed hash.\n"
-        if params.include_ratings
-        else ""
-    )
-    return f"""# LabelHub label snapshot
-
-Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), aggregated per clip.
-
-- Rounds: {rounds or "none"}
-- Clips: {row_counts.get("clips", 0)} (train {row_counts.get("train", 0)}, test {row_counts.get("test", 0)})
-- Test fraction requested: {params.test_fraction}; seed: {params.seed}
-- Split rule: {SPLIT_RULE}. No condition image and no prompt appears in both splits.
-- Only clips with at least one current rating are included; clips pulled as broken are left out.
-
-## Files
-
-`labels.jsonl`, `labels.csv`, `labels.parquet`: the same rows, ordered by `clip_id`.
-{ratings}
-## Columns
-
-- `clip_id`, `round_id`, `round`, `condition_id`
-- `video` (browser MP4), `original`, `condition_image`, `character_reference`: storage names
-- `prompt`, `source_kind` (ground_truth / external / policy), `source_name`
-- `split` (train / test), `group` (connected component of shared images and prompts)
-{dims}
-- `overall`: mean of the six means; `rating_count`: ratings behind the label
-
-## Loading
-
-```python
-import datasets, pandas
-ds = datasets.load_dataset("parquet", data_files="labels.parquet")["train"]
-test = ds.filter(lambda row: row["split"] == "test")
-df = pandas.read_parquet("labels.parquet")
-```
-"""
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers
-
-
-def _split_counts(sql_params: dict) -> dict[str, int]:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT p.split, count(*) "
-            + _CLIP_FILTER.replace("WHERE", _PLACEMENT_JOIN + " WHERE", 1)
-            + " GROUP BY p.split",
-            sql_params,
-        )
-        counts = dict(cursor.fetchall())
-    return {"train": counts.get("train", 0), "test": counts.get("test", 0)}
-
-
-def _count_rows(sql: str, params: dict) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT count(*) FROM ({sql}) q", params)
-        return cursor.fetchone()[0]
-
-
-class _server_cursor:
-    """A named (server-side) cursor, so a fetch brings FETCH_ROWS rows, never all of them."""
-
-    def __enter__(self):
-        self._wrapper = connection.chunked_cursor()
-        return self._wrapper
-
-    def __exit__(self, *exc) -> None:
-        self._wrapper.close()
 
 
 class _consistent_read:
@@ -471,31 +206,3 @@ class _consistent_read:
 
     def __exit__(self, *exc):
         return self._atomic.__exit__(*exc)
-
-
-def _pseudonym_salt(params: ExportParams) -> str:
-    # Keyed by the secret key so pseudonyms cannot be reversed by hashing known ids.
-    return hmac.new(
-        settings.SECRET_KEY.encode(), b"labelhub-export-annotator", "sha256"
-    ).hexdigest()[:32]
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _base_name(name: str) -> str:
-    return name.rsplit("/", 1)[-1]
-
-
-def iter_label_rows_sql(params: ExportParams) -> Iterator[tuple]:
-    """Stream label rows as tuples (used by the bench's baseline and by tests)."""
-    sql_params = compute_placements(params)
-    with _server_cursor() as cursor:
-        cursor.execute(label_rows_sql(), sql_params)
-        while batch := cursor.fetchmany(FETCH_ROWS):
-            yield from batch
