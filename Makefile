@@ -59,9 +59,10 @@ worker-gpu: ## run a Celery worker for the 'gpu' queue in the foreground (one ta
 test: ## run the whole test suite (real Postgres, Redis, ffmpeg, Chromium); ARGS="-k x" for pytest
 	scripts/test.sh $(ARGS)
 
-lint: ## ruff lint + format check
+lint: ## ruff lint + format check + the architecture contract (import-linter, pyproject.toml)
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
+	.venv/bin/lint-imports
 
 format: ## ruff format + autofix
 	.venv/bin/ruff format .

@@ -129,6 +129,11 @@ def claim_run(run_id: int) -> TrainingRun | None:
     with transaction.atomic():
         run = _locked(run_id)
         if run.status == Status.RUNNING:
+            # The broker redelivers unacked messages after its visibility timeout (minutes), also
+            # while the first worker still runs the job: a fresh heartbeat means in progress.
+            stale_before = timezone.now() - timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
+            if run.heartbeat_at and run.heartbeat_at >= stale_before:
+                return None
             _fail(run, "worker lost mid-run (redelivered task); resume from the last checkpoint")
             return None
         if run.status != Status.QUEUED:

@@ -9,8 +9,9 @@ from django.db import transaction
 
 from annotation.models import Clip, ExportSnapshot
 from annotation.selectors.exports import iter_snapshot_rows
+from labelhub.devices import pick_device, pick_dtype
 from labelhub.dimensions import DIMENSION_KEYS
-from labelhub.ml import Progress, no_progress, pick_device, pick_dtype
+from labelhub.ml import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path
 from runs.models import TrainingRun
 from scoring.anime_reward.config import RewardTrainConfig

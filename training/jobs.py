@@ -14,7 +14,8 @@ from django.conf import settings
 
 from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
 from annotation.services.ingest import import_generated_clips
-from labelhub.ml import Progress, pick_device, pick_dtype
+from labelhub.devices import pick_device, pick_dtype
+from labelhub.ml import Progress
 from labelhub.storage import local_path, run_dir
 from runs.models import TrainingRun
 from runs.services import record_artifacts, save_checkpoint_path

@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 
+from labelhub.devices import pick_device
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
-from labelhub.ml import Progress, pick_device
+from labelhub.ml import Progress
 
 from .config import RewardTrainConfig, get_preset
 from .evaluate import evaluate_rewards
 from .frames import ClipSpec, DecodedClip, collate, iter_decoded_batches
-from .models import AnimeReward, Features
+from .models import AnimeReward, CharacterCrops, Features
 
 
 @dataclass
@@ -42,6 +43,7 @@ class RewardItem:
     group: str = ""
     condition_id: int | str | None = None
     character_reference_path: str = ""
+    character_id: int | str | None = None  # key into the character gallery passed to training
 
     def __post_init__(self):
         if self.split not in ("train", "test"):
@@ -60,6 +62,7 @@ class RewardItem:
             self.condition_image_path,
             self.prompt,
             self.character_reference_path,
+            self.character_id,
         )
 
     def targets(self) -> dict[str, float]:
@@ -98,8 +101,12 @@ def train_reward(
     config: RewardTrainConfig,
     output_dir: str | Path,
     on_progress: Progress | None = None,
+    *,
+    gallery: dict | None = None,
 ) -> TrainResult:
-    """Train heads (optionally encoders) per dimension, evaluate on the test split, save checkpoints."""
+    """Train heads (and, per dimension, encoders) on the train split, evaluate on the test split,
+    save checkpoints. ``gallery``: character id -> reference image paths, for items that carry a
+    ``character_id`` (character consistency compares the tracked crops with that character)."""
     started = time.monotonic()
     report = on_progress or (lambda step, total, metrics, message: None)
     torch.manual_seed(config.seed)
@@ -111,14 +118,23 @@ def train_reward(
         mixed_precision = "bf16" if device == "cuda" else "no"
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)
     preset = get_preset(config.preset)
+    finetuned = config.finetuned_dimensions()
+    checkpointing = (
+        config.gradient_checkpointing
+        if config.gradient_checkpointing is not None
+        else device == "cuda"
+    )
+    missing = {
+        str(i.character_id)
+        for i in items
+        if i.character_id is not None and str(i.character_id) not in {str(c) for c in gallery or {}}
+    }
+    if missing:
+        raise ValueError(f"items name characters that are not in the gallery: {sorted(missing)}")
 
     # --- model -------------------------------------------------------------------------------
     # Frozen encoders run in bf16 on the GPU; fine-tuned copies keep fp32 weights under autocast.
-    encoder_dtype = (
-        torch.bfloat16
-        if mixed_precision == "bf16" and not config.finetune_encoders
-        else torch.float32
-    )
+    encoder_dtype = torch.bfloat16 if mixed_precision == "bf16" else torch.float32
     model = AnimeReward.from_preset(
         config.preset,
         sources=config.encoder_sources or None,
@@ -126,7 +142,10 @@ def train_reward(
         dtype=encoder_dtype,
         head_hidden=config.head_hidden,
         dropout=config.dropout,
+        keyframes=config.keyframes,
+        gallery=gallery,
     )
+    character = model.dimensions["character_consistency"]
 
     # --- features: decode each clip once, run the frozen encoders once --------------------------
     encode_batches = -(-len(items) // config.encode_batch_size)
@@ -136,10 +155,11 @@ def train_reward(
     }
     total = encode_batches + sum(train_steps.values())
     step = 0
-    cached: dict[str, dict] = {
-        key: {} for key in DIMENSION_KEYS
-    }  # key -> clip_id -> (values, mask)
-    decoded_clips: dict = {}  # clip_id -> DecodedClip, kept only when fine-tuning
+    cached: dict[str, dict] = {key: {} for key in DIMENSION_KEYS}  # key -> clip_id -> features
+    decoded_clips: dict = {}  # clip_id -> DecodedClip, kept only when an encoder is fine-tuned
+    character_crops: dict = {}  # clip_id -> CharacterCrops, kept when BLIP is fine-tuned
+    keep_decoded = any(key != character.key for key in finetuned)
+    keep_crops = character.key in finetuned
     skipped: dict = {}
     report(step, total, {}, f"encoding {len(items)} clips with the {config.preset} encoders")
     by_id = {item.clip_id: item for item in items}
@@ -152,15 +172,24 @@ def train_reward(
         skipped.update(batch.errors)
         if batch.inputs is not None:
             with torch.no_grad(), accelerator.autocast():
-                features = model.features(batch.inputs)
+                memo: dict = {}
+                features = {
+                    key: dim.features(batch.inputs, memo)
+                    for key, dim in model.dimensions.items()
+                    if key != character.key
+                }
+                crops = character.track(batch.inputs)
+                features[character.key] = character.features_from_crops(crops)
             for key, (values, mask) in features.items():
                 for row, spec in enumerate(batch.specs):
                     cached[key][spec.clip_id] = (
                         values[row : row + 1].float().cpu(),
                         mask[row : row + 1].cpu(),
                     )
-            if config.finetune_encoders:
-                for row, spec in enumerate(batch.specs):
+            for row, spec in enumerate(batch.specs):
+                if keep_crops:
+                    character_crops[spec.clip_id] = crops.select([row])
+                if keep_decoded:
                     decoded_clips[spec.clip_id] = DecodedClip(
                         batch.inputs.frames[row][batch.inputs.frame_mask[row]],
                         batch.inputs.condition[row],
@@ -176,26 +205,34 @@ def train_reward(
     if len(train_ids) < 2:
         raise ValueError(f"need at least 2 decodable training clips, have {len(train_ids)}")
 
+    def live_features(dimension, ids: list) -> Features:
+        """Features through the dimension's own (trainable) encoders."""
+        if dimension.key == character.key:
+            return dimension.features_from_crops(
+                CharacterCrops.cat([character_crops[i] for i in ids])
+            )
+        inputs = collate(
+            [decoded_clips[i] for i in ids],
+            [by_id[i].prompt for i in ids],
+            [by_id[i].character_id for i in ids],
+        )
+        return dimension.features(inputs, {})
+
     # --- training: one loop per dimension ------------------------------------------------------
     losses: dict[str, list[float]] = {}
     generator = torch.Generator().manual_seed(config.seed)
     for key in config.dimensions:
         dimension = model.dimensions[key]
-        finetune = config.finetune_encoders and dimension.finetunable
+        finetune = key in finetuned
         if finetune:
-            dimension.unshare_encoders()
+            dimension.unshare_encoders(
+                frozen_layers=config.encoder_frozen_layers, gradient_checkpointing=checkpointing
+            )
         dimension.head.fit_normalizer(*stack_features([cached[key][i] for i in train_ids]))
         param_groups = [{"params": list(dimension.head.parameters()), "lr": config.learning_rate}]
         if finetune:
             param_groups.append(
-                {
-                    "params": [
-                        p
-                        for name in dimension.encoder_names
-                        for p in getattr(dimension, name).parameters()
-                    ],
-                    "lr": config.encoder_learning_rate,
-                }
+                {"params": dimension.encoder_parameters(), "lr": config.encoder_learning_rate}
             )
         optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
@@ -209,17 +246,18 @@ def train_reward(
                 batch_ids = [train_ids[r] for r in rows]
                 with accelerator.autocast():
                     if finetune:
-                        inputs = collate(
-                            [decoded_clips[i] for i in batch_ids],
-                            [by_id[i].prompt for i in batch_ids],
-                        )
-                        values, mask = dimension.features(inputs, {})
+                        values, mask = live_features(dimension, batch_ids)
                     else:
                         values, mask = stack_features([cached[key][i] for i in batch_ids])
                     predicted = dimension.reward(
                         values.to(accelerator.device), mask.to(accelerator.device)
                     )
                     loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
+                    if finetune and key == character.key and config.contrastive_weight:
+                        contrastive = character.contrastive_loss(
+                            CharacterCrops.cat([character_crops[i] for i in batch_ids])
+                        )
+                        loss = loss + config.contrastive_weight * contrastive
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()
@@ -235,14 +273,18 @@ def train_reward(
             )
         dimension.eval()
         if finetune:
-            for name in dimension.encoder_names:
+            for name in dimension.tuned_encoder_names:
                 getattr(dimension, name).requires_grad_(False)
             # Fine-tuned encoders change the features: recompute them for evaluation.
-            for clip_id in test_ids:
-                inputs = collate([decoded_clips[clip_id]], [by_id[clip_id].prompt])
+            for start in range(0, len(test_ids), config.encode_batch_size):
+                ids = test_ids[start : start + config.encode_batch_size]
                 with torch.no_grad(), accelerator.autocast():
-                    values, mask = dimension.features(inputs, {})
-                cached[key][clip_id] = (values.float().cpu(), mask.cpu())
+                    values, mask = live_features(dimension, ids)
+                for row, clip_id in enumerate(ids):
+                    cached[key][clip_id] = (
+                        values[row : row + 1].float().cpu(),
+                        mask[row : row + 1].cpu(),
+                    )
 
     # --- evaluation on the held-out split ------------------------------------------------------
     evaluation, metrics = [], {}
@@ -284,6 +326,7 @@ def train_reward(
     output_dir = Path(output_dir)
     train_config = asdict(config)
     train_config["dimensions"] = list(config.dimensions)
+    train_config["finetuned_dimensions"] = list(finetuned)
     model.save(
         output_dir,
         extra_config={"train_config": train_config, "trained_dimensions": list(config.dimensions)},

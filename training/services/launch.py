@@ -186,9 +186,7 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
         if max_steps is not None:
             params["trainer"]["max_steps"] = max_steps
             TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
-        return runs.launch(
-            kind=old.kind, params=params, created_by=created_by, resumed_from=old
-        )
+        return runs.launch(kind=old.kind, params=params, created_by=created_by, resumed_from=old)
 
 
 TRAINER_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig) if f.name in TRAINER_FIELDS}
