@@ -3,47 +3,17 @@ predicted-vs-human scatter plot per dimension (inline SVG drawn here, no JavaScr
 
 from __future__ import annotations
 
-from html import escape
-
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
 from annotation.models import ExportSnapshot, Round
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
+from labelhub.svg import scatter_svg
 from scoring import selectors, services
 from scoring.models import RewardModel
 
 lead_required = role_required(LEAD)
-
-
-def scatter_svg(points: list[tuple[float, float]], *, title: str, size: int = 240) -> str:
-    """Predicted (y) against human (x) reward, both in [0, 1], with the y = x line."""
-    pad = 30
-    inner = size - 2 * pad
-
-    def xy(human: float, predicted: float) -> tuple[float, float]:
-        return pad + inner * human, pad + inner * (1 - predicted)
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
-        f'aria-label="{escape(title)}: predicted vs human" class="scatter">',
-        f'<rect x="{pad}" y="{pad}" width="{inner}" height="{inner}" fill="none" stroke="#a0aec0"/>',
-        f'<line x1="{pad}" y1="{pad + inner}" x2="{pad + inner}" y2="{pad}" stroke="#cbd5e0" stroke-dasharray="4 3"/>',
-        f'<text x="{size / 2}" y="{size - 6}" font-size="11" text-anchor="middle">human</text>',
-        f'<text x="10" y="{size / 2}" font-size="11" text-anchor="middle" '
-        f'transform="rotate(-90 10 {size / 2})">predicted</text>',
-        f'<text x="{pad}" y="{pad - 8}" font-size="12" font-weight="bold">{escape(title)}</text>',
-    ]
-    for human, predicted in points:
-        x, y = xy(min(max(human, 0), 1), min(max(predicted, 0), 1))
-        parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="#2b6cb0" fill-opacity="0.6">'
-            f"<title>human {human:.2f}, predicted {predicted:.2f}</title></circle>"
-        )
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _format(value) -> str:
@@ -105,7 +75,7 @@ def reward_model_page(request, reward_model_id: int):
     reward_model = get_object_or_404(RewardModel.objects.select_related("run"), pk=reward_model_id)
     dimensions = selectors.reward_model_evaluation(reward_model)
     for dimension in dimensions:
-        dimension.svg = mark_safe(scatter_svg(dimension.points, title=dimension.name))  # noqa: S308 (escaped above)
+        dimension.svg = scatter_svg(dimension.points, title=dimension.name)
         dimension.metric_values = [
             _format(dimension.metrics.get(name)) for name in selectors.METRIC_NAMES
         ]

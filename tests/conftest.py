@@ -6,7 +6,10 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
+from annotation.models import Clip, Round
+from annotation.services.ingest import import_rows
 from labelhub.roles import ROLES
+from training.alignment.toy import synthetic_conditions
 
 
 def make_user(username: str, *roles: str) -> User:
@@ -97,3 +100,24 @@ def isolated_media(settings, tmp_path_factory):
         },
     }
     return media_root
+
+
+@pytest.fixture
+def seed_round(db, tmp_path, admin_user, video_factory, django_capture_on_commit_callbacks):
+    """Four conditions (first frame + prompt) imported with ground-truth clips."""
+    Round.objects.create(name="seed")
+    conditions = synthetic_conditions(tmp_path / "conditions", count=4, seed=0)
+    rows = [
+        {
+            "video": str(video_factory(seconds=1.0 + 0.125 * i, fps=8, size="32x32")),
+            "prompt": c.prompt,
+            "first_frame": c.first_frame,
+            "round": "seed",
+            "source": "ground_truth",
+        }
+        for i, c in enumerate(conditions)
+    ]
+    with django_capture_on_commit_callbacks(execute=True):
+        import_rows(rows=rows, created_by=admin_user, manifest_name="seed.jsonl")
+    assert Clip.objects.filter(round__name="seed", status=Clip.Status.READY).count() == 4
+    return Round.objects.get(name="seed")

@@ -10,16 +10,15 @@ from django.utils import timezone
 
 from annotation.models import ImportRow
 from annotation.services.ingest import import_manifest_file
+from runs.models import TrainingRun
+from runs.services import fail_stale_runs
 from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
-from tests.test_training_runs import seed_round  # noqa: F401  (fixture)
 from tests.workers import celery_worker
+from training.alignment.toy import mean_brightness
 from training.models import PolicyCheckpoint
-from runs.models import TrainingRun
 from training.services import launch
 from training.services.pairs import build_round_pairs
-from runs.services import fail_stale_runs
-from training.alignment.toy import mean_brightness
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

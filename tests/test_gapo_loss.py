@@ -162,5 +162,24 @@ def test_bad_arguments_raise_clear_errors():
         loss_of([0.1], [0.1], [0.1], [0.1], [1.0], [0.0], loss_type="sft")
 
 
-def test_log2_constant():
-    assert math.log(2) == pytest.approx(LOG2)
+def test_gradient_at_the_reference_is_a_quarter_beta_times_the_gap():
+    # At policy == reference, inside = 0: d(-log sigmoid(inside))/d inside = -(1 - 1/2) = -1/2 and
+    # d inside / d policy_winner_mse = -beta/2, so d loss / d policy_winner_mse = gap * beta / 4;
+    # r_w = 1, r_l = 0, alpha = 2 give gap = 1: 5000 / 4 = 1250 (and -1250 for the loser).
+    winner = t(0.3).requires_grad_()
+    loser = t(0.6).requires_grad_()
+    out = preference_loss(
+        policy_winner_mse=winner,
+        policy_loser_mse=loser,
+        reference_winner_mse=t(0.3),
+        reference_loser_mse=t(0.6),
+        winner_reward=t(1.0),
+        loser_reward=t(0.0),
+        beta=5000.0,
+        alpha=2.0,
+    )
+    out.loss.backward()
+    assert out.loss.item() == pytest.approx(math.log(2), abs=1e-12)
+    assert winner.grad.item() == pytest.approx(1250.0) and loser.grad.item() == pytest.approx(
+        -1250.0
+    )

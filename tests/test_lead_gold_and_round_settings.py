@@ -91,7 +91,16 @@ def test_bad_gold_scores_are_refused_with_a_message_and_nothing_saved(
 
 def test_bad_gold_scores_on_a_plain_clip_save_nothing(clip, client, lead):
     client.force_login(lead)
-    client.post(f"/lead/clips/{clip.pk}/gold/", _gold_form(3, visual_smoothness="6"))
+    response = client.post(
+        f"/lead/clips/{clip.pk}/gold/", _gold_form(3, visual_smoothness="6"), follow=True
+    )
+    assert (
+        response.status_code == 200 and response.redirect_chain[-1][0] == f"/lead/clips/{clip.pk}/"
+    )
+    (message,) = _messages(response)
+    assert message.startswith("Gold reference not saved: visual_smoothness must be a whole")
+    assert message.endswith("got 6")
+    assert "Not a gold clip" in response.content.decode()
     assert not GoldReference.objects.exists()
 
 

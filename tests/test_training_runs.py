@@ -8,13 +8,12 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation.models import Clip, Round
-from annotation.services.ingest import import_rows
-from scoring.models import ClipScore, RewardModel
-from training.models import PolicyCheckpoint, PreferencePair
 from runs.models import TrainingRun
+from scoring.models import ClipScore, RewardModel
+from training.alignment.toy import mean_brightness
+from training.models import PolicyCheckpoint, PreferencePair
 from training.services import launch
 from training.services.pairs import export_pairs_jsonl
-from training.alignment.toy import mean_brightness, synthetic_conditions
 
 K = 3
 
@@ -25,27 +24,6 @@ def run_now(captured, *, kind, params, user):
     run.refresh_from_db()
     assert run.status == TrainingRun.Status.SUCCEEDED, run.error
     return run
-
-
-@pytest.fixture
-def seed_round(db, tmp_path, admin_user, video_factory, django_capture_on_commit_callbacks):
-    """Four conditions (first frame + prompt) imported with ground-truth clips."""
-    Round.objects.create(name="seed")
-    conditions = synthetic_conditions(tmp_path / "conditions", count=4, seed=0)
-    rows = [
-        {
-            "video": str(video_factory(seconds=1.0 + 0.125 * i, fps=8, size="32x32")),
-            "prompt": c.prompt,
-            "first_frame": c.first_frame,
-            "round": "seed",
-            "source": "ground_truth",
-        }
-        for i, c in enumerate(conditions)
-    ]
-    with django_capture_on_commit_callbacks(execute=True):
-        import_rows(rows=rows, created_by=admin_user, manifest_name="seed.jsonl")
-    assert Clip.objects.filter(round__name="seed", status=Clip.Status.READY).count() == 4
-    return Round.objects.get(name="seed")
 
 
 def score_round(round_, reward_model):
