@@ -1,9 +1,10 @@
-"""Lead tools and pairwise judging (issue 5); included from annotation/urls.py."""
+"""Lead tools and pairwise judging; included from annotation/urls.py."""
 
 from django.urls import path
 
 from annotation.api import lead as api
 from annotation.views import lead as views
+from annotation.views import team as team_views
 from annotation.views.pairwise import judge_page
 
 urlpatterns = [
@@ -15,7 +16,14 @@ urlpatterns = [
         views.clip_gold_remove,
         name="lead_clip_gold_remove",
     ),
+    path("lead/clips/<int:clip_id>/restore/", views.clip_restore, name="lead_clip_restore"),
     path("lead/rounds/<int:round_id>/", views.round_settings_page, name="lead_round"),
+    path("lead/team/", team_views.team_page, name="lead_team"),
+    path("lead/team/new/", team_views.team_create, name="lead_team_create"),
+    path("lead/team/<int:user_id>/", team_views.team_member_update, name="lead_team_member"),
+    path(
+        "lead/rounds/<int:round_id>/team/", team_views.round_team_update, name="lead_round_team"
+    ),
     path("lead/exports/", views.exports_page, name="lead_exports"),
     path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),

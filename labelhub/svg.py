@@ -118,3 +118,80 @@ def scatter_svg(points: list[tuple[float, float]], *, title: str, size: int = 24
         )
     parts.append("</svg>")
     return mark_safe("".join(parts))
+
+
+def rounds_svg(
+    rounds: list[str],
+    series: dict[str, list[dict]],
+    *,
+    title: str,
+    low: float,
+    high: float,
+    reference: float | None = None,
+    width: int = 320,
+    height: int = 170,
+) -> str:
+    """Values across rounds: x = round (in order), one coloured line per series; each point is
+    ``{"x": round index, "y": value, "title": hover text, "href": link, "low"/"high": optional
+    interval drawn as a bar}``. ``reference`` draws a dashed level (e.g. a 0.5 win rate)."""
+    pad_l, pad_r, pad_t, pad_b = 34, 10, 22, 34
+    inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
+    step = inner_w / max(1, len(rounds) - 1) if len(rounds) > 1 else 0
+
+    def px(index: float) -> float:
+        return pad_l + (index * step if len(rounds) > 1 else inner_w / 2)
+
+    def py(value: float) -> float:
+        value = min(max(value, low), high)
+        return pad_t + inner_h * (1 - (value - low) / (high - low))
+
+    parts = [
+        f'<text x="{pad_l}" y="14" font-size="12" font-weight="bold">{escape(title)}</text>',
+        f'<rect x="{pad_l}" y="{pad_t}" width="{inner_w}" height="{inner_h}" fill="none" '
+        'stroke="#cbd5e0"/>',
+        f'<text x="2" y="{pad_t + 9}" font-size="10">{high:g}</text>',
+        f'<text x="2" y="{pad_t + inner_h}" font-size="10">{low:g}</text>',
+    ]
+    if reference is not None:
+        y = py(reference)
+        parts.append(
+            f'<line x1="{pad_l}" y1="{y:.1f}" x2="{pad_l + inner_w}" y2="{y:.1f}" '
+            'stroke="#a0aec0" stroke-dasharray="4 3"/>'
+        )
+    for index, name in enumerate(rounds):
+        parts.append(
+            f'<text x="{px(index):.1f}" y="{height - 18}" font-size="10" text-anchor="middle">'
+            f"{escape(name[:14])}</text>"
+        )
+    for s, (name, points) in enumerate(series.items()):
+        colour = PALETTE[s % len(PALETTE)]
+        shown = [p for p in points if p.get("y") is not None]
+        if len(shown) > 1:
+            path = " ".join(
+                f"{'M' if i == 0 else 'L'}{px(p['x']):.1f},{py(p['y']):.1f}"
+                for i, p in enumerate(shown)
+            )
+            parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="1.5"/>')
+        for p in shown:
+            x, y, value = px(p["x"]), py(p["y"]), p["y"]
+            mark = []
+            if p.get("low") is not None and p.get("high") is not None:
+                mark.append(
+                    f'<line x1="{x:.1f}" y1="{py(p["low"]):.1f}" x2="{x:.1f}" '
+                    f'y2="{py(p["high"]):.1f}" stroke="{colour}" stroke-width="2" '
+                    'stroke-opacity="0.5"/>'
+                )
+            mark.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{colour}">'
+                f"<title>{escape(p.get('title') or f'{name}: {value:.3f}')}</title></circle>"
+            )
+            body = "".join(mark)
+            if p.get("href"):
+                body = f'<a href="{escape(p["href"])}">{body}</a>'
+            parts.append(body)
+        legend_x = pad_l + (s % 3) * (inner_w / 3)  # three legend entries fit under the plot
+        parts.append(
+            f'<text x="{legend_x:.1f}" y="{height - 4}" font-size="10" fill="{colour}">'
+            f"● {escape(name[:18])}</text>"
+        )
+    return _svg(width, height, "".join(parts), title)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from django.core.exceptions import ObjectDoesNotExist
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labelhub.api import JSONObjectField, errors, id_field
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAdmin, IsLead
 from scoring import selectors, services
@@ -30,22 +32,44 @@ class RewardModelSerializer(serializers.ModelSerializer):
         ]
 
 
+class RewardModelDetailSerializer(RewardModelSerializer):
+    class Meta(RewardModelSerializer.Meta):
+        fields = [*RewardModelSerializer.Meta.fields, "evaluation"]
+
+
+class RewardModelListSerializer(serializers.Serializer):
+    results = RewardModelSerializer(many=True)
+
+
 class ClipScoreSerializer(serializers.ModelSerializer):
     class Meta:
         model = ClipScore
         fields = ["clip", "reward_model", *DIMENSION_KEYS, "overall", "error", "created_at"]
 
 
+class ClipScoreListSerializer(serializers.Serializer):
+    results = ClipScoreSerializer(many=True)
+
+
+class ClipScoreQuery(serializers.Serializer):
+    round = id_field(required=False, help_text="only clips of this round")
+
+
 class TrainSerializer(serializers.Serializer):
-    snapshot_id = serializers.IntegerField()
+    snapshot_id = id_field()
     name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
-    config = serializers.DictField(required=False, default=dict)
+    config = JSONObjectField(required=False, default=dict, help_text="RewardTrainConfig fields")
 
 
 class ScoreSerializer(serializers.Serializer):
-    round_id = serializers.IntegerField(required=False)
-    clip_ids = serializers.ListField(child=serializers.IntegerField(), required=False)
+    round_id = id_field(required=False)
+    clip_ids = serializers.ListField(child=id_field(), required=False, max_length=100_000)
     batch_size = serializers.IntegerField(required=False, default=8, min_value=1, max_value=256)
+
+
+class LaunchedSerializer(serializers.Serializer):
+    run_id = serializers.IntegerField()
+    status = serializers.CharField()
 
 
 def _launched(run) -> Response:
@@ -55,6 +79,9 @@ def _launched(run) -> Response:
 class RewardModelListView(APIView):
     permission_classes = [IsLead]
 
+    @extend_schema(
+        operation_id="reward_models_list", responses={200: RewardModelListSerializer, **errors()}
+    )
     def get(self, request):
         return Response(
             {"results": RewardModelSerializer(selectors.list_reward_models(), many=True).data}
@@ -64,11 +91,10 @@ class RewardModelListView(APIView):
 class RewardModelDetailView(APIView):
     permission_classes = [IsLead]
 
+    @extend_schema(responses={200: RewardModelDetailSerializer, **errors(404)})
     def get(self, request, reward_model_id: int):
         reward_model = get_object_or_404(RewardModel, pk=reward_model_id)
-        return Response(
-            {**RewardModelSerializer(reward_model).data, "evaluation": reward_model.evaluation}
-        )
+        return Response(RewardModelDetailSerializer(reward_model).data)
 
 
 class TrainRewardView(APIView):
@@ -76,6 +102,7 @@ class TrainRewardView(APIView):
 
     permission_classes = [IsAdmin]
 
+    @extend_schema(request=TrainSerializer, responses={202: LaunchedSerializer, **errors(400)})
     def post(self, request):
         data = TrainSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -91,6 +118,7 @@ class ScoreClipsView(APIView):
 
     permission_classes = [IsAdmin]
 
+    @extend_schema(request=ScoreSerializer, responses={202: LaunchedSerializer, **errors(400, 404)})
     def post(self, request, reward_model_id: int):
         get_object_or_404(RewardModel, pk=reward_model_id)
         data = ScoreSerializer(data=request.data)
@@ -113,11 +141,16 @@ class ClipScoreListView(APIView):
 
     permission_classes = [IsLead]
 
+    @extend_schema(
+        parameters=[ClipScoreQuery],
+        responses={200: ClipScoreListSerializer, **errors(400, 404)},
+    )
     def get(self, request, reward_model_id: int):
         get_object_or_404(RewardModel, pk=reward_model_id)
-        round_id = request.query_params.get("round")
+        # An empty ?round= means all rounds; anything else must be a round id (400 otherwise).
+        query = ClipScoreQuery(data={k: v for k, v in request.query_params.items() if v != ""})
+        query.is_valid(raise_exception=True)
         scores = selectors.clip_scores(
-            reward_model_id=reward_model_id,
-            round_id=int(round_id) if round_id and round_id.isdigit() else None,
+            reward_model_id=reward_model_id, round_id=query.validated_data.get("round")
         )
         return Response({"results": ClipScoreSerializer(scores, many=True).data})

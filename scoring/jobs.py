@@ -19,7 +19,7 @@ from scoring.anime_reward.frames import ClipSpec, iter_decoded_batches
 from scoring.anime_reward.models import AnimeReward
 from scoring.anime_reward.train import RewardItem, train_reward
 from scoring.models import ClipScore, RewardModel
-from scoring.services import encoder_sources
+from scoring.services import encoder_sources, update_queue_signals
 
 # --- training --------------------------------------------------------------------------------------
 
@@ -92,12 +92,15 @@ def scoring_job(run: TrainingRun, report: Progress) -> dict:
         clips = clips.filter(round_id=run.params["round_id"])
     else:
         clips = clips.filter(pk__in=run.params["clip_ids"])
-    return score_clips(
+    counts = score_clips(
         reward_model=RewardModel.objects.get(pk=run.params["reward_model_id"]),
         clip_ids=list(clips.values_list("pk", flat=True)),
         batch_size=run.params.get("batch_size", 8),
         on_progress=report,
     )
+    for round_id in clips.values_list("round_id", flat=True).distinct():
+        update_queue_signals(reward_model_id=run.params["reward_model_id"], round_id=round_id)
+    return counts
 
 
 def score_clips(

@@ -6,10 +6,20 @@ from dataclasses import dataclass
 
 from django.db.models import Count, Q, QuerySet
 
-from labelhub.dimensions import DIMENSIONS
+from annotation.models import ClipLabel, GoldReference
+from labelhub.dimensions import DIMENSIONS, score_to_unit
 from scoring.models import ClipScore, RewardModel
 
 METRIC_NAMES = ("pearson", "spearman", "kendall", "mae", "pairwise_accuracy", "pairs", "clips")
+METRIC_LABELS = {
+    "pearson": "Pearson r",
+    "spearman": "Spearman ρ",
+    "kendall": "Kendall τ",
+    "mae": "MAE",
+    "pairwise_accuracy": "Pairwise accuracy",
+    "pairs": "Pairs",
+    "clips": "Clips",
+}
 
 
 def list_reward_models() -> QuerySet[RewardModel]:
@@ -55,3 +65,67 @@ def clip_scores(*, reward_model_id: int, round_id: int | None = None) -> QuerySe
     if round_id is not None:
         scores = scores.filter(clip__round_id=round_id)
     return scores.order_by("clip_id")
+
+
+@dataclass
+class Disagreement:
+    clip_id: int
+    poster: str
+    human: float  # the human mean on [0, 1]
+    model: float  # AnimeReward's reward on [0, 1]
+    human_mean: float  # the human mean on 1-5
+    ratings: int
+    target: int
+    is_gold: bool
+
+    @property
+    def gap(self) -> float:
+        return abs(self.model - self.human)
+
+
+def latest_scoring_model(round_id: int) -> RewardModel | None:
+    """The newest reward model that scored clips of the round without error."""
+    return (
+        RewardModel.objects.filter(scores__clip__round_id=round_id, scores__error="")
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def model_disagreements(
+    *, round_id: int, reward_model: RewardModel | None = None, limit: int = 8
+) -> dict:
+    """Per dimension, the labelled clips where the reward model and the human mean differ most
+    (likely label errors or model blind spots), largest gap first."""
+    reward_model = reward_model or latest_scoring_model(round_id)
+    if reward_model is None:
+        return {"reward_model": None, "dimensions": []}
+    scores = {
+        s.clip_id: s
+        for s in ClipScore.objects.filter(
+            reward_model=reward_model, clip__round_id=round_id, error=""
+        ).select_related("clip")
+    }
+    labels = ClipLabel.objects.filter(clip_id__in=scores, count__gt=0)
+    gold = set(GoldReference.objects.filter(clip_id__in=scores).values_list("clip_id", flat=True))
+    dimensions = []
+    for dim in DIMENSIONS:
+        rows = []
+        for label in labels:
+            score = scores[label.clip_id]
+            mean = getattr(label, f"{dim.key}_mean")
+            rows.append(
+                Disagreement(
+                    clip_id=label.clip_id,
+                    poster=score.clip.poster.name,
+                    human=score_to_unit(mean),
+                    model=getattr(score, dim.key),
+                    human_mean=mean,
+                    ratings=score.clip.rating_count,
+                    target=score.clip.target_ratings,
+                    is_gold=label.clip_id in gold,
+                )
+            )
+        rows.sort(key=lambda row: (-row.gap, row.clip_id))
+        dimensions.append({"key": dim.key, "name": dim.name, "clips": rows[:limit]})
+    return {"reward_model": reward_model, "dimensions": dimensions}

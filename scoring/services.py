@@ -7,11 +7,12 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from annotation.models import ExportSnapshot
+from annotation.models import Clip, ClipLabel, ExportSnapshot
+from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring.anime_reward.config import RewardTrainConfig
-from scoring.models import RewardModel
+from scoring.models import ClipScore, RewardModel
 
 
 def encoder_sources() -> dict[str, str]:
@@ -72,3 +73,47 @@ def request_scoring(
     return runs.launch(
         kind=TrainingRun.Kind.SCORING, params=params, created_by=created_by, send=enqueue
     )
+
+
+def update_queue_signals(*, reward_model_id: int, round_id: int) -> int:
+    """Write the reward model's view of each clip of a round for the model-ordered queues.
+
+    - ``model_disagreement``: mean over the six dimensions of |model reward - human mean| (both
+      on [0, 1]); only clips with human labels.
+    - ``model_uncertainty``: 1 - the gap between the clip's overall reward and the nearest other
+      clip of the same condition: a near tie is where a preference pair could flip, so a human
+      rating there teaches the loop the most.
+    Returns how many clips got a value.
+    """
+    scores = {
+        row["clip_id"]: row
+        for row in ClipScore.objects.filter(
+            reward_model_id=reward_model_id, clip__round_id=round_id, overall__isnull=False
+        ).values("clip_id", "clip__condition_id", "overall", *DIMENSION_KEYS)
+    }
+    labels = {
+        row["clip_id"]: row
+        for row in ClipLabel.objects.filter(clip_id__in=scores, count__gt=0).values(
+            "clip_id", *(f"{key}_mean" for key in DIMENSION_KEYS)
+        )
+    }
+    by_condition: dict[int, list[float]] = {}
+    for row in scores.values():
+        by_condition.setdefault(row["clip__condition_id"], []).append(row["overall"])
+    clips = []
+    for clip_id, row in scores.items():
+        rivals = list(by_condition[row["clip__condition_id"]])
+        rivals.remove(row["overall"])
+        nearest = min((abs(row["overall"] - other) for other in rivals), default=1.0)
+        label = labels.get(clip_id)
+        disagreement = (
+            sum(abs(row[key] - score_to_unit(label[f"{key}_mean"])) for key in DIMENSION_KEYS)
+            / len(DIMENSION_KEYS)
+            if label
+            else None
+        )
+        clips.append(
+            Clip(pk=clip_id, model_uncertainty=1.0 - nearest, model_disagreement=disagreement)
+        )
+    Clip.objects.bulk_update(clips, ["model_uncertainty", "model_disagreement"], batch_size=1000)
+    return len(clips)

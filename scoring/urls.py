@@ -8,6 +8,8 @@ urlpatterns = [
     path("reward-models/<int:reward_model_id>/", views.reward_model_page, name="reward_model"),
     path("reward-models/launch/", views.launch_training_view, name="launch_training"),
     path("reward-models/score/", views.launch_scoring_view, name="launch_scoring"),
+    path("lead/qa/<int:round_id>/", views.qa_page, name="qa"),
+    path("lead/qa/<int:round_id>/act/", views.qa_action, name="qa_action"),
     path("api/reward-models/", api.RewardModelListView.as_view(), name="api_reward_models"),
     path("api/reward-models/train/", api.TrainRewardView.as_view(), name="api_train"),
     path(

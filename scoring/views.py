@@ -7,11 +7,15 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.models import ExportSnapshot, Round
+from annotation.models import Clip, ClipLabel, ExportSnapshot, Round
+from annotation.services.gold import GoldError, set_gold_reference
+from annotation.services.overlap import OverlapError, request_extra_rating
+from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
 from scoring.models import RewardModel
+from scoring.selectors import model_disagreements
 
 lead_required = role_required(LEAD)
 
@@ -86,5 +90,65 @@ def reward_model_page(request, reward_model_id: int):
             "reward_model": reward_model,
             "dimensions": dimensions,
             "metric_names": selectors.METRIC_NAMES,
+            "metric_labels": [selectors.METRIC_LABELS[name] for name in selectors.METRIC_NAMES],
         },
     )
+
+
+@lead_required
+def qa_page(request, round_id: int):
+    round_ = get_object_or_404(Round, pk=round_id)
+    return render(
+        request,
+        "scoring/qa.html",
+        {
+            "round": round_,
+            "qa": model_disagreements(round_id=round_.pk, limit=20),
+            "full_page": True,
+        },
+    )
+
+
+@lead_required
+@require_POST
+def qa_action(request, round_id: int):
+    """One more rating for a clip, or mark it gold with the rounded human means."""
+    round_ = get_object_or_404(Round, pk=round_id)
+    clip_id = request.POST.get("clip_id", "")
+    clip = Clip.objects.filter(
+        pk=int(clip_id) if clip_id.isascii() and clip_id.isdigit() else 0, round=round_
+    ).first()
+    if clip is None:
+        messages.error(request, f"No clip {clip_id!r} in {round_.name}.")
+        return _back(request, round_)
+    action = request.POST.get("action")
+    try:
+        if action == "extra_rating":
+            clip = request_extra_rating(clip_id=clip.pk)
+            messages.success(request, f"Clip {clip.pk} now needs {clip.target_ratings} ratings.")
+        elif action == "gold":
+            label = ClipLabel.objects.get(clip=clip)
+            scores = {key: int(round(getattr(label, f"{key}_mean"))) for key in DIMENSION_KEYS}
+            set_gold_reference(
+                clip_id=clip.pk,
+                scores=scores,
+                created_by=request.user,
+                note="from model-assisted QA",
+            )
+            messages.success(
+                request,
+                f"Clip {clip.pk} is a gold clip with the rounded human means; adjust them here.",
+            )
+            return redirect("annotation:lead_clip", clip_id=clip.pk)
+        else:
+            messages.error(request, f"Unknown action {action!r}.")
+    except (OverlapError, GoldError, ClipLabel.DoesNotExist) as error:
+        messages.error(request, f"Not done: {error}")
+    return _back(request, round_)
+
+
+def _back(request, round_: Round):
+    """Back where the form was: the QA page or the dashboard (never a URL the client names)."""
+    if request.POST.get("from") == "qa":
+        return redirect("scoring:qa", round_id=round_.pk)
+    return redirect(f"/lead/?round={round_.pk}")

@@ -30,7 +30,12 @@ BUSY_RETRY_SECONDS = 0.01
 
 
 class AssignmentError(Exception):
-    """The round cannot hand out clips (closed, unknown)."""
+    """The round cannot hand out clips to this annotator; ``http_status`` says why in HTTP
+    terms: 404 unknown round, 409 closed, 403 restricted to a team the annotator is not in."""
+
+    def __init__(self, message: str, http_status: int = 404):
+        super().__init__(message)
+        self.http_status = http_status
 
 
 def active_lease_count(clip_id: int, *, now, exclude_annotator_id: int | None = None) -> int:
@@ -49,11 +54,21 @@ def lease_next_clip(
     ``exclude`` lists clips the client already shows, to fetch the one after.
     """
     now = now or timezone.now()
-    round_ = Round.objects.filter(pk=round_id).first()
+    members = Round.annotators.through.objects.filter(round_id=OuterRef("pk"))
+    round_ = (
+        Round.objects.filter(pk=round_id)
+        .annotate(
+            restricted=Exists(members),
+            member=Exists(members.filter(user_id=annotator.pk)),
+        )
+        .first()
+    )
     if round_ is None:
         raise AssignmentError(f"round {round_id} does not exist")
     if round_.status != Round.Status.OPEN:
-        raise AssignmentError(f"round '{round_.name}' is closed")
+        raise AssignmentError(f"round '{round_.name}' is closed", 409)
+    if round_.restricted and not round_.member:
+        raise AssignmentError(f"round '{round_.name}' is open to a chosen team only", 403)
     exclude = [int(c) for c in exclude]
 
     # One query for every lease the annotator has in the round: active ones are shown again,
@@ -79,7 +94,7 @@ def lease_next_clip(
     with transaction.atomic():
         if expired:
             Lease.objects.filter(pk__in=expired, expires_at__lte=now).delete()
-        # Gold clips (issue 5) come from their own pool at the round's rate.
+        # Gold clips come from their own pool at the round's rate.
         gold_lease = lease_gold_clip_if_due(
             round_=round_, annotator=annotator, exclude=exclude, now=now, expires_at=expires_at
         )
@@ -88,13 +103,13 @@ def lease_next_clip(
         busy_retries = 0
         while True:
             candidates = list(
-                _candidates(round_id=round_id, annotator=annotator, exclude=exclude, now=now)
+                _candidates(round_=round_, annotator=annotator, exclude=exclude, now=now)
             )
             if not candidates:
                 # SKIP LOCKED hides clips another transaction holds for a moment (a submit or a
                 # lease in flight). Only say "nothing left" when no open clip exists even so.
                 still_open = _candidates(
-                    round_id=round_id, annotator=annotator, exclude=exclude, now=now, lock=False
+                    round_=round_, annotator=annotator, exclude=exclude, now=now, lock=False
                 ).exists()
                 if not still_open or busy_retries >= BUSY_RETRIES:
                     return None
@@ -113,7 +128,24 @@ def lease_next_clip(
                 exclude.append(clip.pk)
 
 
-def _candidates(*, round_id: int, annotator, exclude: list[int], now, lock: bool = True):
+# The round's queue order: closest to completion (fills clips up, the default), or what the
+# latest reward model is least sure of / disagrees with humans on most (scoring writes both).
+QUEUE_ORDERS = {
+    Round.QueueOrder.COMPLETION: ("-rating_count", "pk"),
+    Round.QueueOrder.UNCERTAINTY: (
+        F("model_uncertainty").desc(nulls_last=True),
+        "-rating_count",
+        "pk",
+    ),
+    Round.QueueOrder.DISAGREEMENT: (
+        F("model_disagreement").desc(nulls_last=True),
+        "-rating_count",
+        "pk",
+    ),
+}
+
+
+def _candidates(*, round_: Round, annotator, exclude: list[int], now, lock: bool = True):
     active_leases = (
         Lease.objects.filter(clip_id=OuterRef("pk"), expires_at__gt=now)
         .order_by()
@@ -126,14 +158,14 @@ def _candidates(*, round_id: int, annotator, exclude: list[int], now, lock: bool
     mine |= Q(Exists(Lease.objects.filter(clip_id=OuterRef("pk"), annotator=annotator)))
     clips = (
         Clip.objects.filter(
-            round_id=round_id, status=Clip.Status.READY, rating_count__lt=F("target_ratings")
+            round_id=round_.pk, status=Clip.Status.READY, rating_count__lt=F("target_ratings")
         )
         .exclude(pk__in=exclude)
         .exclude(mine)
         .exclude(is_gold_clip_filter())  # served only through annotation.services.gold
         .annotate(leased=Coalesce(Subquery(active_leases, output_field=IntegerField()), Value(0)))
         .filter(rating_count__lt=F("target_ratings") - F("leased"))
-        .order_by("-rating_count", "pk")
+        .order_by(*QUEUE_ORDERS[round_.queue_order])
     )
     if not lock:
         return clips

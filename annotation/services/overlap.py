@@ -7,6 +7,7 @@ target past the maximum, and a raised target is seen by the next lease under the
 
 from __future__ import annotations
 
+from django.db import transaction
 from django.db.models import F
 
 from annotation.models import Clip, ClipLabel, GoldReference
@@ -40,3 +41,24 @@ def raise_target_if_disagreeing(*, clip_id: int) -> bool:
         return False
     Clip.objects.filter(pk=clip_id).update(target_ratings=F("target_ratings") + 1)
     return True
+
+
+class OverlapError(Exception):
+    """A target that cannot be raised; the message says why."""
+
+
+def request_extra_rating(*, clip_id: int) -> Clip:
+    """One more rating for a clip a lead wants checked (model-assisted QA): its target goes up
+    by one, up to the round's ``max_ratings_per_clip``."""
+    with transaction.atomic():
+        clip = Clip.objects.select_for_update().select_related("round").filter(pk=clip_id).first()
+        if clip is None:
+            raise OverlapError(f"clip {clip_id} does not exist")
+        if clip.target_ratings >= clip.round.max_ratings_per_clip:
+            raise OverlapError(
+                f"clip {clip_id} already needs {clip.target_ratings} ratings, the round's maximum "
+                "(raise max ratings per clip in the round settings)"
+            )
+        clip.target_ratings += 1
+        clip.save(update_fields=["target_ratings"])
+        return clip

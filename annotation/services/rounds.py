@@ -23,6 +23,7 @@ EDITABLE_FIELDS = (
     "disagreement_std",
     "max_ratings_per_clip",
     "status",
+    "queue_order",
 )
 
 
@@ -130,6 +131,14 @@ def _status(value) -> str:
     return value
 
 
+def _queue_order(value) -> str:
+    if value not in Round.QueueOrder.values:
+        raise RoundSettingsError(
+            f"queue order must be one of {', '.join(Round.QueueOrder.values)}, got {value!r}"
+        )
+    return value
+
+
 _CHECKS = {
     "ratings_per_clip": lambda v: _whole("ratings per clip", v, RATINGS_MIN, RATINGS_MAX),
     "lease_minutes": lambda v: _whole("lease minutes", v, 1, LEASE_MINUTES_MAX),
@@ -137,4 +146,5 @@ _CHECKS = {
     "disagreement_std": _disagreement_std,
     "max_ratings_per_clip": lambda v: _whole("max ratings per clip", v, RATINGS_MIN, RATINGS_MAX),
     "status": _status,
+    "queue_order": _queue_order,
 }

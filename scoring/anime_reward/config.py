@@ -46,6 +46,9 @@ class RewardPreset:
     max_characters: int = 2  # GroundingDINO boxes kept per condition image
     box_threshold: float = 0.35
     head_hidden: int = 256
+    # smallest crop side (fraction of the frame) a detection or tracked mask gives; tiny's random
+    # detector boxes are arbitrary, so its crops are kept large enough to show the character
+    min_box_side: float = 1 / 8
     keyframes: int = 8  # frames the appeal model keeps (largest frame-to-frame change)
     # dimensions whose encoders are fine-tuned by default (RewardTrainConfig.finetune_encoders=None)
     finetune: tuple[str, ...] = ()
@@ -65,6 +68,7 @@ PRESETS: dict[str, RewardPreset] = {
         },
         head_hidden=64,
         keyframes=4,
+        min_box_side=0.5,
     ),
     # Each encoder at its native input size: frames are decoded at 1024 (SAM's input side), so
     # SAM is not fed an upscaled 384 and GroundingDINO gets its ~800 px short side.

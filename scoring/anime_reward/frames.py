@@ -90,6 +90,7 @@ class ClipSpec:
     condition_image_path: str
     prompt: str
     character_reference_path: str = ""
+    character_id: int | str | None = None  # key into the reward model's character gallery
 
 
 @dataclass
@@ -102,6 +103,11 @@ class RewardInputs:
     reference: torch.Tensor  # (B, 3, S, S) uint8; the condition image when there is no reference
     has_reference: torch.Tensor  # (B,) bool
     prompts: list[str]
+    character_ids: list | None = None  # per clip: gallery character id or None
+
+    def __post_init__(self):
+        if self.character_ids is None:
+            self.character_ids = [None] * len(self.prompts)
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -127,7 +133,11 @@ def decode_clip(
     return DecodedClip(frames, condition, reference)
 
 
-def collate(decoded: Sequence[DecodedClip], prompts: Sequence[str]) -> RewardInputs:
+def collate(
+    decoded: Sequence[DecodedClip],
+    prompts: Sequence[str],
+    character_ids: Sequence | None = None,
+) -> RewardInputs:
     """Stack decoded clips; short clips are padded by repeating their last frame."""
     length = max(d.frames.shape[0] for d in decoded)
     frames, masks = [], []
@@ -146,6 +156,7 @@ def collate(decoded: Sequence[DecodedClip], prompts: Sequence[str]) -> RewardInp
         ),
         has_reference=torch.tensor([d.reference is not None for d in decoded]),
         prompts=list(prompts),
+        character_ids=list(character_ids) if character_ids is not None else None,
     )
 
 
@@ -195,5 +206,9 @@ def iter_decoded_batches(
                 else:
                     ok_specs.append(spec)
                     decoded.append(result)
-            inputs = collate(decoded, [s.prompt for s in ok_specs]) if decoded else None
+            inputs = (
+                collate(decoded, [s.prompt for s in ok_specs], [s.character_id for s in ok_specs])
+                if decoded
+                else None
+            )
             yield DecodedBatch(ok_specs, inputs, errors)

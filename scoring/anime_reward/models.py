@@ -5,15 +5,23 @@ Each dimension model splits into ``features`` (the encoders: frozen by default, 
 cache them per clip) and ``head`` (the learned part). Features are ``(values, mask)`` with values
 of shape (B, L, F): L per-frame tokens (or one clip-level token) that the head scores and averages.
 
-    smoothness   CLIP vision per frame, with the change from the previous frame -> head, averaged
-    motion       X-CLIP: softmax over "large motion" vs "still" prompts (a sigmoid of the logit gap),
-                 plus a residual head on frame-to-frame change, zero at init (so untrained = METHOD)
-    appeal       CLIP vision on keyframes -> aesthetic head, averaged
+    smoothness   Idefics2 vision transformer (Mantis-8B-Idefics2's tower) per frame, with the change
+                 from the previous frame -> regression head, averaged over frames
+    motion       X-CLIP: cosine similarity of the video to the "large motion" and "still" prompts
+                 (times X-CLIP's logit scale), softmax over the two = a sigmoid of the gap, plus a
+                 residual head on frame-to-frame change, zero at init (so untrained = METHOD)
+    appeal       keyframes (largest frame-to-frame change, K per preset) -> CLIP vision ->
+                 aesthetic head, averaged
     text         CLIP vision (clip mean) + CLIP text (prompt) -> head on the pair
     image        CLIP vision on the condition image and each frame -> head on the pair, averaged
     character    GroundingDINO finds characters on the condition image ("character."), SAM tracks
-                 their masks through the frames (box of frame t-1's mask prompts frame t), BLIP
-                 embeds the masked crops; similarity to the reference -> small head
+                 their masks through the frames (box of frame t-1's mask prompts frame t, all
+                 frames of all clips in two batched passes), BLIP embeds the masked crops; cosine
+                 similarity to the clip's character in the character gallery (else to the
+                 reference image or the detected crop) -> small head
+
+Fine-tuning (``unshare_encoders``) gives a dimension its own trainable copy of its encoders, with
+optional freezing of the embeddings and the first N layers, and gradient checkpointing.
 
 Overall reward = mean of the six.
 """
@@ -22,11 +30,13 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 
 from labelhub.dimensions import DIMENSION_KEYS
@@ -41,6 +51,7 @@ MOTION_PROMPTS = (
 CHARACTER_PROMPT = "character."
 MIN_BOX_SIDE = 1 / 8  # of the frame; keeps a degenerate detection from cropping nothing
 REWARD_CONFIG = "reward_config.json"
+GALLERY_FILE = "character_gallery.safetensors"
 
 Features = tuple[torch.Tensor, torch.Tensor]  # values (B, L, F), mask (B, L) bool
 
@@ -88,10 +99,10 @@ def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> tor
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def widen_boxes(boxes: torch.Tensor) -> torch.Tensor:
-    """Clamp normalised xyxy boxes to the frame and give them at least MIN_BOX_SIDE per side."""
+def widen_boxes(boxes: torch.Tensor, min_side: float = MIN_BOX_SIDE) -> torch.Tensor:
+    """Clamp normalised xyxy boxes to the frame and give them at least ``min_side`` per side."""
     center = (boxes[..., :2] + boxes[..., 2:]) / 2
-    half = ((boxes[..., 2:] - boxes[..., :2]).abs() / 2).clamp(min=MIN_BOX_SIDE / 2)
+    half = ((boxes[..., 2:] - boxes[..., :2]).abs() / 2).clamp(min=min_side / 2)
     center = torch.maximum(torch.minimum(center, 1 - half), half)
     return torch.cat([center - half, center + half], -1).clamp(0, 1)
 
@@ -111,6 +122,25 @@ def mask_boxes(masks: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return torch.where(found, boxes, previous)
 
 
+def select_keyframes(frames: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
+    """Frame-difference keyframes: the first frame plus the ``count - 1`` frames that differ most
+    from their predecessor (shot changes, key poses), in time order. (B, T, 3, S, S) uint8 and a
+    (B, T) mask -> (B, K) frame indices, K = min(count, T); short clips repeat their last frame."""
+    batch, length = frames.shape[:2]
+    count = min(count, length)
+    small = F.interpolate(frames.flatten(0, 1).float(), size=(16, 16), mode="area")
+    small = small.view(batch, length, -1)
+    change = torch.zeros(batch, length)
+    change[:, 1:] = (small[:, 1:] - small[:, :-1]).abs().mean(-1).cpu()
+    change[:, 0] = float("inf")  # the first frame is always a keyframe
+    change = change.masked_fill(~mask.cpu(), float("-inf"))
+    picked = change.topk(count, dim=1).indices
+    # A clip with fewer real frames than K: padded picks point at its last real frame.
+    last = (mask.cpu().sum(1) - 1).clamp(min=0)[:, None]
+    picked = torch.where(mask.cpu().gather(1, picked), picked, last)
+    return picked.sort(1).values
+
+
 def _memo(memo: dict, key: tuple, compute):
     if key not in memo:
         memo[key] = compute()
@@ -126,6 +156,14 @@ def clip_frame_embeds(clip: nn.Module, spec: ImageSpec, frames: torch.Tensor) ->
     pixels = to_pixels(frames.flatten(0, 1), spec, clip)
     embeds = clip.visual_projection(clip.vision_model(pixel_values=pixels).pooler_output)
     return F.normalize(embeds.float(), dim=-1).view(batch, length, -1)
+
+
+def idefics2_frame_embeds(model: nn.Module, spec: ImageSpec, frames: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, S, S) uint8 -> (B, T, D): Idefics2 vision transformer, patch tokens mean-pooled."""
+    batch, length = frames.shape[:2]
+    pixels = to_pixels(frames.flatten(0, 1), spec, model)
+    hidden = model(pixel_values=pixels).last_hidden_state
+    return hidden.float().mean(1).view(batch, length, -1)
 
 
 def clip_text_embeds(clip: nn.Module, tokenizer, prompts: list[str]) -> torch.Tensor:
@@ -219,15 +257,37 @@ class DimensionReward(nn.Module):
     def forward(self, inputs: RewardInputs) -> torch.Tensor:
         return self.reward(*self.features(inputs, {}))
 
-    def unshare_encoders(self) -> None:
-        """Give this dimension its own trainable copy of its encoders (fine-tuning)."""
+    @property
+    def tuned_encoder_names(self) -> tuple[str, ...]:
+        """The encoders fine-tuning copies and trains (character: BLIP only)."""
+        return self.encoder_names
+
+    def unshare_encoders(
+        self, *, frozen_layers: int = 0, gradient_checkpointing: bool = False
+    ) -> None:
+        """Give this dimension its own trainable copy of its encoders (fine-tuning).
+
+        ``frozen_layers``: 0 trains everything; N > 0 keeps the patch/token embeddings and the
+        first N transformer layers of each tower frozen; -1 freezes all but the last layer.
+        """
         if not self.finetunable:
-            raise ValueError(
-                f"{self.key}: its encoders are a detect/track pipeline and stay frozen"
-            )
-        for name in self.encoder_names:
-            setattr(self, name, copy.deepcopy(getattr(self, name)).requires_grad_(True))
+            raise ValueError(f"{self.key}: its encoders stay frozen")
+        for name in self.tuned_encoder_names:
+            module = copy.deepcopy(getattr(self, name)).float().requires_grad_(True)
+            if frozen_layers:
+                freeze_lower_layers(module, frozen_layers)
+            if gradient_checkpointing and getattr(module, "supports_gradient_checkpointing", False):
+                module.gradient_checkpointing_enable()
+            setattr(self, name, module)
         self.own_encoders = True
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        return [
+            p
+            for name in self.tuned_encoder_names
+            for p in getattr(self, name).parameters()
+            if p.requires_grad
+        ]
 
     def _frame_embeds(self, inputs: RewardInputs, memo: dict) -> torch.Tensor:
         return _memo(
@@ -240,14 +300,20 @@ class DimensionReward(nn.Module):
 
 
 class SmoothnessReward(DimensionReward):
-    key, encoder_names = "visual_smoothness", ("clip",)
+    key, encoder_names = "visual_smoothness", ("idefics2",)
 
     def __init__(self, encoders: Encoders, hidden: int, dropout: float):
-        dim = encoders.clip.config.projection_dim
+        dim = encoders.idefics2.config.hidden_size
         super().__init__(encoders, RegressionHead(2 * dim, hidden, dropout))
 
     def features(self, inputs, memo):
-        embeds = self._frame_embeds(inputs, memo)
+        embeds = _memo(
+            memo,
+            (id(self.idefics2), "frames"),
+            lambda: idefics2_frame_embeds(
+                self.idefics2, self.encoders.preset.images["idefics2"], inputs.frames
+            ),
+        )
         mask = inputs.frame_mask.to(embeds.device)
         change = embeds[:, 1:] - embeds[:, :-1]
         return torch.cat([embeds[:, 1:], change], -1), mask[:, 1:] & mask[:, :-1]
@@ -309,10 +375,23 @@ class AppealReward(DimensionReward):
         super().__init__(
             encoders, RegressionHead(encoders.clip.config.projection_dim, hidden, dropout)
         )
+        self.keyframes = encoders.preset.keyframes
 
     def features(self, inputs, memo):
-        embeds = self._frame_embeds(inputs, memo)
-        return embeds, inputs.frame_mask.to(embeds.device)
+        """Keyframes first, then the appeal encoder and the aesthetic head on those frames only."""
+        picked = select_keyframes(inputs.frames, inputs.frame_mask, self.keyframes)
+        spec = self.encoders.preset.images["clip"]
+        shared = (id(self.clip), "frames")
+        if shared in memo:  # the shared CLIP already embedded every frame: take the keyframes
+            embeds = memo[shared].gather(
+                1, picked.to(memo[shared].device)[..., None].expand(-1, -1, memo[shared].shape[-1])
+            )
+        else:
+            keyframes = inputs.frames.gather(
+                1, picked[:, :, None, None, None].expand(-1, -1, *inputs.frames.shape[2:])
+            )
+            embeds = clip_frame_embeds(self.clip, spec, keyframes)
+        return embeds, torch.ones(embeds.shape[:2], dtype=torch.bool, device=embeds.device)
 
 
 class TextConsistencyReward(DimensionReward):
@@ -357,18 +436,85 @@ class ImageConsistencyReward(DimensionReward):
         return values, inputs.frame_mask.to(embeds.device)
 
 
+@dataclass
+class CharacterCrops:
+    """What detection + tracking give the character model: masked crops at BLIP's size (uint8),
+    so a fine-tuned BLIP can be trained on them without running GroundingDINO and SAM again."""
+
+    crops: torch.Tensor  # (B, T, K, 3, s, s) uint8: tracked, background greyed
+    frame_mask: torch.Tensor  # (B, T) bool
+    condition_crops: torch.Tensor  # (B, K, 3, s, s) uint8: the detected boxes on the condition
+    reference: torch.Tensor  # (B, 3, s, s) uint8: the character reference image
+    has_reference: torch.Tensor  # (B,) bool
+    weights: torch.Tensor  # (B, K) 1 for kept detections
+    character_ids: list  # per clip: gallery key (str) or None
+
+    def __len__(self) -> int:
+        return self.crops.shape[0]
+
+    def select(self, rows: list[int]) -> CharacterCrops:
+        return CharacterCrops(
+            self.crops[rows],
+            self.frame_mask[rows],
+            self.condition_crops[rows],
+            self.reference[rows],
+            self.has_reference[rows],
+            self.weights[rows],
+            [self.character_ids[r] for r in rows],
+        )
+
+    @staticmethod
+    def cat(parts: Sequence[CharacterCrops]) -> CharacterCrops:
+        """Concatenate along clips; shorter clips repeat their last frame (mask False)."""
+        length = max(p.crops.shape[1] for p in parts)
+
+        def pad(x: torch.Tensor, fill) -> torch.Tensor:
+            extra = length - x.shape[1]
+            if not extra:
+                return x
+            tail = x[:, -1:].expand(-1, extra, *x.shape[2:]) if fill is None else None
+            if tail is None:
+                tail = torch.full((x.shape[0], extra, *x.shape[2:]), fill, dtype=x.dtype)
+            return torch.cat([x, tail], 1)
+
+        return CharacterCrops(
+            torch.cat([pad(p.crops, None) for p in parts]),
+            torch.cat([pad(p.frame_mask, False) for p in parts]),
+            torch.cat([p.condition_crops for p in parts]),
+            torch.cat([p.reference for p in parts]),
+            torch.cat([p.has_reference for p in parts]),
+            torch.cat([p.weights for p in parts]),
+            [c for p in parts for c in p.character_ids],
+        )
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
+
+
 class CharacterConsistencyReward(DimensionReward):
+    """Detect (GroundingDINO, batched over clips), track (SAM, batched over frames and clips),
+    embed (BLIP, batched over all crops), compare with the character gallery."""
+
     key = "character_consistency"
     encoder_names = ("grounding_dino", "sam", "blip")
-    finetunable = False
     num_features = 5
 
     def __init__(self, encoders: Encoders, hidden: int, dropout: float):
         super().__init__(encoders, RegressionHead(self.num_features, hidden, dropout))
+        # character id (str) -> (N, 3, s, s) uint8 reference images at BLIP's size
+        self.gallery: dict[str, torch.Tensor] = {}
+
+    @property
+    def tuned_encoder_names(self) -> tuple[str, ...]:
+        return ("blip",)  # detection and tracking stay frozen; BLIP learns the characters
 
     def features(self, inputs, memo):
-        sims, first_sims, weights = self.track_and_compare(inputs)
-        mask = inputs.frame_mask.to(sims.device)
+        return self.features_from_crops(self.track(inputs))
+
+    def features_from_crops(self, crops: CharacterCrops) -> Features:
+        sims, first_sims, weights = self.compare(crops)
+        mask = crops.frame_mask.to(sims.device)
         w = mask[:, :, None].float() * weights[:, None, :]  # (B, T, K)
         total = w.sum((1, 2)).clamp(min=1e-6)
         mean_sim = (sims * w).sum((1, 2)) / total
@@ -379,10 +525,54 @@ class CharacterConsistencyReward(DimensionReward):
         last_sim = sims[torch.arange(len(last)), last]  # (B, K)
         drop = ((sims[:, 0] - last_sim) * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
         values = torch.stack([mean_sim, min_sim, std_sim, mean_first, drop], -1)
-        return values[:, None], torch.ones(len(inputs), 1, dtype=torch.bool, device=values.device)
+        return values[:, None], torch.ones(len(crops), 1, dtype=torch.bool, device=values.device)
 
+    # --- the gallery ---------------------------------------------------------------------------
+
+    def set_gallery(self, gallery: dict) -> None:
+        """character id -> reference images: paths, or uint8 tensors (N, 3, H, W) / (3, H, W)."""
+        from .frames import read_image
+
+        size = self.encoders.preset.images["blip"].size
+        out = {}
+        for character, refs in gallery.items():
+            if isinstance(refs, torch.Tensor):
+                images = refs if refs.dim() == 4 else refs[None]
+            else:
+                if isinstance(refs, str | Path):
+                    refs = [refs]
+                if not refs:
+                    raise ValueError(f"character {character!r} has no reference images")
+                images = torch.stack([read_image(path, size=size) for path in refs])
+            if images.dtype != torch.uint8 or images.shape[1] != 3:
+                raise ValueError(f"character {character!r}: references must be uint8 (N, 3, H, W)")
+            if images.shape[-1] != size or images.shape[-2] != size:
+                images = _to_uint8(
+                    F.interpolate(images.float() / 255, size=(size, size), mode="bilinear")
+                )
+            out[str(character)] = images.cpu().contiguous()
+        self.gallery = out
+
+    def gallery_features(self, characters: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Unit BLIP feature per character: the normalised mean of its references' embeddings."""
+        characters = sorted(set(characters))
+        if not characters:
+            return {}
+        images = torch.cat([self.gallery[c] for c in characters])
+        device, _ = _device_dtype(self.blip)
+        embeds = self.embed(images.to(device).float() / 255.0)
+        out, start = {}, 0
+        for c in characters:
+            n = len(self.gallery[c])
+            out[c] = F.normalize(embeds[start : start + n].mean(0), dim=-1)
+            start += n
+        return out
+
+    # --- detect and track (frozen) --------------------------------------------------------------
+
+    @torch.no_grad()
     def detect(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GroundingDINO on the condition images: top-K character boxes (normalised xyxy) and weights."""
+        """GroundingDINO on the condition images (one batch): top-K character boxes and weights."""
         preset, model = self.encoders.preset, self.grounding_dino
         device, _ = _device_dtype(model)
         tokens = {
@@ -403,75 +593,128 @@ class CharacterConsistencyReward(DimensionReward):
         cx, cy, w, h = torch.gather(
             out.pred_boxes.float(), 1, top.indices[..., None].expand(-1, -1, 4)
         ).unbind(-1)
-        boxes = widen_boxes(torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1))
+        boxes = widen_boxes(
+            torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], -1), preset.min_box_side
+        )
         keep = top.values >= preset.box_threshold
         keep[:, 0] = True  # always follow the most likely character
         return boxes, keep.float()
 
-    def track_and_compare(
-        self, inputs: RewardInputs
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Similarities (B, T, K) of each tracked character crop to its reference and to its first crop."""
+    @torch.no_grad()
+    def segment(self, embeddings: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+        """SAM masks for N images at once: (N, C, h, w) embeddings, (N, K, 4) boxes -> (N, K, S, S)."""
+        sam_spec, sam = self.encoders.preset.images["sam"], self.sam
+        out = []
+        for emb, box in zip(embeddings.split(256), boxes.split(256), strict=True):
+            pred = sam(
+                image_embeddings=emb,
+                input_boxes=(box * sam_spec.size).to(emb.dtype),
+                multimask_output=False,
+            ).pred_masks[:, :, 0]
+            out.append(
+                F.interpolate(pred.float(), size=(size, size), mode="bilinear", align_corners=False)
+                > 0
+            )
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def track(self, inputs: RewardInputs) -> CharacterCrops:
+        """Detect on the condition image, then track every character through the frames.
+
+        Tracking is batched: pass 1 prompts every frame of every clip with the detected box; pass 2
+        prompts frame t with the box of pass 1's mask on frame t-1 (frame 0 keeps the detection),
+        so SAM's decoder runs twice over all frames instead of once per frame in a loop.
+        """
         preset, sam = self.encoders.preset, self.sam
         detected, weights = self.detect(inputs.condition)
         batch, length, _, size, _ = inputs.frames.shape
         characters = detected.shape[1]
         sam_spec, blip_size = preset.images["sam"], preset.images["blip"].size
+        flat = inputs.frames.flatten(0, 1)
         embeddings = torch.cat(
-            [  # the heavy part, batched over every frame of every clip
-                sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam))
-                for chunk in inputs.frames.flatten(0, 1).split(16)
-            ]
+            [sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam)) for chunk in flat.split(32)]
+        )  # (B*T, C, h, w)
+        device = embeddings.device
+        detected = detected.to(device)
+        first = detected[:, None].expand(-1, length, -1, -1).flatten(0, 1)  # (B*T, K, 4)
+        masks = self.segment(embeddings, first, size).view(batch, length, characters, size, size)
+        tracked = widen_boxes(
+            mask_boxes(masks, first.view(batch, length, characters, 4)), preset.min_box_side
         )
-        embeddings = embeddings.view(batch, length, *embeddings.shape[1:])
-        device, _ = _device_dtype(sam)
+        prompts = torch.cat([detected[:, None], tracked[:, :-1]], 1)  # frame t <- mask of t-1
+        masks = self.segment(embeddings, prompts.flatten(0, 1), size).view_as(masks)
+        boxes = widen_boxes(mask_boxes(masks, prompts), preset.min_box_side)  # (B, T, K, 4)
+        # Grey out the background; an empty mask (SAM lost the character) keeps the whole box.
         frames = inputs.frames.to(device).float() / 255.0
-        boxes, crops = detected, []
-        for t in range(length):  # track: frame t is prompted with the box of frame t-1's mask
-            out = sam(
-                image_embeddings=embeddings[:, t],
-                input_boxes=(boxes * sam_spec.size).to(embeddings.dtype),
-                multimask_output=False,
-            )
-            masks = (
-                F.interpolate(
-                    out.pred_masks[:, :, 0].float(),
-                    size=(size, size),
-                    mode="bilinear",
-                    align_corners=False,
-                )
-                > 0
-            )  # (B, K, S, S)
-            boxes = widen_boxes(mask_boxes(masks, boxes))
-            # Grey out the background; an empty mask (SAM lost the character) keeps the whole box.
-            keep = masks | ~masks.flatten(2).any(-1)[..., None, None]
-            cutout = frames[:, t, None] * keep[:, :, None] + 0.5 * ~keep[:, :, None]
-            crops.append(crop_and_resize(cutout.flatten(0, 1), boxes.flatten(0, 1), blip_size))
-        crop_embeds = self.embed(torch.stack(crops, 1).flatten(0, 1))  # (B*K*T, D)
-        crop_embeds = crop_embeds.view(batch, characters, length, -1).transpose(
-            1, 2
-        )  # (B, T, K, D)
-
-        # Reference: the character reference image when the condition has one, else the detected crop.
+        keep = masks | ~masks.flatten(3).any(-1)[..., None, None]
+        cutout = frames[:, :, None] * keep[:, :, :, None] + 0.5 * ~keep[:, :, :, None]
+        crops = crop_and_resize(cutout.flatten(0, 2), boxes.flatten(0, 2), blip_size)
         condition = inputs.condition.to(device).float() / 255.0
-        from_condition = self.embed(
-            crop_and_resize(
-                condition.repeat_interleave(characters, 0), detected.flatten(0, 1), blip_size
-            )
-        ).view(batch, characters, -1)
-        from_reference = self.embed(
-            crop_and_resize(
-                inputs.reference.to(device).float() / 255.0,
-                torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=device).expand(batch, -1),
-                blip_size,
-            )
-        )[:, None].expand(-1, characters, -1)
-        has_reference = inputs.has_reference.to(device)[:, None, None]
-        reference = torch.where(has_reference, from_reference, from_condition)
+        condition_crops = crop_and_resize(
+            condition.repeat_interleave(characters, 0), detected.flatten(0, 1), blip_size
+        )
+        reference = crop_and_resize(
+            inputs.reference.to(device).float() / 255.0,
+            torch.tensor([[0.0, 0.0, 1.0, 1.0]], device=device).expand(batch, -1),
+            blip_size,
+        )
+        return CharacterCrops(
+            crops=_to_uint8(crops).view(batch, length, characters, 3, blip_size, blip_size),
+            frame_mask=inputs.frame_mask.cpu(),
+            condition_crops=_to_uint8(condition_crops).view(
+                batch, characters, 3, blip_size, blip_size
+            ),
+            reference=_to_uint8(reference),
+            has_reference=inputs.has_reference.cpu(),
+            weights=weights.cpu(),
+            character_ids=[None if c is None else str(c) for c in inputs.character_ids],
+        )
 
+    # --- embed and compare (BLIP: the trainable part) ------------------------------------------
+
+    def compare(self, crops: CharacterCrops) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Cosine similarities (B, T, K) of each tracked crop to the clip's character (gallery
+        feature; else the reference image, else the detected crop) and to its own first crop."""
+        device, _ = _device_dtype(self.blip)
+        batch, length, characters = crops.crops.shape[:3]
+        crop_embeds = self.embed(crops.crops.flatten(0, 2).to(device).float() / 255.0)
+        crop_embeds = crop_embeds.view(batch, length, characters, -1)
+        from_condition = self.embed(
+            crops.condition_crops.flatten(0, 1).to(device).float() / 255.0
+        ).view(batch, characters, -1)
+        from_reference = self.embed(crops.reference.to(device).float() / 255.0)[:, None].expand(
+            -1, characters, -1
+        )
+        has_reference = crops.has_reference.to(device)[:, None, None]
+        reference = torch.where(has_reference, from_reference, from_condition)
+        in_gallery = [c is not None and c in self.gallery for c in crops.character_ids]
+        if any(in_gallery):
+            features = self.gallery_features(
+                [c for c, ok in zip(crops.character_ids, in_gallery, strict=True) if ok]
+            )
+            rows = [
+                features[c][None].expand(characters, -1) if ok else reference[i]
+                for i, (c, ok) in enumerate(zip(crops.character_ids, in_gallery, strict=True))
+            ]
+            reference = torch.stack(rows)
         sims = (crop_embeds * reference[:, None]).sum(-1)
         first_sims = (crop_embeds * crop_embeds[:, :1]).sum(-1)
-        return sims, first_sims, weights
+        return sims, first_sims, crops.weights.to(device)
+
+    def contrastive_loss(self, crops: CharacterCrops, temperature: float = 0.1) -> torch.Tensor:
+        """InfoNCE between each clip's first tracked mask crop (the condition frame shows the
+        character) and the gallery characters: pulls a crop to its character, away from the rest."""
+        labelled = [i for i, c in enumerate(crops.character_ids) if c in self.gallery]
+        characters = sorted(self.gallery)
+        if not labelled or len(characters) < 2:
+            return torch.zeros((), device=_device_dtype(self.blip)[0])
+        device, _ = _device_dtype(self.blip)
+        features = self.gallery_features(characters)
+        table = torch.stack([features[c] for c in characters])  # (C, D)
+        anchors = self.embed(crops.crops[labelled, 0, 0].to(device).float() / 255.0)
+        targets = torch.tensor([characters.index(crops.character_ids[i]) for i in labelled])
+        logits = anchors @ table.T / temperature
+        return F.cross_entropy(logits, targets.to(device))
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
         """BLIP image embeddings (unit vectors) of (N, 3, s, s) crops with values in [0, 1]."""
@@ -480,11 +723,23 @@ class CharacterConsistencyReward(DimensionReward):
         mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
         std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
         out = []
-        for chunk in crops.split(64):
-            pixels = ((chunk - mean) / std).to(dtype)
+        for chunk in crops.split(256):
+            pixels = ((chunk.to(device) - mean) / std).to(dtype)
             hidden = blip.vision_model(pixel_values=pixels).last_hidden_state[:, 0]
             out.append(F.normalize(blip.vision_proj(hidden).float(), dim=-1))
         return torch.cat(out)
+
+
+def freeze_lower_layers(module: nn.Module, layers: int) -> None:
+    """Freeze embeddings and the first ``layers`` blocks of every layer stack (-1: all but the last)."""
+    for name, param in module.named_parameters():
+        if "embed" in name.split(".")[0] or ".embeddings." in f".{name}" or "patch_embed" in name:
+            param.requires_grad_(False)
+    for name, child in module.named_modules():
+        if isinstance(child, nn.ModuleList) and name.rsplit(".", 1)[-1] in ("layers", "layer"):
+            count = len(child) - 1 if layers < 0 else min(layers, len(child))
+            for block in list(child)[:count]:
+                block.requires_grad_(False)
 
 
 def masked_mean_tokens(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -512,7 +767,14 @@ assert tuple(DIMENSION_CLASSES) == DIMENSION_KEYS
 class AnimeReward(nn.Module):
     """The six dimension models over shared encoders; overall reward = mean of the six."""
 
-    def __init__(self, encoders: Encoders, *, head_hidden: int | None = None, dropout: float = 0.1):
+    def __init__(
+        self,
+        encoders: Encoders,
+        *,
+        head_hidden: int | None = None,
+        dropout: float = 0.1,
+        keyframes: int | None = None,
+    ):
         super().__init__()
         self.encoders = encoders
         self.head_hidden = head_hidden or encoders.preset.head_hidden
@@ -523,6 +785,16 @@ class AnimeReward(nn.Module):
                 for key, cls in DIMENSION_CLASSES.items()
             }
         )
+        if keyframes is not None:
+            self.dimensions["visual_appeal"].keyframes = keyframes
+
+    @property
+    def gallery(self) -> dict[str, torch.Tensor]:
+        return self.dimensions["character_consistency"].gallery
+
+    def set_gallery(self, gallery: dict) -> None:
+        """The character gallery: character id -> reference image paths (or uint8 tensors)."""
+        self.dimensions["character_consistency"].set_gallery(gallery)
 
     @classmethod
     def from_preset(
@@ -535,11 +807,16 @@ class AnimeReward(nn.Module):
         dtype: torch.dtype = torch.float32,
         head_hidden: int | None = None,
         dropout: float = 0.1,
+        keyframes: int | None = None,
+        gallery: dict | None = None,
     ) -> AnimeReward:
         encoders = build_encoders(
             preset, sources=sources, random_weights=random_weights, device=device, dtype=dtype
         )
-        return cls(encoders, head_hidden=head_hidden, dropout=dropout).to(device)
+        model = cls(encoders, head_hidden=head_hidden, dropout=dropout, keyframes=keyframes)
+        if gallery:
+            model.set_gallery(gallery)
+        return model.to(device)
 
     def features(self, inputs: RewardInputs) -> dict[str, Features]:
         """Encoder features of every dimension; shared frozen encoders run once per batch."""
@@ -568,7 +845,7 @@ class AnimeReward(nn.Module):
             folder.mkdir(exist_ok=True)
             save_model(model.head, str(folder / "head.safetensors"))
             if model.own_encoders:
-                for name in model.encoder_names:
+                for name in model.tuned_encoder_names:
                     save_model(getattr(model, name), str(folder / f"{name}.safetensors"))
             (folder / "config.json").write_text(
                 json.dumps(
@@ -577,18 +854,26 @@ class AnimeReward(nn.Module):
                         "head": type(model.head).__name__,
                         "head_hidden": self.head_hidden,
                         "dropout": self.dropout,
-                        "finetuned_encoders": list(model.encoder_names)
+                        "finetuned_encoders": list(model.tuned_encoder_names)
                         if model.own_encoders
                         else [],
                     },
                     indent=2,
                 )
             )
+        gallery = self.gallery
+        if gallery:
+            save_file(
+                {f"character_{i}": gallery[c] for i, c in enumerate(gallery)},
+                str(directory / GALLERY_FILE),
+            )
         config = {
             "preset": self.encoders.preset.name,
             "sources": self.encoders.sources,
             "head_hidden": self.head_hidden,
             "dropout": self.dropout,
+            "keyframes": self.dimensions["visual_appeal"].keyframes,
+            "gallery_characters": list(gallery),
             "dimensions": list(DIMENSION_KEYS),
             **(extra_config or {}),
         }
@@ -617,7 +902,13 @@ class AnimeReward(nn.Module):
             dtype=dtype,
             head_hidden=config["head_hidden"],
             dropout=config["dropout"],
+            keyframes=config.get("keyframes"),
         )
+        if config.get("gallery_characters"):
+            images = load_file(str(directory / GALLERY_FILE))
+            model.set_gallery(
+                {c: images[f"character_{i}"] for i, c in enumerate(config["gallery_characters"])}
+            )
         for key, dimension in model.dimensions.items():
             folder = directory / key
             dim_config = json.loads((folder / "config.json").read_text())
@@ -629,6 +920,6 @@ class AnimeReward(nn.Module):
                         str(folder / f"{name}.safetensors"),
                         device=str(device),
                     )
-                    getattr(dimension, name).requires_grad_(False)
+                    getattr(dimension, name).to(dtype).requires_grad_(False)
             load_model(dimension.head, str(folder / "head.safetensors"), device=str(device))
         return model.eval()

@@ -384,9 +384,11 @@ def load_idefics2_vision(source: str) -> Idefics2VisionTransformer:
     model = Idefics2VisionTransformer(config.vision_config)
     folder = Path(source)
     if not folder.is_dir():  # a hub id: only the local cache, never a download at run time
-        folder = Path(snapshot_download(
+        folder = Path(
+            snapshot_download(
                 source, allow_patterns=["*.safetensors*", "*.json"], local_files_only=True
-            ))
+            )
+        )
     state = {}
     for shard in sorted(folder.glob("*.safetensors")):
         with safe_open(str(shard), framework="pt") as f:

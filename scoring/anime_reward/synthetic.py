@@ -109,3 +109,163 @@ def make_labelled_clips(
             )
         )
     return clips
+
+
+# --- six rules: one per dimension, for the learning proof (bench/reward_learning.py) -------------
+
+SIX_RULES = {
+    "visual_smoothness": "per-frame brightness flicker: larger flicker, lower score",
+    "visual_motion": "speed of the coloured square",
+    "visual_appeal": "overall brightness",
+    "text_consistency": "how far the square's colour is from the colour the prompt names",
+    "image_consistency": "background colour drift away from the condition image",
+    "character_consistency": "identity swap: the fraction of frames that show another gallery "
+    "character (same colours, another stripe texture) instead of the clip's own",
+}
+COLOURS = {
+    "red": (0.95, 0.15, 0.15),
+    "green": (0.15, 0.85, 0.2),
+    "blue": (0.15, 0.3, 0.95),
+    "yellow": (0.95, 0.9, 0.1),
+}
+CHARACTERS = ("stripes-h", "stripes-v", "stripes-d", "checks")
+MAX_FLICKER, MAX_SWAP, TEXTURE_PERIOD, TEXTURE_CONTRAST = 0.3, 0.6, 8, 0.14
+
+
+@dataclass
+class RuleClip:
+    index: int
+    video_path: Path
+    condition_image_path: Path
+    prompt: str
+    labels: dict[str, float]  # 1-5 label means, each from its own rule
+    character_id: str
+    factors: dict[str, float]  # the hidden variables behind the labels
+
+
+def character_texture(character: str, size: int, phase: tuple[int, int]) -> np.ndarray:
+    """(size, size) texture in {-1, 1}: one stripe pattern per gallery character; the characters
+    share their colours, so only the texture (orientation) tells them apart."""
+    y, x = np.mgrid[0:size, 0:size]
+    y, x = y + phase[0], x + phase[1]
+    wave = lambda v: np.sign(np.sin(2 * np.pi * (v + 0.5) / TEXTURE_PERIOD))  # noqa: E731
+    index = CHARACTERS.index(character)
+    if index == 0:
+        return wave(y)
+    if index == 1:
+        return wave(x)
+    if index == 2:
+        return wave((x + y) / np.sqrt(2))
+    return wave(x) * wave(y)
+
+
+def render_rule_frames(
+    *,
+    character: str,
+    swap_to: str,
+    swap: float,
+    brightness: float,
+    speed: float,
+    drift: float,
+    flicker: float,
+    colour: tuple[float, float, float],
+    frames: int = 16,
+    size: int = 64,
+    seed: int = 0,
+) -> np.ndarray:
+    """(T, size, size, 3) uint8: a stripe-textured character filling the frame over a tinted
+    background that drifts, a coloured square moving across, brightness flicker, and from frame
+    ``(1 - swap) * T`` on the character replaced by ``swap_to``."""
+    rng = np.random.default_rng(seed)
+    hue = np.array([0.45, 0.55, 0.6])
+    target = np.array([0.65, 0.4, 0.45])  # drift shifts the background tint
+    phase = (int(rng.integers(0, TEXTURE_PERIOD)), int(rng.integers(0, TEXTURE_PERIOD)))
+    own = character_texture(character, size, phase)
+    other = character_texture(swap_to, size, phase)
+    swap_from = frames - int(round(swap * frames))
+    side = size // 4
+    y = int(rng.integers(0, size - side))
+    x0 = float(rng.integers(0, size // 16 + 1))
+    signs = rng.choice([-1.0, 1.0], size=frames)
+    out = np.empty((frames, size, size, 3), dtype=np.uint8)
+    for t in range(frames):
+        progress = t / max(frames - 1, 1)
+        background = (1 - drift * progress) * hue + drift * progress * target
+        texture = other if t >= swap_from else own
+        frame = background[None, None] + TEXTURE_CONTRAST * texture[..., None]
+        x = min(int(round(x0 + speed * t)), size - side)
+        frame[y : y + side, x : x + side] = colour
+        # the condition frame (t = 0) never flickers: it is the image the clip starts from
+        frame = frame * brightness * (1 + flicker * signs[t] if t else 1.0)
+        out[t] = (frame * 255).clip(0, 255).astype(np.uint8)
+    return out
+
+
+def make_gallery(directory: Path, *, size: int = 64, references: int = 3) -> dict[str, list[str]]:
+    """Reference images per character (its texture at a few phases on a neutral tint)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    gallery = {}
+    for character in CHARACTERS:
+        paths = []
+        for r in range(references):
+            texture = character_texture(character, size, (r * 3, r * 5))
+            image = np.array([0.5, 0.5, 0.55])[None, None] + TEXTURE_CONTRAST * texture[..., None]
+            path = directory / f"{character}-{r}.png"
+            Image.fromarray((image * 255).clip(0, 255).astype(np.uint8)).save(path)
+            paths.append(str(path))
+        gallery[character] = paths
+    return gallery
+
+
+def make_rule_clips(
+    directory: Path, count: int, *, seed: int = 0, frames: int = 16, size: int = 64
+) -> list[RuleClip]:
+    """``count`` clips whose six labels each follow one rule (SIX_RULES), factors independent."""
+    rng = random.Random(seed)
+    names = list(COLOURS)
+    clips = []
+    max_speed = 2.5 * 16 / frames
+    for index in range(count):
+        factors = {
+            "brightness": rng.uniform(0.45, 1.0),
+            "speed": rng.uniform(0.0, max_speed),
+            "drift": rng.uniform(0.0, 1.0),
+            "flicker": rng.uniform(0.0, MAX_FLICKER),
+            "mismatch": rng.uniform(0.0, 1.0),
+            "swap": rng.uniform(0.0, MAX_SWAP),
+        }
+        character = CHARACTERS[index % len(CHARACTERS)]
+        swap_to = rng.choice([c for c in CHARACTERS if c != character])
+        named = rng.choice(names)
+        other = rng.choice([n for n in names if n != named])
+        m = factors["mismatch"]
+        colour = tuple(
+            (1 - m) * a + m * b for a, b in zip(COLOURS[named], COLOURS[other], strict=True)
+        )
+        array = render_rule_frames(
+            character=character,
+            swap_to=swap_to,
+            swap=factors["swap"],
+            brightness=factors["brightness"],
+            speed=factors["speed"],
+            drift=factors["drift"],
+            flicker=factors["flicker"],
+            colour=colour,
+            frames=frames,
+            size=size,
+            seed=seed * 100_003 + index,
+        )
+        video = write_video(array, directory / f"clip{index:03d}.mp4", fps=8)
+        condition = directory / f"condition{index:03d}.png"
+        Image.fromarray(array[0]).save(condition)
+        labels = {
+            "visual_smoothness": 5 - 4 * factors["flicker"] / MAX_FLICKER,
+            "visual_motion": 1 + 4 * factors["speed"] / max_speed,
+            "visual_appeal": 1 + 4 * (factors["brightness"] - 0.45) / 0.55,
+            "text_consistency": 5 - 4 * m,
+            "image_consistency": 5 - 4 * factors["drift"],
+            "character_consistency": 5 - 4 * factors["swap"] / MAX_SWAP,
+        }
+        prompt = f"a {named} square crosses the screen"
+        clips.append(RuleClip(index, video, condition, prompt, labels, character, factors))
+    return clips
