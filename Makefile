@@ -76,3 +76,10 @@ clean-demo: stop ## drop the demo database and var/ (media, imports, logs)
 	  c = psycopg.connect(dbname='postgres', user=d['USER'], password=d['PASSWORD'] or None, host=d['HOST'], port=d['PORT'], autocommit=True); \
 	  c.execute('DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)' % d['NAME'])"
 	rm -rf var/media var/import var/static var/log var/run
+
+.PHONY: check-deploy fuzz
+check-deploy: setup ## manage.py check --deploy under the documented production environment
+	scripts/check_deploy.sh
+
+fuzz: ## Schemathesis over the API schema as annotator, lead and admin (also part of make test)
+	scripts/test.sh tests/test_api_fuzz.py -v $(ARGS)

@@ -1,4 +1,9 @@
-"""Video probing and transcoding with ffmpeg (through ffmpeg-python). Plain Python, no Django.
+"""Video probing and transcoding with ffmpeg, and still-image checks with Pillow. No Django.
+
+Every file handed to this module is hostile until it passes: each ffprobe/ffmpeg child runs with a
+timeout (killed on expiry), a ``file``-only protocol whitelist and, for inputs, an allow-list of
+demuxers, so an HLS playlist or concat list named ``clip.mp4`` never reaches a demuxer that would
+open other files. Stills are PNG, JPEG or WebP within a pixel limit, re-encoded to PNG.
 
 Every clip is transcoded to constant-frame-rate H.264 MP4 with faststart so it plays and seeks in
 every browser; a poster and, when no first frame is given, the third frame as condition image.
@@ -6,12 +11,33 @@ every browser; a poster and, when no first frame is given, the third frame as co
 
 from __future__ import annotations
 
-import hashlib
+import json
+import subprocess
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-import ffmpeg
+from PIL import Image, UnidentifiedImageError
+
+from labelhub.files import sha256_file
+
+__all__ = [
+    "ImageLimits",
+    "MediaError",
+    "ProbeResult",
+    "VideoLimits",
+    "extract_frame",
+    "normalise_image",
+    "probe_video",
+    "sha256_file",
+    "transcode_for_browser",
+]
+
+# Demuxers a clip may be read with (ffmpeg's names; "mov" is the MP4/MOV family, "matroska" also
+# reads WebM). Playlists (hls), concat lists, image2 patterns and everything else are refused.
+VIDEO_DEMUXERS = ("mov", "matroska", "avi")
+IMAGE_FORMATS = ("PNG", "JPEG", "WEBP")
 
 
 class MediaError(Exception):
@@ -25,6 +51,13 @@ class VideoLimits:
     max_pixels: int
     min_side: int
     max_bytes: int
+    timeout_seconds: float = 120.0  # per ffprobe/ffmpeg child; it is killed after this
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_pixels: int
+    max_bytes: int
 
 
 @dataclass(frozen=True)
@@ -37,17 +70,49 @@ class ProbeResult:
     codec: str
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
+def _input_args(path: Path) -> list[str]:
+    """Options that go before every ``-i``: file protocol only, allowed demuxers only."""
+    return [
+        "-protocol_whitelist",
+        "file",
+        "-format_whitelist",
+        ",".join(VIDEO_DEMUXERS),
+        "-i",
+        f"file:{path}",
+    ]
+
+
+def _run_child(args: list[str], *, timeout: float, what: str) -> bytes:
+    """Run one ffmpeg/ffprobe child; on timeout it is killed and a MediaError raised."""
+    try:
+        done = subprocess.run(args, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired as exc:  # subprocess.run has already killed the child
+        raise MediaError(f"{what} took longer than {timeout:.0f}s and was stopped") from exc
+    if done.returncode != 0:
+        lines = done.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise MediaError(f"{what}: {lines[-1] if lines else 'ffmpeg failed'}")
+    return done.stdout
+
+
+def sniff_container(path: Path) -> str:
+    """Name the container from its first bytes, or refuse it with a message that says what it is."""
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _ffmpeg_message(exc: ffmpeg.Error) -> str:
-    stderr = (exc.stderr or b"").decode("utf-8", "replace").strip().splitlines()
-    return stderr[-1] if stderr else "ffmpeg failed"
+        head = handle.read(64)
+    if head.lstrip().startswith(b"#EXTM3U"):
+        raise MediaError("an HLS playlist, not a video file")
+    if head.lstrip().startswith(b"ffconcat") or head.lstrip().startswith(b"file "):
+        raise MediaError("an ffmpeg concat list, not a video file")
+    if head[4:8] in {b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"}:
+        return "mov"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "matroska"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "avi"
+    if head.startswith(b"\x89PNG") or head.startswith(b"\xff\xd8\xff"):
+        raise MediaError("an image, not a video")
+    raise MediaError(
+        "not a readable video: not a container LabelHub accepts (MP4/MOV, Matroska/WebM or AVI)"
+    )
 
 
 def probe_video(path: Path, limits: VideoLimits) -> ProbeResult:
@@ -57,19 +122,33 @@ def probe_video(path: Path, limits: VideoLimits) -> ProbeResult:
         raise MediaError("file is empty (0 bytes)")
     if size > limits.max_bytes:
         raise MediaError(f"file is {size} bytes, over the limit of {limits.max_bytes}")
-    try:
-        info = ffmpeg.probe(str(path), count_frames=None, select_streams="v:0")
-    except ffmpeg.Error as exc:
-        raise MediaError(f"not a readable video: {_ffmpeg_message(exc)}") from exc
+    sniff_container(path)
+    out = _run_child(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            *_input_args(path),
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_streams",
+            "-show_format",
+            "-of",
+            "json",
+        ],
+        timeout=limits.timeout_seconds,
+        what="not a readable video",
+    )
+    info = json.loads(out or b"{}")
+    format_name = info.get("format", {}).get("format_name", "")
+    if not any(name in VIDEO_DEMUXERS for name in format_name.split(",")):
+        raise MediaError(f"container '{format_name}' is not accepted")
     streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
     if not streams:
         raise MediaError("no video stream (audio-only or not a video)")
     stream = streams[0]
     codec = stream.get("codec_name", "")
-    if codec in {"png", "mjpeg", "bmp", "gif", "webp"} and info.get("format", {}).get(
-        "format_name", ""
-    ).endswith("_pipe"):
-        raise MediaError(f"an image ({codec}), not a video")
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if min(width, height) < limits.min_side:
         raise MediaError(
@@ -80,7 +159,10 @@ def probe_video(path: Path, limits: VideoLimits) -> ProbeResult:
             f"resolution {width}x{height} is over the limit of {limits.max_pixels} pixels"
         )
     rate = stream.get("avg_frame_rate") or stream.get("r_frame_rate") or "0/1"
-    fps = float(Fraction(rate)) if rate not in {"0/0", ""} else 0.0
+    try:
+        fps = float(Fraction(rate)) if rate not in {"0/0", ""} else 0.0
+    except (ValueError, ZeroDivisionError):
+        fps = 0.0
     frames = int(stream.get("nb_read_frames") or 0)
     declared = int(stream.get("nb_frames") or 0)
     if declared and frames < declared - 1:
@@ -103,54 +185,127 @@ def probe_video(path: Path, limits: VideoLimits) -> ProbeResult:
     )
 
 
-def _run(stream, what: str) -> None:
-    try:
-        stream.global_args("-nostdin", "-v", "error").overwrite_output().run(
-            capture_stdout=True, capture_stderr=True
-        )
-    except ffmpeg.Error as exc:
-        raise MediaError(f"{what} failed: {_ffmpeg_message(exc)}") from exc
+def _ffmpeg(src: Path, output_args: list[str], dst: Path, *, timeout: float, what: str) -> None:
+    _run_child(
+        ["ffmpeg", "-nostdin", "-v", "error", "-y", *_input_args(src), *output_args, f"file:{dst}"],
+        timeout=timeout,
+        what=f"{what} failed",
+    )
+    if not dst.exists() or dst.stat().st_size == 0:
+        raise MediaError(f"{what} produced no output")
 
 
-def transcode_for_browser(src: Path, dst: Path, *, fps: float) -> None:
+def transcode_for_browser(src: Path, dst: Path, *, fps: float, timeout: float = 120.0) -> None:
     """Constant-frame-rate H.264 (yuv420p, even dimensions) MP4 with the moov atom up front."""
     rate = round(fps, 3) if fps > 0 else 16
-    stream = ffmpeg.input(str(src)).video.filter("scale", "trunc(iw/2)*2", "trunc(ih/2)*2")
-    out = ffmpeg.output(
-        stream,
-        str(dst),
-        vcodec="libx264",
-        pix_fmt="yuv420p",
-        preset="veryfast",
-        crf=20,
-        r=rate,
-        fps_mode="cfr",
-        movflags="+faststart",
-        an=None,
-        f="mp4",
+    _ffmpeg(
+        src,
+        [
+            "-map",
+            "0:v:0",
+            "-vf",
+            "scale=trunc(iw/2)*2:trunc(ih/2)*2",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "veryfast",
+            "-crf",
+            "20",
+            "-r",
+            str(rate),
+            "-fps_mode",
+            "cfr",
+            "-movflags",
+            "+faststart",
+            "-an",
+            "-f",
+            "mp4",
+        ],
+        dst,
+        timeout=timeout,
+        what="transcode",
     )
-    _run(out, "transcode")
-    if not dst.exists() or dst.stat().st_size == 0:
-        raise MediaError("transcode produced no output")
 
 
-def extract_frame(src: Path, dst: Path, *, index: int) -> None:
+def extract_frame(src: Path, dst: Path, *, index: int, timeout: float = 120.0) -> None:
     """Write frame ``index`` (0-based) of ``src`` as a still image (format from ``dst``'s suffix)."""
-    stream = ffmpeg.input(str(src)).video.filter("select", f"eq(n,{index})")
-    _run(ffmpeg.output(stream, str(dst), vframes=1), f"frame {index} extraction")
-    if not dst.exists() or dst.stat().st_size == 0:
-        raise MediaError(f"the video has no frame {index + 1}")
-
-
-def validate_image(path: Path) -> tuple[int, int]:
-    """Check that ``path`` is a decodable image; return (width, height)."""
-    if path.stat().st_size == 0:
-        raise MediaError("image file is empty (0 bytes)")
     try:
-        info = ffmpeg.probe(str(path))
-    except ffmpeg.Error as exc:
-        raise MediaError(f"not a readable image: {_ffmpeg_message(exc)}") from exc
-    streams = [s for s in info.get("streams", []) if s.get("codec_type") == "video"]
-    if not streams or not streams[0].get("width"):
-        raise MediaError("not an image")
-    return int(streams[0]["width"]), int(streams[0]["height"])
+        _ffmpeg(
+            src,
+            ["-map", "0:v:0", "-vf", f"select=eq(n\\,{index})", "-frames:v", "1"],
+            dst,
+            timeout=timeout,
+            what=f"frame {index} extraction",
+        )
+    except MediaError as exc:
+        if "produced no output" in str(exc):
+            raise MediaError(f"the video has no frame {index + 1}") from exc
+        raise
+
+
+def count_decoded_frames(path: Path, *, timeout: float = 120.0) -> int:
+    """Frames that decode from the first video stream of ``path`` (a completeness check)."""
+    out = _run_child(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            *_input_args(path),
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+        ],
+        timeout=timeout,
+        what="not a readable video",
+    )
+    return int(out.decode().strip().split(",")[0] or 0)
+
+
+def normalise_image(src: Path, dst: Path, limits: ImageLimits) -> tuple[int, int]:
+    """Check that ``src`` is a PNG, JPEG or WebP within ``limits`` and write it to ``dst`` as PNG.
+
+    The size is read from the header before any pixel is decoded, so a decompression bomb is
+    refused without allocating it. Returns (width, height).
+    """
+    size = src.stat().st_size
+    if size == 0:
+        raise MediaError("image file is empty (0 bytes)")
+    if size > limits.max_bytes:
+        raise MediaError(f"image is {size} bytes, over the limit of {limits.max_bytes}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(src, formats=list(IMAGE_FORMATS)) as image:
+                width, height = image.size
+                if width * height > limits.max_pixels:
+                    raise MediaError(
+                        f"image is {width}x{height}, over the limit of {limits.max_pixels} pixels"
+                    )
+                if getattr(image, "n_frames", 1) > 1:
+                    image.seek(0)  # an animated WebP/PNG: its first frame is the condition
+                image.load()
+                mode = (
+                    "RGBA"
+                    if image.mode in {"RGBA", "LA", "PA"} or "transparency" in (image.info)
+                    else "RGB"
+                )
+                image.convert(mode).save(dst, format="PNG")
+    except MediaError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaError(
+            f"image is over the limit of {limits.max_pixels} pixels (refused before decoding)"
+        ) from exc
+    except UnidentifiedImageError as exc:
+        raise MediaError(
+            "not a PNG, JPEG or WebP image (other formats, SVG included, are refused)"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise MediaError(f"not a readable image: {exc}") from exc
+    return width, height

@@ -21,15 +21,7 @@ class Round(models.Model):
     ratings_per_clip = models.PositiveSmallIntegerField(default=3)
     lease_minutes = models.PositiveSmallIntegerField(default=10)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    policy_checkpoint = models.ForeignKey(
-        "training.PolicyCheckpoint",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="rounds",
-        help_text="The policy that generated this round's candidates; empty for imported data.",
-    )
-    # Leads' quality controls (issue 5): gold mixing and adaptive overlap.
+    # Leads' quality controls: gold mixing and adaptive overlap.
     gold_rate = models.FloatField(
         default=0.0, help_text="Share of an annotator's clips that are gold clips (0 = none)."
     )
@@ -40,6 +32,24 @@ class Round(models.Model):
     )
     max_ratings_per_clip = models.PositiveSmallIntegerField(
         default=5, help_text="Adaptive overlap never raises a clip's target above this."
+    )
+
+    class QueueOrder(models.TextChoices):
+        COMPLETION = "completion", "Closest to completion first"
+        UNCERTAINTY = "uncertainty", "Reward model least certain first"
+        DISAGREEMENT = "disagreement", "Reward model and humans disagree most first"
+
+    queue_order = models.CharField(
+        max_length=16,
+        choices=QueueOrder.choices,
+        default=QueueOrder.COMPLETION,
+        help_text="Which clips annotators get first; the model orders use the latest scores.",
+    )
+    annotators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="restricted_rounds",
+        help_text="If any are chosen, only these annotators get clips of this round.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -87,8 +97,6 @@ class Condition(models.Model):
 
 class Clip(models.Model):
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending ingest"
-        PROCESSING = "processing", "Processing"
         READY = "ready", "Ready"
         PULLED = "pulled", "Pulled (flagged broken)"
 
@@ -103,13 +111,6 @@ class Clip(models.Model):
     source_name = models.CharField(
         max_length=100, help_text="ground_truth, a model name, or a checkpoint"
     )
-    policy_checkpoint = models.ForeignKey(
-        "training.PolicyCheckpoint",
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="clips",
-    )
     seed = models.BigIntegerField(null=True, blank=True)
     original = models.FileField(upload_to="originals/", max_length=300)
     original_sha256 = models.CharField(max_length=64)
@@ -122,12 +123,16 @@ class Clip(models.Model):
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
     duration = models.FloatField(null=True, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    error = models.TextField(blank=True)
+    # Ingest state lives on ImportRow: a Clip row exists only once its files do.
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.READY)
     target_ratings = models.PositiveSmallIntegerField(
         help_text="How many ratings this clip needs; starts at the round's ratings_per_clip."
     )
     rating_count = models.PositiveSmallIntegerField(default=0)
+    # Written by scoring (the latest reward model's view of this clip) for the model-ordered
+    # queues: how unsure the model is, and how far it is from the human mean. Higher = sooner.
+    model_uncertainty = models.FloatField(null=True, blank=True)
+    model_disagreement = models.FloatField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -284,6 +289,7 @@ class ImportBatch(models.Model):
     manifest_name = models.CharField(max_length=300)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
 
 
 class ImportRow(models.Model):
@@ -304,11 +310,27 @@ class ImportRow(models.Model):
     payload = models.JSONField(
         default=dict, help_text="The validated row, as the ingest task reads it"
     )
+    # Crash safety (issue 11): who holds the row and since when; the sweeper requeues or fails
+    # rows whose worker stopped heartbeating, and removes what they wrote.
+    attempts = models.PositiveSmallIntegerField(default=0)
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    written = models.JSONField(
+        default=list, help_text="Storage names this row created (removed if it fails)"
+    )
 
     class Meta:
         ordering = ["line"]
         constraints = [
             models.UniqueConstraint(fields=["batch", "line"], name="import_row_unique_line")
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "heartbeat_at"],
+                condition=Q(status__in=["queued", "processing"]),
+                name="import_row_pending",
+            )
         ]
 
 
@@ -370,6 +392,9 @@ class ExportSnapshot(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(
+        null=True, blank=True, help_text="Moves while a worker builds it; stale = builder lost"
+    )
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -464,3 +489,95 @@ class PairwiseJudgement(models.Model):
                 condition=Q(seconds_spent__gte=0), name="pairwise_seconds_nonneg"
             ),
         ]
+
+
+# --- Guidelines with examples (issue 13) ------------------------------------------------------
+
+
+class RoundGuidelines(models.Model):
+    """A round's guidelines, written by leads in Markdown (rendered with raw HTML escaped)."""
+
+    round = models.OneToOneField(
+        Round, on_delete=models.CASCADE, primary_key=True, related_name="guidelines"
+    )
+    text = models.TextField(blank=True, help_text="Markdown; raw HTML is shown as text")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+
+class GuidelineExample(models.Model):
+    """A rated clip a lead chose to show what a score means on one dimension ("a 2 for motion")."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="guideline_examples")
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="guideline_examples")
+    dimension = models.CharField(max_length=32, choices=[(k, k) for k in DIMENSION_KEYS])
+    score = models.PositiveSmallIntegerField()
+    note = models.CharField(max_length=500, blank=True, help_text="Why this clip earns the score")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dimension", "score", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["round", "clip", "dimension"], name="guideline_example_unique"
+            ),
+            models.CheckConstraint(
+                condition=Q(score__gte=SCORE_MIN) & Q(score__lte=SCORE_MAX),
+                name="guideline_example_score_1_5",
+            ),
+            models.CheckConstraint(
+                condition=Q(dimension__in=list(DIMENSION_KEYS)),
+                name="guideline_example_dimension_known",
+            ),
+        ]
+
+
+class GuidelinesSeen(models.Model):
+    """When an annotator last closed a round's guidelines (they open by themselves until then,
+    and again after the lead changes them)."""
+
+    round = models.ForeignKey(Round, on_delete=models.CASCADE, related_name="+")
+    annotator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    seen_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["round", "annotator"], name="guidelines_seen_unique")
+        ]
+
+
+# --- Trust boundary (issue 10): who changed what a lead must be able to answer for -----------
+
+
+class AuditEntry(models.Model):
+    """One recorded action on a clip: flags pulling it from rating, a lead restoring it."""
+
+    class Action(models.TextChoices):
+        PULL_CLIP = "pull_clip", "Clip pulled by flags"
+        RESTORE_CLIP = "restore_clip", "Clip restored by a lead"
+
+    action = models.CharField(max_length=32, choices=Action.choices)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who did it; empty when the system acted (flags reaching the limit).",
+    )
+    clip = models.ForeignKey(Clip, on_delete=models.CASCADE, related_name="audit_entries")
+    details = models.JSONField(default=dict, blank=True, help_text="e.g. the flags and reasons")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} clip {self.clip_id} at {self.created_at:%Y-%m-%d %H:%M}"

@@ -21,9 +21,7 @@ urlpatterns = [
     path("lead/team/", team_views.team_page, name="lead_team"),
     path("lead/team/new/", team_views.team_create, name="lead_team_create"),
     path("lead/team/<int:user_id>/", team_views.team_member_update, name="lead_team_member"),
-    path(
-        "lead/rounds/<int:round_id>/team/", team_views.round_team_update, name="lead_round_team"
-    ),
+    path("lead/rounds/<int:round_id>/team/", team_views.round_team_update, name="lead_round_team"),
     path("lead/exports/", views.exports_page, name="lead_exports"),
     path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),

@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.generator import (  # noqa: E402
+from training.alignment.cogvideox import (  # noqa: E402
     COGVIDEOX_5B_I2V_TRANSFORMER,
     SCHEDULER_CONFIG,
     SHAPES,
@@ -36,7 +36,7 @@ from training.generator import (  # noqa: E402
     build_tiny_tokenizer,
     load_generator,
 )
-from training.trainer import TrainConfig, add_lora, rotary_embedding, training_step  # noqa: E402
+from training.alignment.trainer import TrainConfig, add_lora, rotary_embedding, training_step  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 FULL_VAE = {
@@ -160,7 +160,7 @@ def time_steps(components, batch, config, device, *, warmup: int, repeats: int, 
 def bench_generation(components, device, *, steps: int, guidance: float, repeats: int) -> dict:
     from PIL import Image
 
-    from training.generate import GenerationCondition, build_pipeline, generate_candidates
+    from training.alignment.sampling import GenerationCondition, build_pipeline, generate_candidates
 
     shape = components.shape
     with tempfile.TemporaryDirectory() as tmp:

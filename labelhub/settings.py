@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -29,10 +31,33 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item for item in (part.strip() for part in value.split(",")) if item]
 
 
-SECRET_KEY = env_str("LABELHUB_SECRET_KEY", "dev-only-insecure-key-change-me")
-DEBUG = env_bool("LABELHUB_DEBUG", True)
+# DEBUG is opt-in (LABELHUB_DEBUG=1: the demo scripts and the tests); production runs without it
+# and refuses to start on the well-known development key.
+DEBUG = env_bool("LABELHUB_DEBUG", False)
+DEV_SECRET_KEY = "dev-only-insecure-key-change-me"
+SECRET_KEY = env_str("LABELHUB_SECRET_KEY", DEV_SECRET_KEY)
+if not DEBUG and SECRET_KEY == DEV_SECRET_KEY:
+    raise ImproperlyConfigured(
+        "LABELHUB_SECRET_KEY is not set: set it to a long random value (see README, "
+        '"Production settings"), or set LABELHUB_DEBUG=1 on a development machine.'
+    )
 ALLOWED_HOSTS = env_list("LABELHUB_ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("LABELHUB_CSRF_TRUSTED_ORIGINS", [])
+
+# HTTPS (on by default without DEBUG): secure cookies, redirect to https, HSTS. Behind a TLS
+# proxy, LABELHUB_PROXY_SSL_HEADER=1 trusts its X-Forwarded-Proto (only if the proxy sets it).
+LABELHUB_HTTPS = env_bool("LABELHUB_HTTPS", not DEBUG)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = LABELHUB_HTTPS
+SECURE_SSL_REDIRECT = LABELHUB_HTTPS
+SECURE_HSTS_SECONDS = env_int("LABELHUB_HSTS_SECONDS", 365 * 24 * 3600) if LABELHUB_HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("LABELHUB_HSTS_INCLUDE_SUBDOMAINS", True)
+SECURE_HSTS_PRELOAD = env_bool("LABELHUB_HSTS_PRELOAD", True)
+if env_bool("LABELHUB_PROXY_SSL_HEADER", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -42,8 +67,11 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "drf_spectacular",
+    "axes",
     "storages",
+    "runs",
     "annotation",
     "scoring",
     "training",
@@ -51,6 +79,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "labelhub.security.RequestSizeLimitMiddleware",  # 413 before anything reads the body
     "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/ under gunicorn (after collectstatic)
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -58,6 +87,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a locked-out login into a 429
 ]
 
 ROOT_URLCONF = "labelhub.urls"
@@ -96,6 +126,23 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
 ]
+# Login, basic-auth and token requests are throttled per username and per client IP (django-axes):
+# LABELHUB_LOGIN_FAILURE_LIMIT failures lock that username, and that IP, for the cool-off time.
+AUTHENTICATION_BACKENDS = [
+    "labelhub.security.LoginLockoutBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LABELHUB_LOGIN_FAILURE_LIMIT", 10)
+LABELHUB_LOGIN_COOLOFF_MINUTES = env_int("LABELHUB_LOGIN_COOLOFF_MINUTES", 15)
+AXES_COOLOFF_TIME = LABELHUB_LOGIN_COOLOFF_MINUTES / 60  # hours
+AXES_LOCKOUT_CALLABLE = "labelhub.security.lockout_response"
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_HTTP_RESPONSE_CODE = 429
+# Behind a proxy, the client IP is the X-Forwarded-For entry this many hops from the right.
+AXES_IPWARE_PROXY_COUNT = env_int("LABELHUB_PROXY_COUNT", 0) or None
+if AXES_IPWARE_PROXY_COUNT:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
@@ -145,6 +192,9 @@ LABELHUB_MAX_CLIP_PIXELS = env_int("LABELHUB_MAX_CLIP_PIXELS", 3840 * 2160)
 LABELHUB_MIN_CLIP_SIDE = env_int("LABELHUB_MIN_CLIP_SIDE", 16)
 LABELHUB_MAX_CLIP_BYTES = env_int("LABELHUB_MAX_CLIP_BYTES", 512 * 1024 * 1024)
 LABELHUB_FLAGS_TO_PULL_CLIP = env_int("LABELHUB_FLAGS_TO_PULL_CLIP", 2)
+LABELHUB_UNDO_WINDOW_SECONDS = env_int(
+    "LABELHUB_UNDO_WINDOW_SECONDS", 120
+)  # U reopens the last submit
 
 # Models: presets and where full weights live (local directory or hub id); never downloaded in tests.
 LABELHUB_REWARD_PRESET = env_str("LABELHUB_REWARD_PRESET", "tiny")
@@ -168,9 +218,9 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("LABELHUB_CELERY_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
+    "runs.execute": {"queue": "gpu"},  # every GPU job: reward training, scoring, GAPO, ...
+    "runs.*": {"queue": "default"},
     "annotation.*": {"queue": "default"},
-    "scoring.*": {"queue": "gpu"},
-    "training.*": {"queue": "gpu"},
 }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -180,21 +230,61 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
 # A GPU job reports a heartbeat with its progress; a RUNNING run silent this long lost its worker
 # and is marked failed (resumable from its last checkpoint) by the beat task below.
 LABELHUB_RUN_STALE_SECONDS = env_int("LABELHUB_RUN_STALE_SECONDS", 600)
+# A running job's own thread touches its heartbeat this often, whatever phase the job is in.
+LABELHUB_RUN_HEARTBEAT_SECONDS = env_int("LABELHUB_RUN_HEARTBEAT_SECONDS", 30)
+# A generation run waits this long for the default-queue workers to import its candidates.
+LABELHUB_GENERATION_IMPORT_TIMEOUT = env_int("LABELHUB_GENERATION_IMPORT_TIMEOUT", 3600)
+# An export snapshot being built beats per file written; silent this long = its builder died.
+LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
 CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-snapshots": {
+        "task": "annotation.sweep_stuck_snapshots",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
     "fail-stale-runs": {
-        "task": "training.fail_stale_runs",
+        "task": "runs.fail_stale_runs",
         "schedule": 60.0,
         "options": {"queue": "default"},
     },
 }
 
+# Request bodies: JSON and form fields up to LABELHUB_MAX_BODY_BYTES (Django's limit, which the
+# DRF JSON parser below also applies); any request, uploads included, up to
+# LABELHUB_MAX_REQUEST_BYTES (labelhub.security.RequestSizeLimitMiddleware, 413 past it).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("LABELHUB_MAX_BODY_BYTES", 5 * 1024 * 1024)
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+LABELHUB_MAX_REQUEST_BYTES = env_int("LABELHUB_MAX_REQUEST_BYTES", 64 * 1024 * 1024)
+
+# The cache holds the API throttle counters: set LABELHUB_CACHE_URL (a Redis URL) in production so
+# every web process shares them; without it each process counts on its own.
+LABELHUB_CACHE_URL = env_str("LABELHUB_CACHE_URL", "")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": LABELHUB_CACHE_URL}
+        if LABELHUB_CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+# Writes (POST and friends) per user, or per IP for anonymous clients: DRF's "N/second|minute|...".
+LABELHUB_WRITE_RATE = env_str("LABELHUB_WRITE_RATE", "600/minute")
+
 REST_FRAMEWORK = {
+    # Scripts use a token (Authorization: Token <key>): one indexed lookup per request, where basic
+    # auth pays a password hash on every request. The browser uses its session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["labelhub.security.WriteRateThrottle"],
+    "DEFAULT_PARSER_CLASSES": [
+        "labelhub.security.LimitedJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "labelhub.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }
@@ -203,6 +293,9 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Annotation, AnimeReward and GAPO training for anime image-to-video alignment.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema is served to logged-in users only (labelhub/urls.py).
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
 }
 
 LOGGING = {
@@ -215,3 +308,52 @@ LOGGING = {
 # WhiteNoise serves collectstatic's output; in DEBUG it also finds files in place.
 WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
+
+
+# --- Ingest safety and crash recovery (issues 10 and 11) -----------------------------------------
+# Hostile media: every ffprobe/ffmpeg child is killed after this many seconds.
+LABELHUB_FFMPEG_TIMEOUT_SECONDS = float(env_str("LABELHUB_FFMPEG_TIMEOUT_SECONDS", "120"))
+# Condition images and character references: PNG/JPEG/WebP, re-encoded to PNG, within these.
+LABELHUB_MAX_IMAGE_PIXELS = env_int("LABELHUB_MAX_IMAGE_PIXELS", 40_000_000)
+LABELHUB_MAX_IMAGE_BYTES = env_int("LABELHUB_MAX_IMAGE_BYTES", 50 * 1024 * 1024)
+LABELHUB_MAX_PROMPT_CHARS = env_int("LABELHUB_MAX_PROMPT_CHARS", 4000)
+# A processing import row heartbeats this often; silent for LABELHUB_IMPORT_STALE_SECONDS means its
+# worker died: the sweeper requeues it (up to LABELHUB_IMPORT_MAX_ATTEMPTS) or fails it. A queued
+# row whose message may have been lost (a Redis restart) is sent again after
+# LABELHUB_IMPORT_RESEND_SECONDS; a duplicate delivery is a no-op.
+LABELHUB_IMPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_IMPORT_HEARTBEAT_SECONDS", "10"))
+LABELHUB_IMPORT_STALE_SECONDS = float(env_str("LABELHUB_IMPORT_STALE_SECONDS", "60"))
+LABELHUB_IMPORT_RESEND_SECONDS = float(env_str("LABELHUB_IMPORT_RESEND_SECONDS", "300"))
+LABELHUB_IMPORT_MAX_ATTEMPTS = env_int("LABELHUB_IMPORT_MAX_ATTEMPTS", 3)
+LABELHUB_IMPORT_SWEEP_SECONDS = float(env_str("LABELHUB_IMPORT_SWEEP_SECONDS", "30"))
+# One ingest row is probe + transcode + stills: bounded by the ffmpeg timeouts above.
+LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT", 900)
+LABELHUB_INGEST_TASK_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_TIME_LIMIT", 960)
+# An unacknowledged message (its worker was killed) comes back after this, not after 12 hours.
+# Long GPU runs are not redelivered into a second copy: their task checks the run's status and
+# heartbeat first (runs.services), and stale runs are recovered by fail-stale-runs.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    **CELERY_BROKER_TRANSPORT_OPTIONS,
+    "visibility_timeout": env_int("LABELHUB_BROKER_VISIBILITY_TIMEOUT", 600),
+}
+# An export snapshot being built beats per file written; silent this long = its builder died.
+LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
+CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-snapshots": {
+        "task": "annotation.sweep_stuck_snapshots",
+        "schedule": 60.0,
+        "options": {"queue": "default"},
+    },
+    **CELERY_BEAT_SCHEDULE,
+    "sweep-stuck-imports": {
+        "task": "annotation.sweep_stuck_imports",
+        "schedule": LABELHUB_IMPORT_SWEEP_SECONDS,
+        "options": {"queue": "default"},
+    },
+}
+# The sweeper must not wait behind a backlog of ingest rows (a restarted worker drains the queue
+# in order): ingest messages go to the lower-priority list of the default queue (Redis: 0 first).
+CELERY_TASK_ROUTES = {
+    "annotation.ingest_row": {"queue": "default", "priority": 6},
+    **CELERY_TASK_ROUTES,
+}

@@ -24,6 +24,7 @@ class TrainingRun(models.Model):
         DPO = "dpo", "Diffusion-DPO"
         SFT = "sft", "SFT"
         GENERATION = "generation", "Generation"
+        ROUND = "round", "Loop round"
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -52,6 +53,10 @@ class TrainingRun(models.Model):
     artifacts = models.JSONField(default=dict)
     resumed_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # A "round" run chains the loop's steps as child runs it executes itself (one gpu task).
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
 
     class Meta:

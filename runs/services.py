@@ -80,16 +80,31 @@ def _append_log(run: TrainingRun, message: str) -> str:
 
 
 def create_run(
-    *, kind: str, params: dict, created_by=None, resumed_from: TrainingRun | None = None
+    *,
+    kind: str,
+    params: dict,
+    created_by=None,
+    resumed_from: TrainingRun | None = None,
+    parent: TrainingRun | None = None,
 ) -> TrainingRun:
-    """A queued run row (not yet sent to a worker: see ``launch``)."""
+    """A queued run row (not yet sent to a worker: see ``launch``); ``parent`` makes it one step
+    of a chain (a "round" run) that executes it in its own process."""
     if kind not in TrainingRun.Kind.values:
         raise ValueError(
             f"unknown run kind {kind!r}; expected one of {', '.join(TrainingRun.Kind.values)}"
         )
     return TrainingRun.objects.create(
-        kind=kind, params=params, created_by=created_by, resumed_from=resumed_from
+        kind=kind, params=params, created_by=created_by, resumed_from=resumed_from, parent=parent
     )
+
+
+def adopt(run_id: int, *, parent_id: int) -> None:
+    """Make a queued run (created by its owner's launch service, not sent) a step of ``parent_id``."""
+    updated = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
+        parent_id=parent_id
+    )
+    if not updated:
+        raise IllegalTransition(f"run {run_id} is not queued; only a queued run can be adopted")
 
 
 def launch(
@@ -108,12 +123,14 @@ def launch(
     return run
 
 
-def requeue(run_id: int) -> TrainingRun:
-    """Send a failed or cancelled run again, as the same row (its params unchanged)."""
+def requeue(run_id: int, *, send: bool = True) -> TrainingRun:
+    """Send a failed or cancelled run again, as the same row (its params unchanged); with
+    ``send=False`` it is only queued again, for a command to execute in its own process."""
     with transaction.atomic():
         run = _locked(run_id)
         _move(run, Status.QUEUED, error="", log_tail=_append_log(run, "requeued"))
-        enqueue(EXECUTE_TASK, run_id=run.pk)
+        if send:
+            enqueue(EXECUTE_TASK, run_id=run.pk)
     return run
 
 
@@ -308,6 +325,7 @@ def eta_seconds(run: TrainingRun) -> float | None:
 __all__ = [
     "IllegalTransition",
     "RunCancelled",
+    "adopt",
     "RunReporter",
     "claim_run",
     "create_run",

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian machine to a running LabelHub with demo data:
 # venv + deps, PostgreSQL + Redis + ffmpeg, database + migrations, web + workers in the
-# background, demo users, demo clips rendered here and imported through the real ingest path.
+# background, demo users, demo clips rendered here and imported through the real ingest path,
+# then one turn of the loop on the gpu worker (reward model, GAPO, generated round 2).
 # Safe to run again: nothing is duplicated, and the processes are restarted on the current code.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+# A demo machine: DEBUG on (the development secret key, plain-HTTP cookies, the demo superuser).
+# A production host sets LABELHUB_DEBUG=0 and the settings in README "Production settings".
+export LABELHUB_DEBUG="${LABELHUB_DEBUG:-1}"
 cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
@@ -17,15 +21,21 @@ say "migrating"
 "$ROOT/scripts/start.sh"
 say "seeding demo users and clips"
 "$PY" manage.py seed_demo
+# The runs go to the gpu worker started above, as if launched from the Training runs page.
+say "closing the loop once: export, reward model, scores, pairs, GAPO, round 2 (gpu worker)"
+"$PY" manage.py seed_demo_loop
 
 BIND="${LABELHUB_WEB_BIND:-127.0.0.1:8000}"
-round_id="$("$PY" manage.py shell -v 0 -c "from annotation.models import Round; print(Round.objects.get(name='demo-round-1').pk)" 2>/dev/null | tail -n 1)"
+round_ids="$("$PY" manage.py shell -v 0 -c "from annotation.models import Round; print(*(Round.objects.get(name=n).pk for n in ('demo-round-1', 'demo-round-2')))" 2>/dev/null | tail -n 1)"
+read -r round_1 round_2 <<<"$round_ids"
 cat <<MSG
 
 LabelHub is running at http://$BIND/
-  annotate:    http://$BIND/annotate/$round_id/   (log in as annotator / annotator-demo)
+  annotate:    http://$BIND/annotate/$round_1/   (log in as annotator / annotator-demo)
+  round 2:     http://$BIND/annotate/$round_2/   (candidates the GAPO policy generated)
+  judge pairs: http://$BIND/pairwise/
   lead pages:  http://$BIND/   (lead / lead-demo)
-  admin:       http://$BIND/django-admin/   (admin / admin-demo)
+  admin:       http://$BIND/runs/, http://$BIND/reward-models/   (admin / admin-demo)
   API schema:  http://$BIND/api/schema/
 Logs: var/log/ (web.log, web-access.log, worker.log, worker-gpu.log)   Stop: make stop
 MSG

@@ -7,6 +7,9 @@
 #   worker-gpu: Celery, queue 'gpu' (training, scoring, generation), one task at a time
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
+# A demo machine: DEBUG on (the development secret key, plain-HTTP cookies, the demo superuser).
+# A production host sets LABELHUB_DEBUG=0 and the settings in README "Production settings".
+export LABELHUB_DEBUG="${LABELHUB_DEBUG:-1}"
 need_venv
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 cd "$ROOT"

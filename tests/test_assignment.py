@@ -18,7 +18,18 @@ from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
 
 
+def hold(clip_id, user, minutes=10):
+    """Give ``user`` a lease on this very clip, as the assignment service would (ratings, skips
+    and flags need one); an existing lease of theirs, expired or not, is left as it is."""
+    Lease.objects.get_or_create(
+        clip_id=clip_id,
+        annotator=user,
+        defaults={"expires_at": timezone.now() + timedelta(minutes=minutes)},
+    )
+
+
 def rate(clip_id, user, value=3, **kw):
+    hold(clip_id, user)
     return submit_rating(
         clip_id=clip_id,
         annotator=user,
@@ -100,6 +111,7 @@ def test_quota_no_annotator_twice_and_expired_lease_frees_slot():
 def test_repeated_submit_with_same_key_saves_once(annotator):
     clip = make_ready_clips(make_round(), 1)[0]
     key = uuid.uuid4()
+    hold(clip.pk, annotator)
     first = submit_rating(
         clip_id=clip.pk, annotator=annotator, scores=scores(4), idempotency_key=key
     )
@@ -121,6 +133,7 @@ def test_skipped_clip_goes_to_others_and_two_flags_pull_it():
     assert lease_next_clip(round_id=round_.pk, annotator=a) is None
     assert lease_next_clip(round_id=round_.pk, annotator=b).clip_id == clip.pk
     skip_clip(clip_id=clip.pk, annotator=b, reason="does not play", broken=True)
+    assert lease_next_clip(round_id=round_.pk, annotator=c).clip_id == clip.pk
     skip_clip(clip_id=clip.pk, annotator=c, reason="corrupt", broken=True)
     clip.refresh_from_db()
     assert clip.status == Clip.Status.PULLED

@@ -3,11 +3,13 @@
 import threading
 import time
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import close_old_connections, connection
+from django.utils import timezone
 
-from annotation.models import Clip, ClipLabel, Rating
+from annotation.models import Clip, ClipLabel, Lease, Rating
 from annotation.services.assignment import lease_next_clip
 from annotation.services.gold import gold_block_size, set_gold_reference
 from annotation.services.ratings import submit_rating
@@ -17,6 +19,12 @@ from tests.lead_data import make_clip, make_condition, make_round, rate
 
 
 def _submit(clip_id, user, score):
+    # Ratings need the rater's lease on the clip (issue 10); these tests pick the clip themselves.
+    Lease.objects.get_or_create(
+        clip_id=clip_id,
+        annotator=user,
+        defaults={"expires_at": timezone.now() + timedelta(minutes=10)},
+    )
     return submit_rating(
         clip_id=clip_id,
         annotator=user,

@@ -4,9 +4,9 @@ import pytest
 from django.test import Client
 
 from annotation.models import ExportSnapshot
+from runs.models import TrainingRun
 from scoring.models import RewardModel
 from tests.factories import make_round
-from runs.models import TrainingRun
 
 pytestmark = pytest.mark.django_db
 

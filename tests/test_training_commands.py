@@ -6,11 +6,12 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from annotation.models import Clip
+from annotation.services.assignment import lease_next_clip
 from annotation.services.ratings import submit_rating
+from runs.models import TrainingRun
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
 from training.models import PreferencePair
-from runs.models import TrainingRun
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -20,6 +21,9 @@ def test_launch_pairs_from_human_labels_and_wait(capsys):
     good, bad = make_ready_clips(round_, 2)
     Clip.objects.filter(pk=bad.pk).update(condition=good.condition)
     rater = make_user("r", "annotator")
+    # Ratings need the rater's lease (issue 10): the queue hands out both clips, in pk order.
+    assert lease_next_clip(round_id=round_.pk, annotator=rater).clip_id == good.pk
+    assert lease_next_clip(round_id=round_.pk, annotator=rater, exclude=[good.pk]).clip_id == bad.pk
     submit_rating(clip_id=good.pk, annotator=rater, scores=scores(5), idempotency_key=uuid.uuid4())
     submit_rating(clip_id=bad.pk, annotator=rater, scores=scores(2), idempotency_key=uuid.uuid4())
 

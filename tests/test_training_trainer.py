@@ -6,9 +6,9 @@ import json
 import pytest
 import torch
 
-from training.alignment.sampling import build_pipeline, generate_candidates
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import build_pairs
+from training.alignment.sampling import build_pipeline, generate_candidates
 from training.alignment.toy import scored_candidates, synthetic_conditions
 from training.alignment.trainer import (
     LORA_WEIGHT_NAME,
@@ -186,3 +186,53 @@ def test_next_round_starts_from_the_previous_policy_lora(tmp_path, pairs):
         )
     with pytest.raises(ValueError, match="init_lora has no"):
         config(tmp_path, "missing", init_lora=str(tmp_path / "nowhere"))
+
+
+@pytest.mark.slow
+def test_checkpoint_retention_keeps_the_last_n_and_the_best(tmp_path, pairs):
+    run = tmp_path / "retained"
+    seen = []
+    result = train(
+        config(tmp_path, "retained", max_steps=5, checkpoint_every=1, keep_last_checkpoints=2),
+        pairs,
+        on_checkpoint=seen.append,
+    )
+    assert [p.rsplit("-", 1)[1] for p in seen] == ["1", "2", "3", "4", "5"]
+    losses = {m["step"]: m["loss"] for m in result.metrics}  # one step per checkpoint window
+    best_step = min(losses, key=losses.get)
+    best = json.loads((run / "best_checkpoint.json").read_text())
+    assert best == {"checkpoint": f"checkpoint-{best_step}", "loss": pytest.approx(losses[best_step])}
+    kept = sorted(p.name for p in run.glob("checkpoint-*"))
+    assert kept == sorted({"checkpoint-4", "checkpoint-5", f"checkpoint-{best_step}"})
+    # everything a resume needs is still in what was kept
+    assert (run / "checkpoint-5" / "optimizer.pt").exists()
+
+    keep_all = train(
+        config(tmp_path, "all", max_steps=3, checkpoint_every=1, keep_last_checkpoints=0), pairs
+    )
+    assert keep_all.steps == 3
+    assert sorted(p.name for p in (tmp_path / "all").glob("checkpoint-*")) == [
+        "checkpoint-1",
+        "checkpoint-2",
+        "checkpoint-3",
+    ]
+
+
+def test_pair_cache_stays_on_the_host_and_streams_batches():
+    from training.alignment.trainer import PairCache
+
+    tensors = {
+        "winner_latents": torch.arange(24.0).view(6, 4),
+        "winner_rewards": torch.arange(6.0),
+    }
+    cache = PairCache(tensors, torch.device("cpu"))
+    batch = cache.batch(torch.tensor([4, 1]))
+    assert len(cache) == 6 and cache.shape("winner_latents") == (6, 4)
+    assert batch["winner_rewards"].tolist() == [4.0, 1.0]
+    assert batch["winner_latents"][0].tolist() == [16.0, 17.0, 18.0, 19.0]
+    assert cache.tensors["winner_latents"].device.type == "cpu"
+
+
+def test_retention_config_is_validated():
+    with pytest.raises(ValueError, match="keep_last_checkpoints"):
+        TrainConfig(output_dir="/tmp/x", keep_last_checkpoints=-1)

@@ -24,13 +24,24 @@ def _reset_broker_pools() -> None:
 
 
 @contextlib.contextmanager
-def celery_worker(*, queues: str, media_root: Path, log_path: Path, extra_env: dict | None = None):
-    """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly."""
+def celery_worker(
+    *,
+    queues: str,
+    media_root: Path,
+    log_path: Path,
+    extra_env: dict | None = None,
+    flush_broker: bool = True,
+):
+    """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly.
+
+    ``flush_broker=False`` keeps the messages already queued (a worker restarted after a crash).
+    """
     saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
     app.conf.update(task_always_eager=False, broker_url=BROKER)
     _reset_broker_pools()
-    with app.connection_for_write() as conn:  # start from an empty broker database
-        conn.default_channel.client.flushdb()
+    if flush_broker:
+        with app.connection_for_write() as conn:  # start from an empty broker database
+            conn.default_channel.client.flushdb()
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "labelhub.settings",
@@ -42,7 +53,7 @@ def celery_worker(*, queues: str, media_root: Path, log_path: Path, extra_env: d
         "LABELHUB_ARTIFACTS_ROOT": str(settings.LABELHUB_ARTIFACTS_ROOT),
         **(extra_env or {}),
     }
-    log = open(log_path, "w")
+    log = open(log_path, "a")
     worker = subprocess.Popen(
         [
             sys.executable,

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from labelhub.api import JSONObjectField, errors
 from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
 from training import selectors
@@ -15,7 +17,53 @@ from training.services import launch
 
 class LaunchSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=[str(k) for k in launch.LAUNCHABLE_KINDS])
-    params = serializers.DictField(required=False, default=dict)
+    params = JSONObjectField(required=False, default=dict, help_text="parameters for the kind")
+
+
+class ResumeSerializer(serializers.Serializer):
+    max_steps = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=10_000_000,
+        help_text="a new step budget; the old run's when absent",
+    )
+
+
+class RunSummarySerializer(serializers.Serializer):
+    """A run as the list shows it (selectors.run_summary)."""
+
+    id = serializers.IntegerField()
+    kind = serializers.CharField()
+    kind_display = serializers.CharField()
+    status = serializers.CharField()
+    step = serializers.IntegerField()
+    total_steps = serializers.IntegerField()
+    fraction = serializers.FloatField()
+    eta_seconds = serializers.FloatField(allow_null=True)
+    created_by = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    error = serializers.CharField(allow_blank=True)
+    cancel_requested = serializers.BooleanField()
+    checkpoint_path = serializers.CharField(allow_blank=True)
+    resumed_from = serializers.IntegerField(allow_null=True)
+    resumable = serializers.BooleanField()
+
+
+class RunProgressSerializer(RunSummarySerializer):
+    """A run with its parameters, metric series, log tail and artifacts (selectors.run_progress)."""
+
+    params = serializers.JSONField()
+    metrics = serializers.JSONField(help_text="series of {step, name: value, ...}")
+    log_tail = serializers.CharField(allow_blank=True)
+    artifacts = serializers.JSONField()
+
+
+class RunListSerializer(serializers.Serializer):
+    results = RunSummarySerializer(many=True)
 
 
 class RunListView(APIView):
@@ -24,9 +72,13 @@ class RunListView(APIView):
     def get_permissions(self):
         return [IsAdmin()] if self.request.method == "POST" else [IsLead()]
 
+    @extend_schema(
+        operation_id="training_runs_list", responses={200: RunListSerializer, **errors()}
+    )
     def get(self, request):
         return Response({"results": [selectors.run_summary(run) for run in selectors.runs()]})
 
+    @extend_schema(request=LaunchSerializer, responses={201: RunProgressSerializer, **errors(400)})
     def post(self, request):
         data = LaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -46,13 +98,17 @@ class RunDetailView(APIView):
 
     permission_classes = [IsLead]
 
+    @extend_schema(responses={200: RunProgressSerializer, **errors(404)})
     def get(self, request, run_id: int):
         return Response(selectors.run_progress(get_object_or_404(TrainingRun, pk=run_id)))
 
 
 class RunCancelView(APIView):
+    """POST: cancel a queued run now, a running one at its next progress report."""
+
     permission_classes = [IsAdmin]
 
+    @extend_schema(request=None, responses={200: RunProgressSerializer, **errors(404)})
     def post(self, request, run_id: int):
         get_object_or_404(TrainingRun, pk=run_id)
         return Response(selectors.run_progress(launch.cancel(run_id=run_id)))
@@ -63,14 +119,18 @@ class RunResumeView(APIView):
 
     permission_classes = [IsAdmin]
 
+    @extend_schema(
+        request=ResumeSerializer, responses={201: RunProgressSerializer, **errors(400, 404)}
+    )
     def post(self, request, run_id: int):
         get_object_or_404(TrainingRun, pk=run_id)
-        max_steps = request.data.get("max_steps") if isinstance(request.data, dict) else None
+        data = ResumeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
         try:
             run = launch.resume(
                 run_id=run_id,
                 created_by=request.user,
-                max_steps=int(max_steps) if max_steps not in (None, "") else None,
+                max_steps=data.validated_data.get("max_steps"),
             )
         except (launch.InvalidParams, ValueError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)

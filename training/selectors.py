@@ -1,12 +1,20 @@
-"""Reads for the training pages and API: runs with progress and ETA, checkpoints, pairs."""
+"""Reads for the training pages and API: runs with progress and ETA, checkpoints, pairs, a round's
+steps, and the loop's scoreboard (did the last round of training make the generator better?)."""
 
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from collections import Counter
 
+from django.db.models import Count, QuerySet
+
+from annotation.models import Clip, ClipLabel, Round
+from annotation.selectors.pairwise import source_pairs, win_rate
+from labelhub.dimensions import DIMENSION_KEYS
 from runs.models import TrainingRun
 from runs.services import eta_seconds
-from training.models import PolicyCheckpoint, PreferencePair
+from scoring.models import ClipScore, RewardModel
+from training.models import Candidate, PolicyCheckpoint, PreferencePair
+from training.services.loop import plan
 
 
 def runs(*, limit: int = 100) -> QuerySet[TrainingRun]:
@@ -42,10 +50,85 @@ def run_progress(run: TrainingRun) -> dict:
         "checkpoint_path": run.checkpoint_path,
         "artifacts": run.artifacts,
         "resumed_from": run.resumed_from_id,
-        "resumable": run.kind in ("gapo", "dpo", "sft")
-        and run.status in ("failed", "cancelled")
-        and bool(run.checkpoint_path),
+        "parent": run.parent_id,
+        "resumable": run.status in ("failed", "cancelled")
+        and (
+            run.kind == "round"
+            or (run.kind in ("gapo", "dpo", "sft") and bool(run.checkpoint_path))
+        ),
     }
+
+
+# Labels for parameter and artefact names that a plain "capitalise the words" would get wrong.
+PARAM_LABELS = {
+    "round_id": "Round",
+    "source_round_id": "Conditions of round",
+    "target_round": "Into round",
+    "next_round": "Next round",
+    "next_round_id": "Next round (id)",
+    "reward_model_id": "Reward model",
+    "train_reward": "Train a reward model",
+    "snapshot_id": "Export snapshot",
+    "checkpoint_id": "Policy checkpoint",
+    "init_checkpoint_id": "Starts from checkpoint",
+    "policy_checkpoint_id": "Policy checkpoint",
+    "candidates": "Candidates per condition",
+    "candidates_per_condition": "Candidates per condition",
+    "steps": "Training steps",
+    "max_steps": "Training steps",
+    "loss": "Loss",
+    "loss_type": "Loss",
+    "lora_rank": "LoRA rank",
+    "lora_alpha": "LoRA alpha",
+    "lora_dir": "LoRA directory",
+    "learning_rate": "Learning rate",
+    "batch_pairs": "Pairs per step",
+    "max_grad_norm": "Gradient clip (max norm)",
+    "min_gap": "Minimum reward difference",
+    "beta": "β (KL strength)",
+    "alpha": "α (gap weight)",
+    "model_path": "Model path",
+    "import_batch_id": "Import batch",
+    "cfg_dropout": "Condition dropout",
+    "mixed_precision": "Mixed precision",
+    "gradient_checkpointing": "Gradient checkpointing",
+}
+# Model weights a preset builds in code: its model path is never read, so it is not shown.
+PRESETS_WITHOUT_MODEL_PATH = {"tiny"}
+
+
+def _label(key: str) -> str:
+    return PARAM_LABELS.get(key) or key.replace("_", " ").replace("/", " / ").capitalize()
+
+
+def _display(value) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(_display(v) for v in value) if value else "—"
+    return str(value)
+
+
+def labelled_rows(values: dict, *, prefix: str = "") -> list[dict]:
+    """A run's parameters or artefacts as (label, value) rows for a table, nested dicts
+    (the trainer's config) flattened under their group; a tiny preset's unused model path and
+    the round's internal bookkeeping are left out."""
+    rows = []
+    preset = values.get("preset")
+    for key, value in values.items():
+        if key in ("step_runs", "pending_snapshot_id"):
+            continue
+        if key == "model_path" and preset in PRESETS_WITHOUT_MODEL_PATH:
+            continue
+        if isinstance(value, dict):
+            rows.extend(labelled_rows(value, prefix=f"{_label(key)} · "))
+            continue
+        rows.append({"key": key, "label": prefix + _label(key), "value": _display(value)})
+    return rows
 
 
 def run_summary(run: TrainingRun) -> dict:
@@ -62,3 +145,205 @@ def checkpoints() -> QuerySet[PolicyCheckpoint]:
 
 def round_pairs(*, round_id: int) -> QuerySet[PreferencePair]:
     return PreferencePair.objects.filter(round_id=round_id).order_by("condition_id", "pk")
+
+
+# --- loop rounds ------------------------------------------------------------------------------
+
+
+def round_steps(run: TrainingRun) -> list[dict]:
+    """A round run's steps for its page and the command: state, child runs, recorded output."""
+    children = {child.pk: child for child in run.children.all()}
+    step_runs = run.artifacts.get("step_runs", {})
+    rows = []
+    for step in plan(run.params):
+        attempts = [children[pk] for pk in step_runs.get(step.key, []) if pk in children]
+        output = run.artifacts.get(step.output)
+        if output is not None:
+            state = "done"
+        elif attempts:
+            state = attempts[-1].status
+        else:
+            state = "pending"
+        rows.append(
+            {
+                "key": step.key,
+                "label": step.label,
+                "state": state,
+                "runs": attempts,
+                "output_name": step.output,
+                "output": output,
+            }
+        )
+    return rows
+
+
+# --- the loop's scoreboard --------------------------------------------------------------------
+
+GENERATED = "generated"
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def scoreboard_reward_models() -> QuerySet[RewardModel]:
+    """Reward models that scored any clip, newest first (the scoreboard's picker)."""
+    return RewardModel.objects.filter(scores__error="").distinct().order_by("-created_at", "-pk")
+
+
+def default_baseline(sources: list[tuple[str, str]]) -> str | None:
+    """The source most pairwise tasks compare against ("base", the base generator, if judged)."""
+    counts = Counter(source for pair in sources for source in pair)
+    if not counts:
+        return None
+    if "base" in counts:
+        return "base"
+    return min(counts, key=lambda source: (-counts[source], source))
+
+
+def scoreboard(*, reward_model_id: int | None = None, baseline: str | None = None) -> dict:
+    """Did the last round of training make the generator better? One row per round and source
+    (a policy checkpoint's candidates, the base generator's, or an imported source): clips,
+    human means per dimension (ClipLabel of rated clips), AnimeReward means per dimension
+    (ClipScore under one reward model: the same yardstick for every round) and the pairwise win
+    rate against ``baseline`` with its 95% interval."""
+    reward_models = list(scoreboard_reward_models())
+    if reward_model_id is None and reward_models:
+        reward_model_id = reward_models[0].pk
+    judged_sources = source_pairs()
+    if baseline is None:
+        baseline = default_baseline(judged_sources)
+
+    rounds = list(Round.objects.order_by("created_at", "pk"))
+    position = {round_.pk: index for index, round_ in enumerate(rounds)}
+    clips = Clip.objects.exclude(status=Clip.Status.PULLED)
+    groups: dict[tuple[int, str], dict] = {}
+
+    def group(round_id: int, source: str) -> dict:
+        key = (round_id, source)
+        if key not in groups:
+            groups[key] = {
+                "round_id": round_id,
+                "source": source,
+                "clips": 0,
+                "checkpoints": {},
+                "generation_run_ids": set(),
+                "human": {k: [] for k in DIMENSION_KEYS},
+                "human_overall": [],
+                "reward": {k: [] for k in DIMENSION_KEYS},
+                "reward_overall": [],
+            }
+        return groups[key]
+
+    for round_id, source, count in (
+        clips.values("round_id", "source_name")
+        .annotate(n=Count("pk"))
+        .values_list("round_id", "source_name", "n")
+    ):
+        group(round_id, source)["clips"] = count
+    for row in Candidate.objects.filter(clip__in=clips).values(
+        "clip__round_id",
+        "clip__source_name",
+        "checkpoint_id",
+        "checkpoint__name",
+        "checkpoint__run_id",
+        "run_id",
+    ):
+        g = group(row["clip__round_id"], row["clip__source_name"])
+        if row["checkpoint_id"] is not None:
+            g["checkpoints"][row["checkpoint_id"]] = {
+                "id": row["checkpoint_id"],
+                "name": row["checkpoint__name"],
+                "run_id": row["checkpoint__run_id"],
+            }
+        if row["run_id"] is not None:
+            g["generation_run_ids"].add(row["run_id"])
+        g["generated"] = True
+    label_fields = [f"{k}_mean" for k in DIMENSION_KEYS]
+    for row in ClipLabel.objects.filter(clip__in=clips, count__gt=0).values(
+        "clip__round_id", "clip__source_name", "overall", *label_fields
+    ):
+        g = group(row["clip__round_id"], row["clip__source_name"])
+        for key in DIMENSION_KEYS:
+            g["human"][key].append(row[f"{key}_mean"])
+        g["human_overall"].append(row["overall"])
+    if reward_model_id is not None:
+        for row in ClipScore.objects.filter(
+            clip__in=clips, reward_model_id=reward_model_id, error=""
+        ).values("clip__round_id", "clip__source_name", "overall", *DIMENSION_KEYS):
+            g = group(row["clip__round_id"], row["clip__source_name"])
+            for key in DIMENSION_KEYS:
+                g["reward"][key].append(row[key])
+            g["reward_overall"].append(row["overall"])
+
+    judged = {source for pair in judged_sources for source in pair}
+    round_names = {round_.pk: round_.name for round_ in rounds}
+    rows = []
+    for (round_id, source), g in sorted(
+        groups.items(), key=lambda item: (position[item[0][0]], item[0][1])
+    ):
+        win = None
+        if baseline and source != baseline and source in judged:
+            report = win_rate(source_x=source, source_y=baseline)
+            if report.tasks:
+                win = report.as_dict()
+        rows.append(
+            {
+                "round": {"id": round_id, "name": round_names[round_id]},
+                "round_index": position[round_id],
+                "source": source,
+                "generated": g.get("generated", False),
+                "checkpoints": sorted(g["checkpoints"].values(), key=lambda c: c["id"]),
+                "generation_run_ids": sorted(g["generation_run_ids"]),
+                "clips": g["clips"],
+                "rated": len(g["human_overall"]),
+                "human": {k: _mean(v) for k, v in g["human"].items()},
+                "human_overall": _mean(g["human_overall"]),
+                "scored": len(g["reward_overall"]),
+                "reward": {k: _mean(v) for k, v in g["reward"].items()},
+                "reward_overall": _mean(g["reward_overall"]),
+                "win_rate": win,
+            }
+        )
+    return {
+        "rounds": [{"id": r.pk, "name": r.name} for r in rounds],
+        "reward_model_id": reward_model_id,
+        "reward_models": [{"id": m.pk, "name": m.name} for m in reward_models],
+        "baseline": baseline,
+        "baselines": sorted(judged),
+        "rows": rows,
+    }
+
+
+def scoreboard_clips(*, round_id: int, source: str, reward_model_id: int | None) -> list[dict]:
+    """The clips behind one scoreboard row, with their human and AnimeReward overall."""
+    clips = (
+        Clip.objects.filter(round_id=round_id, source_name=source)
+        .exclude(status=Clip.Status.PULLED)
+        .select_related("condition", "label", "candidate__checkpoint")
+        .order_by("condition_id", "pk")
+    )
+    scores = dict(
+        ClipScore.objects.filter(
+            clip__in=clips, reward_model_id=reward_model_id, error=""
+        ).values_list("clip_id", "overall")
+    )
+    out = []
+    for clip in clips:
+        label = getattr(clip, "label", None)
+        candidate = getattr(clip, "candidate", None)
+        out.append(
+            {
+                "id": clip.pk,
+                "prompt": clip.condition.prompt,
+                "condition_id": clip.condition_id,
+                "status": clip.status,
+                "human_overall": label.overall if label and label.count else None,
+                "ratings": label.count if label else 0,
+                "reward_overall": scores.get(clip.pk),
+                "checkpoint": candidate.checkpoint if candidate else None,
+                "seed": candidate.seed if candidate else None,
+                "generation_run_id": candidate.run_id if candidate else None,
+            }
+        )
+    return out

@@ -3,17 +3,23 @@ accuracy plot) that polls the run's JSON endpoint. Thin: services do the work.""
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from annotation.models import Round
-from labelhub.roles import ADMIN, role_required
+from labelhub.dimensions import DIMENSIONS
+from labelhub.roles import ADMIN, LEAD, role_required
+from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
 from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint
-from training.services import launch
+from training.services import launch, loop
 
 SOURCE_FIELDS = ("round_id", "origin", "reward_model_id")
 TRAIN_FORM_FIELDS = (
@@ -58,8 +64,43 @@ def runs_page(request):
             "policy_checkpoints": PolicyCheckpoint.objects.order_by("-created_at")[:100],
             "kinds": [(k, TrainingRun.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
             "trainer_help": launch.TRAINER_HELP,
+            "losses": loop.LOSSES,
         },
     )
+
+
+ROUND_FORM_FIELDS = (
+    "round_id",
+    "next_round",
+    "reward_model_id",
+    "train_reward",
+    "loss",
+    "steps",
+    "candidates",
+    "init_checkpoint_id",
+    "reward_epochs",
+    "test_fraction",
+    "seed",
+)
+
+
+@role_required(ADMIN)
+@require_POST
+def launch_round_view(request):
+    params = {
+        name: request.POST[name] for name in ROUND_FORM_FIELDS if request.POST.get(name, "") != ""
+    }
+    if params.get("reward_model_id"):
+        params.pop("train_reward", None)
+    else:
+        params["train_reward"] = True
+    try:
+        run = loop.launch_round(params=params, created_by=request.user)
+    except launch.InvalidParams as error:
+        messages.error(request, f"Round not launched: {error}")
+        return redirect("training:runs")
+    messages.success(request, f"Launched {run}.")
+    return redirect("training:run", run_id=run.pk)
 
 
 @role_required(ADMIN)
@@ -82,9 +123,17 @@ def launch_view(request):
 
 @role_required(ADMIN)
 def run_page(request, run_id: int):
-    run = get_object_or_404(TrainingRun, pk=run_id)
+    run = get_object_or_404(TrainingRun.objects.select_related("parent"), pk=run_id)
     return render(
-        request, "training/run.html", {"run": run, "progress": selectors.run_progress(run)}
+        request,
+        "training/run.html",
+        {
+            "run": run,
+            "progress": selectors.run_progress(run),
+            "params": selectors.labelled_rows(run.params),
+            "artifacts": selectors.labelled_rows(run.artifacts),
+            "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
+        },
     )
 
 
@@ -100,7 +149,15 @@ def cancel_view(request, run_id: int):
 @role_required(ADMIN)
 @require_POST
 def resume_view(request, run_id: int):
-    get_object_or_404(TrainingRun, pk=run_id)
+    run = get_object_or_404(TrainingRun, pk=run_id)
+    if run.kind == TrainingRun.Kind.ROUND:  # the same row again, done steps skipped
+        try:
+            loop.resume_round(run_id=run_id)
+        except launch.InvalidParams as error:
+            messages.error(request, f"Not resumed: {error}")
+        else:
+            messages.success(request, f"Round run {run_id} queued again from its failed step.")
+        return redirect("training:run", run_id=run_id)
     max_steps = request.POST.get("max_steps") or None
     try:
         run = launch.resume(
@@ -111,3 +168,121 @@ def resume_view(request, run_id: int):
         return redirect("training:run", run_id=run_id)
     messages.success(request, f"Resumed as run {run.pk}.")
     return redirect("training:run", run_id=run.pk)
+
+
+# --- the loop's scoreboard --------------------------------------------------------------------
+
+
+def _int_or_none(value: str | None) -> int | None:
+    try:
+        return int(value) if value else None
+    except ValueError:
+        return None
+
+
+def scoreboard_plots(data: dict, clips_url) -> dict:
+    """SVG plots across rounds: human and AnimeReward means (overall and per dimension), and the
+    win rate against the baseline with its interval. Every point links to its clips."""
+    names = [r["name"] for r in data["rounds"]]
+
+    def series(value, *, interval=None) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {}
+        for row in data["rows"]:
+            y = value(row)
+            if y is None:
+                continue
+            name = "generator" if row["generated"] else row["source"]
+            point = {
+                "x": row["round_index"],
+                "y": y,
+                "href": clips_url(row),
+                "title": f"{row['round']['name']} · {row['source']}: {y:.3f}",
+            }
+            if interval:
+                point["low"], point["high"] = interval(row)
+            out.setdefault(name, []).append(point)
+        return out
+
+    dims = [("overall", "Overall", None)] + [(d.key, d.name, d.key) for d in DIMENSIONS]
+    human = [
+        rounds_svg(
+            names,
+            series(lambda r, k=key: r["human_overall"] if k is None else r["human"][k]),
+            title=f"Human · {label}",
+            low=1,
+            high=5,
+        )
+        for _, label, key in dims
+    ]
+    reward = [
+        rounds_svg(
+            names,
+            series(lambda r, k=key: r["reward_overall"] if k is None else r["reward"][k]),
+            title=f"AnimeReward · {label}",
+            low=0,
+            high=1,
+        )
+        for _, label, key in dims
+    ]
+    win = rounds_svg(
+        names,
+        series(
+            lambda r: r["win_rate"]["win"]["rate"] if r["win_rate"] else None,
+            interval=lambda r: tuple(r["win_rate"]["win"]["ci95"]),
+        ),
+        title=f"Win rate vs {data['baseline'] or '(no baseline)'} (95% interval)",
+        low=0,
+        high=1,
+        reference=0.5,
+        width=480,
+    )
+    return {"human": human, "reward": reward, "win": win}
+
+
+@role_required(LEAD)
+def scoreboard_page(request):
+    data = selectors.scoreboard(
+        reward_model_id=_int_or_none(request.GET.get("reward_model")),
+        baseline=request.GET.get("baseline") or None,
+    )
+
+    def clips_url(row: dict) -> str:
+        query = {"round": row["round"]["id"], "source": row["source"]}
+        if data["reward_model_id"]:
+            query["reward_model"] = data["reward_model_id"]
+        return f"{reverse('training:scoreboard_clips')}?{urlencode(query)}"
+
+    for row in data["rows"]:
+        row["clips_url"] = clips_url(row)
+        row["human_list"] = [row["human"][d.key] for d in DIMENSIONS]
+        row["reward_list"] = [row["reward"][d.key] for d in DIMENSIONS]
+    return render(
+        request,
+        "training/scoreboard.html",
+        {
+            "data": data,
+            "plots": scoreboard_plots(data, clips_url),
+            "dimensions": DIMENSIONS,
+        },
+    )
+
+
+@role_required(LEAD)
+def scoreboard_clips_page(request):
+    round_ = Round.objects.filter(pk=_int_or_none(request.GET.get("round"))).first()
+    source = request.GET.get("source", "")
+    if round_ is None or not source:
+        raise Http404("give a round and a source")
+    reward_model_id = _int_or_none(request.GET.get("reward_model"))
+    return render(
+        request,
+        "training/scoreboard_clips.html",
+        {
+            "round": round_,
+            "source": source,
+            "reward_model": RewardModel.objects.filter(pk=reward_model_id).first(),
+            "clips": selectors.scoreboard_clips(
+                round_id=round_.pk, source=source, reward_model_id=reward_model_id
+            ),
+        },
+    )

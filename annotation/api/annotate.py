@@ -22,11 +22,20 @@ from annotation.services.ratings import RatingError, skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import IsAnnotator, IsLead, user_roles
 
-_ERROR_STATUS = {"invalid": 400, "not_found": 404, "conflict": 409}
+_ERROR_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
+# Database ids are bigints: a larger number can name no row, and Postgres would refuse it.
+MAX_ID = 2**63 - 1
 
 
 def _error(message: str, code: int) -> Response:
     return Response({"detail": message}, status=code)
+
+
+def _not_an_object(request) -> Response | None:
+    """A 400 for a body that is not a JSON object (``null``, ``5``, ``[null]``), else None."""
+    if isinstance(request.data, dict):
+        return None
+    return _error(f"the request body must be a JSON object, got {type(request.data).__name__}", 400)
 
 
 class MeView(APIView):
@@ -41,7 +50,10 @@ class MeView(APIView):
 
 class NextClipRequest(serializers.Serializer):
     exclude = serializers.ListField(
-        child=serializers.IntegerField(), required=False, default=list, max_length=10
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        default=list,
+        max_length=10,
     )
 
 
@@ -55,6 +67,8 @@ class NextClipView(APIView):
         responses={200: OpenApiResponse(description="clip + lease"), 204: None},
     )
     def post(self, request, round_id: int):
+        if (bad := _not_an_object(request)) is not None:
+            return bad
         params = NextClipRequest(data=request.data)
         params.is_valid(raise_exception=True)
         try:
@@ -62,7 +76,7 @@ class NextClipView(APIView):
                 round_id=round_id, annotator=request.user, exclude=params.validated_data["exclude"]
             )
         except AssignmentError as exc:
-            return _error(str(exc), 404)
+            return _error(str(exc), exc.http_status)
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(
@@ -86,7 +100,9 @@ class RatingRequest(serializers.Serializer):
 
 
 class SubmitRatingView(APIView):
-    """Save six 1-5 scores for a clip. Repeating a submit with the same idempotency_key is harmless."""
+    """Save six 1-5 scores for a clip the caller holds a lease on (403 otherwise; 409 when the
+    round is closed or the clip pulled). Repeating a submit with the same idempotency_key is
+    harmless."""
 
     permission_classes = [IsAuthenticated, IsAnnotator]
 
@@ -94,9 +110,11 @@ class SubmitRatingView(APIView):
         request=RatingRequest, responses={201: OpenApiResponse(description="saved"), 200: None}
     )
     def post(self, request, clip_id: int):
+        if (bad := _not_an_object(request)) is not None:
+            return bad
         unknown = sorted(set(request.data) - {*DIMENSION_KEYS, "seconds_spent", "idempotency_key"})
         if unknown:
-            return _error(f"unknown field(s): {', '.join(unknown)}", 400)
+            return _error(f"unknown field(s): {', '.join(map(str, unknown))}", 400)
         params = RatingRequest(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -128,13 +146,15 @@ class ReasonRequest(serializers.Serializer):
 
 
 class SkipClipView(APIView):
-    """Pass on a clip with a reason; it goes back to other annotators."""
+    """Pass on a clip the caller holds, with a reason; it goes back to other annotators."""
 
     permission_classes = [IsAuthenticated, IsAnnotator]
     broken = False
 
     @extend_schema(request=ReasonRequest, responses={200: None})
     def post(self, request, clip_id: int):
+        if (bad := _not_an_object(request)) is not None:
+            return bad
         params = ReasonRequest(data=request.data)
         params.is_valid(raise_exception=True)
         try:
@@ -150,7 +170,8 @@ class SkipClipView(APIView):
 
 
 class FlagClipView(SkipClipView):
-    """Flag a clip as broken (does not play, corrupt, wrong content); enough flags pull it."""
+    """Flag a clip the caller holds as broken (does not play, corrupt, wrong content); enough
+    flags from its holders pull it until a lead restores it."""
 
     broken = True
 
@@ -230,6 +251,8 @@ class ImportListView(APIView):
         request=ImportRequest, responses={202: OpenApiResponse(description="batch report")}
     )
     def post(self, request):
+        if (bad := _not_an_object(request)) is not None:
+            return bad
         params = ImportRequest(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data

@@ -6,6 +6,8 @@ import json
 
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -17,6 +19,7 @@ from annotation.selectors.exports import list_snapshots
 from annotation.selectors.pairwise import iter_preference_pairs, task_for_judge, win_rate
 from annotation.services.exports import request_snapshot_build
 from annotation.services.pairwise import PairwiseError, lease_next_pair, submit_judgement
+from labelhub.api import BIGINT_MAX, errors, id_field
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator, IsLead
 
@@ -42,10 +45,10 @@ class SnapshotSerializer(serializers.ModelSerializer):
 
 class SnapshotRequestSerializer(serializers.Serializer):
     round_ids = serializers.ListField(
-        child=serializers.IntegerField(), required=False, allow_null=True
+        child=id_field(), required=False, allow_null=True, max_length=1000
     )
     test_fraction = serializers.FloatField(min_value=0.0, max_value=1.0, default=0.1)
-    seed = serializers.IntegerField(default=0)
+    seed = serializers.IntegerField(default=0, min_value=0, max_value=BIGINT_MAX)
     include_ratings = serializers.BooleanField(default=False)
 
 
@@ -55,9 +58,15 @@ class SnapshotListView(APIView):
     permission_classes = [IsLead]
     serializer_class = SnapshotSerializer
 
+    @extend_schema(responses={200: SnapshotSerializer(many=True), **errors()})
     def get(self, request):
         return Response(SnapshotSerializer(list_snapshots(), many=True).data)
 
+    @extend_schema(
+        request=SnapshotRequestSerializer,
+        responses={202: SnapshotSerializer, **errors(400)},
+        description="Start building a snapshot; poll its detail until status is ready or failed.",
+    )
     def post(self, request):
         params = SnapshotRequestSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -79,9 +88,31 @@ class SnapshotDetailView(APIView):
     permission_classes = [IsLead]
     serializer_class = SnapshotSerializer
 
+    @extend_schema(responses={200: SnapshotSerializer, **errors(404)})
     def get(self, request, snapshot_id: int):
         snapshot = get_object_or_404(list_snapshots(), pk=snapshot_id)
         return Response(SnapshotSerializer(snapshot).data)
+
+
+class AnnotatorRowSerializer(serializers.Serializer):
+    annotator_id = serializers.IntegerField()
+    username = serializers.CharField()
+    count = serializers.IntegerField()
+    median_seconds = serializers.FloatField(allow_null=True)
+    leniency = serializers.FloatField(allow_null=True)
+    correlation = serializers.FloatField(allow_null=True)
+    gold_count = serializers.IntegerField()
+    gold_accuracy = serializers.FloatField(allow_null=True)
+    flags = serializers.ListField(child=serializers.CharField())
+
+
+class AgreementSerializer(serializers.Serializer):
+    round_id = serializers.IntegerField()
+    alpha = serializers.DictField(
+        child=serializers.DictField(child=serializers.FloatField(allow_null=True)),
+        help_text="level -> dimension -> Krippendorff's alpha (null when undefined)",
+    )
+    annotators = AnnotatorRowSerializer(many=True)
 
 
 class AgreementView(APIView):
@@ -89,6 +120,7 @@ class AgreementView(APIView):
 
     permission_classes = [IsLead]
 
+    @extend_schema(responses={200: AgreementSerializer, **errors(404)})
     def get(self, request, round_id: int):
         round_ = get_object_or_404(Round, pk=round_id)
         table = annotator_table(round_ids=[round_.pk])
@@ -114,11 +146,33 @@ class AgreementView(APIView):
         )
 
 
+class OutcomeSerializer(serializers.Serializer):
+    count = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True, help_text="null when no task is judged")
+    ci95 = serializers.ListField(child=serializers.FloatField(), min_length=2, max_length=2)
+
+
+class WinRateSerializer(serializers.Serializer):
+    source_x = serializers.CharField()
+    source_y = serializers.CharField()
+    tasks = serializers.IntegerField()
+    win = OutcomeSerializer()
+    tie = OutcomeSerializer()
+    loss = OutcomeSerializer()
+
+
 class WinRateView(APIView):
     """Win / tie / loss of source ``x`` against ``y`` with 95% intervals (2-of-3 majority)."""
 
     permission_classes = [IsLead]
 
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("x", str, required=True, description="source name"),
+            OpenApiParameter("y", str, required=True, description="the other source name"),
+        ],
+        responses={200: WinRateSerializer, **errors(400)},
+    )
     def get(self, request):
         x, y = request.query_params.get("x", ""), request.query_params.get("y", "")
         if not x or not y:
@@ -131,6 +185,14 @@ class PreferencePairsView(APIView):
 
     permission_classes = [IsLead]
 
+    @extend_schema(
+        responses={
+            (200, "application/x-ndjson"): OpenApiResponse(
+                OpenApiTypes.STR, description="one JSON object per line"
+            ),
+            **errors(),
+        }
+    )
     def get(self, request):
         lines = (json.dumps(pair) + "\n" for pair in iter_preference_pairs())
         response = StreamingHttpResponse(lines, content_type="application/x-ndjson")
@@ -138,14 +200,45 @@ class PreferencePairsView(APIView):
         return response
 
 
+class NextPairRequest(serializers.Serializer):
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=2**63 - 1),
+        required=False,
+        default=list,
+        max_length=10,
+        help_text="task ids the page already shows",
+    )
+
+
+class PairSideSerializer(serializers.Serializer):
+    video_url = serializers.CharField()
+    poster_url = serializers.CharField()
+
+
+class PairTaskSerializer(serializers.Serializer):
+    task_id = serializers.IntegerField()
+    expires_at = serializers.DateTimeField()
+    prompt = serializers.CharField(allow_blank=True)
+    condition_image_url = serializers.CharField()
+    left = PairSideSerializer()
+    right = PairSideSerializer()
+
+
 class NextPairView(APIView):
     """POST: lease the judge's next pairwise task (204 when there is none)."""
 
     permission_classes = [IsAuthenticated, IsAnnotator]
 
+    @extend_schema(
+        request=NextPairRequest,
+        responses={200: PairTaskSerializer, 204: None, **errors(400)},
+    )
     def post(self, request):
-        exclude = request.data.get("exclude", []) if isinstance(request.data, dict) else []
-        lease = lease_next_pair(judge=request.user, exclude=exclude)
+        if not isinstance(request.data, dict):
+            return Response({"detail": "the request body must be a JSON object"}, status=400)
+        params = NextPairRequest(data=request.data)
+        params.is_valid(raise_exception=True)
+        lease = lease_next_pair(judge=request.user, exclude=params.validated_data["exclude"])
         if lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(task_for_judge(lease))
@@ -158,7 +251,12 @@ class JudgementSerializer(serializers.Serializer):
         required=False,
         default=dict,
     )
-    seconds_spent = serializers.FloatField(min_value=0, default=0)
+    seconds_spent = serializers.FloatField(min_value=0, max_value=24 * 3600, default=0)
+
+
+class JudgementCreatedSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    task_id = serializers.IntegerField()
 
 
 class JudgePairView(APIView):
@@ -166,7 +264,13 @@ class JudgePairView(APIView):
 
     permission_classes = [IsAuthenticated, IsAnnotator]
 
+    @extend_schema(
+        request=JudgementSerializer,
+        responses={201: JudgementCreatedSerializer, **errors(400, 403, 404, 409)},
+    )
     def post(self, request, task_id: int):
+        if not isinstance(request.data, dict):
+            return Response({"detail": "the request body must be a JSON object"}, status=400)
         data = JudgementSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         dims = {k: v for k, v in data.validated_data["dimensions"].items() if k in DIMENSION_KEYS}
@@ -179,6 +283,6 @@ class JudgePairView(APIView):
                 seconds_spent=data.validated_data["seconds_spent"],
             )
         except PairwiseError as exc:
-            code = {"not_found": 404, "conflict": 409}.get(exc.code, 400)
+            code = {"forbidden": 403, "not_found": 404, "conflict": 409}.get(exc.code, 400)
             return Response({"detail": str(exc)}, status=code)
         return Response({"id": judgement.pk, "task_id": task_id}, status=status.HTTP_201_CREATED)

@@ -7,7 +7,16 @@ from django.db import connection
 from django.db.models import Q
 from django.urls import reverse
 
-from annotation.models import Clip, Lease, PairwiseTask, Rating, Round, Skip
+from annotation.models import (
+    AuditEntry,
+    Clip,
+    GuidelineExample,
+    Lease,
+    PairwiseTask,
+    Rating,
+    Round,
+    Skip,
+)
 from labelhub.roles import ANNOTATOR, LEAD, user_roles
 
 MEDIA_KINDS = ("video", "poster", "original", "condition", "character")
@@ -18,7 +27,10 @@ def media_url(clip_id: int, kind: str) -> str:
 
 
 def can_view_clip(user, clip_id: int) -> bool:
-    """Leads and admins see every clip; an annotator only clips they hold, rated, skipped or judge."""
+    """Leads and admins see every clip; an annotator only a clip the assignment service gave them
+    (a lease they hold until their next lease request clears it, or a rating of theirs), a clip of
+    a pairwise task they hold or judged, and the example clips of guidelines. A skip or a flag
+    grants nothing: both need the lease already."""
     roles = user_roles(user)
     if LEAD in roles:
         return True
@@ -27,7 +39,7 @@ def can_view_clip(user, clip_id: int) -> bool:
     return (
         Lease.objects.filter(clip_id=clip_id, annotator=user).exists()
         or Rating.objects.filter(clip_id=clip_id, annotator=user).exists()
-        or Skip.objects.filter(clip_id=clip_id, annotator=user).exists()
+        or GuidelineExample.objects.filter(clip_id=clip_id).exists()
         or PairwiseTask.objects.filter(Q(clip_a_id=clip_id) | Q(clip_b_id=clip_id))
         .filter(Q(leases__judge=user) | Q(judgements__judge=user))
         .exists()
@@ -117,3 +129,42 @@ def open_rounds_for(user) -> list[dict]:
         progress = annotator_progress(round_id=round_.pk, annotator=user)
         out.append({"id": round_.pk, "name": round_.name, **progress})
     return out
+
+
+def pulled_clips(*, round_id: int) -> list[dict]:
+    """The round's pulled clips for the lead dashboard: each with its flags, reasons and pull time."""
+    clips = list(
+        Clip.objects.filter(round_id=round_id, status=Clip.Status.PULLED)
+        .select_related("condition")
+        .order_by("pk")
+    )
+    flags: dict[int, list[dict]] = {clip.pk: [] for clip in clips}
+    for skip in (
+        Skip.objects.filter(clip_id__in=flags, broken=True)
+        .select_related("annotator")
+        .order_by("created_at", "pk")
+    ):
+        flags[skip.clip_id].append(
+            {
+                "annotator": skip.annotator.get_username(),
+                "reason": skip.reason,
+                "at": skip.created_at,
+            }
+        )
+    pulled_at: dict[int, object] = {}
+    for clip_id, created_at in AuditEntry.objects.filter(
+        clip_id__in=flags, action=AuditEntry.Action.PULL_CLIP
+    ).values_list("clip_id", "created_at"):
+        pulled_at[clip_id] = max(created_at, pulled_at.get(clip_id, created_at))
+    return [
+        {
+            "clip_id": clip.pk,
+            "source": clip.source_name,
+            "prompt": clip.condition.prompt,
+            "rating_count": clip.rating_count,
+            "target_ratings": clip.target_ratings,
+            "pulled_at": pulled_at.get(clip.pk),
+            "flags": flags[clip.pk],
+        }
+        for clip in clips
+    ]

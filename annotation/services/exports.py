@@ -14,6 +14,7 @@ import hashlib
 import logging
 import os
 import shutil
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -126,9 +127,7 @@ def build_snapshot(
     params = ExportParams(p["round_ids"], p["test_fraction"], p["seed"], p["include_ratings"])
 
     def beat(name: str, rows: int) -> None:
-        ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        )
+        _touch_heartbeat(snapshot_id)
         if progress:
             progress(name, rows)
 
@@ -156,6 +155,23 @@ def build_snapshot(
     )
     snapshot.refresh_from_db()
     return snapshot
+
+
+def _touch_heartbeat(snapshot_id: int) -> None:
+    """Move the heartbeat on a connection of its own: the build's read-only REPEATABLE READ
+    transaction can neither write it nor show it to the sweeper before it commits."""
+
+    def touch() -> None:
+        try:
+            ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
+                heartbeat_at=timezone.now()
+            )
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=touch, name=f"export-{snapshot_id}-heartbeat")
+    thread.start()
+    thread.join()
 
 
 def _store(snapshot_id: int, path: Path) -> dict:

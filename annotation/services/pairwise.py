@@ -4,7 +4,9 @@ Assignment follows the rating queue's rules: a task row is locked with ``FOR UPD
 LOCKED`` before a lease or a judgement of it is written, so concurrent judges never over-fill a
 task or wait on each other; a judge never judges one task twice; leases expire.
 Judgements are stored against the canonical clip_a / clip_b; the page's left / right sides are
-shuffled per task (``a_on_left``) and mapped back here.
+shuffled per task (``a_on_left``) and mapped back here. As with ratings, a judge judges only a
+task leased to them (a lapsed lease still counts while the task has room), so judges cannot
+choose their pairs; a task with a pulled clip is neither handed out nor judged.
 """
 
 from __future__ import annotations
@@ -133,7 +135,11 @@ def _candidates(*, judge, exclude: list[int], now, lock: bool = True):
     mine = Q(Exists(PairwiseJudgement.objects.filter(task_id=OuterRef("pk"), judge=judge)))
     mine |= Q(Exists(PairwiseLease.objects.filter(task_id=OuterRef("pk"), judge=judge)))
     tasks = (
-        PairwiseTask.objects.filter(judgement_count__lt=F("judges_needed"))
+        PairwiseTask.objects.filter(
+            judgement_count__lt=F("judges_needed"),
+            clip_a__status=Clip.Status.READY,
+            clip_b__status=Clip.Status.READY,
+        )
         .exclude(pk__in=exclude)
         .exclude(mine)
         .annotate(leased=Coalesce(Subquery(active, output_field=IntegerField()), Value(0)))
@@ -166,7 +172,7 @@ def submit_judgement(
     seconds_spent: float = 0.0,
     now=None,
 ) -> PairwiseJudgement:
-    """Save one judge's verdict (screen sides), locking the task row first."""
+    """Save one judge's verdict (screen sides) on a task leased to them, locking the task first."""
     now = now or timezone.now()
     dimension_sides = dimension_sides or {}
     unknown = sorted(set(dimension_sides) - set(DIMENSION_KEYS))
@@ -176,18 +182,33 @@ def submit_judgement(
     if seconds < 0:
         raise PairwiseError("seconds_spent must not be negative")
     with transaction.atomic():
-        task = PairwiseTask.objects.select_for_update().filter(pk=task_id).first()
+        task = (
+            PairwiseTask.objects.select_for_update(of=("self",))
+            .select_related("clip_a", "clip_b")
+            .filter(pk=task_id)
+            .first()
+        )
         if task is None:
             raise PairwiseError(f"pairwise task {task_id} does not exist", code="not_found")
         if PairwiseJudgement.objects.filter(task=task, judge=judge).exists():
             raise PairwiseError("you have already judged this pair", code="conflict")
-        holds = PairwiseLease.objects.filter(task=task, judge=judge, expires_at__gt=now).exists()
+        lease = PairwiseLease.objects.filter(task=task, judge=judge).first()
+        if lease is None:
+            raise PairwiseError(
+                "you do not hold this pair: ask for your next pair (POST /api/pairwise/next/) "
+                "and judge the one you are given",
+                code="forbidden",
+            )
+        if Clip.Status.PULLED in (task.clip_a.status, task.clip_b.status):
+            raise PairwiseError("a clip of this pair was pulled from rating", code="conflict")
         if (
-            not holds
+            lease.expires_at <= now
             and task.judgement_count + _active_leases(task.pk, now=now, exclude_judge_id=judge.pk)
             >= task.judges_needed
         ):
-            raise PairwiseError("this pair already has all its judges", code="conflict")
+            raise PairwiseError(
+                "your lease on this pair expired and it went to other judges", code="conflict"
+            )
         try:
             with transaction.atomic():
                 judgement = PairwiseJudgement.objects.create(

@@ -107,10 +107,17 @@ def _finite(name: str, value) -> float:
     return float(value)
 
 
+GOLD_RATE_MIN = 0.001  # one gold clip in 1,000; a smaller non-zero rate has no block size
+
+
 def _gold_rate(value) -> float:
     rate = _finite("gold rate", value)
     if not 0 <= rate <= 1:
         raise RoundSettingsError(f"gold rate must be between 0 and 1, got {value!r}")
+    if 0 < rate < GOLD_RATE_MIN:
+        raise RoundSettingsError(
+            f"gold rate must be 0 (no gold) or at least {GOLD_RATE_MIN}, got {value!r}"
+        )
     return rate
 
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 
 from annotation.models import ImportBatch, Round
 from annotation.selectors.clips import open_rounds_for
+from annotation.selectors.guidelines import round_guidelines
 from annotation.selectors.imports import batch_report
+from annotation.selectors.me import calibration
 from annotation.services import ingest
-from labelhub.dimensions import DIMENSIONS
+from annotation.services.guidelines import should_show_guidelines
+from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import ANNOTATOR, LEAD, has_role, role_required
 
 
@@ -24,10 +28,26 @@ def home(request):
 def annotate_page(request, round_id: int):
     round_ = get_object_or_404(Round, pk=round_id)
     dimensions = [
-        {"key": d.key, "name": d.name, "question": d.question, "anchors": sorted(d.anchors.items())}
+        {
+            "key": d.key,
+            "name": d.name,
+            "question": d.question,
+            # (score, anchor text or "") for 1..5: the 1/3/5 anchors sit inside their buttons.
+            "scale": [(n, d.anchors.get(n, "")) for n in range(SCORE_MIN, SCORE_MAX + 1)],
+        }
         for d in DIMENSIONS
     ]
-    return render(request, "annotation/annotate.html", {"round": round_, "dimensions": dimensions})
+    return render(
+        request,
+        "annotation/annotate.html",
+        {
+            "round": round_,
+            "dimensions": dimensions,
+            "guidelines": round_guidelines(round_.pk),
+            "show_guidelines": should_show_guidelines(round_id=round_.pk, annotator=request.user),
+            "undo_window_seconds": settings.LABELHUB_UNDO_WINDOW_SECONDS,
+        },
+    )
 
 
 @role_required(LEAD)
@@ -68,4 +88,12 @@ def import_report_page(request, batch_id: int):
         request,
         "annotation/import_report.html",
         {"report": batch_report(batch), "batch": batch},
+    )
+
+
+@role_required(ANNOTATOR)
+def me_page(request):
+    """The annotator's own calibration: counts, time, agreement with consensus, gold accuracy."""
+    return render(
+        request, "annotation/me.html", {"calibration": calibration(annotator=request.user)}
     )

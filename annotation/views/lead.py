@@ -4,114 +4,28 @@ writes go through ``annotation.services``; plots are inline SVG rendered here.""
 
 from __future__ import annotations
 
-from html import escape
-
 from django.contrib import messages
 from django.core.files.storage import default_storage
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils.safestring import mark_safe
+from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from annotation.models import Clip, ExportSnapshot, Round
 from annotation.selectors import dashboard as dash
-from annotation.selectors.clips import media_url
+from annotation.selectors.clips import media_url, pulled_clips
 from annotation.selectors.exports import list_snapshots
 from annotation.selectors.pairwise import source_pairs, win_rate
 from annotation.services.exports import request_snapshot_build
 from annotation.services.gold import GoldError, remove_gold_reference, set_gold_reference
 from annotation.services.pairwise import PairwiseError, create_pairwise_tasks
+from annotation.services.ratings import RatingError, restore_clip
 from annotation.services.rounds import RoundSettingsError, update_round_settings
 from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import LEAD, role_required
-
-PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#718096", "#b7791f")
-
+from labelhub.svg import PALETTE, alpha_svg, histogram_svg, progress_svg
 
 lead_required = role_required(LEAD)
-
-
-# --- SVG plots --------------------------------------------------------------------------------
-
-
-def progress_svg(progress: list[dash.RoundProgress]) -> str:
-    """One stacked bar per round: complete / in progress / untouched."""
-    width, bar_h, gap, label_w = 560, 18, 8, 150
-    parts = []
-    colours = (("complete", "#38a169"), ("in_progress", "#ecc94b"), ("untouched", "#cbd5e0"))
-    for i, row in enumerate(progress):
-        y = i * (bar_h + gap)
-        parts.append(f'<text x="0" y="{y + 13}" font-size="12">{escape(row.name)}</text>')
-        x = float(label_w)
-        for attr, colour in colours:
-            value = getattr(row, attr)
-            w = (width - label_w - 60) * value / row.total if row.total else 0
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{w:.1f}" height="{bar_h}" fill="{colour}">'
-                f"<title>{attr.replace('_', ' ')}: {value}</title></rect>"
-            )
-            x += w
-        parts.append(
-            f'<text x="{width - 55}" y="{y + 13}" font-size="12">{row.complete}/{row.total}</text>'
-        )
-    height = max(1, len(progress)) * (bar_h + gap)
-    return _svg(width, height, "".join(parts), "Progress per round")
-
-
-def histogram_svg(by_source: dict[str, list[int]]) -> str:
-    """Share of ratings scoring 1..5, one bar per source in each score group."""
-    width, height, pad = 260, 120, 20
-    sources = list(by_source)
-    group_w = (width - pad) / (SCORE_MAX - SCORE_MIN + 1)
-    bar_w = max(2.0, (group_w - 6) / max(1, len(sources)))
-    parts = []
-    for s, source in enumerate(sources):
-        counts = by_source[source]
-        total = sum(counts) or 1
-        for i, n in enumerate(counts):
-            h = (height - pad - 4) * n / total
-            x = pad + i * group_w + s * bar_w
-            parts.append(
-                f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{bar_w - 1:.1f}" height="{h:.1f}" '
-                f'fill="{PALETTE[s % len(PALETTE)]}"><title>{escape(source)}: score {i + SCORE_MIN}, '
-                f"{n} ratings ({100 * n / total:.0f}%)</title></rect>"
-            )
-    for i in range(SCORE_MAX - SCORE_MIN + 1):
-        parts.append(
-            f'<text x="{pad + i * group_w + group_w / 2 - 3:.1f}" y="{height - 5}" font-size="11">{i + SCORE_MIN}</text>'
-        )
-    return _svg(width, height, "".join(parts), "Score distribution by source")
-
-
-def alpha_svg(alpha: dict[str, dict[str, float | None]]) -> str:
-    """Horizontal bars of alpha per dimension (interval dark, ordinal light), axis 0..1."""
-    width, row_h, label_w = 520, 26, 170
-    parts = []
-    for i, dim in enumerate(DIMENSIONS):
-        y = i * row_h
-        parts.append(f'<text x="0" y="{y + 14}" font-size="12">{escape(dim.name)}</text>')
-        for j, (level, colour) in enumerate((("interval", "#2b6cb0"), ("ordinal", "#90cdf4"))):
-            value = alpha[level][dim.key]
-            w = (width - label_w - 50) * max(0.0, value) if value is not None else 0
-            text = "n/a" if value is None else f"{value:.2f}"
-            parts.append(
-                f'<rect x="{label_w}" y="{y + j * 10 + 2}" width="{w:.1f}" height="9" fill="{colour}">'
-                f"<title>{level} alpha: {text}</title></rect>"
-            )
-        shown = alpha["interval"][dim.key]
-        parts.append(
-            f'<text x="{width - 45}" y="{y + 14}" font-size="12">{"n/a" if shown is None else f"{shown:.2f}"}</text>'
-        )
-    return _svg(
-        width, len(DIMENSIONS) * row_h, "".join(parts), "Krippendorff's alpha per dimension"
-    )
-
-
-def _svg(width: int, height: int, body: str, title: str) -> str:
-    return mark_safe(
-        f'<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{escape(title)}" '
-        f'width="{width}" height="{height}" viewBox="0 0 {width} {height}">{body}</svg>'
-    )
 
 
 # --- Pages ------------------------------------------------------------------------------------
@@ -143,8 +57,23 @@ def dashboard_page(request):
             "alpha_svg": alpha_svg(data["alpha"]),
             "histograms": histograms,
             "legend": [(s, PALETTE[i % len(PALETTE)]) for i, s in enumerate(sources)],
+            "pulled": pulled_clips(round_id=round_.pk),
         },
     )
+
+
+@lead_required
+@require_http_methods(["POST"])
+def clip_restore(request, clip_id: int):
+    """Put a pulled clip back into rating (the audit records who and when)."""
+    clip = get_object_or_404(Clip, pk=clip_id)
+    try:
+        restore_clip(clip_id=clip.pk, lead=request.user)
+    except RatingError as exc:
+        messages.error(request, f"Clip {clip.pk} not restored: {exc}")
+    else:
+        messages.success(request, f"Clip {clip.pk} is back in rating; its flags were cleared.")
+    return redirect(f"{reverse('annotation:lead_dashboard')}?round={clip.round_id}#pulled-clips")
 
 
 @lead_required
@@ -226,6 +155,7 @@ def round_settings_page(request, round_id: int):
         "disagreement_std": round_.disagreement_std,
         "max_ratings_per_clip": round_.max_ratings_per_clip,
         "status": round_.status,
+        "queue_order": round_.queue_order,
     }
     apply_to_existing = False
     status = 200
@@ -239,6 +169,7 @@ def round_settings_page(request, round_id: int):
             "disagreement_std": None if std == "" else _float_or_raw(std),  # blank = off
             "max_ratings_per_clip": _int_or_raw(post.get("max_ratings_per_clip")),
             "status": post.get("status"),
+            "queue_order": post.get("queue_order", round_.queue_order),
         }
         apply_to_existing = post.get("apply_to_existing_clips") == "on"
         try:
@@ -259,6 +190,7 @@ def round_settings_page(request, round_id: int):
             "values": values,
             "apply_to_existing": apply_to_existing,
             "statuses": Round.Status.choices,
+            "queue_orders": Round.QueueOrder.choices,
         },
         status=status,
     )

@@ -183,7 +183,7 @@ def render_rule_frames(
     own = character_texture(character, size, phase)
     other = character_texture(swap_to, size, phase)
     swap_from = frames - int(round(swap * frames))
-    side = size // 4
+    side = size // 3
     y = int(rng.integers(0, size - side))
     x0 = float(rng.integers(0, size // 16 + 1))
     signs = rng.choice([-1.0, 1.0], size=frames)

@@ -77,6 +77,15 @@ class TrainConfig:
         100, "Write a resumable checkpoint every N steps (0: only at the end)"
     )
     log_every: int = _field(1, "Report metrics every N steps")
+    keep_last_checkpoints: int = _field(
+        2, "Checkpoints kept on disk: the newest N (0: keep all), plus the best if keep_best"
+    )
+    keep_best_checkpoint: bool = _field(
+        True, "Also keep the checkpoint with the lowest mean training loss since the previous one"
+    )
+    offload_encoders: bool = _field(
+        True, "Move T5 and the VAE off the GPU once the pairs are encoded (back at the end)"
+    )
     image_dropout: float = _field(
         0.05, "Probability of dropping the first-frame latent (diffusers LoRA script)"
     )
@@ -116,8 +125,8 @@ class TrainConfig:
         for name in ("lora_rank", "max_steps", "batch_pairs", "log_every"):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.lora_alpha < 0 or self.checkpoint_every < 0:
-            errors.append("lora_alpha and checkpoint_every must be >= 0")
+        if self.lora_alpha < 0 or self.checkpoint_every < 0 or self.keep_last_checkpoints < 0:
+            errors.append("lora_alpha, checkpoint_every and keep_last_checkpoints must be >= 0")
         if not 0 < self.learning_rate < 1:
             errors.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if not 0 <= self.image_dropout < 1:

@@ -379,6 +379,61 @@ def load_lora_weights_into(transformer, directory: Path) -> None:
         )
 
 
+BEST_CHECKPOINT = "best_checkpoint.json"
+
+
+def prune_checkpoints(output_dir: Path, *, keep_last: int, keep_best: bool) -> list[Path]:
+    """Delete all but the newest ``keep_last`` checkpoints (0: keep all) and, if ``keep_best``,
+    the best one recorded in ``best_checkpoint.json``; returns what was deleted."""
+    import shutil
+
+    if keep_last == 0:
+        return []
+    found = sorted(output_dir.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
+    keep = set(found[-keep_last:])
+    best_file = output_dir / BEST_CHECKPOINT
+    if keep_best and best_file.exists():
+        keep.add(output_dir / json.loads(best_file.read_text())["checkpoint"])
+    deleted = [path for path in found if path not in keep]
+    for path in deleted:
+        shutil.rmtree(path)
+    return deleted
+
+
+def record_best(output_dir: Path, checkpoint: Path, loss: float) -> bool:
+    """Remember ``checkpoint`` as the best if its loss is the lowest so far; True if it is."""
+    best_file = output_dir / BEST_CHECKPOINT
+    if best_file.exists():
+        best = json.loads(best_file.read_text())
+        if (output_dir / best["checkpoint"]).exists() and best["loss"] <= loss:
+            return False
+    best_file.write_text(json.dumps({"checkpoint": checkpoint.name, "loss": loss}))
+    return True
+
+
+class PairCache:
+    """The encoded pairs, kept in host memory (pinned on CUDA) and moved to the device one batch
+    at a time: the whole fp32 cache of 2,000 5B pairs is ~34 GB, which must not sit on the GPU."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor], device: torch.device):
+        self.device = device
+        pin = device.type == "cuda" and torch.cuda.is_available()
+        self.tensors = {k: (v.pin_memory() if pin else v) for k, v in tensors.items()}
+
+    def __len__(self) -> int:
+        return len(self.tensors["winner_latents"])
+
+    def shape(self, name: str) -> torch.Size:
+        return self.tensors[name].shape
+
+    def batch(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        indices = indices.cpu()
+        return {
+            k: v.index_select(0, indices).to(self.device, non_blocking=True)
+            for k, v in self.tensors.items()
+        }
+
+
 def latest_checkpoint(output_dir: Path) -> Path | None:
     found = sorted(output_dir.glob("checkpoint-*[0-9]"), key=lambda p: int(p.name.split("-")[1]))
     return found[-1] if found else None
@@ -450,7 +505,16 @@ def train(
         image_noise_mean=config.image_noise_mean,
         seed=config.seed,
     )
-    cache = {k: v.to(accelerator.device) for k, v in cache.items()}
+    cache = PairCache(cache, accelerator.device)  # host memory; batches stream to the device
+    offloaded = []
+    if config.offload_encoders and accelerator.device.type == "cuda":
+        # T5 and the VAE are only needed to encode: free their GPU memory for training.
+        for name in ("text_encoder", "vae"):
+            module = getattr(components, name)
+            if module is not None and next(module.parameters()).device.type == "cuda":
+                module.to("cpu")
+                offloaded.append(name)
+        torch.cuda.empty_cache()
     lora_params = add_lora(transformer, rank=config.lora_rank, alpha=config.lora_alpha)
     if config.gradient_checkpointing if config.gradient_checkpointing is not None else use_cuda:
         transformer.enable_gradient_checkpointing()
@@ -458,7 +522,7 @@ def train(
     optimizer = torch.optim.AdamW(
         lora_params, lr=config.learning_rate, weight_decay=config.weight_decay
     )
-    rotary = rotary_embedding(components, cache["winner_latents"].shape[1], accelerator.device)
+    rotary = rotary_embedding(components, cache.shape("winner_latents")[1], accelerator.device)
     model, optimizer = accelerator.prepare(transformer, optimizer)
 
     # Resume
@@ -481,13 +545,36 @@ def train(
     steps_per_epoch = max(1, num_pairs // global_batch)
     last_checkpoint = str(resume or "")
     first_step, started = step, time.monotonic()
+    window_losses: list[float] = []  # training losses since the last checkpoint (picks the best)
+
+    def checkpoint(step: int) -> str:
+        path = save_checkpoint(
+            output_dir / f"checkpoint-{step}",
+            transformer=transformer,
+            optimizer=optimizer,
+            step=step,
+            config=config,
+            metrics=metrics,
+        )
+        if window_losses:
+            record_best(output_dir, path, sum(window_losses) / len(window_losses))
+        window_losses.clear()
+        prune_checkpoints(
+            output_dir,
+            keep_last=config.keep_last_checkpoints,
+            keep_best=config.keep_best_checkpoint,
+        )
+        if on_checkpoint:
+            on_checkpoint(str(path))
+        return str(path)
+
     while step < config.max_steps:
         # Pair order, timesteps and noise are functions of (seed, step): a resume draws the same.
         epoch, within = divmod(step, steps_per_epoch)
         order = pair_order(num_pairs, seed=config.seed, epoch=epoch)
         indices = order[(within * global_batch + torch.arange(global_batch)) % num_pairs]
         indices = indices[accelerator.process_index :: accelerator.num_processes]
-        batch = {k: v[indices.to(v.device)] for k, v in cache.items()}
+        batch = cache.batch(indices)
         generator = torch.Generator().manual_seed(
             config.seed * 1_000_003 + step * 97 + accelerator.process_index
         )
@@ -506,6 +593,7 @@ def train(
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
+        window_losses.append(logs["loss"])
 
         logs["grad_norm"] = float(grad_norm)
         logs["seconds_per_step"] = (time.monotonic() - started) / (step - first_step)
@@ -520,34 +608,16 @@ def train(
             and step % config.checkpoint_every == 0
             and step < config.max_steps
         ):
-            path = save_checkpoint(
-                output_dir / f"checkpoint-{step}",
-                transformer=transformer,
-                optimizer=optimizer,
-                step=step,
-                config=config,
-                metrics=metrics,
-            )
-            last_checkpoint = str(path)
-            if on_checkpoint:
-                on_checkpoint(last_checkpoint)
+            last_checkpoint = checkpoint(step)
 
     accelerator.wait_for_everyone()
     lora_dir = output_dir / "lora"
     if accelerator.is_main_process:
-        path = save_checkpoint(
-            output_dir / f"checkpoint-{step}",
-            transformer=transformer,
-            optimizer=optimizer,
-            step=step,
-            config=config,
-            metrics=metrics,
-        )
-        last_checkpoint = str(path)
-        if on_checkpoint:
-            on_checkpoint(last_checkpoint)
+        last_checkpoint = checkpoint(step)
         save_lora(transformer, lora_dir, config)
         (output_dir / "metrics.json").write_text(json.dumps(metrics))
+    for name in offloaded:  # the caller may sample with these components next
+        getattr(components, name).to(accelerator.device)
     report(step, config.max_steps, None, f"done: LoRA written to {lora_dir}")
     return TrainResult(
         lora_dir=str(lora_dir), steps=step, metrics=metrics, checkpoint_dir=last_checkpoint
@@ -568,12 +638,9 @@ def main(argv: list[str] | None = None) -> None:
     args = vars(parser.parse_args(argv))
     pairs = read_pairs_jsonl(args.pop("pairs"))
     values = {k: v for k, v in args.items() if v is not None}
-    if "gradient_checkpointing" in values:
-        values["gradient_checkpointing"] = str(values["gradient_checkpointing"]).lower() in (
-            "1",
-            "true",
-            "yes",
-        )
+    for f in fields(TrainConfig):
+        if str(f.type).startswith("bool") and f.name in values:
+            values[f.name] = str(values[f.name]).lower() in ("1", "true", "yes")
     result = train(
         TrainConfig(**values),
         pairs,

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from annotation.models import ImportBatch, ImportRow, Round
+from annotation.models import ImportBatch, Round
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 
@@ -58,29 +58,50 @@ class Command(BaseCommand):
         self._wait(batch, timeout)
         report = batch_report(ImportBatch.objects.get(pk=batch.pk))
         for row in report["rows"]:
-            if row["status"] == ImportRow.Status.ERROR:
+            if row["status"] == "error":
                 self.stdout.write(
                     self.style.ERROR(f"line {row['line']}: {row['video']}: {row['message']}")
                 )
-        counts = report["counts"]
-        summary = f"import #{batch.pk}: {counts['ok']} imported, {counts['error']} error(s)"
-        pending = counts["queued"] + counts["processing"]
-        if pending:
-            summary += f", {pending} still queued (is a Celery worker running?)"
-        self.stdout.write(self.style.SUCCESS(summary) if not counts["error"] else summary)
+        self.stdout.write(self._summary(report))
+
+    def _summary(self, report: dict) -> str:
+        """One honest line: what finished, what is still waiting, and why it may be waiting."""
+        states = report["states"]
+        summary = f"import #{report['id']}: {states['ok']} imported, {states['error']} error(s)"
+        if report["retried"]:
+            summary += f" ({report['retried']} row(s) retried after a lost worker)"
+        waiting = [
+            f"{states[s]} {s.replace('_', ' ')}"
+            for s in ("in_progress", "retrying", "stalled", "queued")
+            if states[s]
+        ]
+        if not waiting:
+            return self.style.SUCCESS(summary) if not states["error"] else summary
+        summary += "; still waiting: " + ", ".join(waiting)
+        if report["started"] == 0:
+            summary += (
+                " (no worker has picked up any row yet: is a Celery worker running on the "
+                "'default' queue?)"
+            )
+        elif states["stalled"]:
+            summary += " (a worker stopped heartbeating; the sweeper requeues its rows)"
+        return summary
 
     def _wait(self, batch: ImportBatch, timeout: float) -> None:
         """Show a progress bar while the ingest tasks (eager or on a worker) finish."""
-        total = batch.rows.exclude(status=ImportRow.Status.ERROR).count()
         deadline = time.monotonic() + timeout
+        report = batch_report(batch)
+        total = sum(report["states"].values()) - report["states"]["error"]
+        done_before = report["states"]["error"]
         with tqdm(total=total, desc="ingest", unit="clip", disable=total == 0) as bar:
             while True:
-                done = (
-                    batch.rows.filter(status__in=[ImportRow.Status.OK, ImportRow.Status.ERROR])
-                    .exclude(status=ImportRow.Status.ERROR, clip__isnull=True, payload={})
-                    .count()
+                report = batch_report(ImportBatch.objects.get(pk=batch.pk))
+                states = report["states"]
+                bar.update(states["ok"] + states["error"] - done_before - bar.n)
+                bar.set_postfix(
+                    {k: v for k, v in states.items() if v and k not in {"ok", "error"}},
+                    refresh=False,
                 )
-                bar.update(done - bar.n)
-                if done >= total or time.monotonic() > deadline:
+                if report["status"] == "done" or time.monotonic() > deadline:
                     return
                 time.sleep(0.5)

@@ -3,8 +3,9 @@
 Idempotent: users are updated in place, clips already in the demo round are not imported again,
 and the demo raters only rate clips they have not rated yet.
 
-1. users ``annotator``, ``lead`` and ``admin`` (superuser) with the printed demo passwords;
-2. the demo clips (``make_demo_clips``) imported with ``import_clips --create-round`` (a Celery
+1. users ``annotator``, ``lead`` and ``admin`` (a superuser only with DEBUG on, as in
+   ``make demo``) with the printed demo passwords;
+2. the demo clips (``annotation.demo``: 12 conditions x 4 sources) imported with ``import_clips --create-round`` (a Celery
    worker, or ``LABELHUB_CELERY_EAGER=1``, runs the ingest tasks);
 3. two demo raters score every clip through the same services as the API (lease, then submit),
    with scores that follow each made-up generator's artefacts, so the lead pages have labels and
@@ -24,12 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db.models import Q
 
 from annotation import media
-from annotation.management.commands.make_demo_clips import (
-    DEMO_ROUND,
-    default_demo_dir,
-    hash_text,
-    render_demo_set,
-)
+from annotation.demo import DEMO_ROUND, default_demo_dir, hash_text, render_demo_set
 from annotation.models import Clip, Round
 from annotation.services.assignment import lease_next_clip
 from annotation.services.ratings import submit_rating
@@ -44,7 +40,7 @@ DEMO_USERS: dict[str, tuple[str, tuple[str, ...], bool]] = {
 }
 DEMO_RATERS = ("demo-rater-1", "demo-rater-2")
 
-# A rater's typical score per dimension for each made-up generator (see GENERATOR_ARTEFACTS).
+# A rater's typical score per dimension for each made-up generator (``annotation.demo``).
 TYPICAL_SCORES: dict[str, dict[str, int]] = {
     "ground_truth": dict.fromkeys(DIMENSION_KEYS, 5),
     "hailuo": {
@@ -117,6 +113,12 @@ class Command(BaseCommand):
         for role in ROLES:
             Group.objects.get_or_create(name=role)
         for username, (password, roles, superuser) in DEMO_USERS.items():
+            if superuser and not settings.DEBUG:
+                # A superuser whose password is printed belongs on a demo machine only.
+                self.stderr.write(
+                    f"DEBUG is off: {username!r} gets its roles but is not made a superuser"
+                )
+                superuser = False
             ensure_user(username, password, roles, superuser)
 
         out_dir = default_demo_dir()
@@ -179,7 +181,7 @@ class Command(BaseCommand):
         ).count()
         logins = "\n".join(
             f"  {username:<10} password {password:<15} ({', '.join(roles)}"
-            f"{', superuser' if superuser else ''})"
+            f"{', superuser' if superuser and settings.DEBUG else ''})"
             for username, (password, roles, superuser) in DEMO_USERS.items()
         )
         return (

@@ -1,0 +1,99 @@
+"""API pieces every app shares: the token endpoint, documented error responses, request-field
+validators, and the JSON 404/500 answers under /api/.
+
+Every operation's schema lists the errors it can answer with, so a generated client or a fuzzer
+(tests/test_api_fuzz.py) sees the truth: ``errors(409)`` documents a view's own codes.
+"""
+
+from __future__ import annotations
+
+from django.http import JsonResponse
+from django.views import defaults
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers
+from rest_framework.authtoken.models import Token
+from rest_framework.authtoken.serializers import AuthTokenSerializer
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from labelhub.schema import FRAMEWORK_ERRORS, error_response
+
+BIGINT_MAX = 2**63 - 1  # Postgres bigint: ids and seeds past it cannot be stored or looked up
+
+
+def errors(*codes: int) -> dict[int, OpenApiResponse]:
+    """Documented error responses for ``codes`` (labelhub.schema adds the framework's own to
+    every operation: 400, 401, 403, 404, 413, 429)."""
+    return {code: error_response(code) for code in sorted({*codes, *FRAMEWORK_ERRORS})}
+
+
+def not_found(request, exception=None):
+    """handler404: JSON under /api/ (what API clients parse), the page elsewhere."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Not found."}, status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    """handler500: JSON under /api/, the standalone page elsewhere; never the debug page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse({"detail": "Server error."}, status=500)
+    return defaults.server_error(request)
+
+
+def _reject_nul(value, path: str = "") -> None:
+    if isinstance(value, str) and "\x00" in value:
+        raise serializers.ValidationError(f"{path or 'value'}: NUL characters are not allowed")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key, path)
+            _reject_nul(item, f"{path}.{key}" if path else str(key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _reject_nul(item, f"{path}[{index}]")
+
+
+class JSONObjectField(serializers.DictField):
+    """A JSON object of free-form parameters, with no NUL character anywhere in it.
+
+    Postgres stores neither a NUL in text nor a \\u0000 in jsonb, so such a value must be a 400
+    here, not a database error later.
+    """
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        _reject_nul(value)
+        return value
+
+
+def id_field(**kwargs) -> serializers.IntegerField:
+    """A primary key in a request body: a positive integer that Postgres can hold."""
+    return serializers.IntegerField(min_value=1, max_value=BIGINT_MAX, **kwargs)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text='send as the header "Authorization: Token <token>"')
+
+
+class ObtainTokenView(APIView):
+    """POST username + password: the user's API token (created on first use).
+
+    Scripts send ``Authorization: Token <token>`` instead of basic auth, so the server checks the
+    password once here rather than hashing it on every request. Failed attempts count towards the
+    login lockout (django-axes) like any other login.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        request=AuthTokenSerializer,
+        responses={200: TokenSerializer, **errors(400)},
+        auth=[],
+    )
+    def post(self, request):
+        credentials = AuthTokenSerializer(data=request.data, context={"request": request})
+        credentials.is_valid(raise_exception=True)
+        token, _ = Token.objects.get_or_create(user=credentials.validated_data["user"])
+        return Response({"token": token.key})

@@ -1,0 +1,181 @@
+"""Fault injection with real workers (issue 11): SIGKILL the default worker in the middle of an
+import, start a new one, and every row still ends ok or error, the batch finishes, storage holds
+no unreferenced object and every stored clip decodes completely.
+
+The worker and beat run with short recovery settings (heartbeat 1 s, stale after 4 s, sweep every
+2 s, broker visibility 8 s) so the test is quick; production defaults are 10 s / 60 s / 30 s /
+600 s, i.e. recovery in one to two minutes.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection
+
+from annotation import media, storage
+from annotation.models import Clip, ImportBatch, ImportRow
+from annotation.services.ingest import clean_unreferenced, import_manifest_file
+from tests.conftest import render_test_video
+from tests.factories import make_round, write_manifest
+from tests.workers import BROKER, celery_worker
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+RECOVERY_ENV = {
+    "LABELHUB_IMPORT_HEARTBEAT_SECONDS": "1",
+    "LABELHUB_IMPORT_STALE_SECONDS": "4",
+    "LABELHUB_IMPORT_SWEEP_SECONDS": "2",
+    "LABELHUB_IMPORT_RESEND_SECONDS": "30",
+    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
+}
+# To measure recovery with the production defaults (takes a few minutes):
+# LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_ingest_crash.py -s
+if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
+    RECOVERY_ENV = {}
+LIMIT = 120 if RECOVERY_ENV else 600
+
+
+def start_beat(tmp_path: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        **RECOVERY_ENV,
+        "DJANGO_SETTINGS_MODULE": "labelhub.settings",
+        "LABELHUB_DB_NAME": connection.settings_dict["NAME"],
+        "LABELHUB_REDIS_URL": BROKER,
+        "LABELHUB_CELERY_EAGER": "0",
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelhub",
+            "beat",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+            "-l",
+            "info",
+        ],
+        cwd=Path(django_settings.BASE_DIR),
+        env=env,
+        stdout=open(tmp_path / "beat.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate, *, log_path: Path, timeout: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic()
+        time.sleep(0.2)
+    raise AssertionError(f"timed out; worker log:\n{log_path.read_text()[-4000:]}")
+
+
+def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
+    isolated_media, tmp_path, settings
+):
+    for name, value in RECOVERY_ENV.items():  # the test process reads the same settings
+        if name.startswith("LABELHUB_IMPORT"):
+            setattr(settings, name, float(value))
+    make_round("r1")
+    videos = [
+        render_test_video(
+            tmp_path / f"clip{i:02d}.mp4",
+            seconds=1.5 + i / 10,  # distinct content per clip
+            fps=12,
+            size="256x192",
+            source="testsrc2",
+        )
+        for i in range(20)
+    ]
+    manifest = write_manifest(
+        tmp_path / "m.jsonl",
+        [{"video": str(v), "prompt": f"clip {i}", "round": "r1"} for i, v in enumerate(videos)],
+    )
+    log_path = tmp_path / "worker.log"
+    beat = start_beat(tmp_path)
+    try:
+        with celery_worker(
+            queues="default", media_root=isolated_media, log_path=log_path, extra_env=RECOVERY_ENV
+        ) as worker:
+            batch = import_manifest_file(path=manifest)
+            rows = ImportRow.objects.filter(batch=batch)
+            wait_for(
+                lambda: (
+                    rows.filter(status="ok").count() >= 6
+                    and rows.filter(status="processing").exists()
+                ),
+                log_path=log_path,
+                timeout=120,
+            )
+            in_flight = list(rows.filter(status="processing").values_list("pk", flat=True))
+            os.kill(worker.pid, signal.SIGKILL)  # the host dies mid-row
+            killed_at = time.monotonic()
+            worker.wait(timeout=30)
+        done_at_kill = rows.filter(status__in=["ok", "error"]).count()
+        assert done_at_kill < 20
+
+        with celery_worker(
+            queues="default",
+            media_root=isolated_media,
+            log_path=log_path,
+            extra_env=RECOVERY_ENV,
+            flush_broker=False,  # a restarted worker, not a fresh broker
+        ):
+            # Detected: the in-flight row is requeued by the sweeper (or re-claimed after the
+            # broker redelivered its message); recovered: it has ended.
+            detected_at = wait_for(
+                lambda: not rows.filter(pk__in=in_flight, status="processing", attempts=1).exists(),
+                log_path=log_path,
+                timeout=LIMIT,
+            )
+            stuck_recovered_at = wait_for(
+                lambda: (
+                    not rows.filter(pk__in=in_flight, status__in=["processing", "queued"]).exists()
+                ),
+                log_path=log_path,
+                timeout=LIMIT,
+            )
+            finished_at = wait_for(
+                lambda: ImportBatch.objects.get(pk=batch.pk).status == ImportBatch.Status.DONE,
+                log_path=log_path,
+                timeout=LIMIT,
+            )
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+
+    print(
+        f"\nkilled with {done_at_kill}/20 rows done and row(s) {in_flight} in flight; "
+        f"abandoned row detected {detected_at - killed_at:.1f}s, "
+        f"ended {stuck_recovered_at - killed_at:.1f}s, "
+        f"batch finished {finished_at - killed_at:.1f}s after the kill"
+    )
+    statuses = list(rows.values_list("status", "attempts", "message"))
+    assert all(status == "ok" for status, _, _ in statuses), statuses
+    assert any(attempts > 1 for _, attempts, _ in statuses) or not in_flight
+    assert ImportBatch.objects.get(pk=batch.pk).finished_at is not None
+    clips = list(Clip.objects.select_related("condition"))
+    assert len(clips) == 20
+    referenced = set()
+    for clip in clips:
+        referenced |= {clip.original.name, clip.video.name, clip.poster.name}
+        referenced.add(clip.condition.image.name)
+        # Every stored clip decodes completely: the frame count matches what ingest recorded.
+        path = Path(isolated_media) / clip.video.name
+        assert media.count_decoded_frames(path) == clip.frames, clip.pk
+        assert media.count_decoded_frames(Path(isolated_media) / clip.original.name) == clip.frames
+    assert {o.name for o in storage.list_objects()} == referenced
+    # A write cut off by the kill can only have left a temp file, which storage_gc removes.
+    leftovers = clean_unreferenced(grace=timedelta(0), dry_run=False)
+    assert all(name.startswith(f"{storage.TEMP_FOLDER}/") for name in leftovers), leftovers
+    assert {o.name for o in storage.list_objects((storage.TEMP_FOLDER,))} == set()
