@@ -45,6 +45,8 @@ LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("original", pa.string(), "c.original"),
     ("condition_image", pa.string(), "d.image"),
     ("character_reference", pa.string(), "d.character_reference"),
+    ("character_id", pa.int64(), "d.character_id"),
+    ("character", pa.string(), "coalesce(ch.name, '')"),
     ("prompt", pa.string(), "d.prompt"),
     ("source_kind", pa.string(), "c.source_kind"),
     ("source_name", pa.string(), "c.source_name"),
@@ -83,7 +85,8 @@ _FROM = """
     FROM annotation_clip c
     JOIN annotation_cliplabel l ON l.clip_id = c.id
     JOIN annotation_condition d ON d.id = c.condition_id
-    JOIN annotation_round r ON r.id = c.round_id"""
+    JOIN annotation_round r ON r.id = c.round_id
+    LEFT JOIN annotation_character ch ON ch.id = d.character_id"""
 _PLACEMENT_JOIN = """
     JOIN unnest(%(cond_ids)s::int8[], %(splits)s::text[], %(groups)s::text[])
       AS p(condition_id, split, grp) ON p.condition_id = c.condition_id"""
@@ -293,6 +296,7 @@ Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), agg
 
 - `clip_id`, `round_id`, `round`, `condition_id`
 - `video` (browser MP4), `original`, `condition_image`, `character_reference`: storage names
+- `character_id`, `character`: the condition's gallery character, id and name (empty when none)
 - `prompt`, `source_kind` (ground_truth / external / policy), `source_name`
 - `split` (train / test), `group` (connected component of shared images and prompts)
 {dims}

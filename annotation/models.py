@@ -8,6 +8,7 @@ import uuid
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Lower
 
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 
@@ -89,6 +90,11 @@ class Condition(models.Model):
     prompt = models.TextField()
     prompt_sha256 = models.CharField(max_length=64, db_index=True)
     character_reference = models.FileField(upload_to="characters/", max_length=300, blank=True)
+    # The gallery character this condition shows (issue 12); reward training compares the
+    # clip's tracked character crops with that character's reference images.
+    character = models.ForeignKey(
+        "Character", null=True, blank=True, on_delete=models.PROTECT, related_name="conditions"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -581,3 +587,53 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} clip {self.clip_id} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+# --- Character gallery (issue 12): named characters with reference images -------------------
+
+
+class Character(models.Model):
+    """A character (IP) conditions can show; its reference images form its gallery entry.
+
+    Names are unique ignoring case, so a manifest's ``character`` finds exactly one."""
+
+    name = models.CharField(max_length=100)
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="character_name_unique_ci"),
+            models.CheckConstraint(condition=~Q(name=""), name="character_name_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class CharacterImage(models.Model):
+    """One reference image of a character: validated and re-encoded to PNG, stored under
+    ``characters/<sha256>.png`` (content-addressed, like ingest's character references)."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="images")
+    image = models.FileField(upload_to="characters/", max_length=300)
+    image_sha256 = models.CharField(max_length=64)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    original_name = models.CharField(max_length=300, blank=True, help_text="As uploaded")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["character", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["character", "image_sha256"], name="character_image_unique_content"
+            ),
+        ]

@@ -35,3 +35,11 @@ def export_snapshot(snapshot_id: int) -> None:
     from annotation.services.exports import build_snapshot
 
     build_snapshot(snapshot_id=snapshot_id)
+
+
+@app.task(name="annotation.sweep_stuck_snapshots")
+def sweep_stuck_snapshots() -> list[int]:
+    """Beat: send snapshots whose builder died back to the queue."""
+    from annotation.services.exports import sweep_stuck_snapshots as sweep
+
+    return sweep()

@@ -3,6 +3,7 @@
 from django.urls import path
 
 from annotation.api import lead as api
+from annotation.views import characters as character_views
 from annotation.views import lead as views
 from annotation.views import team as team_views
 from annotation.views.pairwise import judge_page
@@ -22,6 +23,27 @@ urlpatterns = [
     path("lead/team/new/", team_views.team_create, name="lead_team_create"),
     path("lead/team/<int:user_id>/", team_views.team_member_update, name="lead_team_member"),
     path("lead/rounds/<int:round_id>/team/", team_views.round_team_update, name="lead_round_team"),
+    path("lead/characters/", character_views.characters_page, name="lead_characters"),
+    path(
+        "lead/characters/<int:character_id>/",
+        character_views.character_update,
+        name="lead_character",
+    ),
+    path(
+        "lead/characters/<int:character_id>/images/",
+        character_views.character_images_add,
+        name="lead_character_images",
+    ),
+    path(
+        "lead/characters/<int:character_id>/images/<int:image_id>/remove/",
+        character_views.character_image_remove,
+        name="lead_character_image_remove",
+    ),
+    path(
+        "media/character/<int:image_id>",
+        character_views.character_image_file,
+        name="lead_character_image_file",
+    ),
     path("lead/exports/", views.exports_page, name="lead_exports"),
     path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),

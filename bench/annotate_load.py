@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import secrets
 import socket
 import statistics
 import subprocess
@@ -173,7 +174,7 @@ def free_port() -> int:
 def start_gunicorn(
     args: argparse.Namespace, port: int, log_path: Path, access_path: Path
 ) -> subprocess.Popen:
-    env = {**os.environ, "LABELHUB_DB_NAME": args.db, "LABELHUB_DEBUG": "0"}
+    env = {**os.environ, "LABELHUB_DB_NAME": args.db}
     access_path.unlink(missing_ok=True)
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     process = subprocess.Popen(
@@ -371,28 +372,57 @@ def integrity() -> dict[str, int]:
 
 
 def profile_endpoints(round_id: int, *, repeat: int = 30) -> dict[str, tuple[int, float]]:
-    """Per endpoint: SQL statements per request and mean in-process time (ms), one request at a
-    time through Django's test client: the server-side cost without queueing or HTTP."""
+    """Per endpoint: SQL statements per request (the most seen) and mean in-process time (ms),
+    one request at a time through Django's test client: the server-side cost without queueing
+    or HTTP. Runs on a round of its own (``repeat`` fresh clips, like the loaded round's), so a
+    round the load used up still gets measured."""
     from django.contrib.auth.models import Group, User
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    from annotation.models import Clip, Round
     from labelhub.roles import ANNOTATOR
 
-    user = User.objects.create_user("bench-profiler")
+    loaded = Clip.objects.filter(round_id=round_id).order_by("pk").first()
+    profile_round = Round.objects.create(
+        name=f"bench-profile-{uuid.uuid4().hex[:8]}", ratings_per_clip=1
+    )
+    Clip.objects.bulk_create(
+        Clip(
+            round=profile_round,
+            condition_id=loaded.condition_id,
+            source_kind=loaded.source_kind,
+            source_name=loaded.source_name,
+            original=f"originals/profile-{i}.mp4",
+            original_sha256=f"{i:064x}",
+            video=f"clips/profile-{i}.mp4",
+            poster=f"posters/profile-{i}.jpg",
+            frames=loaded.frames,
+            fps=loaded.fps,
+            width=loaded.width,
+            height=loaded.height,
+            duration=loaded.duration,
+            status=Clip.Status.READY,
+            target_ratings=1,
+        )
+        for i in range(repeat)
+    )
+    user, _ = User.objects.get_or_create(username="bench-profiler")
     user.groups.add(Group.objects.get(name=ANNOTATOR))
     client = Client(HTTP_HOST="127.0.0.1")
     client.force_login(user)
-    queries: dict[str, int] = {}
+    queries: dict[str, int] = {"next": 0, "submit": 0, "me": 0}
     seconds: dict[str, float] = {"next": 0.0, "submit": 0.0, "me": 0.0}
+    calls: dict[str, int] = {"next": 0, "submit": 0, "me": 0}
 
     def call(name: str, method, *args, **kwargs):
         with CaptureQueriesContext(connection) as ctx:
             t0 = time.perf_counter()
             response = method(*args, **kwargs)
             seconds[name] += time.perf_counter() - t0
-        queries[name] = len(ctx.captured_queries)
+        queries[name] = max(queries[name], len(ctx.captured_queries))
+        calls[name] += 1
         return response
 
     client.get("/api/me/")  # the first request of a process imports the URLconf: not measured
@@ -400,10 +430,13 @@ def profile_endpoints(round_id: int, *, repeat: int = 30) -> dict[str, tuple[int
         response = call(
             "next",
             client.post,
-            f"/api/rounds/{round_id}/next/",
+            f"/api/rounds/{profile_round.pk}/next/",
             {"exclude": []},
             content_type="application/json",
         )
+        if response.status_code != 200:  # nothing left (204) or refused: stop measuring
+            print(f"  profile: next answered HTTP {response.status_code}; stopped")
+            break
         body = dict.fromkeys(DIMENSIONS, 3) | {"idempotency_key": str(uuid.uuid4())}
         call(
             "submit",
@@ -413,7 +446,9 @@ def profile_endpoints(round_id: int, *, repeat: int = 30) -> dict[str, tuple[int
             content_type="application/json",
         )
         call("me", client.get, "/api/me/")
-    return {name: (queries[name], 1000 * seconds[name] / repeat) for name in seconds}
+    return {
+        name: (queries[name], 1000 * seconds[name] / calls[name]) for name in seconds if calls[name]
+    }
 
 
 # --- main -----------------------------------------------------------------------------------------
@@ -423,7 +458,11 @@ def main() -> int:
     args = parse_args()
     os.environ["LABELHUB_DB_NAME"] = args.db
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
+    # Production settings (DEBUG off) over plain HTTP on loopback: a throwaway secret key, since
+    # settings refuse to start without DEBUG on the well-known development key.
     os.environ["LABELHUB_DEBUG"] = "0"
+    os.environ.setdefault("LABELHUB_SECRET_KEY", secrets.token_urlsafe(50))
+    os.environ["LABELHUB_HTTPS"] = "0"
     os.environ.setdefault("LABELHUB_LOG_LEVEL", "WARNING")
 
     print(

@@ -55,9 +55,10 @@ from django.contrib.auth.models import User  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
 
+from annotation import export_files as exports  # noqa: E402
 from annotation.models import Round  # noqa: E402
 from annotation.selectors.agreement import alpha_from_arrays, load_rating_arrays  # noqa: E402
-from annotation import export_files as exports  # noqa: E402
+from annotation.services.exports import create_snapshot  # noqa: E402
 from annotation.services.labels import recompute_all_labels  # noqa: E402
 from labelhub.dimensions import DIMENSION_KEYS  # noqa: E402
 
@@ -100,7 +101,7 @@ def seed() -> list[int]:
             )
     clip_cols = (
         "id, round_id, condition_id, source_kind, source_name, original, original_sha256, video, "
-        "poster, status, error, target_ratings, rating_count, created_at"
+        "poster, status, target_ratings, rating_count, created_at"
     )
     with raw.copy(f"COPY annotation_clip ({clip_cols}) FROM STDIN") as copy:
         for c in range(CLIPS):
@@ -118,7 +119,6 @@ def seed() -> list[int]:
                     f"clips/{c}.mp4",
                     f"posters/{c}.jpg",
                     "ready",
-                    "",
                     RATINGS_PER_CLIP,
                     RATINGS_PER_CLIP,
                     "2026-01-01T00:00:00Z",
@@ -239,7 +239,7 @@ def main() -> None:
         print()
     timed(
         "full create_snapshot (3 formats + card, 30k)",
-        lambda: exports.create_snapshot(round_ids=None, test_fraction=0.1, seed=0),
+        lambda: create_snapshot(round_ids=None, test_fraction=0.1, seed=0),
     )
 
 

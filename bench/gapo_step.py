@@ -5,6 +5,9 @@ diffusers pipeline call. Prints figures; not a test.
     python bench/gapo_step.py --preset cogvideox-5b-i2v --device cuda
     # the tiny preset on a CPU (figures say nothing about the GPU budget):
     python bench/gapo_step.py --preset tiny --device cpu
+    # paper scale (2,000 pairs, 1,000 steps): planned peak GPU memory and disk from the real
+    # configs, no GPU needed
+    python bench/gapo_step.py --plan --pairs 2000
 
 GAPO = policy forward + backward on winner and loser (one batch of two) + a forward-only reference
 pass (adapters disabled); SFT = policy forward + backward on the same two videos. Budget: GAPO step
@@ -208,6 +211,143 @@ def bench_generation(components, device, *, steps: int, guidance: float, repeats
     }
 
 
+# ----------------------------------------------------------------------------------------------
+# --plan: peak GPU memory and disk of a paper-scale run, from the real configs, without a GPU
+# ----------------------------------------------------------------------------------------------
+
+GIB = 2**30
+
+
+def count_parameters(build) -> int:
+    """Parameters of a module built on the meta device (no memory, no weights)."""
+    with torch.device("meta"):
+        module = build()
+    return sum(p.numel() for p in module.parameters())
+
+
+def lora_parameters(transformer_config: dict, rank: int) -> int:
+    """LoRA A (r x in) + B (out x r) on to_q, to_k, to_v, to_out.0 of every attention block."""
+    from diffusers import CogVideoXTransformer3DModel
+
+    from training.alignment.config import LORA_TARGET_MODULES
+
+    with torch.device("meta"):
+        transformer = CogVideoXTransformer3DModel(**transformer_config)
+    total = 0
+    for name, module in transformer.named_modules():
+        if isinstance(module, torch.nn.Linear) and any(
+            name.endswith("." + t) for t in LORA_TARGET_MODULES
+        ):
+            total += rank * (module.in_features + module.out_features)
+    return total
+
+
+def plan(args) -> dict:
+    """Planned peak GPU memory (bf16 base, fp32 LoRA + AdamW, checkpointed activations, streamed
+    pair cache) and disk (weights, pair videos, latent cache, retained checkpoints)."""
+    from diffusers import AutoencoderKLCogVideoX, CogVideoXTransformer3DModel
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = COGVIDEOX_5B_I2V_TRANSFORMER
+    shape = SHAPES["cogvideox-5b-i2v"]
+    base = count_parameters(lambda: CogVideoXTransformer3DModel(**cfg))
+    t5 = count_parameters(lambda: T5EncoderModel(T5Config(**T5_XXL)))
+    vae = count_parameters(lambda: AutoencoderKLCogVideoX(**FULL_VAE))
+    lora = lora_parameters(cfg, args.lora_rank)
+
+    latent_frames = (shape.frames - 1) // cfg["temporal_compression_ratio"] + 1
+    lh, lw = shape.height // 8, shape.width // 8
+    video_tokens = latent_frames * (lh // cfg["patch_size"]) * (lw // cfg["patch_size"])
+    tokens = video_tokens + cfg["max_text_seq_length"]
+    hidden = cfg["num_attention_heads"] * cfg["attention_head_dim"]
+    samples = 2 * args.batch_pairs  # winner and loser in one forward (GAPO/DPO)
+    bf16 = 2
+    # Gradient checkpointing keeps each block's inputs (hidden + text stream) for backward, and
+    # recomputes one block at a time: its live activations (q, k, v, attention out, 4x MLP with
+    # GELU input and output, norms, residuals; flash/SDPA attention keeps no tokens^2 matrix) are
+    # ~16 hidden-sized tensors per token.
+    per_block_saved = samples * tokens * hidden * bf16
+    saved = cfg["num_layers"] * per_block_saved
+    recompute = 16 * samples * tokens * hidden * bf16
+    latent = latent_frames * cfg["out_channels"] * lh * lw
+    per_pair = 3 * latent + cfg["max_text_seq_length"] * cfg["text_embed_dim"]  # floats
+    batch_tensors = args.batch_pairs * per_pair * 4 * 4  # fp32 batch, noisy/target/v copies
+    gpu = {
+        "transformer weights (bf16)": base * bf16,
+        "LoRA weights (fp32)": lora * 4,
+        "LoRA gradients (fp32)": lora * 4,
+        "AdamW state (fp32 m, v)": lora * 8,
+        "activations: checkpointed block inputs": saved,
+        "activations: one block recomputed": recompute,
+        "pair batch on the GPU (streamed)": batch_tensors,
+        "pair cache on the GPU": 0,
+        "T5 + VAE (offloaded after encoding)": 0,
+        "CUDA context, allocator slack": int(3 * GIB),
+    }
+    train_peak = sum(gpu.values())
+    # The encoding phase (before training): transformer + T5 + VAE, VAE-encoding one 49x480x720 clip
+    # with diffusers' tiled/sliced causal conv cache (~10 GiB measured class on 80 GB cards).
+    encode_peak = (base + t5 + vae) * bf16 + int(10 * GIB) + int(3 * GIB)
+    cache_bytes = args.pairs * per_pair * 4
+    checkpoint_bytes = lora * (4 + 8) + 4096  # LoRA fp32 + AdamW state + trainer_state.json
+    kept = min(args.keep_last + 1, max(1, args.steps // args.checkpoint_every))
+    disk = {
+        "CogVideoX-5B-I2V weights (bf16 transformer + T5-XXL + VAE)": (base + t5 + vae) * bf16,
+        f"pair videos ({2 * args.pairs} mp4 at ~{args.video_mb} MB)": int(
+            2 * args.pairs * args.video_mb * 2**20
+        ),
+        f"latent cache (fp32, {per_pair * 4 / 2**20:.1f} MiB a pair)": cache_bytes,
+        f"checkpoints kept ({kept} = last {args.keep_last} + best)": kept * checkpoint_bytes,
+        "final LoRA": lora * 4,
+    }
+    no_retention = max(1, args.steps // args.checkpoint_every) * checkpoint_bytes
+    return {
+        "params": {"transformer": base, "lora": lora, "t5": t5, "vae": vae},
+        "tokens": tokens,
+        "gpu": gpu,
+        "gpu_train_peak": train_peak,
+        "gpu_encode_peak": encode_peak,
+        "gpu_peak": max(train_peak, encode_peak),
+        "gpu_if_cache_on_gpu": train_peak + cache_bytes,
+        "disk": disk,
+        "disk_total": sum(disk.values()),
+        "disk_without_retention": sum(disk.values()) - kept * checkpoint_bytes + no_retention,
+    }
+
+
+def print_plan(args) -> None:
+    result = plan(args)
+    gib = lambda b: f"{b / GIB:7.1f} GiB"  # noqa: E731
+    p = result["params"]
+    print(
+        f"GAPO plan: CogVideoX-5B-I2V, 49x480x720 ({result['tokens']} tokens), LoRA rank "
+        f"{args.lora_rank}, {args.batch_pairs} pair(s) a step (winner + loser in one forward), "
+        f"{args.pairs} pairs, {args.steps} steps, checkpoint every {args.checkpoint_every}"
+    )
+    print(
+        f"  parameters: transformer {p['transformer'] / 1e9:.2f} B, LoRA {p['lora'] / 1e6:.1f} M, "
+        f"T5-XXL encoder {p['t5'] / 1e9:.2f} B, VAE {p['vae'] / 1e6:.0f} M"
+    )
+    print("  GPU memory while training (planned):")
+    for name, value in result["gpu"].items():
+        print(f"    {name:<44} {gib(value)}")
+    print(f"    {'peak while training':<44} {gib(result['gpu_train_peak'])}")
+    print(f"    {'peak while encoding pairs (T5 + VAE live)':<44} {gib(result['gpu_encode_peak'])}")
+    fits = result["gpu_peak"] <= 80e9
+    print(
+        f"  planned peak: {gib(result['gpu_peak'])} of 80 GB (74.5 GiB) -> {'fits' if fits else 'DOES NOT FIT'}"
+        f" (with the fp32 cache on the GPU, as before: {gib(result['gpu_if_cache_on_gpu'])})"
+    )
+    print("  disk:")
+    for name, value in result["disk"].items():
+        print(f"    {name:<60} {gib(value)}")
+    fits = result["disk_total"] <= 64 * GIB
+    print(
+        f"  disk total: {gib(result['disk_total'])} of 64 GiB -> {'fits' if fits else 'DOES NOT FIT'}"
+        f" (keeping every checkpoint: {gib(result['disk_without_retention'])})"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", choices=["tiny", "cogvideox-5b-i2v"], default="tiny")
@@ -223,7 +363,25 @@ def main() -> None:
     parser.add_argument(
         "--peak-tflops", type=float, default=None, help="Accelerator bf16 dense peak for MFU"
     )
+    parser.add_argument(
+        "--plan",
+        action="store_true",
+        help="Print the planned peak GPU memory and disk of a paper-scale run (no GPU needed)",
+    )
+    parser.add_argument("--pairs", type=int, default=2000)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--batch-pairs", type=int, default=1)
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--keep-last", type=int, default=2)
+    parser.add_argument("--video-mb", type=float, default=1.5, help="size of one 6 s pair video")
     args = parser.parse_args()
+    if args.plan:
+        print_plan(args)
+        if not torch.cuda.is_available():
+            print(
+                "  (no GPU here: the real peak is measured with --preset cogvideox-5b-i2v on CUDA)"
+            )
+            return
 
     device = torch.device(args.device)
     bf16 = device.type == "cuda"

@@ -97,18 +97,22 @@ class LimitedJSONParser(JSONParser):
 
 
 class RequestSizeLimitMiddleware:
-    """Refuse any request whose declared body is over LABELHUB_MAX_REQUEST_BYTES with a 413.
+    """Refuse a request whose declared body is over its limit with a 413, before anything reads it.
 
-    The outer bound for every view, file uploads included (Django's DATA_UPLOAD_MAX_MEMORY_SIZE
-    does not count uploaded files). Django reads at most Content-Length bytes, so a body with no
-    or a smaller Content-Length cannot exceed it.
+    Multipart bodies (file uploads) may reach LABELHUB_MAX_REQUEST_BYTES; every other body
+    (JSON, forms) DATA_UPLOAD_MAX_MEMORY_SIZE, which Django would otherwise enforce only when the
+    body is read, as a bare 400. Django reads at most Content-Length bytes, so a body with no or
+    a smaller Content-Length cannot exceed it.
     """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
+        multipart = request.META.get("CONTENT_TYPE", "").startswith("multipart/")
         limit = settings.LABELHUB_MAX_REQUEST_BYTES
+        if not multipart and settings.DATA_UPLOAD_MAX_MEMORY_SIZE is not None:
+            limit = min(limit, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if not (declared.isascii() and declared.isdigit()):
             return JsonResponse({"detail": "invalid Content-Length header"}, status=400)

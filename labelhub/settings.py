@@ -236,15 +236,18 @@ LABELHUB_RUN_HEARTBEAT_SECONDS = env_int("LABELHUB_RUN_HEARTBEAT_SECONDS", 30)
 LABELHUB_GENERATION_IMPORT_TIMEOUT = env_int("LABELHUB_GENERATION_IMPORT_TIMEOUT", 3600)
 # An export snapshot being built beats per file written; silent this long = its builder died.
 LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
+# How often beat sweeps stuck export snapshots and stale runs (seconds).
+LABELHUB_EXPORT_SWEEP_SECONDS = float(env_str("LABELHUB_EXPORT_SWEEP_SECONDS", "60"))
+LABELHUB_RUN_SWEEP_SECONDS = float(env_str("LABELHUB_RUN_SWEEP_SECONDS", "60"))
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-snapshots": {
         "task": "annotation.sweep_stuck_snapshots",
-        "schedule": 60.0,
+        "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
         "options": {"queue": "default"},
     },
     "fail-stale-runs": {
         "task": "runs.fail_stale_runs",
-        "schedule": 60.0,
+        "schedule": LABELHUB_RUN_SWEEP_SECONDS,
         "options": {"queue": "default"},
     },
 }
@@ -341,7 +344,7 @@ LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-snapshots": {
         "task": "annotation.sweep_stuck_snapshots",
-        "schedule": 60.0,
+        "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
         "options": {"queue": "default"},
     },
     **CELERY_BEAT_SCHEDULE,

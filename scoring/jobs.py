@@ -8,11 +8,12 @@ from __future__ import annotations
 from django.db import transaction
 
 from annotation.models import Clip, ExportSnapshot
+from annotation.selectors.characters import gallery_image_names
 from annotation.selectors.exports import iter_snapshot_rows
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.ml import Progress, no_progress
-from labelhub.storage import artifacts_dir, local_path
+from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
 from runs.models import TrainingRun
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import ClipSpec, iter_decoded_batches
@@ -37,9 +38,26 @@ def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
             split=row["split"],
             group=row["group"],
             condition_id=row["condition_id"],
+            character_id=row.get("character_id"),  # absent from snapshots made before issue 12
         )
         for row in iter_snapshot_rows(snapshot)
     ]
+
+
+def gallery_for_items(items: list[RewardItem]) -> dict[int, list[str]]:
+    """The character gallery for training: character id -> local paths of its reference images.
+
+    The gallery is read as it is now (reference images are not part of a snapshot). An item whose
+    character has no reference image yet loses its character id, so it falls back to comparing
+    with its condition's character reference like a clip with no character.
+    """
+    names = gallery_image_names({i.character_id for i in items if i.character_id is not None})
+    for item in items:
+        if item.character_id is not None and item.character_id not in names:
+            item.character_id = None
+    return {
+        character_id: [local_path(name) for name in refs] for character_id, refs in names.items()
+    }
 
 
 def train_reward_job(run: TrainingRun, report: Progress) -> dict:
@@ -50,12 +68,14 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
     )
     report(0, 1, None, f"loading the labelled clips of snapshot {snapshot.pk}")
     items = items_from_snapshot(snapshot)
+    gallery = gallery_for_items(items)
     output_dir = artifacts_dir("reward_models", f"run-{run.pk}")
-    result = train_reward(items, config, output_dir, on_progress=report)
+    result = train_reward(items, config, output_dir, on_progress=report, gallery=gallery)
+    report(1, 1, None, "storing the checkpoint")
     reward_model = RewardModel.objects.create(
         name=run.params.get("name") or f"animereward-{config.preset}-run{run.pk}",
         preset=config.preset,
-        checkpoint_dir=result.output_dir,
+        checkpoint_dir=store_tree(result.output_dir, f"models/reward/run-{run.pk}"),
         run=run,
         config={
             **run.params.get("config", {}),
@@ -64,11 +84,12 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
             "train_clips": result.train_clips,
             "test_clips": result.test_clips,
             "skipped": result.skipped,
+            "gallery_characters": sorted(gallery),
         },
         metrics=result.metrics,
         evaluation={"clips": result.evaluation, "losses": result.losses},
     )
-    return {"reward_model_id": reward_model.pk, "checkpoint_dir": result.output_dir}
+    return {"reward_model_id": reward_model.pk, "checkpoint": reward_model.checkpoint_dir}
 
 
 # --- scoring ---------------------------------------------------------------------------------------
@@ -78,7 +99,7 @@ def load_reward_model(reward_model: RewardModel, *, device: str = "auto") -> Ani
     """The stored checkpoint on the best device (bf16 encoders on a GPU)."""
     device = pick_device(device)
     return AnimeReward.load(
-        reward_model.checkpoint_dir,
+        local_tree(reward_model.checkpoint_dir),
         sources=encoder_sources() or None,
         device=device,
         dtype=pick_dtype(device),
@@ -135,6 +156,7 @@ def score_clips(
                     local_path(clip.condition.image.name),
                     clip.condition.prompt,
                     local_path(clip.condition.character_reference.name),
+                    clip.condition.character_id,  # compared with the model's gallery entry
                 )
             )
         except Exception as error:  # one unreadable file is that clip's error, not the run's

@@ -9,6 +9,7 @@ production settings module. Import the fixtures into a test module to use them.
 
 from __future__ import annotations
 
+import logging
 import socket
 import uuid
 from dataclasses import dataclass
@@ -99,6 +100,7 @@ def s3_server():
     """moto's S3 API server on 127.0.0.1, on a free port, for the whole session."""
     from moto.server import ThreadedMotoServer
 
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # not a line per S3 request
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

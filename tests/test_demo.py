@@ -1,17 +1,34 @@
-"""The demo data: rendered clips are real, decodable, deterministic videos, and seed_demo loads them
-through the real ingest path without duplicating anything when run again."""
+"""The demo: rendered clips are real, decodable, deterministic videos with a first frame and a prompt
+of their own per condition; ``seed_demo`` + ``seed_demo_loop`` (what ``make demo`` runs) leave a
+rated round, a reward model with held-out metrics, a GAPO checkpoint, a generated round 2 and
+pairwise tasks, and running them again adds nothing."""
 
-import json
+import hashlib
+from collections import Counter
 
 import av
 import numpy as np
 import pytest
 from django.contrib.auth import authenticate
+from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from annotation.management.commands import make_demo_clips as demo
-from annotation.models import Clip, Condition, Rating, Round
+from annotation import demo
+from annotation.models import (
+    Clip,
+    Condition,
+    ExportSnapshot,
+    ImportBatch,
+    PairwiseTask,
+    Rating,
+    Round,
+)
 from annotation.services.labels import recompute_all_labels
+from annotation.services.pairwise import lease_next_pair
+from runs.models import TrainingRun
+from scoring.models import ClipScore, RewardModel
+from training import demo as demo_loop
+from training.models import Candidate, PolicyCheckpoint, PreferencePair
 
 
 def test_demo_clip_is_a_decodable_video_with_the_expected_frames(tmp_path):
@@ -41,31 +58,60 @@ def test_rendering_is_deterministic_and_generators_differ_from_ground_truth():
     )
     cog = demo.render_frames(condition, "cogvideox")
     assert np.abs(cog[20].astype(int) - truth[20].astype(int)).mean() > 2  # blur + jitter show
+    vidu = demo.render_frames(condition, "vidu")
+    assert np.abs(vidu[-1].astype(int) - truth[-1].astype(int)).mean() > 5  # colours drifted
 
 
+def test_every_condition_has_its_own_first_frame_and_prompt():
+    """The grouped split joins clips sharing an image or a prompt: each demo condition must be a
+    group of its own, or nothing could be held out."""
+    assert len(demo.CONDITIONS) == 12
+    assert len({c.prompt for c in demo.CONDITIONS}) == 12
+    assert len({c.slug for c in demo.CONDITIONS}) == 12
+    first_frames = {
+        hashlib.sha256(demo.render_frames(c, "ground_truth")[0].tobytes()).hexdigest()
+        for c in demo.CONDITIONS
+    }
+    assert len(first_frames) == 12
+    # Latin square: every character does every motion once.
+    for character in demo.CHARACTERS:
+        motions = [c.motion for c in demo.CONDITIONS if c.character == character]
+        assert sorted(motions) == sorted(demo.MOTIONS)
+
+
+def _counts() -> dict[str, int]:
+    models = (
+        Round,
+        Clip,
+        Condition,
+        Rating,
+        ImportBatch,
+        ExportSnapshot,
+        TrainingRun,
+        RewardModel,
+        ClipScore,
+        PreferencePair,
+        PolicyCheckpoint,
+        Candidate,
+        PairwiseTask,
+        User,
+    )
+    return {model.__name__: model.objects.count() for model in models}
+
+
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_seed_demo_loads_clips_through_ingest_and_is_idempotent(capsys):
+def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     call_command("seed_demo")
     out = capsys.readouterr().out
-    assert "12 imported, 0 error(s)" in out
-    assert "annotator-demo" in out
-
-    round_ = Round.objects.get(name=demo.DEMO_ROUND)
-    manifest = demo.default_demo_dir() / demo.MANIFEST_NAME
-    rows = [json.loads(line) for line in manifest.read_text().splitlines()]
-    assert len(rows) == 12 and {r["source"] for r in rows} == {
-        "ground_truth",
-        "hailuo",
-        "vidu",
-        "cogvideox",
-    }
-    clips = Clip.objects.filter(round=round_)
-    assert clips.filter(status=Clip.Status.READY).count() == 12
+    assert "48 imported, 0 error(s)" in out and "annotator-demo" in out
+    round_1 = Round.objects.get(name=demo.DEMO_ROUND)
+    clips = Clip.objects.filter(round=round_1)
+    assert clips.filter(status=Clip.Status.READY).count() == 48
     assert set(clips.values_list("frames", "fps", "width", "height")) == {(40, 16.0, 480, 320)}
-    # Clips of one condition share it: 4 conditions (first frame + prompt), 3 clips each.
-    assert Condition.objects.count() == 4
-    assert clips.values("condition").distinct().count() == 4
-    assert Rating.objects.count() == 24  # two demo raters, every clip
+    assert Counter(clips.values_list("source_name", flat=True)) == dict.fromkeys(demo.SOURCES, 12)
+    assert clips.values("condition").distinct().count() == Condition.objects.count() == 12
+    assert Rating.objects.count() == 96  # two demo raters, every clip
     for username, password in (
         ("annotator", "annotator-demo"),
         ("lead", "lead-demo"),
@@ -73,12 +119,49 @@ def test_seed_demo_loads_clips_through_ingest_and_is_idempotent(capsys):
     ):
         assert authenticate(username=username, password=password) is not None
 
-    call_command("seed_demo")
+    call_command("seed_demo_loop")
     out = capsys.readouterr().out
-    assert "already imported" in out
-    assert (
-        Clip.objects.count() == 12
-        and Condition.objects.count() == 4
-        and Rating.objects.count() == 24
+    assert "the loop is closed" in out
+    runs = TrainingRun.objects.all()
+    assert {run.status for run in runs} == {TrainingRun.Status.SUCCEEDED}
+    assert sorted(runs.values_list("kind", flat=True)) == sorted(
+        ["reward_training", "scoring", "pairs", "gapo", "generation"]
     )
+    assert set(runs.values_list("created_by__username", flat=True)) == {"admin"}
+
+    # The reward model page has held-out clips to show: whole conditions in the test split.
+    reward_model = RewardModel.objects.get(name=demo_loop.REWARD_MODEL_NAME)
+    assert reward_model.config["test_clips"] == 12 and reward_model.config["train_clips"] == 36
+    assert len(reward_model.evaluation["clips"]) == 12
+    assert "spearman" in reward_model.metrics["overall"]
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48
+
+    gapo = runs.get(kind="gapo")
+    assert len(gapo.metrics) == demo_loop.GAPO_PARAMS["max_steps"]  # the run page's plots
+    checkpoint = PolicyCheckpoint.objects.get(name=demo_loop.CHECKPOINT_NAME)
+    assert PreferencePair.objects.filter(round=round_1).count() == 12
+
+    # Round 2: K candidates per condition from the policy, ready to rate.
+    round_2 = Round.objects.get(name=demo_loop.NEXT_ROUND)
+    generated = Clip.objects.filter(round=round_2)
+    k = demo_loop.CANDIDATES_PER_CONDITION
+    assert generated.filter(status=Clip.Status.READY).count() == 12 * k
+    assert Counter(generated.values_list("condition_id", flat=True)) == {
+        c: k for c in Condition.objects.values_list("pk", flat=True)
+    }
+    assert set(generated.values_list("source_name", flat=True)) == {f"policy:{checkpoint.name}"}
+    assert all(clip.poster.name for clip in generated)
+    assert Candidate.objects.filter(checkpoint=checkpoint).count() == 12 * k
+
+    # The judge page has work: a task is leased to the annotator.
+    assert PairwiseTask.objects.filter(batch=demo_loop.PAIRWISE_BATCH).count() == 12
+    assert lease_next_pair(judge=User.objects.get(username="annotator")) is not None
+
+    before = _counts()
+    call_command("seed_demo")
+    call_command("seed_demo_loop")
+    out = capsys.readouterr().out
+    assert "already imported" in out and "generation: run" in out and "already succeeded" in out
+    after = _counts()
+    assert after == {**before, "User": before["User"]}, "a second make demo added rows"
     assert recompute_all_labels(dry_run=True).ok

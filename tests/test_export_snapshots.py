@@ -24,6 +24,8 @@ ROW_KEYS = [
     "original",
     "condition_image",
     "character_reference",
+    "character_id",
+    "character",
     "prompt",
     "source_kind",
     "source_name",

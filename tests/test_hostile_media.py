@@ -19,11 +19,12 @@ from django.core.management import call_command
 from django.utils import timezone
 from PIL import Image
 
-from annotation import media, storage
+from annotation import media
 from annotation.management.commands.import_clips import Command as ImportClipsCommand
 from annotation.models import Clip, Condition, ImportBatch, ImportRow
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
+from labelhub import storage
 from tests.factories import make_round, write_manifest
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -397,3 +398,17 @@ def test_import_clips_says_queued_without_blaming_a_worker_that_is_running(roots
     summary = ImportClipsCommand()._summary(batch_report(batch))
     assert "1 in progress" in summary and "1 retrying" in summary and "1 queued" in summary
     assert "Celery worker" not in summary
+
+
+def test_import_report_page_tells_queued_from_in_progress_and_retrying(client, lead):
+    batch = ImportBatch.objects.create(manifest_name="m")
+    now = timezone.now()
+    ImportRow.objects.create(
+        batch=batch, line=1, status="processing", attempts=1, claimed_at=now, heartbeat_at=now
+    )
+    ImportRow.objects.create(batch=batch, line=2, status="queued", attempts=1)
+    ImportRow.objects.create(batch=batch, line=3, status="queued")
+    client.force_login(lead)
+    page = client.get(f"/lead/import/{batch.pk}/").content.decode()
+    assert "1 in progress, 1 queued, 1 retrying after a lost worker" in page
+    assert "No worker has picked up a row yet" not in page

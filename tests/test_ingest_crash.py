@@ -19,9 +19,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.db import connection
 
-from annotation import media, storage
+from annotation import media
 from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import clean_unreferenced, import_manifest_file
+from labelhub import storage
 from tests.conftest import render_test_video
 from tests.factories import make_round, write_manifest
 from tests.workers import BROKER, celery_worker

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.contrib.auth.models import User
 from django.core.files.storage import default_storage
 from django.test import Client
 from PIL import Image
@@ -33,11 +32,11 @@ from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
-from tests.s3 import s3_server, s3_storage  # noqa: F401  (fixtures)
 from tests.workers import celery_worker
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
 from training.services.launch import launch_run
 
+pytest_plugins = ["tests.s3"]  # the s3_server and s3_storage fixtures
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 DEMO_CONDITIONS = CONDITIONS[:2]

@@ -9,6 +9,7 @@ generation on S3 run in tests/test_loop_end_to_end.py through real workers.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 import urllib.request
 import uuid
@@ -32,7 +33,8 @@ from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
-from tests.s3 import URL_SECONDS, s3_server, s3_storage  # noqa: F401  (fixtures)
+
+pytest_plugins = ["tests.s3"]  # the s3_server and s3_storage fixtures
 
 CONDITIONS = 2
 CLIPS_PER_CONDITION = 2
@@ -144,6 +146,13 @@ def _query(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
 
 
+def _seconds_left(query: dict[str, str]) -> float:
+    """A presigned URL's remaining lifetime: SigV4 names it, SigV2 gives the epoch it ends."""
+    if "X-Amz-Expires" in query:
+        return float(query["X-Amz-Expires"])
+    return int(query["Expires"]) - time.time()
+
+
 def test_annotator_media_are_short_lived_presigned_redirects(s3_round, s3_storage, annotator):
     client = Client()
     client.force_login(annotator)
@@ -159,12 +168,15 @@ def test_annotator_media_are_short_lived_presigned_redirects(s3_round, s3_storag
         "condition_image_url": (clip.condition.image.name, "image/png"),
         "character_reference_url": (clip.condition.character_reference.name, "image/png"),
     }
+    lifetime = default_storage.querystring_expire
     for url_key, (name, content_type) in expected.items():
         response = client.get(leased[url_key])
         assert response.status_code == 302, (url_key, response.status_code)
         location = response["Location"]
         assert location.startswith(f"{s3_storage.endpoint_url}/{s3_storage.name}/{name}?")
-        assert _query(location)["response-content-type"] == content_type
+        query = _query(location)
+        assert query["response-content-type"] == content_type
+        assert 0 < _seconds_left(query) <= lifetime + 5  # short-lived
         with urllib.request.urlopen(location, timeout=30) as presigned:  # noqa: S310
             assert presigned.read() == s3_storage.read(name)
             assert presigned.headers["Content-Type"] == content_type

@@ -203,3 +203,60 @@ def test_run_pages_read_as_labelled_tables(client, db):
     page = client.get(reverse("scoring:reward_model", args=[reward_model.pk])).content.decode()
     assert "<th>MAE</th>" in page and "<th>Pairwise accuracy</th>" in page
     assert "Pairwise_accuracy" not in page and "<th>Mae</th>" not in page
+
+
+def test_a_round_launches_from_the_training_runs_page_and_the_api(
+    loop, client, django_capture_on_commit_callbacks
+):
+    admin = make_user("adam", "admin")
+    client.force_login(admin)
+    page = client.get(reverse("training:runs")).content.decode()
+    assert 'id="round-form"' in page and reverse("training:launch_round") in page
+
+    with django_capture_on_commit_callbacks() as sent:
+        response = client.post(
+            reverse("training:launch_round"),
+            {"round_id": loop["r2"].pk, "next_round": "round-3", "steps": "5", "candidates": "2"},
+        )
+    run = TrainingRun.objects.get(kind="round")
+    assert response.status_code == 302 and response.url == reverse("training:run", args=[run.pk])
+    assert len(sent) == 1  # sent to the gpu queue after commit
+    assert run.status == "queued" and run.created_by == admin
+    assert {k: run.params[k] for k in ("round_id", "next_round", "train_reward", "steps")} == {
+        "round_id": loop["r2"].pk,
+        "next_round": "round-3",
+        "train_reward": True,  # no reward model chosen: train one on the round's labels
+        "steps": 5,
+    }
+    assert run.params["init_checkpoint_id"] is None  # the job picks the round's policy
+    page = client.get(reverse("training:run", args=[run.pk])).content.decode()
+    assert "Steps of the round" in page and page.count('class="step-pending"') == 7
+
+    response = client.post(
+        reverse("training:launch_round"), {"round_id": loop["r2"].pk, "next_round": "round-2"}
+    )
+    assert TrainingRun.objects.filter(kind="round").count() == 1
+    assert "next_round must be a different round" in str(list(response.wsgi_request._messages))
+
+    response = client.post(
+        reverse("training:api_rounds"),
+        {"round_id": loop["r1"].pk, "next_round": "round-9", "reward_model_id": loop["new"].pk},
+        content_type="application/json",
+    )
+    assert response.status_code == 201, response.content
+    body = response.json()
+    assert [s["key"] for s in body["steps"]] == [
+        "scoring",
+        "pairs",
+        "training",
+        "generation",
+        "scoring_next",
+    ]  # a given reward model: no export, no reward training
+    response = client.post(reverse("training:api_round_resume", args=[body["id"]]))
+    assert (
+        response.status_code == 400
+        and "only a failed or cancelled round" in response.json()["detail"]
+    )
+    client.force_login(make_user("lena", "lead"))
+    assert client.post(reverse("training:api_rounds"), {}).status_code == 403
+    assert client.get(reverse("training:api_round", args=[body["id"]])).json()["status"] == "queued"

@@ -13,6 +13,7 @@ from django.urls import reverse
 from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.storage import local_tree
 from runs.models import TrainingRun
 from runs.tasks import execute_run
 from scoring.anime_reward.synthetic import make_labelled_clips
@@ -120,7 +121,7 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
     )
     assert len(reward_model.evaluation["clips"]) == test_clips
     for key in DIMENSION_KEYS:
-        assert (Path(reward_model.checkpoint_dir) / key / "head.safetensors").exists()
+        assert (local_tree(reward_model.checkpoint_dir) / key / "head.safetensors").exists()
 
     # A redelivered task does no harm: the run is no longer queued.
     execute_run.delay(run.pk).get()

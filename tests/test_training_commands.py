@@ -69,7 +69,7 @@ def test_gapo_launch_checks_the_checkpoint_it_starts_from(tmp_path):
     with pytest.raises(CommandError, match="policy checkpoint 999 does not exist"):
         call_command("launch_run", *base, "init_checkpoint_id=999")
     empty = PolicyCheckpoint.objects.create(
-        name="empty", base_preset="tiny", lora_path=str(tmp_path)
+        name="empty", base_preset="tiny", lora_path="models/policy/nothing-here"
     )
     with pytest.raises(CommandError, match="init_lora has no"):
         call_command("launch_run", *base, f"init_checkpoint_id={empty.pk}")

@@ -116,10 +116,12 @@ def test_the_loop_end_to_end_through_runs(
         },
     )
     round1 = Round.objects.get(name="round 1")
-    assert round1.policy_checkpoint == policy
     clips1 = Clip.objects.filter(round=round1)
     assert clips1.count() == 4 * K
-    assert set(clips1.values_list("source_kind", "policy_checkpoint_id")) == {("policy", policy.pk)}
+    assert set(clips1.values_list("source_kind", "candidate__checkpoint_id")) == {
+        ("policy", policy.pk)
+    }
+    assert sorted(clips1.values_list("candidate__seed", flat=True)) == sorted([7, 8, 9] * 4)
     assert round_reward(round1) > round_reward(round0)
 
 

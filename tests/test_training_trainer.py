@@ -201,7 +201,10 @@ def test_checkpoint_retention_keeps_the_last_n_and_the_best(tmp_path, pairs):
     losses = {m["step"]: m["loss"] for m in result.metrics}  # one step per checkpoint window
     best_step = min(losses, key=losses.get)
     best = json.loads((run / "best_checkpoint.json").read_text())
-    assert best == {"checkpoint": f"checkpoint-{best_step}", "loss": pytest.approx(losses[best_step])}
+    assert best == {
+        "checkpoint": f"checkpoint-{best_step}",
+        "loss": pytest.approx(losses[best_step]),
+    }
     kept = sorted(p.name for p in run.glob("checkpoint-*"))
     assert kept == sorted({"checkpoint-4", "checkpoint-5", f"checkpoint-{best_step}"})
     # everything a resume needs is still in what was kept

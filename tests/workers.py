@@ -4,6 +4,7 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from django.conf import settings
@@ -31,13 +32,15 @@ def celery_worker(
     log_path: Path,
     extra_env: dict | None = None,
     flush_broker: bool = True,
+    broker: str = BROKER,
 ):
     """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly.
 
-    ``flush_broker=False`` keeps the messages already queued (a worker restarted after a crash).
+    ``flush_broker=False`` keeps the messages already queued (a worker restarted after a crash);
+    ``broker`` points the worker and this process at another Redis (a private one a test restarts).
     """
     saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
-    app.conf.update(task_always_eager=False, broker_url=BROKER)
+    app.conf.update(task_always_eager=False, broker_url=broker)
     _reset_broker_pools()
     if flush_broker:
         with app.connection_for_write() as conn:  # start from an empty broker database
@@ -46,7 +49,7 @@ def celery_worker(
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "labelhub.settings",
         "LABELHUB_DB_NAME": connection.settings_dict["NAME"],
-        "LABELHUB_REDIS_URL": BROKER,
+        "LABELHUB_REDIS_URL": broker,
         "LABELHUB_CELERY_EAGER": "0",
         "LABELHUB_MEDIA_ROOT": str(media_root),
         "LABELHUB_IMPORT_ROOTS": ",".join(str(p) for p in settings.LABELHUB_IMPORT_ROOTS),
@@ -86,3 +89,49 @@ def celery_worker(
         log.close()
         app.conf.update(saved)
         _reset_broker_pools()
+
+
+def start_beat(
+    tmp_path: Path, *, extra_env: dict | None = None, broker: str = BROKER
+) -> subprocess.Popen:
+    """Start ``celery beat`` (the sweepers) against the test database; the caller terminates it."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "labelhub.settings",
+        "LABELHUB_DB_NAME": connection.settings_dict["NAME"],
+        "LABELHUB_REDIS_URL": broker,
+        "LABELHUB_CELERY_EAGER": "0",
+        **(extra_env or {}),
+    }
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "labelhub",
+            "beat",
+            "-s",
+            str(tmp_path / "beat-schedule"),
+            "-l",
+            "info",
+        ],
+        cwd=Path(settings.BASE_DIR),
+        env=env,
+        stdout=open(tmp_path / "beat.log", "a"),
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(
+    predicate, *, timeout: float, log_path: Path | None = None, interval: float = 0.2
+) -> float:
+    """Poll ``predicate`` until true; return the monotonic time it became true, else fail showing
+    the end of ``log_path`` (a worker's log)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if predicate():
+            return time.monotonic()
+        time.sleep(interval)
+    log = log_path.read_text()[-4000:] if log_path and log_path.exists() else ""
+    raise AssertionError(f"timed out after {timeout}s; log:\n{log}")

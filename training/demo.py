@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
+
 from annotation.demo import DEMO_ROUND
 from annotation.models import Clip, ExportSnapshot, PairwiseTask, Round
 from annotation.services.exports import create_snapshot
@@ -36,6 +38,7 @@ CANDIDATES_PER_CONDITION = 2  # two per condition: round 2 can be paired in its 
 INFERENCE_STEPS = 4  # half the tiny preset's: noise either way, twice as fast
 JUDGED_SOURCES = ("hailuo", "vidu")  # the judge page compares two made-up generators
 PAIRWISE_BATCH = "demo"
+LAUNCHED_BY = "admin"  # the demo admin (seed_demo), shown as the runs' launcher
 
 
 @dataclass
@@ -104,6 +107,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     if round_ is None or not round_.clips.filter(label__count__gt=0).exists():
         raise RuntimeError(f"round {DEMO_ROUND!r} has no rated clips yet: run seed_demo first")
 
+    admin = get_user_model().objects.filter(username=LAUNCHED_BY).first()
     reward_model = RewardModel.objects.filter(name=REWARD_MODEL_NAME).first()
     snapshot_id = reward_model.config["snapshot_id"] if reward_model else None
     if reward_model is None:
@@ -113,7 +117,10 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
             Kind.REWARD_TRAINING,
             {"name": REWARD_MODEL_NAME},
             lambda: request_reward_training(
-                snapshot_id=snapshot.pk, name=REWARD_MODEL_NAME, config=REWARD_CONFIG
+                snapshot_id=snapshot.pk,
+                name=REWARD_MODEL_NAME,
+                config=REWARD_CONFIG,
+                created_by=admin,
             ),
             follow,
             say,
@@ -125,7 +132,9 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     _once(
         Kind.SCORING,
         {"reward_model_id": reward_model.pk, "round_id": round_.pk},
-        lambda: request_scoring(reward_model_id=reward_model.pk, round_id=round_.pk),
+        lambda: request_scoring(
+            reward_model_id=reward_model.pk, round_id=round_.pk, created_by=admin
+        ),
         follow,
         say,
     )
@@ -137,7 +146,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     _once(
         Kind.PAIRS,
         pair_source,
-        lambda: launch_run(kind=Kind.PAIRS, params=pair_source, created_by=None),
+        lambda: launch_run(kind=Kind.PAIRS, params=pair_source, created_by=admin),
         follow,
         say,
     )
@@ -150,7 +159,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
             lambda: launch_run(
                 kind=Kind.GAPO,
                 params={**pair_source, "checkpoint_name": CHECKPOINT_NAME, **GAPO_PARAMS},
-                created_by=None,
+                created_by=admin,
             ),
             follow,
             say,
@@ -171,7 +180,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
                 "candidates_per_condition": CANDIDATES_PER_CONDITION,
                 "inference_steps": INFERENCE_STEPS,
             },
-            created_by=None,
+            created_by=admin,
         ),
         follow,
         say,

@@ -11,12 +11,18 @@ import time
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 
 from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
-from annotation.services.ingest import import_generated_clips
+from annotation.services.ingest import (
+    GENERATED_FOLDER,
+    import_generated_clips,
+    ingest_import_row,
+)
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.ml import Progress
-from labelhub.storage import local_path, run_dir
+from labelhub.storage import delete as delete_stored
+from labelhub.storage import local_path, local_tree, run_dir, save_verified, store_tree
 from runs.models import TrainingRun
 from runs.services import record_artifacts, save_checkpoint_path
 from training.alignment.cogvideox import load_generator
@@ -50,8 +56,15 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
         round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"]
     )
     write_pairs_jsonl(pairs, output_dir / f"pairs-run-{run.pk}.jsonl")
+    parent = (
+        PolicyCheckpoint.objects.get(pk=p["init_checkpoint_id"])
+        if p.get("init_checkpoint_id")
+        else None
+    )
     config = TrainConfig(
-        **p["trainer"], output_dir=str(output_dir), resume_from=p.get("resume_from", "")
+        **{**p["trainer"], "init_lora": str(local_tree(parent.lora_path)) if parent else ""},
+        output_dir=str(output_dir),
+        resume_from=p.get("resume_from", ""),
     )
     result = train(
         config,
@@ -63,12 +76,13 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
     while root.resumed_from_id:
         root = TrainingRun.objects.get(pk=root.resumed_from_id)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
+    report(result.steps, result.steps, None, "storing the LoRA weights")
     checkpoint = PolicyCheckpoint.objects.create(
         name=name,
         base_preset=config.preset,
-        lora_path=result.lora_dir,
+        lora_path=store_tree(result.lora_dir, f"models/policy/run-{run.pk}"),
         run=run,
-        parent_id=p.get("init_checkpoint_id"),
+        parent=parent,
     )
     return {
         "output_dir": str(output_dir),
@@ -114,7 +128,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         candidates_per_condition=p["candidates_per_condition"],
         base_seed=p["base_seed"],
         out_dir=out_dir,
-        lora_dir=checkpoint.lora_path if checkpoint else None,
+        lora_dir=str(local_tree(checkpoint.lora_path)) if checkpoint else None,
         inference_steps=p["inference_steps"],
         guidance_scale=p["guidance_scale"],
         on_progress=report,
@@ -126,16 +140,21 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         None,
         f"importing {len(candidates)} candidates into {target.name}",
     )
+    # The videos go through storage, so any default-queue worker (on any host) can ingest them.
+    stored = [
+        save_verified(Path(c.video), f"{GENERATED_FOLDER}/run-{run.pk}/{Path(c.video).name}").name
+        for c in candidates
+    ]
     batch = import_generated_clips(
         round_id=target.pk,
         rows=[
             {
-                "video": c.video,
+                "video": name,
                 "condition_id": int(c.condition_key),
                 "seed": c.seed,
                 "source": f"policy:{checkpoint.name}" if checkpoint else "base",
             }
-            for c in candidates
+            for c, name in zip(candidates, stored, strict=True)
         ],
         created_by=run.created_by,
         manifest_name=f"generation run {run.pk}",
@@ -149,6 +168,8 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     }
     record_artifacts(run.pk, **artifacts)
     rows = _wait_for_import(batch, report)
+    for name in stored:  # ingest keeps its own copy (originals/); the hand-over is done
+        delete_stored(name)
     for candidate, row in zip(candidates, rows, strict=True):
         if row.clip_id is not None:
             Candidate.objects.update_or_create(
@@ -170,6 +191,13 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
 
 def _wait_for_import(batch: ImportBatch, report: Progress) -> list[ImportRow]:
     """Wait (on the ingest workers of the default queue) until every row of the batch ended."""
+    if connection.in_atomic_block:
+        # Called inside a transaction (a command or test wrapping the run): no worker can see
+        # these rows before it commits, so waiting would never end. Ingest them here instead.
+        for row_id in batch.rows.filter(status=ImportRow.Status.QUEUED).values_list(
+            "pk", flat=True
+        ):
+            ingest_import_row(row_id)
     deadline = time.monotonic() + settings.LABELHUB_GENERATION_IMPORT_TIMEOUT
     while True:
         rows = list(ImportRow.objects.filter(batch=batch).order_by("line"))

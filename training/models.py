@@ -10,7 +10,7 @@ class PolicyCheckpoint(models.Model):
     name = models.CharField(max_length=200, unique=True)
     base_preset = models.CharField(max_length=100)
     lora_path = models.CharField(
-        max_length=1000, help_text="Directory holding the LoRA safetensors"
+        max_length=1000, help_text="Storage prefix of the LoRA safetensors (diffusers layout)"
     )
     run = models.ForeignKey(
         "runs.TrainingRun",

@@ -17,7 +17,7 @@ from annotation.models import Clip, ClipLabel, ImportBatch
 from annotation.selectors.clips import annotator_clip_payload, annotator_progress, can_view_clip
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
-from annotation.services.assignment import AssignmentError, lease_next_clip
+from annotation.services.assignment import AssignmentError, next_clip
 from annotation.services.ratings import RatingError, skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import IsAnnotator, IsLead, user_roles
@@ -72,18 +72,18 @@ class NextClipView(APIView):
         params = NextClipRequest(data=request.data)
         params.is_valid(raise_exception=True)
         try:
-            lease = lease_next_clip(
+            result = next_clip(
                 round_id=round_id, annotator=request.user, exclude=params.validated_data["exclude"]
             )
         except AssignmentError as exc:
             return _error(str(exc), exc.http_status)
-        if lease is None:
+        if result.lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(
             {
-                "clip": annotator_clip_payload(lease.clip),
-                "lease": {"expires_at": lease.expires_at},
-                "progress": annotator_progress(round_id=round_id, annotator=request.user),
+                "clip": annotator_clip_payload(result.lease.clip),
+                "lease": {"expires_at": result.lease.expires_at},
+                "progress": result.progress,
             }
         )
 
@@ -133,7 +133,10 @@ class SubmitRatingView(APIView):
             "clip_id": clip_id,
             "created": result.created,
             "progress": annotator_progress(
-                round_id=result.rating.clip.round_id, annotator=request.user
+                round_id=result.rating.clip.round_id,
+                annotator=request.user,
+                rated_by_me=result.rated_in_round,
+                totals=result.round_totals,
             ),
         }
         return Response(

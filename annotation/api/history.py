@@ -31,6 +31,7 @@ class MyRatingsView(APIView):
     permission_classes = [IsAuthenticated, IsAnnotator]
 
     @extend_schema(
+        operation_id="me_ratings_list",
         parameters=[OpenApiParameter("round", int), OpenApiParameter("limit", int)],
         responses={200: OpenApiResponse(description="recent ratings")},
     )

@@ -80,13 +80,23 @@ def annotator_clip_payload(clip: Clip) -> dict:
     }
 
 
-_ROUND_TOTALS_SQL = """
-    SELECT r.name, coalesce(sum(c.rating_count), 0), coalesce(sum(c.target_ratings), 0),
-           count(c.id) FILTER (WHERE c.rating_count < c.target_ratings)
-      FROM annotation_round r
-      LEFT JOIN annotation_clip c ON c.round_id = r.id AND c.status = 'ready'
-     WHERE r.id = %s
-     GROUP BY r.id, r.name
+def round_totals_subquery(round_id: str) -> str:
+    """A round's totals over its ready clips, as a subquery whose ``round_id`` is an SQL
+    expression (a parameter, or a column of the statement that joins it: next-clip and submit
+    fold the totals into a statement they make anyway)."""
+    return f"""
+        SELECT coalesce(sum(c.rating_count), 0) AS done,
+               coalesce(sum(c.target_ratings), 0) AS target,
+               count(*) FILTER (WHERE c.rating_count < c.target_ratings) AS clips_left
+          FROM annotation_clip c
+         WHERE c.round_id = {round_id} AND c.status = 'ready'
+    """
+
+
+_ROUND_TOTALS_SQL = f"""
+    SELECT r.name, t.done, t.target, t.clips_left
+      FROM annotation_round r CROSS JOIN ({round_totals_subquery("%(round)s")}) t
+     WHERE r.id = %(round)s
 """
 _MY_RATINGS_SQL = """
     SELECT count(*) FROM annotation_rating rt JOIN annotation_clip rc ON rc.id = rt.clip_id
@@ -97,29 +107,49 @@ _MY_RATINGS_SQL = """
 ROUND_TOTALS_SECONDS = 5
 
 
-def round_totals(round_id: int) -> dict:
-    key = f"labelhub:round-totals:{round_id}"
-    totals = cache.get(key)
-    if totals is None:
-        with connection.cursor() as cursor:
-            cursor.execute(_ROUND_TOTALS_SQL, [round_id])
-            name, done, target, left = cursor.fetchone()
-        totals = {
-            "round": name,
-            "round_ratings_done": done,
-            "round_ratings_target": target,
-            "clips_left": left,
-        }
-        cache.set(key, totals, ROUND_TOTALS_SECONDS)
+def _totals_key(round_id: int) -> str:
+    return f"labelhub:round-totals:{round_id}"
+
+
+def cached_round_totals(round_id: int) -> dict | None:
+    """The round's recent totals, or None when they must be counted again."""
+    return cache.get(_totals_key(round_id))
+
+
+def remember_round_totals(round_id: int, *, name: str, done: int, target: int, left: int) -> dict:
+    """Store totals counted by a query (this one's or a caller's that joined the subquery)."""
+    totals = {
+        "round": name,
+        "round_ratings_done": done,
+        "round_ratings_target": target,
+        "clips_left": left,
+    }
+    cache.set(_totals_key(round_id), totals, ROUND_TOTALS_SECONDS)
     return totals
 
 
-def annotator_progress(*, round_id: int, annotator) -> dict:
-    """The annotator's own count of ratings in the round (exact) and the round's totals (recent)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_MY_RATINGS_SQL, [round_id, annotator.pk])
-        (rated,) = cursor.fetchone()
-    return {"rated_by_me": rated, **round_totals(round_id)}
+def round_totals(round_id: int) -> dict:
+    totals = cached_round_totals(round_id)
+    if totals is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_ROUND_TOTALS_SQL, {"round": round_id})
+            name, done, target, left = cursor.fetchone()
+        totals = remember_round_totals(round_id, name=name, done=done, target=target, left=left)
+    return totals
+
+
+def annotator_progress(
+    *, round_id: int, annotator, rated_by_me: int | None = None, totals: dict | None = None
+) -> dict:
+    """The annotator's own count of ratings in the round (exact) and the round's totals (recent).
+
+    ``rated_by_me`` and ``totals`` are given when the caller already has them (next-clip and
+    submit count them in statements they make anyway)."""
+    if rated_by_me is None:
+        with connection.cursor() as cursor:
+            cursor.execute(_MY_RATINGS_SQL, [round_id, annotator.pk])
+            (rated_by_me,) = cursor.fetchone()
+    return {"rated_by_me": rated_by_me, **(totals or round_totals(round_id))}
 
 
 def open_rounds_for(user) -> list[dict]:

@@ -10,7 +10,7 @@ Two ways in:
 Each queued row becomes an ``annotation.ingest_row`` task. The task claims the row (a duplicate
 delivery of a row in progress or done is a no-op), heartbeats while it works, copies the source
 into a private folder and validates and hashes *that copy*, writes every storage object atomically
-(``annotation.storage``) after recording its name on the row, then creates Condition + Clip and
+(``labelhub.storage``) after recording its name on the row, then creates Condition + Clip and
 marks the row ok in one transaction. Any exception ends the row as an error and removes what it
 wrote; ``sweep_stuck_imports`` (beat) requeues or fails rows whose worker died.
 """
@@ -30,15 +30,27 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from annotation import media, storage
-from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
+from annotation import media
+from annotation.models import (
+    Character,
+    CharacterImage,
+    Clip,
+    Condition,
+    ImportBatch,
+    ImportRow,
+    Round,
+)
+from labelhub import storage
 from labelhub.queue import enqueue
 
 log = logging.getLogger(__name__)
+# Where generation jobs store candidate videos for import_generated_clips.
+GENERATED_FOLDER = "generated"
 
 INGEST_TASK = "annotation.ingest_row"
 REQUIRED_FIELDS = ("video", "prompt")
@@ -46,6 +58,7 @@ OPTIONAL_FIELDS = (
     "first_frame",
     "source",
     "character_reference",
+    "character",
     "round",
     "seed",
     "policy_checkpoint_id",
@@ -56,6 +69,7 @@ BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 MAX_PATH_CHARS = 1000
 MAX_SOURCE_CHARS = 100
 MAX_ROUND_CHARS = 200
+MAX_CHARACTER_CHARS = 100  # Character.name
 _INTEGER = re.compile(r"[+-]?[0-9]{1,30}")  # ASCII digits only: '²'.isdigit() is True
 
 # Fields of any size: a huge CSV cell is that row's error (length limits below), not a crash.
@@ -209,6 +223,20 @@ def _validate_row(
     prompt = _text_field(row, "prompt", limit=settings.LABELHUB_MAX_PROMPT_CHARS, required=True)
     first_frame = _text_field(row, "first_frame", limit=MAX_PATH_CHARS)
     character = _text_field(row, "character_reference", limit=MAX_PATH_CHARS)
+    # A gallery character by name (case-insensitive). An unknown name is this row's error, not a
+    # new character: a typo must not split one character's gallery in two.
+    character_name = _text_field(row, "character", limit=MAX_CHARACTER_CHARS)
+    character_id = None
+    if character_name:
+        character_id = (
+            Character.objects.filter(name__iexact=character_name)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if character_id is None:
+            raise RowError(
+                f"unknown character '{character_name}' (create it on the Characters page first)"
+            )
     source = _text_field(row, "source", limit=MAX_SOURCE_CHARS) or EXTERNAL_SOURCES_DEFAULT
     seed = _int_field(row.get("seed"), "seed")
     checkpoint_id = _int_field(row.get("policy_checkpoint_id"), "policy_checkpoint_id", low=1)
@@ -258,6 +286,7 @@ def _validate_row(
             if character
             else ""
         ),
+        "character_id": character_id,
         "round_id": round_.pk,
         "source": source,
         "seed": seed,
@@ -373,10 +402,12 @@ def import_generated_clips(
 ) -> ImportBatch:
     """Ingest the platform's own generated candidates into ``round_id`` (a trusted entry point).
 
-    Each row is ``{"video": absolute local path written by our generation job, "condition_id":
-    an existing Condition's pk, "seed": int, "source": str}``. Paths skip the import-root check
-    (no person named them) but every video is still probed, transcoded and postered; the clip is
-    linked to the existing Condition, whose images are not read again. Works on S3 storage.
+    Each row is ``{"video": the storage name under generated/ our generation job stored,
+    "condition_id": an existing Condition's pk, "seed": int, "source": str}``. Names skip the
+    import-root check (no person named them) but every video is still probed, transcoded and
+    postered; the clip is linked to the existing Condition, whose images are not read again.
+    The video is read through storage, so the generating GPU host and the ingesting worker share
+    only the bucket (or media root).
     """
     round_ = Round.objects.filter(pk=round_id).first()
     if round_ is None:
@@ -388,17 +419,17 @@ def import_generated_clips(
         unknown = sorted(str(k) for k in set(row) - {"video", "condition_id", "seed", "source"})
         if unknown:
             raise RowError(f"unknown field(s) {_clean(', '.join(unknown), 300)}")
-        video = Path(_text_field(row, "video", limit=4096, required=True))
-        if not video.is_absolute():
-            raise RowError(f"'video' must be an absolute path: {video}")
-        if not video.is_file():
-            raise RowError(f"'video' file not found: {video}")
+        video = _text_field(row, "video", limit=1000, required=True)
+        if not video.startswith(GENERATED_FOLDER + "/") or ".." in video.split("/"):
+            raise RowError(f"'video' must be a storage name under {GENERATED_FOLDER}/: {video}")
+        if not default_storage.exists(video):
+            raise RowError(f"'video' is not in storage: {video}")
         condition_id = _int_field(row.get("condition_id"), "condition_id", low=1)
         if condition_id is None or not Condition.objects.filter(pk=condition_id).exists():
             raise RowError(f"condition {condition_id} does not exist")
         return {
             "trusted": True,
-            "video": str(video),
+            "video": video,
             "video_sha256": "",
             "condition_id": condition_id,
             "round_id": round_.pk,
@@ -506,11 +537,12 @@ def _copy_limited(src: Path, dst: Path, *, max_bytes: int) -> None:
 
 
 def _private_copy(value: str, dst: Path, *, trusted: bool, field: str, max_bytes: int) -> Path:
-    src = Path(value)
-    if not trusted:  # the file may have changed (or become a symlink) since the manifest was read
+    if trusted:  # our own output, stored by the generation job
+        if not default_storage.exists(value):
+            raise RowError(f"'{field}' is not in storage: {value}")
+        src = Path(storage.local_path(value))
+    else:  # the file may have changed (or become a symlink) since the manifest was read
         src = _resolve_file(value, field=field, base_dir=None)
-    elif not src.is_file():
-        raise RowError(f"'{field}' file not found: {value}")
     _copy_limited(src, dst, max_bytes=max_bytes)
     return dst
 
@@ -598,8 +630,10 @@ def _ingest(row: ImportRow) -> None:
                     "prompt": prompt,
                     "prompt_sha256": prompt_sha,
                     "character_reference": names.get("characters", ""),
+                    "character_id": _live_character(payload.get("character_id")),
                 },
             )
+            _link_character(condition, payload.get("character_id"))
         with transaction.atomic():  # a savepoint: a concurrent duplicate is this row's error
             clip = Clip.objects.create(
                 round=round_,
@@ -628,6 +662,26 @@ def _ingest(row: ImportRow) -> None:
         locked.message = ""
         locked.written = []  # everything it wrote is referenced now
         locked.save(update_fields=["status", "clip", "message", "written"])
+
+
+def _live_character(character_id: int | None) -> int | None:
+    if character_id is not None and not Character.objects.filter(pk=character_id).exists():
+        raise RowError(f"character {character_id} was deleted after the manifest was read")
+    return character_id
+
+
+def _link_character(condition: Condition, character_id: int | None) -> None:
+    """An existing condition (same image, prompt and reference) gets the row's character when it
+    has none; naming a different one than it is linked to is this row's error."""
+    if character_id is None or condition.character_id == character_id:
+        return
+    if condition.character_id is not None:
+        raise RowError(
+            f"condition {condition.pk} is already linked to character "
+            f"'{condition.character.name}'; this row names another"
+        )
+    condition.character_id = _live_character(character_id)
+    condition.save(update_fields=["character"])
 
 
 def _checked_image(raw: Path, dst: Path, field: str) -> None:
@@ -682,6 +736,7 @@ def referenced_names() -> set[str]:
         names.update(f for f in fields if f)
     for fields in Condition.objects.values_list("image", "character_reference").iterator():
         names.update(f for f in fields if f)
+    names.update(CharacterImage.objects.values_list("image", flat=True).iterator())
     in_flight = ImportRow.objects.filter(
         status__in=[ImportRow.Status.QUEUED, ImportRow.Status.PROCESSING]
     ).values_list("written", flat=True)
@@ -695,6 +750,7 @@ def _delete_if_unreferenced(name: str, *, except_row_id: int | None = None) -> N
     referenced = (
         Clip.objects.filter(Q(original=name) | Q(video=name) | Q(poster=name)).exists()
         or Condition.objects.filter(Q(image=name) | Q(character_reference=name)).exists()
+        or CharacterImage.objects.filter(image=name).exists()
         or ImportRow.objects.filter(
             status__in=[ImportRow.Status.QUEUED, ImportRow.Status.PROCESSING],
             written__contains=[name],

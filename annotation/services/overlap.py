@@ -8,39 +8,62 @@ target past the maximum, and a raised target is seen by the next lease under the
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 
-from annotation.models import Clip, ClipLabel, GoldReference
+from annotation.models import Clip, GoldReference
+
+
+def needs_another_rater(
+    *,
+    rating_count: int,
+    target_ratings: int,
+    max_ratings_per_clip: int,
+    disagreement_std: float | None,
+    is_gold: bool,
+    stds: dict[str, float],
+) -> bool:
+    """Whether a clip gets one more rater: its target is met, it is below the round's
+    ``max_ratings_per_clip``, it is not gold (gold clips are judged against their reference, not
+    by more raters) and some dimension's std exceeds the round's ``disagreement_std``."""
+    return (
+        disagreement_std is not None
+        and rating_count >= target_ratings
+        and target_ratings < max_ratings_per_clip
+        and not is_gold
+        and max(stds.values()) > disagreement_std
+    )
+
+
+def raise_target(*, clip_id: int) -> None:
+    """Add one to the clip's target (call with the clip row locked)."""
+    Clip.objects.filter(pk=clip_id).update(target_ratings=F("target_ratings") + 1)
 
 
 def raise_target_if_disagreeing(*, clip_id: int) -> bool:
-    """Add one to the clip's target when its target is met and any dimension's std exceeds the
-    round's ``disagreement_std`` and the target is below ``max_ratings_per_clip``.
+    """Read the clip's state and raise its target if ``needs_another_rater`` says so (after a
+    correction; a new rating decides from the values its own statement returned).
 
     Call with the clip row locked. Returns True when the target was raised.
     """
     clip = (
-        Clip.objects.select_related("round")
-        .only(
-            "rating_count",
-            "target_ratings",
-            "round__disagreement_std",
-            "round__max_ratings_per_clip",
-        )
+        Clip.objects.select_related("round", "label")
+        .annotate(is_gold=Exists(GoldReference.objects.filter(clip_id=OuterRef("pk"))))
         .get(pk=clip_id)
     )
-    threshold = clip.round.disagreement_std
-    if threshold is None or clip.rating_count < clip.target_ratings:
+    label = getattr(clip, "label", None)
+    if label is None:
         return False
-    if clip.target_ratings >= clip.round.max_ratings_per_clip:
-        return False
-    if GoldReference.objects.filter(clip_id=clip_id).exists():
-        return False  # gold clips are judged against their reference, not by more raters
-    label = ClipLabel.objects.filter(clip_id=clip_id).first()
-    if label is None or max(label.stds().values()) <= threshold:
-        return False
-    Clip.objects.filter(pk=clip_id).update(target_ratings=F("target_ratings") + 1)
-    return True
+    raise_ = needs_another_rater(
+        rating_count=clip.rating_count,
+        target_ratings=clip.target_ratings,
+        max_ratings_per_clip=clip.round.max_ratings_per_clip,
+        disagreement_std=clip.round.disagreement_std,
+        is_gold=clip.is_gold,
+        stds=label.stds(),
+    )
+    if raise_:
+        raise_target(clip_id=clip_id)
+    return raise_
 
 
 class OverlapError(Exception):

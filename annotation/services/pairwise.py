@@ -1,8 +1,8 @@
 """Pairwise judging: two clips of one condition side by side, A / B / tie, three judges a task.
 
-Assignment follows the rating queue's rules: a task row is locked with ``FOR UPDATE SKIP
-LOCKED`` before a lease or a judgement of it is written, so concurrent judges never over-fill a
-task or wait on each other; a judge never judges one task twice; leases expire.
+Assignment is the rating queue's (``annotation.services.lease_queue``): a task row is locked with
+``FOR UPDATE SKIP LOCKED`` before a lease or a judgement of it is written, so concurrent judges
+never over-fill a task or wait on each other; a judge never judges one task twice; leases expire.
 Judgements are stored against the canonical clip_a / clip_b; the page's left / right sides are
 shuffled per task (``a_on_left``) and mapped back here. As with ratings, a judge judges only a
 task leased to them (a lapsed lease still counts while the task has room), so judges cannot
@@ -12,21 +12,17 @@ choose their pairs; a task with a pulled clip is neither handed out nor judged.
 from __future__ import annotations
 
 import random
-import time
-from datetime import timedelta
 
-from django.db import IntegrityError, transaction
-from django.db.models import Count, Exists, F, IntegerField, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from annotation.models import Clip, PairwiseJudgement, PairwiseLease, PairwiseTask
-from annotation.services.assignment import BUSY_RETRIES, BUSY_RETRY_SECONDS
+from annotation.services.lease_queue import CANDIDATE_BATCH, claim_next
 from labelhub.dimensions import DIMENSION_KEYS
 
 SIDES = ("left", "right", "tie")
 DEFAULT_JUDGES = 3
-CANDIDATE_BATCH = 8
 
 
 class PairwiseError(Exception):
@@ -91,30 +87,64 @@ def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> Pair
     )
     if held is not None:
         return held
-    with transaction.atomic():
-        PairwiseLease.objects.filter(judge=judge, expires_at__lte=now).delete()
-        busy_retries = 0
-        while True:
-            candidates = list(_candidates(judge=judge, exclude=exclude, now=now))
-            if not candidates:
-                # SKIP LOCKED hides tasks another judge's transaction holds for a moment; as in
-                # the rating queue, only say "nothing left" when no open task exists even so.
-                still_open = _candidates(judge=judge, exclude=exclude, now=now, lock=False)
-                if not still_open.exists() or busy_retries >= BUSY_RETRIES:
-                    return None
-                busy_retries += 1
-                time.sleep(BUSY_RETRY_SECONDS)
-                continue
-            for task in candidates:
-                if task.judgement_count + _active_leases(task.pk, now=now) < task.judges_needed:
-                    lease = PairwiseLease.objects.create(
-                        task=task,
-                        judge=judge,
-                        expires_at=now + timedelta(minutes=task.lease_minutes),
-                    )
-                    lease.task = task
-                    return lease
-                exclude.append(task.pk)
+    PairwiseLease.objects.filter(judge=judge, expires_at__lte=now).delete()
+    params = {"judge": judge.pk, "now": now, "limit": CANDIDATE_BATCH}
+
+    def take(skip: list[int]) -> tuple[list[int], int | None]:
+        with connection.cursor() as cursor:
+            cursor.execute(_TAKE_SQL, {**params, "exclude": skip})
+            return cursor.fetchone()
+
+    def any_open(skip: list[int]) -> bool:
+        with connection.cursor() as cursor:
+            cursor.execute(_ANY_OPEN_SQL, {**params, "exclude": skip})
+            return cursor.fetchone()[0]
+
+    lease_id = claim_next(take=take, any_open=any_open, exclude=exclude)
+    if lease_id is None:
+        return None
+    return PairwiseLease.objects.select_related("task").get(pk=lease_id)
+
+
+# Open tasks for this judge: both clips ready, not excluded, not judged or leased by them, with
+# room (judgements plus active leases below the judges needed).
+_OPEN_TASKS = """
+    FROM annotation_pairwisetask t
+    JOIN annotation_clip a ON a.id = t.clip_a_id
+    JOIN annotation_clip b ON b.id = t.clip_b_id
+   WHERE a.status = 'ready' AND b.status = 'ready'
+     AND NOT (t.id = ANY(%(exclude)s::bigint[]))
+     AND NOT EXISTS (SELECT 1 FROM annotation_pairwisejudgement j
+                      WHERE j.task_id = t.id AND j.judge_id = %(judge)s)
+     AND NOT EXISTS (SELECT 1 FROM annotation_pairwiselease l
+                      WHERE l.task_id = t.id AND l.judge_id = %(judge)s)
+     AND t.judgement_count + (SELECT count(*) FROM annotation_pairwiselease l
+                               WHERE l.task_id = t.id AND l.expires_at > %(now)s) < t.judges_needed
+"""
+_ANY_OPEN_SQL = f"SELECT EXISTS (SELECT 1 {_OPEN_TASKS})"
+# ``lease_queue``'s take: lock a batch in queue order (most judged first), lease the first with
+# room counted once locked (``annotation_pairwise_slots_taken``), return the locked ids and the
+# new lease's id.
+_TAKE_SQL = f"""
+    WITH candidates AS MATERIALIZED (
+        SELECT t.id, t.judgement_count, t.judges_needed, t.lease_minutes
+        {_OPEN_TASKS}
+         ORDER BY t.judgement_count DESC, t.id
+         LIMIT %(limit)s
+           FOR UPDATE OF t SKIP LOCKED
+    ), pick AS (
+        SELECT t.id, t.lease_minutes FROM candidates t
+         WHERE t.judgement_count + annotation_pairwise_slots_taken(t.id, %(now)s) < t.judges_needed
+         ORDER BY t.judgement_count DESC, t.id
+         LIMIT 1
+    ), l AS (
+        INSERT INTO annotation_pairwiselease (task_id, judge_id, created_at, expires_at)
+        SELECT id, %(judge)s, %(now)s, %(now)s + make_interval(mins => lease_minutes) FROM pick
+            ON CONFLICT (task_id, judge_id) DO NOTHING
+        RETURNING id
+    )
+    SELECT ARRAY(SELECT id FROM candidates), (SELECT id FROM l)
+"""
 
 
 def _active_leases(task_id: int, *, now, exclude_judge_id: int | None = None) -> int:
@@ -122,33 +152,6 @@ def _active_leases(task_id: int, *, now, exclude_judge_id: int | None = None) ->
     if exclude_judge_id is not None:
         leases = leases.exclude(judge_id=exclude_judge_id)
     return leases.count()
-
-
-def _candidates(*, judge, exclude: list[int], now, lock: bool = True):
-    active = (
-        PairwiseLease.objects.filter(task_id=OuterRef("pk"), expires_at__gt=now)
-        .order_by()
-        .values("task_id")
-        .annotate(n=Count("*"))
-        .values("n")
-    )
-    mine = Q(Exists(PairwiseJudgement.objects.filter(task_id=OuterRef("pk"), judge=judge)))
-    mine |= Q(Exists(PairwiseLease.objects.filter(task_id=OuterRef("pk"), judge=judge)))
-    tasks = (
-        PairwiseTask.objects.filter(
-            judgement_count__lt=F("judges_needed"),
-            clip_a__status=Clip.Status.READY,
-            clip_b__status=Clip.Status.READY,
-        )
-        .exclude(pk__in=exclude)
-        .exclude(mine)
-        .annotate(leased=Coalesce(Subquery(active, output_field=IntegerField()), Value(0)))
-        .filter(judgement_count__lt=F("judges_needed") - F("leased"))
-        .order_by("-judgement_count", "pk")
-    )
-    if not lock:
-        return tasks
-    return tasks.select_for_update(skip_locked=True, of=("self",))[:CANDIDATE_BATCH]
 
 
 def side_to_choice(task: PairwiseTask, side: str) -> str:

@@ -17,13 +17,21 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from annotation.models import AuditEntry, Clip, Lease, Rating, Round, Skip
-from annotation.services.assignment import active_lease_count
-from annotation.services.labels import update_label
-from annotation.services.overlap import raise_target_if_disagreeing
+from annotation.models import AuditEntry, Clip, GoldReference, Lease, Rating, Round, Skip
+from annotation.selectors.clips import (
+    cached_round_totals,
+    remember_round_totals,
+)
+from annotation.services.assignment import active_lease_count, instance_from_db
+from annotation.services.labels import add_rating, update_label
+from annotation.services.overlap import (
+    needs_another_rater,
+    raise_target,
+    raise_target_if_disagreeing,
+)
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 
 MAX_SECONDS_SPENT = 24 * 3600
@@ -72,6 +80,44 @@ def validate_scores(scores: dict) -> dict[str, int]:
 class SubmitResult:
     rating: Rating
     created: bool  # False when an identical earlier submit (same idempotency key) was returned
+    # The annotator's current ratings in the clip's round, this one included (None when
+    # ``created`` is False: not counted then).
+    rated_in_round: int | None = None
+    # The round's totals when the statements counted them (the shared cache had none).
+    round_totals: dict | None = None
+
+
+# One statement locks the clip and checks the submit: the clip with its round; earlier ratings
+# with this idempotency key or of this annotator for this clip; the caller's lease, deleted once
+# the clip is locked (an error after it rolls the delete back) unless such a rating exists; the
+# annotator's current ratings in the round (for progress). Its reads share the statement's snapshot, older than the lock, so the
+# paths that depend on a concurrent change read again (``_recheck``): no lease found, or a lease
+# that lapsed.
+_LOCK_AND_CHECK_SQL = """
+    WITH locked AS MATERIALIZED (
+        SELECT c.id, c.round_id, c.status, c.rating_count, c.target_ratings,
+               r.name, r.status, r.disagreement_std, r.max_ratings_per_clip,
+               EXISTS (SELECT 1 FROM annotation_goldreference g WHERE g.clip_id = c.id)
+          FROM annotation_clip c JOIN annotation_round r ON r.id = c.round_id
+         WHERE c.id = %(clip)s
+           FOR UPDATE OF c
+    ), prior AS (
+        SELECT id FROM annotation_rating
+         WHERE idempotency_key = %(key)s
+            OR (clip_id = %(clip)s AND annotator_id = %(me)s AND is_current)
+    ), lease AS (
+        DELETE FROM annotation_lease
+         WHERE clip_id = %(clip)s AND annotator_id = %(me)s
+           AND EXISTS (SELECT 1 FROM locked) AND NOT EXISTS (SELECT 1 FROM prior)
+        RETURNING expires_at
+    )
+    SELECT locked.*,
+           ARRAY(SELECT id FROM prior),
+           (SELECT expires_at FROM lease),
+           (SELECT count(*) FROM annotation_rating t JOIN annotation_clip c ON c.id = t.clip_id
+             WHERE t.annotator_id = %(me)s AND t.is_current AND c.round_id = locked.round_id)
+      FROM locked
+"""
 
 
 def submit_rating(
@@ -82,7 +128,13 @@ def submit_rating(
     seconds_spent: float = 0.0,
     idempotency_key: uuid.UUID | str,
 ) -> SubmitResult:
-    """Save one annotator's six scores for a clip and update its label, atomically."""
+    """Save one annotator's six scores for a clip and update its label, atomically.
+
+    Two statements on the way through: lock the clip and check the submit (ending the lease),
+    then insert the rating with its clip count and label (``labels.add_rating``, which also
+    counts the round's totals when the shared cache has none); a third when adaptive overlap
+    raises the clip's target.
+    """
     clean = validate_scores(scores)
     try:
         key = uuid.UUID(str(idempotency_key))
@@ -93,33 +145,19 @@ def submit_rating(
         raise RatingError(f"seconds_spent must be between 0 and {MAX_SECONDS_SPENT}")
     now = timezone.now()
     with transaction.atomic():
-        clip = _lock_clip(clip_id)
-        # One read for both "was this submit already saved?" and "did I rate this clip already?".
-        existing = list(
-            Rating.objects.filter(
-                Q(idempotency_key=key) | Q(clip=clip, annotator=annotator, is_current=True)
-            )
-        )
-        previous = next((r for r in existing if r.idempotency_key == key), None)
-        if previous is not None:
-            if previous.clip_id != clip.pk or previous.annotator_id != annotator.pk:
-                raise RatingError(
-                    "this idempotency_key was already used for another rating", code="conflict"
-                )
-            return SubmitResult(previous, created=False)
-        if existing:
-            raise RatingError("you have already rated this clip", code="conflict")
-        # The lease ends with this submit; an error below rolls the delete back.
         with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM annotation_lease WHERE clip_id = %s AND annotator_id = %s RETURNING expires_at",
-                [clip.pk, annotator.pk],
-            )
+            cursor.execute(_LOCK_AND_CHECK_SQL, {"key": key, "clip": clip_id, "me": annotator.pk})
             row = cursor.fetchone()
         if row is None:
-            raise RatingError(_NOT_YOUR_CLIP, code="forbidden")
+            raise RatingError(f"clip {clip_id} does not exist", code="not_found")
+        clip = _clip_from_row(row[:10])
+        prior_ids, lease_expires_at, rated_in_round = row[10:]
+        if prior_ids or lease_expires_at is None:
+            previous = _recheck(clip=clip, annotator=annotator, key=key)
+            if previous is not None:
+                return SubmitResult(previous, created=False)
         _check_clip_open(clip)  # only a holder learns why their clip no longer takes ratings
-        if row[0] <= now:
+        if lease_expires_at <= now:
             # A lapsed lease still counts while its slot is free: slow work is not thrown away.
             taken = clip.rating_count + active_lease_count(
                 clip.pk, now=now, exclude_annotator_id=annotator.pk
@@ -129,13 +167,97 @@ def submit_rating(
                     "your lease on this clip expired and it has been given to other annotators",
                     code="conflict",
                 )
-        rating = Rating.objects.create(
-            clip=clip, annotator=annotator, seconds_spent=seconds, idempotency_key=key, **clean
+        totals = cached_round_totals(clip.round_id)
+        added = add_rating(
+            clip_id=clip.pk,
+            annotator_id=annotator.pk,
+            scores=clean,
+            seconds_spent=seconds,
+            idempotency_key=key,
+            now=now,
+            round_totals_of=clip.round_id if totals is None else None,
         )
-        Clip.objects.filter(pk=clip.pk).update(rating_count=F("rating_count") + 1)
-        update_label(clip.pk, ratings_removed=False)
-        _after_rating(clip.pk)
-    return SubmitResult(rating, created=True)
+        raised = needs_another_rater(
+            rating_count=added.rating_count,
+            target_ratings=clip.target_ratings,
+            max_ratings_per_clip=clip.round.max_ratings_per_clip,
+            disagreement_std=clip.round.disagreement_std,
+            is_gold=clip.is_gold,
+            stds=added.stds,
+        )
+        if raised:
+            raise_target(clip_id=clip.pk)
+    round_totals = None
+    if totals is None:
+        done, target, left = added.round_totals_before  # this rating and its effect added
+        finished = added.rating_count >= clip.target_ratings and not raised
+        round_totals = remember_round_totals(
+            clip.round_id,
+            name=clip.round.name,
+            done=done + 1,
+            target=target + raised,
+            left=left - finished,
+        )
+    clip.rating_count = added.rating_count
+    clip.target_ratings += raised
+    rating = instance_from_db(
+        Rating,
+        id=added.rating_id,
+        clip_id=clip.pk,
+        annotator_id=annotator.pk,
+        seconds_spent=seconds,
+        idempotency_key=key,
+        is_current=True,
+        supersedes_id=None,
+        created_at=now,
+        **clean,
+    )
+    rating.clip, rating.annotator = clip, annotator
+    return SubmitResult(
+        rating, created=True, rated_in_round=rated_in_round + 1, round_totals=round_totals
+    )
+
+
+def _clip_from_row(row) -> Clip:
+    clip_id, round_id, status, rating_count, target, name, round_status, std, max_, gold = row
+    clip = instance_from_db(
+        Clip,
+        id=clip_id,
+        round_id=round_id,
+        status=status,
+        rating_count=rating_count,
+        target_ratings=target,
+    )
+    clip.round = instance_from_db(
+        Round,
+        id=round_id,
+        name=name,
+        status=round_status,
+        disagreement_std=std,
+        max_ratings_per_clip=max_,
+    )
+    clip.is_gold = gold  # not a model field: adaptive overlap skips gold clips
+    return clip
+
+
+def _recheck(*, clip: Clip, annotator, key: uuid.UUID) -> Rating | None:
+    """Read again, now the clip is locked, why a submit found no lease of the caller's (or an
+    earlier rating): the earlier rating of an identical submit (returned), or the refusal."""
+    existing = list(
+        Rating.objects.filter(
+            Q(idempotency_key=key) | Q(clip=clip, annotator=annotator, is_current=True)
+        )
+    )
+    previous = next((r for r in existing if r.idempotency_key == key), None)
+    if previous is not None:
+        if previous.clip_id != clip.pk or previous.annotator_id != annotator.pk:
+            raise RatingError(
+                "this idempotency_key was already used for another rating", code="conflict"
+            )
+        return previous
+    if existing:
+        raise RatingError("you have already rated this clip", code="conflict")
+    raise RatingError(_NOT_YOUR_CLIP, code="forbidden")
 
 
 def _after_rating(clip_id: int) -> None:
@@ -236,8 +358,11 @@ _NOT_YOUR_CLIP = (
 )
 
 
-def _lock_clip(clip_id: int) -> Clip:
+def _lock_clip(clip_id: int, *, with_gold: bool = False) -> Clip:
+    """The clip row, locked, with its round (and ``is_gold`` when asked)."""
     clip = Clip.objects.select_for_update(of=("self",)).select_related("round").filter(pk=clip_id)
+    if with_gold:
+        clip = clip.annotate(is_gold=Exists(GoldReference.objects.filter(clip_id=OuterRef("pk"))))
     clip = clip.first()
     if clip is None:
         raise RatingError(f"clip {clip_id} does not exist", code="not_found")

@@ -141,7 +141,10 @@ class RewardTrainConfig:
     )
     contrastive_weight: float = field(
         default=1.0,
-        metadata={"help": "Weight of the contrastive loss (character: BLIP crop vs gallery)."},
+        metadata={
+            "help": "Weight of the contrastive losses when fine-tuning (character: BLIP crop vs "
+            "gallery character; text: video vs the batch's prompts, weighted by the match label)."
+        },
     )
     gradient_checkpointing: bool | None = field(
         default=None,

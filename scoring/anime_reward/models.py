@@ -413,6 +413,29 @@ class TextConsistencyReward(DimensionReward):
         values = torch.cat([video, text, product, product.sum(-1, keepdim=True)], -1)
         return values[:, None], torch.ones(len(inputs), 1, dtype=torch.bool, device=values.device)
 
+    def contrastive_loss(
+        self,
+        values: torch.Tensor,
+        prompts: Sequence[str],
+        weights: torch.Tensor,
+        temperature: float = 0.1,
+    ) -> torch.Tensor:
+        """CLIP-style InfoNCE between each clip's video embedding and the batch's distinct
+        prompts, weighted by how well the clip matches its prompt (its target in [0, 1]): matching
+        clips pull their video towards their prompt and away from the other prompts, which trains
+        the vision and the text tower together (``values`` are ``features``' values)."""
+        dim = (values.shape[-1] - 1) // 3
+        video, text = values[:, 0, :dim].float(), values[:, 0, dim : 2 * dim].float()
+        distinct = list(dict.fromkeys(prompts))
+        if len(distinct) < 2:
+            return values.new_zeros(())
+        first = [list(prompts).index(p) for p in distinct]
+        targets = torch.tensor([distinct.index(p) for p in prompts], device=values.device)
+        logits = video @ text[first].T / temperature
+        losses = F.cross_entropy(logits, targets, reduction="none")
+        weights = weights.to(losses)
+        return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+
 
 class ImageConsistencyReward(DimensionReward):
     key, encoder_names = "image_consistency", ("clip",)

@@ -117,19 +117,31 @@ SIX_RULES = {
     "visual_smoothness": "per-frame brightness flicker: larger flicker, lower score",
     "visual_motion": "speed of the coloured square",
     "visual_appeal": "overall brightness",
-    "text_consistency": "how far the square's colour is from the colour the prompt names",
+    "text_consistency": "how far the square's colour is mixed away from the colour the prompt names",
     "image_consistency": "background colour drift away from the condition image",
     "character_consistency": "identity swap: the fraction of frames that show another gallery "
-    "character (same colours, another stripe texture) instead of the clip's own",
+    "character (another stripe layout and stripe colour) instead of the clip's own",
 }
+# Equidistant in RGB (corners of a cube that are pairwise face-diagonals apart): mixing the named
+# colour a fraction m towards any other moves it the same distance, so the label 5 - 4m is one
+# monotone function of (prompt, square colour) whichever other colour was drawn.
 COLOURS = {
-    "red": (0.95, 0.15, 0.15),
-    "green": (0.15, 0.85, 0.2),
-    "blue": (0.15, 0.3, 0.95),
-    "yellow": (0.95, 0.9, 0.1),
+    "red": (0.9, 0.15, 0.15),
+    "green": (0.15, 0.9, 0.15),
+    "blue": (0.15, 0.15, 0.9),
+    "white": (0.9, 0.9, 0.9),
 }
-CHARACTERS = ("stripes-h", "stripes-v", "stripes-d", "checks")
-MAX_FLICKER, MAX_SWAP, TEXTURE_PERIOD, TEXTURE_CONTRAST = 0.3, 0.6, 8, 0.14
+# Gallery characters: a stripe layout and the colour axis the stripes swing along. They all
+# average to the same tint (the stripes are zero-mean), so a swap hardly moves whole-frame features
+# (image or text consistency) while a crop of the character shows which one it is.
+CHARACTERS = ("ember-h", "moss-v", "tide-d", "ash-checks")
+CHARACTER_COLOURS = {
+    "ember-h": (1.0, -0.4, -0.6),
+    "moss-v": (-0.6, 1.0, -0.4),
+    "tide-d": (-0.4, -0.6, 1.0),
+    "ash-checks": (0.75, 0.75, 0.75),
+}
+MAX_FLICKER, MAX_SWAP, TEXTURE_PERIOD, TEXTURE_CONTRAST = 0.3, 0.6, 8, 0.2
 
 
 @dataclass
@@ -144,19 +156,22 @@ class RuleClip:
 
 
 def character_texture(character: str, size: int, phase: tuple[int, int]) -> np.ndarray:
-    """(size, size) texture in {-1, 1}: one stripe pattern per gallery character; the characters
-    share their colours, so only the texture (orientation) tells them apart."""
+    """(size, size, 3) zero-mean colour texture of one gallery character: its stripe layout
+    (horizontal, vertical, diagonal, checks) swinging along its colour axis."""
     y, x = np.mgrid[0:size, 0:size]
     y, x = y + phase[0], x + phase[1]
     wave = lambda v: np.sign(np.sin(2 * np.pi * (v + 0.5) / TEXTURE_PERIOD))  # noqa: E731
     index = CHARACTERS.index(character)
     if index == 0:
-        return wave(y)
-    if index == 1:
-        return wave(x)
-    if index == 2:
-        return wave((x + y) / np.sqrt(2))
-    return wave(x) * wave(y)
+        pattern = wave(y)
+    elif index == 1:
+        pattern = wave(x)
+    elif index == 2:
+        pattern = wave((x + y) / np.sqrt(2))
+    else:
+        pattern = wave(x) * wave(y)
+    axis = np.array(CHARACTER_COLOURS[character])
+    return TEXTURE_CONTRAST * pattern[..., None] * axis / np.abs(axis).max()
 
 
 def render_rule_frames(
@@ -192,7 +207,7 @@ def render_rule_frames(
         progress = t / max(frames - 1, 1)
         background = (1 - drift * progress) * hue + drift * progress * target
         texture = other if t >= swap_from else own
-        frame = background[None, None] + TEXTURE_CONTRAST * texture[..., None]
+        frame = background[None, None] + texture
         x = min(int(round(x0 + speed * t)), size - side)
         frame[y : y + side, x : x + side] = colour
         # the condition frame (t = 0) never flickers: it is the image the clip starts from
@@ -209,7 +224,7 @@ def make_gallery(directory: Path, *, size: int = 64, references: int = 3) -> dic
         paths = []
         for r in range(references):
             texture = character_texture(character, size, (r * 3, r * 5))
-            image = np.array([0.5, 0.5, 0.55])[None, None] + TEXTURE_CONTRAST * texture[..., None]
+            image = np.array([0.5, 0.5, 0.55])[None, None] + texture
             path = directory / f"{character}-{r}.png"
             Image.fromarray((image * 255).clip(0, 255).astype(np.uint8)).save(path)
             paths.append(str(path))

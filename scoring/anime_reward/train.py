@@ -258,6 +258,11 @@ def train_reward(
                             CharacterCrops.cat([character_crops[i] for i in batch_ids])
                         )
                         loss = loss + config.contrastive_weight * contrastive
+                    elif finetune and key == "text_consistency" and config.contrastive_weight:
+                        contrastive = dimension.contrastive_loss(
+                            values, [by_id[i].prompt for i in batch_ids], targets[rows]
+                        )
+                        loss = loss + config.contrastive_weight * contrastive
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import asdict, fields
 
 from django.conf import settings
+from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotation.models import Round
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring.models import RewardModel
-from training.alignment.config import TrainConfig
+from training.alignment.config import LORA_WEIGHT_NAME, TrainConfig
 from training.models import PolicyCheckpoint, PreferencePair
 
 Kind = TrainingRun.Kind
@@ -103,14 +104,18 @@ def validate_params(kind: str, params: dict) -> dict:
             )
         # The next round of the loop starts from the policy that generated its candidates.
         cleaned["init_checkpoint_id"] = _pop(params, "init_checkpoint_id", int)
-        init_lora = ""
+        # Its LoRA lives in storage; the job fetches it on the GPU host (TrainConfig.init_lora).
         if cleaned["init_checkpoint_id"] is not None:
             parent = PolicyCheckpoint.objects.filter(pk=cleaned["init_checkpoint_id"]).first()
             if parent is None:
                 raise InvalidParams(
                     f"policy checkpoint {cleaned['init_checkpoint_id']} does not exist"
                 )
-            init_lora = parent.lora_path
+            if not default_storage.exists(f"{parent.lora_path}/{LORA_WEIGHT_NAME}"):
+                raise InvalidParams(
+                    f"init_lora has no {LORA_WEIGHT_NAME}: policy checkpoint {parent.pk} "
+                    f"({parent.lora_path})"
+                )
         trainer = {k: params.pop(k) for k in TRAINER_FIELDS if k in params}
         try:
             config = TrainConfig(
@@ -118,7 +123,6 @@ def validate_params(kind: str, params: dict) -> dict:
                 loss_type=kind,
                 preset=settings.LABELHUB_GENERATOR_PRESET,
                 model_path=settings.LABELHUB_COGVIDEOX_PATH,
-                init_lora=init_lora,
                 **trainer,
             )
         except (TypeError, ValueError) as error:

@@ -206,9 +206,11 @@ class _Round:
         self.artifacts.update(values)
         runs.record_artifacts(self.run.pk, **values)
 
+    def percent(self, fraction: float = 0.0) -> int:
+        return int(PERCENT * (self.index + min(max(fraction, 0.0), 1.0)) / len(self.steps))
+
     def say(self, message: str, fraction: float = 0.0) -> None:
-        done = (self.index + min(max(fraction, 0.0), 1.0)) / len(self.steps)
-        self.report(int(PERCENT * done), PERCENT, None, message)
+        self.report(self.percent(fraction), PERCENT, None, message)
 
     def execute(self, step: Step, child: TrainingRun) -> TrainingRun:
         """Run a child now, in this process, forwarding its progress; StepFailed unless it
@@ -219,8 +221,15 @@ class _Round:
         self.record(step_runs=step_runs)
         self.say(f"{step.label}: {child.get_kind_display()} run {child.pk}")
 
+        # The child's own row keeps its log and metrics; the round's row gets its progress only,
+        # and a terminal following the round (the reporter's ``also``) sees the child's lines.
+        terminal = getattr(self.report, "also", None)
+
         def forward(done: int, total: int, metrics: dict | None = None, message: str = "") -> None:
-            self.say(f"  {message}" if message else "", done / total if total else 0.0)
+            percent = self.percent(done / total if total else 0.0)
+            self.report(percent, PERCENT, None, "")
+            if terminal is not None and (message or metrics):
+                terminal(percent, PERCENT, metrics, f"  {message}" if message else "")
 
         runs.execute_run(child.pk, on_progress=forward)
         child.refresh_from_db()
@@ -233,6 +242,12 @@ class _Round:
                 f"{child.pk}: {detail}. Fix the cause and resume this round: steps already done "
                 "are skipped."
             )
+        outputs = ", ".join(
+            f"{key} {value}"
+            for key, value in child.artifacts.items()
+            if isinstance(value, int | float | str) and len(str(value)) < 40
+        )
+        self.say(f"  run {child.pk} succeeded: {outputs}")
         return child
 
 

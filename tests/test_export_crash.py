@@ -1,0 +1,119 @@
+"""Fault injection with real workers (issue 11): SIGKILL the default worker in the middle of an
+export snapshot build, start a new one with beat, and the snapshot still becomes ready, with
+complete, hashed files and no scratch directory left behind.
+
+The kill must land inside the build, with no test hook in production code: the test holds an
+ACCESS EXCLUSIVE lock on ``annotation_cliplabel`` from a connection of its own, so the worker
+claims the snapshot, makes its scratch directory and then waits on the lock in its first query.
+
+Short recovery settings (stale after 3 s, sweep every 1 s) keep the test quick; production
+defaults are LABELHUB_EXPORT_STALE_SECONDS=300 and LABELHUB_EXPORT_SWEEP_SECONDS=60. To measure
+those: LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_export_crash.py -s
+"""
+
+import hashlib
+import io
+import os
+import signal
+import time
+
+import pyarrow.parquet as pq
+import pytest
+from django.core.files.storage import default_storage
+
+from annotation.models import ClipLabel, ExportSnapshot
+from annotation.services.exports import content_hash, request_snapshot_build
+from tests.conftest import make_user
+from tests.faults import backends_waiting_on_lock, table_locked
+from tests.lead_data import make_clip, make_condition, make_round, rate
+from tests.workers import celery_worker, start_beat, wait_for
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+Status = ExportSnapshot.Status
+
+RECOVERY_ENV = {
+    "LABELHUB_EXPORT_STALE_SECONDS": "3",
+    "LABELHUB_EXPORT_SWEEP_SECONDS": "1",
+    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
+}
+if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
+    RECOVERY_ENV = {}
+LIMIT = 60 if RECOVERY_ENV else 900
+
+
+def test_worker_sigkilled_mid_export_build_is_rebuilt_complete(isolated_media, tmp_path, settings):
+    settings.LABELHUB_ARTIFACTS_ROOT = tmp_path / "artifacts"  # the worker's too: see celery_worker
+    round_ = make_round("exported")
+    raters = [make_user(f"rater{i}", "annotator") for i in range(2)]
+    for i in range(12):
+        clip = make_clip(round_, make_condition(f"img{i}", f"prompt {i}"))
+        for rater in raters:
+            rate(clip, rater, 1 + (i + rater.pk) % 5)
+    scratch_root = settings.LABELHUB_ARTIFACTS_ROOT / "export-scratch"
+    log_path = tmp_path / "worker.log"
+
+    with table_locked("annotation_cliplabel"):
+        with celery_worker(
+            queues="default", media_root=isolated_media, log_path=log_path, extra_env=RECOVERY_ENV
+        ) as worker:
+            snapshot = request_snapshot_build(round_ids=[round_.pk], include_ratings=True)
+            # Inside the build: claimed (running), scratch made, its query waiting on our lock.
+            wait_for(
+                lambda: (
+                    ExportSnapshot.objects.get(pk=snapshot.pk).status == Status.RUNNING
+                    and backends_waiting_on_lock() >= 1
+                ),
+                log_path=log_path,
+                timeout=60,
+            )
+            assert (scratch_root / str(snapshot.pk)).is_dir()
+            os.kill(worker.pid, signal.SIGKILL)  # the host dies mid-build
+            killed_at = time.monotonic()
+            worker.wait(timeout=30)
+    # The lock is released; the dead worker's backend finishes its read and goes away.
+    snapshot.refresh_from_db()
+    assert snapshot.status == Status.RUNNING and snapshot.files == {}  # nobody noticed yet
+
+    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
+    try:
+        with celery_worker(
+            queues="default",
+            media_root=isolated_media,
+            log_path=log_path,
+            extra_env=RECOVERY_ENV,
+            flush_broker=False,  # a restarted worker, not a fresh broker
+        ):
+            ready_at = wait_for(
+                lambda: ExportSnapshot.objects.get(pk=snapshot.pk).status == Status.READY,
+                log_path=log_path,
+                timeout=LIMIT,
+            )
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+    print(f"\nexport snapshot rebuilt and ready {ready_at - killed_at:.1f}s after the kill")
+
+    snapshot.refresh_from_db()
+    assert snapshot.error == ""
+    assert set(snapshot.files) >= {"labels_jsonl", "labels_csv", "labels_parquet", "ratings_csv"}
+    # Every file is complete: its stored bytes match the recorded size and sha256.
+    for kind, entry in snapshot.files.items():
+        assert entry["name"].startswith(f"exports/{snapshot.pk}/"), entry
+        with default_storage.open(entry["name"]) as fh:
+            body = fh.read()
+        assert len(body) == entry["bytes"], kind
+        assert hashlib.sha256(body).hexdigest() == entry["sha256"], kind
+    assert snapshot.content_hash == content_hash(snapshot.files)
+    # ... and holds every exported row.
+    labels = ClipLabel.objects.filter(clip__round=round_).count()
+    assert labels == 12 and snapshot.row_counts["clips"] == labels
+    read = default_storage.open
+    assert read(snapshot.files["labels_csv"]["name"]).read().count(b"\n") == labels + 1
+    assert read(snapshot.files["labels_jsonl"]["name"]).read().count(b"\n") == labels
+    parquet = pq.read_table(io.BytesIO(read(snapshot.files["labels_parquet"]["name"]).read()))
+    assert parquet.num_rows == labels
+    assert read(snapshot.files["ratings_csv"]["name"]).read().count(b"\n") == 2 * labels + 1
+    # Nothing is left of the killed attempt: no scratch directory, no stray stored file.
+    assert not scratch_root.exists() or list(scratch_root.iterdir()) == []
+    _, stored = default_storage.listdir(f"exports/{snapshot.pk}")
+    assert sorted(stored) == sorted(e["name"].rsplit("/", 1)[1] for e in snapshot.files.values())

@@ -1,0 +1,147 @@
+"""AnimeReward's fidelity pieces on tiny: keyframes, the Idefics2 smoothness tower, per-dimension
+fine-tuning (separate learning rates, layer freezing), the character gallery and its round trip."""
+
+import pytest
+import torch
+
+from labelhub.dimensions import DIMENSION_KEYS
+from scoring.anime_reward.config import RewardTrainConfig
+from scoring.anime_reward.frames import iter_decoded_batches
+from scoring.anime_reward.models import AnimeReward, select_keyframes
+from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
+from scoring.anime_reward.train import RewardItem, train_reward
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def test_keyframes_are_the_first_frame_and_the_largest_changes_in_time_order():
+    frames = torch.zeros(2, 8, 3, 16, 16, dtype=torch.uint8)
+    frames[0, 3:] = 100  # a cut at 3
+    frames[0, 6:] = 250  # and at 6
+    frames[1, 5:] = 80
+    mask = torch.ones(2, 8, dtype=torch.bool)
+    mask[1, 6:] = False  # clip 1 has 6 real frames
+    picked = select_keyframes(frames, mask, 3)
+    assert picked[0].tolist() == [0, 3, 6]
+    assert {0, 5} <= set(picked[1].tolist()) and int(picked[1].max()) < 6  # no padded frame
+    assert picked[1].tolist() == sorted(picked[1].tolist())
+    assert select_keyframes(frames, mask, 20).shape == (2, 8)  # K is capped at T
+
+
+def test_full_preset_fine_tunes_the_seeds_dimensions_by_default():
+    full = RewardTrainConfig(preset="full")
+    assert full.finetuned_dimensions() == (
+        "visual_smoothness",
+        "text_consistency",
+        "image_consistency",
+    )
+    assert RewardTrainConfig().finetuned_dimensions() == ()
+    assert RewardTrainConfig(finetune_encoders=True).finetuned_dimensions() == DIMENSION_KEYS
+    assert RewardTrainConfig(finetune_encoders=["visual_motion"]).finetuned_dimensions() == (
+        "visual_motion",
+    )
+    with pytest.raises(ValueError, match="finetune_encoders"):
+        RewardTrainConfig(finetune_encoders=["beauty"])
+    with pytest.raises(ValueError, match="idefics"):
+        RewardTrainConfig(encoder_sources={"idefics": "x"})
+
+
+def test_smoothness_uses_the_idefics2_vision_transformer_and_layers_can_be_frozen():
+    model = AnimeReward.from_preset("tiny")
+    smooth = model.dimensions["visual_smoothness"]
+    assert type(smooth.idefics2).__name__ == "Idefics2VisionTransformer"
+    smooth.unshare_encoders(frozen_layers=1)
+    tower = smooth.idefics2
+    assert tower is not model.encoders.idefics2  # its own copy
+    assert not any(p.requires_grad for p in tower.embeddings.parameters())
+    assert not any(p.requires_grad for p in tower.encoder.layers[0].parameters())
+    assert all(p.requires_grad for p in tower.encoder.layers[1].parameters())
+    assert not any(p.requires_grad for p in model.encoders.idefics2.parameters())
+
+
+def _items(clips):
+    return [
+        RewardItem(
+            clip_id=c.index,
+            video_path=str(c.video_path),
+            condition_image_path=str(c.condition_image_path),
+            prompt=c.prompt,
+            labels=c.labels,
+            split="test" if c.index % 4 == 0 else "train",
+            condition_id=c.index,
+            character_id=c.character_id,
+        )
+        for c in clips
+    ]
+
+
+@pytest.mark.slow
+def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
+    gallery = make_gallery(tmp_path / "gallery")
+    items = _items(make_rule_clips(tmp_path / "clips", 16, seed=1))
+    tuned = ("visual_smoothness", "text_consistency", "character_consistency")
+    result = train_reward(
+        items,
+        RewardTrainConfig(
+            epochs=2,
+            decode_workers=1,
+            finetune_encoders=tuned,
+            encoder_learning_rate=1e-3,
+            encoder_frozen_layers=1,
+        ),
+        tmp_path / "model",
+        gallery=gallery,
+    )
+    assert result.train_clips == 12 and result.test_clips == 4
+    for key in tuned:
+        config = (tmp_path / "model" / key / "config.json").read_text()
+        assert "finetuned_encoders" in config
+    # character fine-tunes BLIP only; the others their own towers
+    assert (tmp_path / "model" / "character_consistency" / "blip.safetensors").exists()
+    assert not (tmp_path / "model" / "character_consistency" / "sam.safetensors").exists()
+    assert (tmp_path / "model" / "visual_smoothness" / "idefics2.safetensors").exists()
+    assert not (tmp_path / "model" / "visual_appeal" / "clip.safetensors").exists()
+
+    fresh = AnimeReward.from_preset("tiny")
+    reloaded = AnimeReward.load(tmp_path / "model")
+    assert sorted(reloaded.gallery) == sorted(gallery)
+    changed = reloaded.dimensions["visual_smoothness"].idefics2.encoder.layers[1]
+    same = reloaded.dimensions["visual_smoothness"].idefics2.encoder.layers[0]
+    base = fresh.encoders.idefics2.encoder
+    assert not torch.equal(
+        changed.mlp.fc1.weight, base.layers[1].mlp.fc1.weight
+    )  # the trainable layer moved
+    assert torch.equal(same.mlp.fc1.weight, base.layers[0].mlp.fc1.weight)  # frozen layer did not
+
+    test_items = [i for i in items if i.split == "test"]
+    batch = next(
+        iter_decoded_batches([i.spec for i in test_items], size=64, batch_size=4, workers=1)
+    )
+    assert batch.inputs.character_ids == [i.character_id for i in test_items]
+    scores = reloaded.score_batch(batch.inputs)
+    by_clip = {row["clip_id"]: row["predicted"] for row in result.evaluation}
+    for row, item in enumerate(test_items):
+        for key in (*DIMENSION_KEYS, "overall"):
+            assert scores[key][row].item() == pytest.approx(by_clip[item.clip_id][key], abs=1e-4)
+
+
+def test_character_score_compares_with_the_clips_gallery_character(tmp_path):
+    gallery = make_gallery(tmp_path / "gallery")
+    clips = make_rule_clips(tmp_path / "clips", 2, seed=4)
+    model = AnimeReward.from_preset("tiny", gallery=gallery)
+    specs = [i.spec for i in _items(clips)]
+    batch = next(iter_decoded_batches(specs, size=64, batch_size=2, workers=1))
+    character = model.dimensions["character_consistency"]
+    crops = character.track(batch.inputs)
+    sims, _, _ = character.compare(crops)
+    features = character.gallery_features([clips[0].character_id])[clips[0].character_id]
+    crop = character.embed(crops.crops[0, 3, 1][None].float() / 255)[0]
+    assert sims[0, 3, 1].item() == pytest.approx(float(crop @ features), abs=1e-5)
+    with pytest.raises(ValueError, match="not in the gallery"):
+        train_reward(_items(clips), RewardTrainConfig(epochs=1), tmp_path / "m", gallery={})
