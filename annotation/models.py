@@ -152,10 +152,12 @@ class Clip(models.Model):
         ]
         indexes = [
             # The hot "which clip next" query only ever looks at ready clips that still need ratings.
+            # Full clips are left out: ordered by rating_count DESC they would come first, and
+            # every lease would step over all of them.
             models.Index(
                 fields=["round", "-rating_count", "id"],
                 name="clip_needs_ratings",
-                condition=Q(status="ready"),
+                condition=Q(status="ready", rating_count__lt=models.F("target_ratings")),
             ),
         ]
 

@@ -234,8 +234,10 @@ LABELHUB_RUN_STALE_SECONDS = env_int("LABELHUB_RUN_STALE_SECONDS", 600)
 LABELHUB_RUN_HEARTBEAT_SECONDS = env_int("LABELHUB_RUN_HEARTBEAT_SECONDS", 30)
 # A generation run waits this long for the default-queue workers to import its candidates.
 LABELHUB_GENERATION_IMPORT_TIMEOUT = env_int("LABELHUB_GENERATION_IMPORT_TIMEOUT", 3600)
-# An export snapshot being built beats per file written; silent this long = its builder died.
+# An export snapshot being built beats (a thread, through long queries and lock waits too) every
+# LABELHUB_EXPORT_HEARTBEAT_SECONDS; silent for LABELHUB_EXPORT_STALE_SECONDS = its builder died.
 LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
+LABELHUB_EXPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_EXPORT_HEARTBEAT_SECONDS", "30"))
 # How often beat sweeps stuck export snapshots and stale runs (seconds).
 LABELHUB_EXPORT_SWEEP_SECONDS = float(env_str("LABELHUB_EXPORT_SWEEP_SECONDS", "60"))
 LABELHUB_RUN_SWEEP_SECONDS = float(env_str("LABELHUB_RUN_SWEEP_SECONDS", "60"))
@@ -339,7 +341,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     **CELERY_BROKER_TRANSPORT_OPTIONS,
     "visibility_timeout": env_int("LABELHUB_BROKER_VISIBILITY_TIMEOUT", 600),
 }
-# An export snapshot being built beats per file written; silent this long = its builder died.
 LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stuck-snapshots": {

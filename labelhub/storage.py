@@ -166,9 +166,12 @@ def local_path(name: str) -> str:
     if not name:
         return ""
     try:
-        return default_storage.path(name)
+        path = default_storage.path(name)
+        if os.path.exists(path):
+            return path
     except NotImplementedError:  # remote storage (S3): a verified local copy
         pass
+    # (A storage whose path() names no real file, such as InMemoryStorage, is copied too.)
     target = artifacts_dir("storage-cache") / name
     if target.exists() and target.stat().st_size == default_storage.size(name):
         return str(target)

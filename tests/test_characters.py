@@ -272,7 +272,6 @@ def two_threads():
     torch.set_num_threads(previous)
 
 
-@pytest.mark.slow
 def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_threads):
     from runs.models import TrainingRun
     from runs.services import execute_run
@@ -367,3 +366,45 @@ def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_th
     for key in DIMENSION_KEYS:
         if key != "character_consistency":
             assert after[key] == pytest.approx(before[key], abs=1e-6)
+
+
+# --- the page in a real browser ------------------------------------------------------------------
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_gallery_page_in_chromium(live_server, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.browser import chromium_page, login
+
+    make_user("lena", "lead")
+    _png_bytes(tmp_path / "ref.png", size=(48, 64))
+    (tmp_path / "evil.svg").write_bytes(SVG)
+    sakura = ".character[data-name=Sakura]"
+    with chromium_page() as page:
+        login(page, live_server.url, "lena", "pw-lena")
+        page.goto(f"{live_server.url}/lead/characters/")
+        page.fill("#character-create input[name=name]", "Sakura")
+        page.click("#character-create button[type=submit]")
+        expect(page.locator(".messages")).to_contain_text("Created Sakura")
+
+        page.locator(f"{sakura} input[type=file]").set_input_files(str(tmp_path / "ref.png"))
+        page.locator(f"{sakura} form[enctype] button").click()
+        expect(page.locator(".messages")).to_contain_text("Added 1 reference image")
+        thumb = page.locator(f"{sakura} .gallery-refs img")
+        expect(thumb).to_have_count(1)
+        page.wait_for_function(
+            "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+        )
+        assert thumb.evaluate("img => img.naturalWidth") == 48
+
+        page.locator(f"{sakura} input[type=file]").set_input_files(str(tmp_path / "evil.svg"))
+        page.locator(f"{sakura} form[enctype] button").click()
+        expect(page.locator(".messages")).to_contain_text("SVG included, are refused")
+        expect(page.locator(f"{sakura} .gallery-refs img")).to_have_count(1)
+
+        page.locator(f"{sakura} figure button").click()
+        expect(page.locator(".messages")).to_contain_text("Reference image removed")
+        expect(page.locator(f"{sakura} .gallery-refs img")).to_have_count(0)
+    assert not CharacterImage.objects.exists() and Character.objects.get().name == "Sakura"

@@ -6,8 +6,9 @@ The kill must land inside the build, with no test hook in production code: the t
 ACCESS EXCLUSIVE lock on ``annotation_cliplabel`` from a connection of its own, so the worker
 claims the snapshot, makes its scratch directory and then waits on the lock in its first query.
 
-Short recovery settings (stale after 3 s, sweep every 1 s) keep the test quick; production
-defaults are LABELHUB_EXPORT_STALE_SECONDS=300 and LABELHUB_EXPORT_SWEEP_SECONDS=60. To measure
+Short recovery settings (heartbeat 1 s, stale after 3 s, sweep every 1 s) keep the test quick;
+production defaults are LABELHUB_EXPORT_HEARTBEAT_SECONDS=30, LABELHUB_EXPORT_STALE_SECONDS=300
+and LABELHUB_EXPORT_SWEEP_SECONDS=60. To measure
 those: LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_export_crash.py -s
 """
 
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 Status = ExportSnapshot.Status
 
 RECOVERY_ENV = {
+    "LABELHUB_EXPORT_HEARTBEAT_SECONDS": "1",
     "LABELHUB_EXPORT_STALE_SECONDS": "3",
     "LABELHUB_EXPORT_SWEEP_SECONDS": "1",
     "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
@@ -117,3 +119,55 @@ def test_worker_sigkilled_mid_export_build_is_rebuilt_complete(isolated_media, t
     assert not scratch_root.exists() or list(scratch_root.iterdir()) == []
     _, stored = default_storage.listdir(f"exports/{snapshot.pk}")
     assert sorted(stored) == sorted(e["name"].rsplit("/", 1)[1] for e in snapshot.files.values())
+
+
+@pytest.mark.skipif(not RECOVERY_ENV, reason="waits out the stale window: 10 minutes by default")
+def test_a_live_build_waiting_longer_than_the_stale_window_is_not_built_twice(
+    isolated_media, tmp_path, settings
+):
+    """A build that is alive but silent (a long query, a lock wait) keeps its heartbeat: the
+    sweeper does not hand it to a second worker to build over it."""
+    settings.LABELHUB_ARTIFACTS_ROOT = tmp_path / "artifacts"
+    round_ = make_round("exported")
+    rater = make_user("rater", "annotator")
+    for i in range(6):
+        rate(make_clip(round_, make_condition(f"img{i}", f"prompt {i}")), rater, 1 + i % 5)
+    log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
+    stale = float(RECOVERY_ENV.get("LABELHUB_EXPORT_STALE_SECONDS", 300))
+    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
+    try:
+        with (
+            celery_worker(
+                queues="default", media_root=isolated_media, log_path=log_a, extra_env=RECOVERY_ENV
+            ),
+            celery_worker(
+                queues="default",
+                media_root=isolated_media,
+                log_path=log_b,
+                extra_env=RECOVERY_ENV,
+                flush_broker=False,
+            ),
+        ):
+            with table_locked("annotation_cliplabel"):
+                snapshot = request_snapshot_build(round_ids=[round_.pk])
+                wait_for(lambda: backends_waiting_on_lock() >= 1, log_path=log_a, timeout=60)
+                time.sleep(stale * 2 + 2)  # past the stale window, with sweeps meanwhile
+                assert backends_waiting_on_lock() == 1  # only the first builder is in the build
+            wait_for(
+                lambda: (
+                    ExportSnapshot.objects.get(pk=snapshot.pk).status
+                    in (Status.READY, Status.FAILED)
+                ),
+                log_path=log_b,
+                timeout=LIMIT,
+            )
+            time.sleep(2)  # a second build, had one started, would change the row again
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+    snapshot.refresh_from_db()
+    assert snapshot.status == Status.READY, snapshot.error
+    for entry in snapshot.files.values():
+        with default_storage.open(entry["name"]) as fh:
+            assert hashlib.sha256(fh.read()).hexdigest() == entry["sha256"]
+    assert "building again" not in (log_a.read_text() + log_b.read_text())

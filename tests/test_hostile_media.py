@@ -364,19 +364,28 @@ def test_generated_candidates_ingest_on_storage_without_local_paths(
         prompt="a cat",
         prompt_sha256="d" * 64,
     )
-    generated = video_factory("artifacts-elsewhere/cand-0.mp4")  # outside the import roots
+    # The generation job hands its videos over through storage (a GPU host's disk is not shared).
+    generated = storage.save_verified(
+        video_factory("artifacts-elsewhere/cand-0.mp4"), "generated/run-1/cand-0.mp4"
+    ).name
     batch = ingest.import_generated_clips(
         round_id=round_.pk,
         rows=[
-            {"video": str(generated), "condition_id": condition.pk, "seed": 7, "source": "base"},
-            {"video": str(generated), "condition_id": 999999, "seed": 8, "source": "base"},
-            {"video": str(generated), "condition_id": condition.pk, "seed": 2**64, "source": "b"},
+            {"video": generated, "condition_id": condition.pk, "seed": 7, "source": "base"},
+            {"video": generated, "condition_id": 999999, "seed": 8, "source": "base"},
+            {"video": generated, "condition_id": condition.pk, "seed": 2**64, "source": "b"},
+            {"video": "/etc/passwd", "condition_id": condition.pk, "seed": 1, "source": "b"},
+            {"video": "generated/../clips/x.mp4", "condition_id": condition.pk, "seed": 1},
+            {"video": "generated/run-1/missing.mp4", "condition_id": condition.pk, "seed": 1},
         ],
         manifest_name="generation run 1",
     )
     rows = list(batch.rows.order_by("line"))
     assert rows[0].status == ImportRow.Status.OK, rows[0].message
     assert "does not exist" in rows[1].message and "out of range" in rows[2].message
+    assert "must be a storage name under generated/" in rows[3].message
+    assert "must be a storage name under generated/" in rows[4].message
+    assert "is not in storage" in rows[5].message
     clip = Clip.objects.get()
     assert clip.condition_id == condition.pk and clip.seed == 7
     assert clip.source_kind == Clip.SourceKind.POLICY and clip.frames == 8

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 SUBMIT_WAITING = """
     SELECT pid FROM pg_stat_activity
      WHERE datname = current_database() AND wait_event_type = 'Lock'
-       AND query LIKE '%%FOR UPDATE OF c%%' AND query LIKE '%%idempotency_key%%'
+       AND query LIKE '%FOR UPDATE OF c%' AND query LIKE '%idempotency_key%'
 """
 
 

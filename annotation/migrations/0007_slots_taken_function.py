@@ -15,13 +15,15 @@ CREATE = """
 CREATE OR REPLACE FUNCTION annotation_clip_slots_taken(clip bigint, at timestamptz)
 RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    RETURN (SELECT count(*) FROM annotation_lease WHERE clip_id = clip AND expires_at > at);
+    RETURN (SELECT count(*) FILTER (WHERE expires_at > at) FROM annotation_lease
+            WHERE clip_id = clip);
 END
 $$;
 CREATE OR REPLACE FUNCTION annotation_pairwise_slots_taken(task bigint, at timestamptz)
 RETURNS bigint LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-    RETURN (SELECT count(*) FROM annotation_pairwiselease WHERE task_id = task AND expires_at > at);
+    RETURN (SELECT count(*) FILTER (WHERE expires_at > at) FROM annotation_pairwiselease
+            WHERE task_id = task);
 END
 $$;
 """

@@ -281,9 +281,11 @@ _OPEN_CLIPS = """
 _NORMAL_POOL = """
     NOT EXISTS (SELECT 1 FROM annotation_goldreference g WHERE g.clip_id = c.id)
     AND c.rating_count < c.target_ratings
-    AND c.rating_count + (SELECT count(*) FROM annotation_lease l
-                           WHERE l.clip_id = c.id AND l.expires_at > %(now)s) < c.target_ratings
+    AND c.rating_count + (SELECT count(*) FILTER (WHERE l.expires_at > %(now)s)
+                            FROM annotation_lease l WHERE l.clip_id = c.id) < c.target_ratings
 """
+# (Active leases are counted with FILTER, not in WHERE: the lease table churns, and a condition
+# on ``expires_at`` tempts the planner into scanning the (annotator, expires_at) index whole.)
 _GOLD_POOL = "EXISTS (SELECT 1 FROM annotation_goldreference g WHERE g.clip_id = c.id)"
 # The annotator's expired leases in the round, dropped on the way (their clips are offered to
 # them again from the next request on).

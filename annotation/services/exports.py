@@ -3,8 +3,8 @@
 A snapshot is requested (pending), then built by ``annotation.export_snapshot`` on the default
 queue: claimed under a row lock, files written to a scratch directory of its own (emptied at the
 start of every attempt, so a killed attempt leaks nothing past the next one), stored, hashed, and
-marked ready. While it builds, its heartbeat moves; ``sweep_stuck_snapshots`` (beat) sends a
-snapshot whose builder died back to the queue, so none stays "running" forever. The file writers
+marked ready. While it builds, a thread moves its heartbeat; ``sweep_stuck_snapshots`` (beat)
+sends a snapshot whose builder died back to the queue, so none stays "running" forever. The file writers
 and the SQL live in ``annotation.export_files``.
 """
 
@@ -14,7 +14,6 @@ import hashlib
 import logging
 import os
 import shutil
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -28,6 +27,7 @@ from django.utils import timezone
 from annotation.export_files import FORMATS, ExportParams, write_export_files
 from annotation.models import ExportSnapshot, Round
 from labelhub.files import sha256_file
+from labelhub.heartbeat import Heartbeat
 from labelhub.queue import enqueue
 from labelhub.storage import artifacts_dir
 
@@ -126,18 +126,23 @@ def build_snapshot(
     p = snapshot.params
     params = ExportParams(p["round_ids"], p["test_fraction"], p["seed"], p["include_ratings"])
 
-    def beat(name: str, rows: int) -> None:
-        _touch_heartbeat(snapshot_id)
-        if progress:
-            progress(name, rows)
-
     scratch = artifacts_dir("export-scratch") / str(snapshot_id)
     shutil.rmtree(scratch, ignore_errors=True)  # what a killed attempt left behind
     scratch.mkdir(parents=True)
+    # Beats for the whole build, also through one long query or a lock wait: a live builder is
+    # never taken for a dead one and built over by a second worker.
+    heartbeat = Heartbeat(
+        lambda: ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        ),
+        interval=settings.LABELHUB_EXPORT_HEARTBEAT_SECONDS,
+        name=f"export-{snapshot_id}-heartbeat",
+    )
     try:
-        with _consistent_read():
-            written, row_counts = write_export_files(scratch, params, progress=beat)
-        files = {kind: _store(snapshot_id, path) for kind, path in written.items()}
+        with heartbeat:
+            with _consistent_read():
+                written, row_counts = write_export_files(scratch, params, progress=progress)
+            files = {kind: _store(snapshot_id, path) for kind, path in written.items()}
     except Exception as exc:
         logger.exception("export snapshot %s failed", snapshot_id)
         ExportSnapshot.objects.filter(pk=snapshot_id).update(
@@ -155,23 +160,6 @@ def build_snapshot(
     )
     snapshot.refresh_from_db()
     return snapshot
-
-
-def _touch_heartbeat(snapshot_id: int) -> None:
-    """Move the heartbeat on a connection of its own: the build's read-only REPEATABLE READ
-    transaction can neither write it nor show it to the sweeper before it commits."""
-
-    def touch() -> None:
-        try:
-            ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
-                heartbeat_at=timezone.now()
-            )
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=touch, name=f"export-{snapshot_id}-heartbeat")
-    thread.start()
-    thread.join()
 
 
 def _store(snapshot_id: int, path: Path) -> dict:

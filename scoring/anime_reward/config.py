@@ -49,6 +49,10 @@ class RewardPreset:
     # smallest crop side (fraction of the frame) a detection or tracked mask gives; tiny's random
     # detector boxes are arbitrary, so its crops are kept large enough to show the character
     min_box_side: float = 1 / 8
+    # a tracked mask of which less than this share survives a small morphological opening
+    # (speckle or thin strands, not a region) is no segmentation: its crop keeps the whole box
+    # unmasked and the previous box carries on (random tiny SAM gives such mazes)
+    min_mask_solidity: float = 0.5
     keyframes: int = 8  # frames the appeal model keeps (largest frame-to-frame change)
     # dimensions whose encoders are fine-tuned by default (RewardTrainConfig.finetune_encoders=None)
     finetune: tuple[str, ...] = ()

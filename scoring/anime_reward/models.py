@@ -122,6 +122,21 @@ def mask_boxes(masks: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
     return torch.where(found, boxes, previous)
 
 
+def mask_solidity(masks: torch.Tensor, grid: int = 64, radius: int = 2) -> torch.Tensor:
+    """Share of each boolean mask (..., H, W) that survives a morphological opening (erode, then
+    dilate, by ``radius`` cells on a ``grid`` x ``grid`` copy, whatever the frame size): about 1
+    for a region wider than a few cells, near 0 for speckle or a maze of thin strands (a random or
+    failed segmenter)."""
+    x = masks.flatten(0, -3)[:, None].float()
+    if x.shape[-1] != grid or x.shape[-2] != grid:
+        x = (F.adaptive_avg_pool2d(x, grid) > 0.5).float()
+    kernel = 2 * radius + 1
+    eroded = 1 - F.max_pool2d(1 - x, kernel, 1, radius)
+    opened = F.max_pool2d(eroded, kernel, 1, radius) * x
+    solidity = opened.flatten(1).sum(1) / x.flatten(1).sum(1).clamp(min=1)
+    return solidity.view(masks.shape[:-2])
+
+
 def select_keyframes(frames: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
     """Frame-difference keyframes: the first frame plus the ``count - 1`` frames that differ most
     from their predecessor (shot changes, key poses), in time order. (B, T, 3, S, S) uint8 and a
@@ -661,13 +676,16 @@ class CharacterConsistencyReward(DimensionReward):
         detected = detected.to(device)
         first = detected[:, None].expand(-1, length, -1, -1).flatten(0, 1)  # (B*T, K, 4)
         masks = self.segment(embeddings, first, size).view(batch, length, characters, size, size)
+        masks = masks & self._solid(masks)
         tracked = widen_boxes(
             mask_boxes(masks, first.view(batch, length, characters, 4)), preset.min_box_side
         )
         prompts = torch.cat([detected[:, None], tracked[:, :-1]], 1)  # frame t <- mask of t-1
         masks = self.segment(embeddings, prompts.flatten(0, 1), size).view_as(masks)
+        masks = masks & self._solid(masks)
         boxes = widen_boxes(mask_boxes(masks, prompts), preset.min_box_side)  # (B, T, K, 4)
-        # Grey out the background; an empty mask (SAM lost the character) keeps the whole box.
+        # Grey out the background; an empty or speckled mask (SAM lost the character, or a random
+        # segmenter gave no region) keeps the whole box, and its prompt box carries on.
         frames = inputs.frames.to(device).float() / 255.0
         keep = masks | ~masks.flatten(3).any(-1)[..., None, None]
         cutout = frames[:, :, None] * keep[:, :, :, None] + 0.5 * ~keep[:, :, :, None]
@@ -692,6 +710,11 @@ class CharacterConsistencyReward(DimensionReward):
             weights=weights.cpu(),
             character_ids=[None if c is None else str(c) for c in inputs.character_ids],
         )
+
+    def _solid(self, masks: torch.Tensor) -> torch.Tensor:
+        """(..., 1, 1) True where a mask is a region, False where it is speckle (dropped)."""
+        solid = mask_solidity(masks) >= self.encoders.preset.min_mask_solidity
+        return solid[..., None, None]
 
     # --- embed and compare (BLIP: the trainable part) ------------------------------------------
 
@@ -734,10 +757,19 @@ class CharacterConsistencyReward(DimensionReward):
         device, _ = _device_dtype(self.blip)
         features = self.gallery_features(characters)
         table = torch.stack([features[c] for c in characters])  # (C, D)
-        anchors = self.embed(crops.crops[labelled, 0, 0].to(device).float() / 255.0)
-        targets = torch.tensor([characters.index(crops.character_ids[i]) for i in labelled])
-        logits = anchors @ table.T / temperature
-        return F.cross_entropy(logits, targets.to(device))
+        # every kept detection's crop on the first frame, and the gallery's own images
+        weights = crops.weights[labelled].to(device).flatten()  # (N * K,)
+        first = crops.crops[labelled, 0].flatten(0, 1)  # (N * K, 3, s, s)
+        references = torch.cat([self.gallery[c] for c in characters])
+        anchors = self.embed(torch.cat([first, references]).to(device).float() / 255.0)
+        targets = torch.tensor(
+            [characters.index(crops.character_ids[i]) for i in labelled for _ in crops.weights[i]]
+            + [k for k, c in enumerate(characters) for _ in range(len(self.gallery[c]))],
+            device=device,
+        )
+        weights = torch.cat([weights, torch.ones(len(references), device=device)])
+        losses = F.cross_entropy(anchors @ table.T / temperature, targets, reduction="none")
+        return (losses * weights).sum() / weights.sum()
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
         """BLIP image embeddings (unit vectors) of (N, 3, s, s) crops with values in [0, 1]."""

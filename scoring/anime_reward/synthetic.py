@@ -141,7 +141,7 @@ CHARACTER_COLOURS = {
     "tide-d": (-0.4, -0.6, 1.0),
     "ash-checks": (0.75, 0.75, 0.75),
 }
-MAX_FLICKER, MAX_SWAP, TEXTURE_PERIOD, TEXTURE_CONTRAST = 0.3, 0.6, 8, 0.2
+MAX_FLICKER, MAX_SWAP, TEXTURE_PERIOD, TEXTURE_CONTRAST, TEXTURE_OFFSET = 0.3, 0.6, 8, 0.2, 0.0
 
 
 @dataclass
@@ -171,7 +171,7 @@ def character_texture(character: str, size: int, phase: tuple[int, int]) -> np.n
     else:
         pattern = wave(x) * wave(y)
     axis = np.array(CHARACTER_COLOURS[character])
-    return TEXTURE_CONTRAST * pattern[..., None] * axis / np.abs(axis).max()
+    return TEXTURE_CONTRAST * (TEXTURE_OFFSET + pattern[..., None]) * axis / np.abs(axis).max()
 
 
 def render_rule_frames(

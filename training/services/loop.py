@@ -271,10 +271,18 @@ def round_job(run: TrainingRun, report: Progress) -> dict:
         state.say(f"step {index + 1}/{len(state.steps)} {step.label}")
         try:
             actions[step.key](state)
+        except (StepFailed, runs.RunCancelled):
+            raise
         except InvalidParams as error:  # e.g. the target round was closed meanwhile
             raise StepFailed(
                 f"step {index + 1}/{len(state.steps)} ({step.label}) cannot start: {error}. "
                 "Fix the cause and resume this round: steps already done are skipped."
+            ) from error
+        except Exception as error:  # a step done here (the export): name it like a child's
+            raise StepFailed(
+                f"step {index + 1}/{len(state.steps)} ({step.label}) failed: "
+                f"{type(error).__name__}: {error}. Fix the cause and resume this round: steps "
+                "already done are skipped."
             ) from error
     state.index = len(state.steps)
     state.say(f"round done: candidates in {state.params['next_round']}", 0.0)
