@@ -90,7 +90,7 @@ class Condition(models.Model):
     prompt = models.TextField()
     prompt_sha256 = models.CharField(max_length=64, db_index=True)
     character_reference = models.FileField(upload_to="characters/", max_length=300, blank=True)
-    # The gallery character this condition shows (issue 12); reward training compares the
+    # The gallery character this condition shows; reward training compares the
     # clip's tracked character crops with that character's reference images.
     character = models.ForeignKey(
         "Character", null=True, blank=True, on_delete=models.PROTECT, related_name="conditions"
@@ -318,7 +318,7 @@ class ImportRow(models.Model):
     payload = models.JSONField(
         default=dict, help_text="The validated row, as the ingest task reads it"
     )
-    # Crash safety (issue 11): who holds the row and since when; the sweeper requeues or fails
+    # Crash safety: who holds the row and since when; the sweeper requeues or fails
     # rows whose worker stopped heartbeating, and removes what they wrote.
     attempts = models.PositiveSmallIntegerField(default=0)
     enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -342,7 +342,7 @@ class ImportRow(models.Model):
         ]
 
 
-# --- Leads' tools (issue 5): gold references, export snapshots, pairwise judging -------------
+# --- Leads' tools: gold references, export snapshots, pairwise judging -------------
 
 
 class GoldReference(models.Model):
@@ -499,7 +499,7 @@ class PairwiseJudgement(models.Model):
         ]
 
 
-# --- Guidelines with examples (issue 13) ------------------------------------------------------
+# --- Guidelines with examples ---------------------------------------------------------------
 
 
 class RoundGuidelines(models.Model):
@@ -561,7 +561,7 @@ class GuidelinesSeen(models.Model):
         ]
 
 
-# --- Trust boundary (issue 10): who changed what a lead must be able to answer for -----------
+# --- Trust boundary: who changed what a lead must be able to answer for -----------
 
 
 class AuditEntry(models.Model):
@@ -591,7 +591,7 @@ class AuditEntry(models.Model):
         return f"{self.action} clip {self.clip_id} at {self.created_at:%Y-%m-%d %H:%M}"
 
 
-# --- Character gallery (issue 12): named characters with reference images -------------------
+# --- Character gallery: named characters with reference images -------------------
 
 
 class Character(models.Model):

@@ -2,6 +2,7 @@
 
 from django.conf import settings
 
+from annotation.services import exports, ingest
 from labelhub.celery import app
 
 
@@ -13,33 +14,25 @@ from labelhub.celery import app
 )
 def ingest_row(row_id: int) -> None:
     """Ingest one import row; a duplicate delivery of a row in progress or done does nothing."""
-    from annotation.services.ingest import ingest_import_row
-
-    ingest_import_row(row_id)
+    ingest.ingest_import_row(row_id)
 
 
 @app.task(name="annotation.sweep_stuck_imports", acks_late=True, soft_time_limit=120)
 def sweep_stuck_imports() -> dict:
     """Beat: requeue or fail import rows whose worker died; resend messages a broker lost."""
-    from annotation.services.ingest import sweep_stuck_imports as sweep
-
-    return sweep()
+    return ingest.sweep_stuck_imports()
 
 
-# --- Leads' tools (issue 5) -------------------------------------------------------------------
+# --- Export snapshots ---------------------------------------------------------------------------
 
 
 @app.task(name="annotation.export_snapshot", acks_late=True)
 def export_snapshot(snapshot_id: int) -> None:
-    """Build a pending export snapshot; a redelivered task finds it ready and does nothing."""
-    from annotation.services.exports import build_snapshot
-
-    build_snapshot(snapshot_id=snapshot_id)
+    """Build an export snapshot; a delivery for one that is ready or being built does nothing."""
+    exports.build_snapshot(snapshot_id=snapshot_id)
 
 
 @app.task(name="annotation.sweep_stuck_snapshots")
 def sweep_stuck_snapshots() -> list[int]:
     """Beat: send snapshots whose builder died back to the queue."""
-    from annotation.services.exports import sweep_stuck_snapshots as sweep
-
-    return sweep()
+    return exports.sweep_stuck_snapshots()

@@ -24,7 +24,7 @@ urlpatterns = [
     path("api/clips/<int:clip_id>/flag/", api.FlagClipView.as_view(), name="api_flag"),
     path("api/imports/", api.ImportListView.as_view(), name="api_imports"),
     path("api/imports/<int:batch_id>/", api.ImportDetailView.as_view(), name="api_import"),
-    # Annotators' history, corrections, guidelines and own page (issue 13).
+    # Annotators' history, corrections, guidelines and own page.
     path("me/", views.me_page, name="me"),
     path("api/me/ratings/", history_api.MyRatingsView.as_view(), name="api_my_ratings"),
     path(

@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from training.alignment.sampling import generate_candidates
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import Pair
+from training.alignment.sampling import generate_candidates
 from training.alignment.toy import mean_brightness, synthetic_conditions
 from training.alignment.trainer import TrainConfig, train
 

@@ -315,7 +315,7 @@ WHITENOISE_USE_FINDERS = DEBUG
 WHITENOISE_AUTOREFRESH = DEBUG
 
 
-# --- Ingest safety and crash recovery (issues 10 and 11) -----------------------------------------
+# --- Ingest safety and crash recovery ------------------------------------------------------------
 # Hostile media: every ffprobe/ffmpeg child is killed after this many seconds.
 LABELHUB_FFMPEG_TIMEOUT_SECONDS = float(env_str("LABELHUB_FFMPEG_TIMEOUT_SECONDS", "120"))
 # Condition images and character references: PNG/JPEG/WebP, re-encoded to PNG, within these.

@@ -38,7 +38,7 @@ def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
             split=row["split"],
             group=row["group"],
             condition_id=row["condition_id"],
-            character_id=row.get("character_id"),  # absent from snapshots made before issue 12
+            character_id=row.get("character_id"),  # absent from snapshots made before the gallery
         )
         for row in iter_snapshot_rows(snapshot)
     ]

@@ -12,7 +12,8 @@ class RewardModel(models.Model):
     name = models.CharField(max_length=200, unique=True)
     preset = models.CharField(max_length=100)
     checkpoint_dir = models.CharField(
-        max_length=1000, help_text="Storage prefix of the checkpoint: safetensors + config.json per dimension"
+        max_length=1000,
+        help_text="Storage prefix of the checkpoint: safetensors + config.json per dimension",
     )
     run = models.ForeignKey(
         "runs.TrainingRun",

@@ -13,7 +13,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from runs.models import TrainingRun
 from runs.services import eta_seconds
 from scoring.models import ClipScore, RewardModel
-from training.models import Candidate, PolicyCheckpoint, PreferencePair
+from training.models import Candidate, PolicyCheckpoint
 from training.services.loop import plan
 
 
@@ -141,13 +141,6 @@ def run_summary(run: TrainingRun) -> dict:
 
 def checkpoints() -> QuerySet[PolicyCheckpoint]:
     return PolicyCheckpoint.objects.select_related("run", "parent").order_by("-created_at")
-
-
-def round_pairs(*, round_id: int) -> QuerySet[PreferencePair]:
-    return PreferencePair.objects.filter(round_id=round_id).order_by("condition_id", "pk")
-
-
-# --- loop rounds ------------------------------------------------------------------------------
 
 
 def round_steps(run: TrainingRun) -> list[dict]:

@@ -153,6 +153,7 @@ class RuleClip:
     labels: dict[str, float]  # 1-5 label means, each from its own rule
     character_id: str
     factors: dict[str, float]  # the hidden variables behind the labels
+    swap_to: str = ""  # the gallery character the clip swaps to (for ``factors["swap"]`` of it)
 
 
 def character_texture(character: str, size: int, phase: tuple[int, int]) -> np.ndarray:
@@ -282,5 +283,5 @@ def make_rule_clips(
             "character_consistency": 5 - 4 * factors["swap"] / MAX_SWAP,
         }
         prompt = f"a {named} square crosses the screen"
-        clips.append(RuleClip(index, video, condition, prompt, labels, character, factors))
+        clips.append(RuleClip(index, video, condition, prompt, labels, character, factors, swap_to))
     return clips

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from labelhub.devices import pick_device
 from labelhub.ml import Progress
 from scoring.anime_reward.video import read_image, read_video_frames
 from training.alignment.cogvideox import GeneratorComponents, load_generator
@@ -32,6 +33,7 @@ from training.alignment.config import (
 )
 from training.alignment.gapo import per_sample_mse, preference_loss, sft_loss
 from training.alignment.pairs import Pair, read_pairs_jsonl
+from training.alignment.sampling import build_pipeline
 
 
 @dataclass
@@ -200,8 +202,6 @@ class reference_model:
 
 def rotary_embedding(components: GeneratorComponents, latent_frames: int, device) -> tuple | None:
     """The 3-D rotary embedding the pipeline computes for this video size."""
-    from training.alignment.sampling import build_pipeline
-
     if not components.transformer.config.use_rotary_positional_embeddings:
         return None
     pipe = build_pipeline(components)
@@ -478,7 +478,7 @@ def train(
     if not config.output_dir:
         raise ValueError("output_dir is required")
     output_dir = Path(config.output_dir)
-    use_cuda = config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available())
+    use_cuda = pick_device(config.device) == "cuda"
     bf16 = use_cuda and config.mixed_precision != "no"
     accelerator = Accelerator(cpu=not use_cuda, mixed_precision="bf16" if bf16 else "no")
     report = (

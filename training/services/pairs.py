@@ -9,6 +9,7 @@ from pathlib import Path
 from django.db import transaction
 
 from annotation.models import Clip, ClipLabel, Round
+from annotation.selectors.pairwise import iter_preference_pairs
 from labelhub.dimensions import score_to_unit
 from labelhub.storage import local_path
 from scoring.models import ClipScore, RewardModel
@@ -100,8 +101,6 @@ def judged_pairs(*, round_id: int) -> list[Pair]:
     The rewards are the share of judges who preferred each clip (2 of 3 -> 0.67 vs 0.33), so GAPO's
     gap weight grows with how clearly the humans agreed.
     """
-    from annotation.selectors.pairwise import iter_preference_pairs
-
     in_round = set(Clip.objects.filter(round_id=round_id).values_list("pk", flat=True))
     pairs = []
     for judged in iter_preference_pairs():
