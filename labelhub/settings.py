@@ -200,11 +200,12 @@ LABELHUB_UNDO_WINDOW_SECONDS = env_int(
 LABELHUB_REWARD_PRESET = env_str("LABELHUB_REWARD_PRESET", "tiny")
 LABELHUB_GENERATOR_PRESET = env_str("LABELHUB_GENERATOR_PRESET", "tiny")
 LABELHUB_COGVIDEOX_PATH = env_str("LABELHUB_COGVIDEOX_PATH", "THUDM/CogVideoX-5b-I2V")
-# Full AnimeReward encoders: LABELHUB_REWARD_SOURCE_<NAME> (CLIP, XCLIP, GROUNDING_DINO, SAM, BLIP) is
-# a local directory or hub id; unset names fall back to the released checkpoints' hub ids.
+# Full AnimeReward encoders: LABELHUB_REWARD_SOURCE_<NAME> (CLIP, IDEFICS2, XCLIP, GROUNDING_DINO,
+# SAM, BLIP) is a local directory or hub id (IDEFICS2: a Mantis-8B-Idefics2 / Idefics2 checkpoint or
+# a saved Idefics2VisionTransformer); unset names fall back to the released checkpoints' hub ids.
 LABELHUB_REWARD_SOURCES = {
     name: os.environ[f"LABELHUB_REWARD_SOURCE_{name.upper()}"]
-    for name in ("clip", "xclip", "grounding_dino", "sam", "blip")
+    for name in ("clip", "idefics2", "xclip", "grounding_dino", "sam", "blip")
     if os.environ.get(f"LABELHUB_REWARD_SOURCE_{name.upper()}")
 }
 LABELHUB_ARTIFACTS_ROOT = Path(
