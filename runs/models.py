@@ -59,8 +59,22 @@ class TrainingRun(models.Model):
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
 
+    output_name = models.CharField(
+        max_length=250,
+        blank=True,
+        help_text="What its output will be called (e.g. checkpoint:NAME); reserved while the "
+        "run is queued or running, so a second launch with that name is refused at once",
+    )
+
     class Meta:
         ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["output_name"],
+                condition=Q(status__in=["queued", "running"]) & ~Q(output_name=""),
+                name="run_output_name_reserved",
+            ),
+        ]
         indexes = [
             models.Index(
                 fields=["status"], condition=Q(status__in=["queued", "running"]), name="run_active"

@@ -19,7 +19,7 @@ import traceback
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from labelhub.ml import Progress
@@ -43,6 +43,10 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 
 class RunCancelled(Exception):
     """Raised inside a job when an admin asked to cancel its run."""
+
+
+class NameTaken(ValueError):
+    """Another queued or running run will produce an output of that name."""
 
 
 class IllegalTransition(Exception):
@@ -86,16 +90,33 @@ def create_run(
     created_by=None,
     resumed_from: TrainingRun | None = None,
     parent: TrainingRun | None = None,
+    output_name: str = "",
 ) -> TrainingRun:
     """A queued run row (not yet sent to a worker: see ``launch``); ``parent`` makes it one step
-    of a chain (a "round" run) that executes it in its own process."""
+    of a chain (a "round" run) that executes it in its own process. ``output_name`` reserves the
+    name its output will take while it is queued or running (NameTaken if another run has it)."""
     if kind not in TrainingRun.Kind.values:
         raise ValueError(
             f"unknown run kind {kind!r}; expected one of {', '.join(TrainingRun.Kind.values)}"
         )
-    return TrainingRun.objects.create(
-        kind=kind, params=params, created_by=created_by, resumed_from=resumed_from, parent=parent
-    )
+    try:
+        with transaction.atomic():
+            return TrainingRun.objects.create(
+                kind=kind,
+                params=params,
+                created_by=created_by,
+                resumed_from=resumed_from,
+                parent=parent,
+                output_name=output_name,
+            )
+    except IntegrityError:
+        holder = TrainingRun.objects.filter(
+            output_name=output_name, status__in=[Status.QUEUED, Status.RUNNING]
+        ).first()
+        raise NameTaken(
+            f"{output_name.partition(':')[2] or output_name!r} is already the output name of "
+            f"{holder or 'another run'}; choose another name"
+        ) from None
 
 
 def adopt(run_id: int, *, parent_id: int) -> None:
@@ -114,10 +135,17 @@ def launch(
     created_by=None,
     resumed_from: TrainingRun | None = None,
     send: bool = True,
+    output_name: str = "",
 ) -> TrainingRun:
     """Create a queued run and send it to the ``gpu`` queue once the transaction commits."""
     with transaction.atomic():
-        run = create_run(kind=kind, params=params, created_by=created_by, resumed_from=resumed_from)
+        run = create_run(
+            kind=kind,
+            params=params,
+            created_by=created_by,
+            resumed_from=resumed_from,
+            output_name=output_name,
+        )
         if send:
             enqueue(EXECUTE_TASK, run_id=run.pk)
     return run

@@ -41,12 +41,16 @@ def request_reward_training(
         raise ValueError(str(error).replace("__init__() ", "")) from error
     if name and RewardModel.objects.filter(name=name).exists():
         raise ValueError(f"a reward model named {name!r} already exists")
-    return runs.launch(
-        kind=TrainingRun.Kind.REWARD_TRAINING,
-        created_by=created_by,
-        params={"snapshot_id": snapshot_id, "name": name, "config": config},
-        send=enqueue,
-    )
+    try:
+        return runs.launch(
+            kind=TrainingRun.Kind.REWARD_TRAINING,
+            created_by=created_by,
+            params={"snapshot_id": snapshot_id, "name": name, "config": config},
+            send=enqueue,
+            output_name=f"reward_model:{name}" if name else "",
+        )
+    except runs.NameTaken as error:  # another queued or running run will save that name
+        raise ValueError(str(error)) from error
 
 
 def request_scoring(

@@ -7,7 +7,7 @@ import torch
 from labelhub.dimensions import DIMENSION_KEYS
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import iter_decoded_batches
-from scoring.anime_reward.models import AnimeReward, select_keyframes
+from scoring.anime_reward.models import AnimeReward, mask_solidity, select_keyframes
 from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
 from scoring.anime_reward.train import RewardItem, train_reward
 
@@ -145,3 +145,37 @@ def test_character_score_compares_with_the_clips_gallery_character(tmp_path):
     assert sims[0, 3, 1].item() == pytest.approx(float(crop @ features), abs=1e-5)
     with pytest.raises(ValueError, match="not in the gallery"):
         train_reward(_items(clips), RewardTrainConfig(epochs=1), tmp_path / "m", gallery={})
+
+
+def test_mask_solidity_tells_regions_from_speckle_at_any_frame_size():
+    for size in (64, 256):
+        solid = torch.zeros(3, size, size, dtype=torch.bool)
+        solid[0, size // 4 : size // 2, size // 8 : size // 2] = True  # a box
+        yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+        solid[1] = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 5) ** 2  # a disk
+        solid[2] = True
+        cell = size // 16  # a checkerboard of 16 x 16 cells, as random tiny SAM gives
+        speckle = ((yy // cell + xx // cell) % 2 == 0)[None]
+        assert mask_solidity(solid).min() > 0.9
+        assert mask_solidity(speckle).max() < 0.1
+
+
+def test_text_contrastive_loss_pulls_a_matching_video_to_its_own_prompt():
+    model = AnimeReward.from_preset("tiny")
+    text = model.dimensions["text_consistency"]
+    dim = model.encoders.clip.config.projection_dim
+    a, b = torch.nn.functional.normalize(torch.randn(2, dim), dim=-1)
+    prompts = ["a red square", "a blue square"]
+
+    def values(videos):
+        video = torch.stack(videos)
+        texts = torch.stack([a, b])
+        return torch.cat([video, texts, video * texts, (video * texts).sum(-1, True)], -1)[:, None]
+
+    weights = torch.ones(2)
+    matched = text.contrastive_loss(values([a, b]), prompts, weights)
+    swapped = text.contrastive_loss(values([b, a]), prompts, weights)
+    assert matched < swapped
+    # a clip that does not match its prompt (target 0) gives no pull either way
+    assert text.contrastive_loss(values([b, a]), prompts, torch.tensor([0.0, 1.0])) > 0
+    assert text.contrastive_loss(values([a, a]), ["same", "same"], weights).item() == 0.0

@@ -202,3 +202,37 @@ def test_admin_pages_render_and_reject_others(seed_round, admin_user, lead, clie
     )
     watch = client.get(reverse("training:run", args=[run.pk]))
     assert watch.status_code == 200 and b"plot-loss" in watch.content
+
+
+def test_output_names_are_reserved_at_launch_not_after_training(seed_round, admin_user):
+    """Two launches that would save the same checkpoint (or reward model) name: the second is
+    refused at once, while the first is still queued; once it failed, the name is free again."""
+    clips = list(Clip.objects.filter(round=seed_round).order_by("pk"))
+    PreferencePair.objects.create(
+        round=seed_round,
+        condition=clips[0].condition,
+        winner=clips[0],
+        loser=clips[1],
+        winner_reward=1.0,
+        loser_reward=0.0,
+        origin="human_labels",
+    )
+    params = {"round_id": seed_round.pk, "origin": "human_labels", "checkpoint_name": "ckpt-a"}
+    first = launch.launch_run(kind="gapo", params=params, created_by=admin_user)  # not committed
+    assert first.status == TrainingRun.Status.QUEUED and first.output_name == "checkpoint:ckpt-a"
+    with pytest.raises(launch.InvalidParams, match="'ckpt-a' is already the output name of GAPO"):
+        launch.launch_run(kind="dpo", params=params, created_by=admin_user)
+    assert TrainingRun.objects.count() == 1
+    launch.cancel(run_id=first.pk)  # a queued run is cancelled at once: the name is free
+    again = launch.launch_run(kind="dpo", params=params, created_by=admin_user)
+    assert again.output_name == "checkpoint:ckpt-a"
+
+
+def test_reward_model_names_are_reserved_at_launch(db, admin_user):
+    from annotation.models import ExportSnapshot
+    from scoring.services import request_reward_training
+
+    snapshot = ExportSnapshot.objects.create(params={}, status="ready", content_hash="h" * 64)
+    request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
+    with pytest.raises(ValueError, match="'rm-a' is already the output name"):
+        request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)

@@ -239,3 +239,26 @@ def test_pair_cache_stays_on_the_host_and_streams_batches():
 def test_retention_config_is_validated():
     with pytest.raises(ValueError, match="keep_last_checkpoints"):
         TrainConfig(output_dir="/tmp/x", keep_last_checkpoints=-1)
+
+
+def test_condition_image_is_stretched_like_the_i2v_pipeline_does(tmp_path):
+    """Training conditions match generation: the first frame is resized as diffusers'
+    VaeImageProcessor does in CogVideoXImageToVideoPipeline (stretch, no centre crop)."""
+    import numpy as np
+    from diffusers.image_processor import VaeImageProcessor
+    from PIL import Image
+
+    from training.alignment.trainer import image_to_tensor
+
+    rng = np.random.default_rng(0)
+    wide = Image.fromarray((rng.random((24, 64, 3)) * 255).astype(np.uint8))  # 64 x 24
+    path = tmp_path / "wide.png"
+    wide.save(path)
+    ours = image_to_tensor(str(path), height=32, width=32)[:, 0]
+    theirs = VaeImageProcessor(vae_scale_factor=8).preprocess(wide, height=32, width=32)[0]
+    assert ours.shape == theirs.shape == (3, 32, 32)
+    # 8-bit rounding of the resized PIL image on our side: within one grey level.
+    assert torch.allclose(ours, theirs.float(), atol=2 / 255)
+    # A centre crop would have thrown away the left and right of the frame.
+    left_column = torch.from_numpy(np.array(wide.resize((32, 32), Image.LANCZOS)))[:, 0]
+    assert torch.allclose(ours[:, :, 0].T, left_column.float() / 127.5 - 1.0, atol=1e-6)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from labelhub.devices import pick_device
 from labelhub.ml import Progress
@@ -60,10 +61,14 @@ def video_to_tensor(path: str, *, frames: int, height: int, width: int) -> torch
 
 
 def image_to_tensor(path: str, *, height: int, width: int) -> torch.Tensor:
-    """Read an image as ``[C, 1, H, W]`` in [-1, 1] at the preset's size."""
-    array = np.array(read_image(path))
-    image = torch.from_numpy(array).permute(2, 0, 1).unsqueeze(1).float() / 127.5 - 1.0
-    return resize_crop(image, height=height, width=width)
+    """Read a condition image as ``[C, 1, H, W]`` in [-1, 1] at the preset's size, resized the
+    way the diffusers I2V pipeline does it at generation (``VaeImageProcessor``: stretched to
+    width x height with Lanczos, no crop), so training sees the conditions generation sees."""
+    image = read_image(path)
+    if image.size != (width, height):
+        image = image.resize((width, height), resample=Image.LANCZOS)
+    array = np.array(image)
+    return torch.from_numpy(array).permute(2, 0, 1).unsqueeze(1).float() / 127.5 - 1.0
 
 
 def resize_crop(video: torch.Tensor, *, height: int, width: int) -> torch.Tensor:

@@ -164,7 +164,22 @@ def validate_params(kind: str, params: dict) -> dict:
 
 def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
     """Validate, create a queued run and enqueue its task on the gpu queue (after commit)."""
-    return runs.launch(kind=kind, params=validate_params(kind, params), created_by=created_by)
+    cleaned = validate_params(kind, params)
+    try:
+        return runs.launch(
+            kind=kind,
+            params=cleaned,
+            created_by=created_by,
+            output_name=checkpoint_output_name(cleaned),
+        )
+    except runs.NameTaken as error:
+        raise InvalidParams(str(error)) from error
+
+
+def checkpoint_output_name(params: dict) -> str:
+    """The reserved output name of a training run that names its policy checkpoint."""
+    name = params.get("checkpoint_name", "")
+    return f"checkpoint:{name}" if name else ""
 
 
 def cancel(*, run_id: int) -> TrainingRun:
@@ -190,7 +205,13 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
         if max_steps is not None:
             params["trainer"]["max_steps"] = max_steps
             TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
-        return runs.launch(kind=old.kind, params=params, created_by=created_by, resumed_from=old)
+        return runs.launch(
+            kind=old.kind,
+            params=params,
+            created_by=created_by,
+            resumed_from=old,
+            output_name=checkpoint_output_name(params),
+        )
 
 
 TRAINER_HELP = {f.name: f.metadata["help"] for f in fields(TrainConfig) if f.name in TRAINER_FIELDS}
