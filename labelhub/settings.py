@@ -169,6 +169,7 @@ if S3_BUCKET:
             "region_name": env_str("LABELHUB_S3_REGION", "") or None,
             "querystring_auth": True,
             "querystring_expire": env_int("LABELHUB_S3_URL_SECONDS", 300),
+            "signature_version": "s3v4",  # presigned media URLs signed the current way everywhere
             "file_overwrite": False,
         },
     }
@@ -220,6 +221,9 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "runs.execute": {"queue": "gpu"},  # every GPU job: reward training, scoring, GAPO, ...
+    # The sweepers must not wait behind a backlog of ingest rows (a restarted worker drains the
+    # queue in order): ingest messages go to the lower-priority list (Redis: 0 first).
+    "annotation.ingest_row": {"queue": "default", "priority": 6},
     "runs.*": {"queue": "default"},
     "annotation.*": {"queue": "default"},
 }
@@ -227,7 +231,12 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_TASK_SOFT_TIME_LIMIT", 6 * 3600)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 12 * 3600}
+# An unacknowledged message (its worker was killed) comes back after this, not after hours.
+# Long GPU runs are not redelivered into a second copy: their task checks the run's status and
+# heartbeat first (runs.services), and stale runs are recovered by fail-stale-runs.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env_int("LABELHUB_BROKER_VISIBILITY_TIMEOUT", 600),
+}
 # A GPU job reports a heartbeat with its progress; a RUNNING run silent this long lost its worker
 # and is marked failed (resumable from its last checkpoint) by the beat task below.
 LABELHUB_RUN_STALE_SECONDS = env_int("LABELHUB_RUN_STALE_SECONDS", 600)
@@ -242,7 +251,24 @@ LABELHUB_EXPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_EXPORT_HEARTBEAT_SEC
 # How often beat sweeps stuck export snapshots and stale runs (seconds).
 LABELHUB_EXPORT_SWEEP_SECONDS = float(env_str("LABELHUB_EXPORT_SWEEP_SECONDS", "60"))
 LABELHUB_RUN_SWEEP_SECONDS = float(env_str("LABELHUB_RUN_SWEEP_SECONDS", "60"))
+# A processing import row heartbeats this often; silent for LABELHUB_IMPORT_STALE_SECONDS means its
+# worker died: the sweeper requeues it (up to LABELHUB_IMPORT_MAX_ATTEMPTS) or fails it. A queued
+# row whose message may have been lost (a Redis restart) is sent again after
+# LABELHUB_IMPORT_RESEND_SECONDS; a duplicate delivery is a no-op.
+LABELHUB_IMPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_IMPORT_HEARTBEAT_SECONDS", "10"))
+LABELHUB_IMPORT_STALE_SECONDS = float(env_str("LABELHUB_IMPORT_STALE_SECONDS", "60"))
+LABELHUB_IMPORT_RESEND_SECONDS = float(env_str("LABELHUB_IMPORT_RESEND_SECONDS", "300"))
+LABELHUB_IMPORT_MAX_ATTEMPTS = env_int("LABELHUB_IMPORT_MAX_ATTEMPTS", 3)
+LABELHUB_IMPORT_SWEEP_SECONDS = float(env_str("LABELHUB_IMPORT_SWEEP_SECONDS", "30"))
+# One ingest row is probe + transcode + stills: bounded by the ffmpeg timeouts above.
+LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT", 900)
+LABELHUB_INGEST_TASK_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_TIME_LIMIT", 960)
 CELERY_BEAT_SCHEDULE = {
+    "sweep-stuck-imports": {
+        "task": "annotation.sweep_stuck_imports",
+        "schedule": LABELHUB_IMPORT_SWEEP_SECONDS,
+        "options": {"queue": "default"},
+    },
     "sweep-stuck-snapshots": {
         "task": "annotation.sweep_stuck_snapshots",
         "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
@@ -323,42 +349,3 @@ LABELHUB_FFMPEG_TIMEOUT_SECONDS = float(env_str("LABELHUB_FFMPEG_TIMEOUT_SECONDS
 LABELHUB_MAX_IMAGE_PIXELS = env_int("LABELHUB_MAX_IMAGE_PIXELS", 40_000_000)
 LABELHUB_MAX_IMAGE_BYTES = env_int("LABELHUB_MAX_IMAGE_BYTES", 50 * 1024 * 1024)
 LABELHUB_MAX_PROMPT_CHARS = env_int("LABELHUB_MAX_PROMPT_CHARS", 4000)
-# A processing import row heartbeats this often; silent for LABELHUB_IMPORT_STALE_SECONDS means its
-# worker died: the sweeper requeues it (up to LABELHUB_IMPORT_MAX_ATTEMPTS) or fails it. A queued
-# row whose message may have been lost (a Redis restart) is sent again after
-# LABELHUB_IMPORT_RESEND_SECONDS; a duplicate delivery is a no-op.
-LABELHUB_IMPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_IMPORT_HEARTBEAT_SECONDS", "10"))
-LABELHUB_IMPORT_STALE_SECONDS = float(env_str("LABELHUB_IMPORT_STALE_SECONDS", "60"))
-LABELHUB_IMPORT_RESEND_SECONDS = float(env_str("LABELHUB_IMPORT_RESEND_SECONDS", "300"))
-LABELHUB_IMPORT_MAX_ATTEMPTS = env_int("LABELHUB_IMPORT_MAX_ATTEMPTS", 3)
-LABELHUB_IMPORT_SWEEP_SECONDS = float(env_str("LABELHUB_IMPORT_SWEEP_SECONDS", "30"))
-# One ingest row is probe + transcode + stills: bounded by the ffmpeg timeouts above.
-LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT", 900)
-LABELHUB_INGEST_TASK_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_TIME_LIMIT", 960)
-# An unacknowledged message (its worker was killed) comes back after this, not after 12 hours.
-# Long GPU runs are not redelivered into a second copy: their task checks the run's status and
-# heartbeat first (runs.services), and stale runs are recovered by fail-stale-runs.
-CELERY_BROKER_TRANSPORT_OPTIONS = {
-    **CELERY_BROKER_TRANSPORT_OPTIONS,
-    "visibility_timeout": env_int("LABELHUB_BROKER_VISIBILITY_TIMEOUT", 600),
-}
-LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
-CELERY_BEAT_SCHEDULE = {
-    "sweep-stuck-snapshots": {
-        "task": "annotation.sweep_stuck_snapshots",
-        "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
-        "options": {"queue": "default"},
-    },
-    **CELERY_BEAT_SCHEDULE,
-    "sweep-stuck-imports": {
-        "task": "annotation.sweep_stuck_imports",
-        "schedule": LABELHUB_IMPORT_SWEEP_SECONDS,
-        "options": {"queue": "default"},
-    },
-}
-# The sweeper must not wait behind a backlog of ingest rows (a restarted worker drains the queue
-# in order): ingest messages go to the lower-priority list of the default queue (Redis: 0 first).
-CELERY_TASK_ROUTES = {
-    "annotation.ingest_row": {"queue": "default", "priority": 6},
-    **CELERY_TASK_ROUTES,
-}

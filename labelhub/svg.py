@@ -136,10 +136,12 @@ def rounds_svg(
     interval drawn as a bar}``. ``reference`` draws a dashed level (e.g. a 0.5 win rate)."""
     pad_l, pad_r, pad_t, pad_b = 34, 10, 22, 34
     inner_w, inner_h = width - pad_l - pad_r, height - pad_t - pad_b
-    step = inner_w / max(1, len(rounds) - 1) if len(rounds) > 1 else 0
+    legend_rows = max(1, -(-len(series) // 2))  # two legend entries a row, under the plot
+    height += (legend_rows - 1) * 12
+    step = inner_w / max(1, len(rounds))  # each round in the middle of its own column
 
     def px(index: float) -> float:
-        return pad_l + (index * step if len(rounds) > 1 else inner_w / 2)
+        return pad_l + (index + 0.5) * step
 
     def py(value: float) -> float:
         value = min(max(value, low), high)
@@ -160,8 +162,9 @@ def rounds_svg(
         )
     for index, name in enumerate(rounds):
         parts.append(
-            f'<text x="{px(index):.1f}" y="{height - 18}" font-size="10" text-anchor="middle">'
-            f"{escape(name[:14])}</text>"
+            f'<text x="{px(index):.1f}" y="{pad_t + inner_h + 12}" font-size="10" '
+            f'text-anchor="middle">{escape(name[: max(6, int(step // 6))])}<title>'
+            f"{escape(name)}</title></text>"
         )
     for s, (name, points) in enumerate(series.items()):
         colour = PALETTE[s % len(PALETTE)]
@@ -189,9 +192,10 @@ def rounds_svg(
             if p.get("href"):
                 body = f'<a href="{escape(p["href"])}">{body}</a>'
             parts.append(body)
-        legend_x = pad_l + (s % 3) * (inner_w / 3)  # three legend entries fit under the plot
+        legend_x = pad_l + (s % 2) * (inner_w / 2)
+        legend_y = pad_t + inner_h + 26 + (s // 2) * 12
         parts.append(
-            f'<text x="{legend_x:.1f}" y="{height - 4}" font-size="10" fill="{colour}">'
-            f"● {escape(name[:18])}</text>"
+            f'<text x="{legend_x:.1f}" y="{legend_y}" font-size="10" fill="{colour}">'
+            f"● {escape(name[:24])}</text>"
         )
     return _svg(width, height, "".join(parts), title)

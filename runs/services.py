@@ -13,15 +13,15 @@ traceback in the log on failure.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import traceback
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from labelhub.heartbeat import Heartbeat
 from labelhub.ml import Progress
 from labelhub.queue import enqueue
 from runs.jobs import job_function
@@ -197,7 +197,13 @@ def execute_run(run_id: int, *, on_progress: Progress | None = None) -> None:
     run = claim_run(run_id)
     if run is None:
         return
-    heartbeat = _Heartbeat(run_id)
+    heartbeat = Heartbeat(
+        lambda: TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+            heartbeat_at=timezone.now()
+        ),
+        interval=settings.LABELHUB_RUN_HEARTBEAT_SECONDS,
+        name=f"run-{run_id}-heartbeat",
+    )
     heartbeat.start()
     try:
         artifacts = job_function(run.kind)(run, RunReporter(run_id, also=on_progress))
@@ -210,29 +216,6 @@ def execute_run(run_id: int, *, on_progress: Progress | None = None) -> None:
         finish_run(run_id, artifacts=artifacts)
     finally:
         heartbeat.stop()
-
-
-class _Heartbeat(threading.Thread):
-    """Touches the run's heartbeat every LABELHUB_RUN_HEARTBEAT_SECONDS while its job runs."""
-
-    def __init__(self, run_id: int):
-        super().__init__(name=f"run-{run_id}-heartbeat", daemon=True)
-        self.run_id = run_id
-        self.interval = settings.LABELHUB_RUN_HEARTBEAT_SECONDS
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.wait(self.interval):
-                TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(
-                    heartbeat_at=timezone.now()
-                )
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
 
 
 class RunReporter:

@@ -125,7 +125,7 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     runs = TrainingRun.objects.all()
     assert {run.status for run in runs} == {TrainingRun.Status.SUCCEEDED}
     assert sorted(runs.values_list("kind", flat=True)) == sorted(
-        ["reward_training", "scoring", "pairs", "gapo", "generation"]
+        ["reward_training", "scoring", "pairs", "gapo", "generation", "scoring"]
     )
     assert set(runs.values_list("created_by__username", flat=True)) == {"admin"}
 
@@ -134,7 +134,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert reward_model.config["test_clips"] == 12 and reward_model.config["train_clips"] == 36
     assert len(reward_model.evaluation["clips"]) == 12
     assert "spearman" in reward_model.metrics["overall"]
-    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48
+    # Round 1 and round 2's 24 candidates, scored with the same model for the scoreboard.
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24
 
     gapo = runs.get(kind="gapo")
     assert len(gapo.metrics) == demo_loop.GAPO_PARAMS["max_steps"]  # the run page's plots

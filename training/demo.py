@@ -188,6 +188,16 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     next_round = Round.objects.get(name=NEXT_ROUND)
     ready = next_round.clips.filter(status=Clip.Status.READY).count()
     say(f"round {next_round.name!r} (id {next_round.pk}): {ready} generated candidates to rate")
+    # The scoreboard compares rounds with the same yardstick: score the candidates too.
+    _once(
+        Kind.SCORING,
+        {"reward_model_id": reward_model.pk, "round_id": next_round.pk},
+        lambda: request_scoring(
+            reward_model_id=reward_model.pk, round_id=next_round.pk, created_by=admin
+        ),
+        follow,
+        say,
+    )
 
     created = create_pairwise_tasks(
         source_a=JUDGED_SOURCES[0],

@@ -25,13 +25,12 @@ import logging
 import re
 import sys
 import tempfile
-import threading
 from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -46,6 +45,7 @@ from annotation.models import (
     Round,
 )
 from labelhub import storage
+from labelhub.heartbeat import Heartbeat
 from labelhub.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -477,36 +477,18 @@ def _claim(row_id: int) -> ImportRow | None:
         return row
 
 
-class _RowHeartbeat(threading.Thread):
-    """Touches the row's heartbeat while this worker ingests it (ffmpeg may run for minutes)."""
-
-    def __init__(self, row: ImportRow):
-        super().__init__(name=f"import-row-{row.pk}-heartbeat", daemon=True)
-        self.row_id, self.claimed_at = row.pk, row.claimed_at
-        self._stop_event = threading.Event()
-
-    def run(self) -> None:
-        try:
-            while not self._stop_event.wait(settings.LABELHUB_IMPORT_HEARTBEAT_SECONDS):
-                ImportRow.objects.filter(
-                    pk=self.row_id, status=ImportRow.Status.PROCESSING, claimed_at=self.claimed_at
-                ).update(heartbeat_at=timezone.now())
-        except Exception:  # a lost heartbeat only makes the row look stale; never crash the task
-            log.exception("heartbeat of import row %s failed", self.row_id)
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(timeout=10)
-
-
 def ingest_import_row(row_id: int) -> None:
     """Probe, transcode and register one queued import row. Safe to deliver twice."""
     row = _claim(row_id)
     if row is None:
         return
-    heartbeat = _RowHeartbeat(row)
+    heartbeat = Heartbeat(  # ffmpeg may run for minutes: show the sweeper this worker is alive
+        lambda: ImportRow.objects.filter(
+            pk=row.pk, status=ImportRow.Status.PROCESSING, claimed_at=row.claimed_at
+        ).update(heartbeat_at=timezone.now()),
+        interval=settings.LABELHUB_IMPORT_HEARTBEAT_SECONDS,
+        name=f"import-row-{row.pk}-heartbeat",
+    )
     heartbeat.start()
     try:
         _ingest(row)

@@ -7,6 +7,7 @@ differ only by the policy.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,6 +87,11 @@ def generate_candidates(
         pipe.load_lora_weights(str(lora_dir), adapter_name="policy")
     total = len(conditions) * candidates_per_condition
     results = []
+    # The pipeline warns on every call when a prompt is longer than the text encoder reads (it is
+    # truncated; always so on the tiny preset's 16 tokens): one line per candidate is noise.
+    pipeline_log = logging.getLogger(type(pipe).__module__)
+    previous_level = pipeline_log.level
+    pipeline_log.setLevel(logging.ERROR)
     try:
         for c_index, condition in enumerate(conditions):
             image = read_image(condition.first_frame)
@@ -115,6 +121,7 @@ def generate_candidates(
                 if on_progress is not None:
                     on_progress(c_index * candidates_per_condition + k + 1, total)
     finally:
+        pipeline_log.setLevel(previous_level)
         if lora_dir is not None:
             pipe.unload_lora_weights()
     return results
