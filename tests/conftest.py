@@ -121,3 +121,11 @@ def seed_round(db, tmp_path, admin_user, video_factory, django_capture_on_commit
         import_rows(rows=rows, created_by=admin_user, manifest_name="seed.jsonl")
     assert Clip.objects.filter(round__name="seed", status=Clip.Status.READY).count() == 4
     return Round.objects.get(name="seed")
+
+
+@pytest.fixture(autouse=True)
+def _database_under_playwright(request, monkeypatch):
+    """Playwright's sync API runs an event loop in the test's thread; Django then refuses
+    database calls as "async". Browser tests (only) check the database between page actions."""
+    if request.node.get_closest_marker("browser"):
+        monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")

@@ -22,7 +22,6 @@ from tests.conftest import make_user
 from tests.factories import make_round, scores, write_manifest
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop
 
 PLAYING = "(v) => v && !v.hidden && !v.paused && v.readyState >= 3 && v.currentTime > 0"
 VISIBLE_PLAYING = f"() => ({PLAYING})(document.querySelector('video:not([hidden])'))"
