@@ -9,15 +9,11 @@ The worker and beat run with short recovery settings (heartbeat 1 s, stale after
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
-from django.db import connection
 
 from annotation import media
 from annotation.models import Clip, ImportBatch, ImportRow
@@ -25,7 +21,7 @@ from annotation.services.ingest import clean_unreferenced, import_manifest_file
 from labelhub import storage
 from tests.conftest import render_test_video
 from tests.factories import make_round, write_manifest
-from tests.workers import BROKER, celery_worker
+from tests.workers import celery_worker, start_beat, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,44 +37,6 @@ RECOVERY_ENV = {
 if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
     RECOVERY_ENV = {}
 LIMIT = 120 if RECOVERY_ENV else 600
-
-
-def start_beat(tmp_path: Path) -> subprocess.Popen:
-    env = {
-        **os.environ,
-        **RECOVERY_ENV,
-        "DJANGO_SETTINGS_MODULE": "labelhub.settings",
-        "LABELHUB_DB_NAME": connection.settings_dict["NAME"],
-        "LABELHUB_REDIS_URL": BROKER,
-        "LABELHUB_CELERY_EAGER": "0",
-    }
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "labelhub",
-            "beat",
-            "-s",
-            str(tmp_path / "beat-schedule"),
-            "-l",
-            "info",
-        ],
-        cwd=Path(django_settings.BASE_DIR),
-        env=env,
-        stdout=open(tmp_path / "beat.log", "w"),
-        stderr=subprocess.STDOUT,
-    )
-
-
-def wait_for(predicate, *, log_path: Path, timeout: float) -> float:
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if predicate():
-            return time.monotonic()
-        time.sleep(0.2)
-    raise AssertionError(f"timed out; worker log:\n{log_path.read_text()[-4000:]}")
 
 
 def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
@@ -103,7 +61,7 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
         [{"video": str(v), "prompt": f"clip {i}", "round": "r1"} for i, v in enumerate(videos)],
     )
     log_path = tmp_path / "worker.log"
-    beat = start_beat(tmp_path)
+    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
     try:
         with celery_worker(
             queues="default", media_root=isolated_media, log_path=log_path, extra_env=RECOVERY_ENV
