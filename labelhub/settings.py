@@ -335,6 +335,8 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LABELHUB_LOG_LEVEL", "INFO")},
+    # django-axes says "BEGIN version ..." on every start of every command: warnings only.
+    "loggers": {"axes": {"level": "WARNING"}},
 }
 
 # WhiteNoise serves collectstatic's output; in DEBUG it also finds files in place.
