@@ -236,3 +236,29 @@ def test_reward_model_names_are_reserved_at_launch(db, admin_user):
     request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
     with pytest.raises(ValueError, match="'rm-a' is already the output name"):
         request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
+
+
+def test_a_generation_whose_candidates_do_not_import_fails_and_names_the_rows(
+    seed_round, admin_user, django_capture_on_commit_callbacks
+):
+    """Generating the same seeds twice into one round: the second run's videos are identical,
+    ingest refuses them as duplicates, and the run says so instead of "succeeded"."""
+    params = {
+        "source_round_id": seed_round.pk,
+        "target_round": "twice",
+        "candidates_per_condition": 1,
+        "base_seed": 3,
+        "inference_steps": 2,
+    }
+    first = run_now(
+        django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
+    )
+    assert first.artifacts["imported"] == 4 and first.artifacts["import_errors"] == 0
+    with django_capture_on_commit_callbacks(execute=True):
+        second = launch.launch_run(kind="generation", params=params, created_by=admin_user)
+    second.refresh_from_db()
+    assert second.status == TrainingRun.Status.FAILED
+    assert "4 of 4 generated candidates were not imported into twice" in second.error
+    assert "row 1: duplicate: this video is already a clip in this round" in second.error
+    assert second.artifacts["imported"] == 0 and second.artifacts["import_errors"] == 4
+    assert Clip.objects.filter(round__name="twice").count() == 4
