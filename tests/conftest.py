@@ -129,3 +129,22 @@ def _database_under_playwright(request, monkeypatch):
     database calls as "async". Browser tests (only) check the database between page actions."""
     if request.node.get_closest_marker("browser"):
         monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+@pytest.fixture
+def two_threads():
+    """Torch on two threads (the CI machine's cores) for a test that trains or scores on CPU."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def store_file(local: Path, name: str) -> str:
+    """Put a local file into the default storage under ``name``; returns the stored name."""
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    return default_storage.save(name, ContentFile(local.read_bytes()))

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.urls import reverse
@@ -262,14 +261,6 @@ def test_export_has_the_character_columns(tmp_path):
 
 
 # --- reward training with a gallery --------------------------------------------------------------
-
-
-@pytest.fixture
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_threads):

@@ -5,12 +5,8 @@ from the step that failed, skipping the steps it recorded."""
 
 import uuid
 from collections import Counter
-from pathlib import Path
 
 import pytest
-import torch
-from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
 from django.core.management import CommandError, call_command
 
 from annotation.models import (
@@ -28,26 +24,18 @@ from runs import services as runs
 from runs.models import TrainingRun
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
-from tests.conftest import make_user
+from tests.conftest import make_user, store_file
 from tests.lead_data import sha
 from training.models import Candidate, PolicyCheckpoint
 from training.services.loop import launch_round
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.slow,
+    pytest.mark.usefixtures("two_threads"),
+]
 CONDITIONS, PER_CONDITION, K = 3, 2, 2
 CHILD_KINDS = ["reward_training", "scoring", "pairs", "gapo", "generation", "scoring"]
-
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _store(local: Path, name: str) -> str:
-    return default_storage.save(name, ContentFile(local.read_bytes()))
 
 
 @pytest.fixture
@@ -61,13 +49,13 @@ def rated_round(tmp_path):
         first = synthetic[c * PER_CONDITION]
         condition = Condition.objects.create(
             content_hash=sha(f"cond{c}"),
-            image=_store(first.condition_image_path, f"conditions/c{c}.png"),
+            image=store_file(first.condition_image_path, f"conditions/c{c}.png"),
             image_sha256=sha(f"image{c}"),
             prompt=f"{first.prompt} (condition {c})",
             prompt_sha256=sha(f"prompt{c}"),
         )
         for item in synthetic[c * PER_CONDITION : (c + 1) * PER_CONDITION]:
-            video = _store(item.video_path, f"clips/v{item.index}.mp4")
+            video = store_file(item.video_path, f"clips/v{item.index}.mp4")
             clip = Clip.objects.create(
                 round=round_,
                 condition=condition,

@@ -1,11 +1,7 @@
 """AnimeReward on the Django side: train on an export snapshot through the API and the command,
 score a round into ClipScore rows (a corrupt clip is recorded, not fatal), the evaluation page."""
 
-from pathlib import Path
-
 import pytest
-import torch
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.urls import reverse
@@ -18,22 +14,10 @@ from runs.models import TrainingRun
 from runs.tasks import execute_run
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
-from tests.conftest import make_user
+from tests.conftest import make_user, store_file
 from tests.lead_data import make_round, sha
 
-pytestmark = pytest.mark.django_db(transaction=False)
-
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
-
-
-def _store(local: Path, name: str) -> str:
-    return default_storage.save(name, ContentFile(local.read_bytes()))
+pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.usefixtures("two_threads")]
 
 
 @pytest.fixture
@@ -44,12 +28,12 @@ def labelled_round(tmp_path):
         key = f"{synthetic.index}"
         condition = Condition.objects.create(
             content_hash=sha("cond" + key),
-            image=_store(synthetic.condition_image_path, f"conditions/c{key}.png"),
+            image=store_file(synthetic.condition_image_path, f"conditions/c{key}.png"),
             image_sha256=sha("image" + key),
             prompt=f"{synthetic.prompt} (take {key})",
             prompt_sha256=sha("p" + key),
         )
-        video = _store(synthetic.video_path, f"clips/v{key}.mp4")
+        video = store_file(synthetic.video_path, f"clips/v{key}.mp4")
         clip = Clip.objects.create(
             round=round_,
             condition=condition,
