@@ -8,8 +8,11 @@ Spearman per dimension, worst over seeds.
 Each seed writes its own clips (new textures, colours, speeds) and trains twice on them:
 ``frozen`` (random tiny encoders, only the heads learn) and ``fine-tuned`` (every dimension trains
 its own encoder copy; character fine-tunes BLIP contrastively on mask crop / gallery character
-pairs). The character rule (identity swaps between gallery characters that share their colours
-and differ only in stripe texture) is one that frozen random features cannot see.
+pairs, opening frames pulled to the clip's character and, by how low its score is, the last frame
+pushed away; text adds a video/prompt contrastive loss that pulls matching clips to their prompt
+and pushes mismatched ones away). The character rule (identity
+swaps between gallery characters whose zero-mean stripes differ in layout and colour axis; all
+average to the same tint) is one that frozen random BLIP features cannot see.
 """
 
 from __future__ import annotations

@@ -176,6 +176,6 @@ def test_text_contrastive_loss_pulls_a_matching_video_to_its_own_prompt():
     matched = text.contrastive_loss(values([a, b]), prompts, weights)
     swapped = text.contrastive_loss(values([b, a]), prompts, weights)
     assert matched < swapped
-    # a clip that does not match its prompt (target 0) gives no pull either way
+    # a clip that does not match its prompt (target 0) pushes its video away from that prompt
     assert text.contrastive_loss(values([b, a]), prompts, torch.tensor([0.0, 1.0])) > 0
     assert text.contrastive_loss(values([a, a]), ["same", "same"], weights).item() == 0.0

@@ -437,8 +437,9 @@ class TextConsistencyReward(DimensionReward):
     ) -> torch.Tensor:
         """CLIP-style InfoNCE between each clip's video embedding and the batch's distinct
         prompts, weighted by how well the clip matches its prompt (its target in [0, 1]): matching
-        clips pull their video towards their prompt and away from the other prompts, which trains
-        the vision and the text tower together (``values`` are ``features``' values)."""
+        clips pull their video towards their prompt and away from the other prompts, and clips that
+        do not match (weight ``1 - target``) push their video away from their own prompt; this
+        trains the vision and the text tower together (``values`` are ``features``' values)."""
         dim = (values.shape[-1] - 1) // 3
         video, text = values[:, 0, :dim].float(), values[:, 0, dim : 2 * dim].float()
         distinct = list(dict.fromkeys(prompts))
@@ -449,7 +450,12 @@ class TextConsistencyReward(DimensionReward):
         logits = video @ text[first].T / temperature
         losses = F.cross_entropy(logits, targets, reduction="none")
         weights = weights.to(losses)
-        return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+        pull = (losses * weights).sum() / weights.sum().clamp(min=1e-6)
+        # clips that do not match their prompt: push the video away from it, by how badly
+        own = logits.softmax(-1).gather(1, targets[:, None])[:, 0]
+        push = -torch.log1p(-own.clamp(max=1 - 1e-4))
+        away = 1 - weights
+        return pull + (push * away).sum() / away.sum().clamp(min=1e-6)
 
 
 class ImageConsistencyReward(DimensionReward):
@@ -747,9 +753,19 @@ class CharacterConsistencyReward(DimensionReward):
         first_sims = (crop_embeds * crop_embeds[:, :1]).sum(-1)
         return sims, first_sims, crops.weights.to(device)
 
-    def contrastive_loss(self, crops: CharacterCrops, temperature: float = 0.1) -> torch.Tensor:
-        """InfoNCE between each clip's first tracked mask crop (the condition frame shows the
-        character) and the gallery characters: pulls a crop to its character, away from the rest."""
+    def contrastive_loss(
+        self,
+        crops: CharacterCrops,
+        targets: torch.Tensor | None = None,
+        temperature: float = 0.1,
+        lead_frames: int = 4,
+    ) -> torch.Tensor:
+        """InfoNCE between tracked mask crops and the gallery characters: pulls a crop to its
+        character, away from the rest. Positives: every kept detection on each clip's first
+        ``lead_frames`` frames (the clip starts from the condition image, so its opening frames
+        show the character) and the gallery's own images. With ``targets`` (the clips' character
+        scores in [0, 1]), each clip's last frame is also pushed away from its character, weighted
+        by ``1 - target``: a low score says the clip ends on someone else."""
         labelled = [i for i, c in enumerate(crops.character_ids) if c in self.gallery]
         characters = sorted(self.gallery)
         if not labelled or len(characters) < 2:
@@ -757,19 +773,47 @@ class CharacterConsistencyReward(DimensionReward):
         device, _ = _device_dtype(self.blip)
         features = self.gallery_features(characters)
         table = torch.stack([features[c] for c in characters])  # (C, D)
-        # every kept detection's crop on the first frame, and the gallery's own images
-        weights = crops.weights[labelled].to(device).flatten()  # (N * K,)
-        first = crops.crops[labelled, 0].flatten(0, 1)  # (N * K, 3, s, s)
+        own = torch.tensor([characters.index(crops.character_ids[i]) for i in labelled])
+        lengths = crops.frame_mask[labelled].sum(1)  # (N,)
+        lead = max(1, min(lead_frames, int(lengths.min())))
+        kept = crops.weights[labelled]  # (N, K)
+        lead_crops = crops.crops[labelled, :lead]  # (N, lead, K, 3, s, s)
+        last = (lengths - 1).clamp(min=0)
+        last_crops = crops.crops[labelled, last]  # (N, K, 3, s, s)
         references = torch.cat([self.gallery[c] for c in characters])
-        anchors = self.embed(torch.cat([first, references]).to(device).float() / 255.0)
-        targets = torch.tensor(
-            [characters.index(crops.character_ids[i]) for i in labelled for _ in crops.weights[i]]
-            + [k for k, c in enumerate(characters) for _ in range(len(self.gallery[c]))],
-            device=device,
+        images = torch.cat([lead_crops.flatten(0, 2), last_crops.flatten(0, 1), references])
+        embeds = self.embed(images.to(device).float() / 255.0)
+        logits = embeds @ table.T / temperature
+        n_lead, n_last = (
+            lead_crops.shape[0] * lead * kept.shape[1],
+            last_crops.shape[0] * kept.shape[1],
         )
-        weights = torch.cat([weights, torch.ones(len(references), device=device)])
-        losses = F.cross_entropy(anchors @ table.T / temperature, targets, reduction="none")
-        return (losses * weights).sum() / weights.sum()
+        lead_targets = own[:, None, None].expand(-1, lead, kept.shape[1]).flatten()
+        ref_targets = torch.tensor(
+            [k for k, c in enumerate(characters) for _ in range(len(self.gallery[c]))]
+        )
+        positive = torch.cat([logits[:n_lead], logits[n_lead + n_last :]])
+        weights = torch.cat(
+            [kept[:, None].expand(-1, lead, -1).flatten(), torch.ones(len(references))]
+        ).to(device)
+        losses = F.cross_entropy(
+            positive, torch.cat([lead_targets, ref_targets]).to(device), reduction="none"
+        )
+        loss = (losses * weights).sum() / weights.sum()
+        if targets is not None:
+            away = 1 - targets[labelled].to(device).float().clamp(0, 1)  # (N,)
+            own_prob = (
+                logits[n_lead : n_lead + n_last]
+                .softmax(-1)
+                .view(len(labelled), -1, len(characters))
+            )
+            own_prob = own_prob.gather(
+                2, own.to(device)[:, None, None].expand(-1, own_prob.shape[1], 1)
+            )[..., 0]
+            push = -torch.log1p(-own_prob.clamp(max=1 - 1e-4))  # (N, K)
+            w = away[:, None] * kept.to(device)
+            loss = loss + (push * w).sum() / w.sum().clamp(min=1e-6)
+        return loss
 
     def embed(self, crops: torch.Tensor) -> torch.Tensor:
         """BLIP image embeddings (unit vectors) of (N, 3, s, s) crops with values in [0, 1]."""

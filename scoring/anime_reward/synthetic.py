@@ -250,7 +250,9 @@ def make_rule_clips(
             "mismatch": rng.uniform(0.0, 1.0),
             "swap": rng.uniform(0.0, MAX_SWAP),
         }
-        character = CHARACTERS[index % len(CHARACTERS)]
+        # every character in every residue class of the index (a split by ``index % 4`` must not
+        # hold out one character only)
+        character = CHARACTERS[(index + index // len(CHARACTERS)) % len(CHARACTERS)]
         swap_to = rng.choice([c for c in CHARACTERS if c != character])
         named = rng.choice(names)
         other = rng.choice([n for n in names if n != named])

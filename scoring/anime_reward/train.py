@@ -255,7 +255,8 @@ def train_reward(
                     loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
                     if finetune and key == character.key and config.contrastive_weight:
                         contrastive = character.contrastive_loss(
-                            CharacterCrops.cat([character_crops[i] for i in batch_ids])
+                            CharacterCrops.cat([character_crops[i] for i in batch_ids]),
+                            targets[rows],
                         )
                         loss = loss + config.contrastive_weight * contrastive
                     elif finetune and key == "text_consistency" and config.contrastive_weight:

@@ -1,0 +1,93 @@
+"""All six AnimeReward dimensions learn their synthetic rule (bench/reward_learning.py on a smaller
+budget): held-out Spearman per dimension, and fine-tuning beats frozen random features on text.
+
+Threshold: the held-out split is every 4th of CLIPS clips (32). With no learning, Spearman on 32
+clips is about N(0, 1/sqrt(31)), sd 0.18, so LEARNS (0.5) is 2.8 sd above chance (one-sided
+p < 0.005 per dimension); measured at this budget (seed 0) the lowest is 0.67 (text), frozen text
+0.31. Text must beat frozen by 0.2 (the bench's gap is 0.5-0.7). The full bench (192 clips, 40
+epochs, 3 seeds) is where >= 0.8 is aimed at.
+"""
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from labelhub.dimensions import DIMENSION_KEYS
+from scoring.anime_reward.config import RewardTrainConfig
+from scoring.anime_reward.models import AnimeReward
+from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
+from scoring.anime_reward.train import train_reward
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+from reward_learning import rule_items  # noqa: E402
+
+CLIPS, EPOCHS, SEED, LEARNS = 128, 30, 0, 0.5
+
+
+@pytest.fixture(autouse=True)
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _config(**overrides) -> RewardTrainConfig:
+    return RewardTrainConfig(
+        preset="tiny",
+        epochs=EPOCHS,
+        seed=SEED,
+        decode_workers=2,
+        encoder_learning_rate=3e-4,
+        learning_rate=3e-3,
+        batch_size=16,
+        **overrides,
+    )
+
+
+@pytest.mark.slow
+def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text(tmp_path):
+    gallery = make_gallery(tmp_path / "gallery")
+    items = rule_items(make_rule_clips(tmp_path / "clips", CLIPS, seed=SEED))
+    assert sum(i.split == "test" for i in items) == CLIPS // 4
+    # the held-out clips cover every gallery character (a held-out set of one character would
+    # test recognising a character never seen as a clip's own)
+    assert len({i.character_id for i in items if i.split == "test"}) == len(gallery)
+
+    tuned = train_reward(
+        items, _config(finetune_encoders=True), tmp_path / "tuned", gallery=gallery
+    )
+    spearman = {key: tuned.metrics[key]["spearman"] for key in DIMENSION_KEYS}
+    assert all(s is not None and s >= LEARNS for s in spearman.values()), spearman
+
+    frozen = train_reward(
+        items,
+        _config(finetune_encoders=False, dimensions=("text_consistency",)),
+        tmp_path / "frozen",
+        gallery=gallery,
+    )
+    # random frozen CLIP features do not see the square's colour under the character's stripes
+    # (the bench: frozen 0.12-0.21 against fine-tuned 0.74-0.82 over 3 seeds)
+    text_frozen = frozen.metrics["text_consistency"]["spearman"] or 0.0
+    print(f"fine-tuned {spearman}, frozen text {text_frozen:.3f}")
+    assert spearman["text_consistency"] > text_frozen + 0.2, (spearman, text_frozen)
+
+
+def test_text_contrastive_loss_pushes_a_mismatched_video_away_from_its_prompt():
+    model = AnimeReward.from_preset("tiny")
+    text = model.dimensions["text_consistency"]
+    dim = model.encoders.clip.config.projection_dim
+    a, b = torch.nn.functional.normalize(torch.randn(2, dim), dim=-1)
+    prompts = ["a red square", "a blue square"]
+
+    def values(videos):
+        video = torch.stack(videos)
+        texts = torch.stack([a, b])
+        return torch.cat([video, texts, video * texts, (video * texts).sum(-1, True)], -1)[:, None]
+
+    mismatched = torch.zeros(2)  # neither clip matches its prompt
+    near = text.contrastive_loss(values([a, b]), prompts, mismatched)  # each at its own prompt
+    away = text.contrastive_loss(values([b, a]), prompts, mismatched)  # each at the other one
+    assert near > away
