@@ -1,15 +1,24 @@
 """AnimeReward's fidelity pieces on tiny: keyframes, the Idefics2 smoothness tower, per-dimension
 fine-tuning (separate learning rates, layer freezing), the character gallery and its round trip."""
 
+import re
+
 import pytest
 import torch
+from django.core.management.base import CommandError
 
 from labelhub.dimensions import DIMENSION_KEYS
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import iter_decoded_batches
-from scoring.anime_reward.models import AnimeReward, mask_solidity, select_keyframes
+from scoring.anime_reward.models import (
+    AnimeReward,
+    colour_jitter,
+    mask_solidity,
+    select_keyframes,
+)
 from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
 from scoring.anime_reward.train import RewardItem, train_reward
+from scoring.management.commands.train_reward import parse_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -50,6 +59,60 @@ def test_full_preset_fine_tunes_the_seeds_dimensions_by_default():
         RewardTrainConfig(finetune_encoders=["beauty"])
     with pytest.raises(ValueError, match="idefics"):
         RewardTrainConfig(encoder_sources={"idefics": "x"})
+
+
+def test_settings_can_differ_per_dimension_and_bad_ones_are_named():
+    config = RewardTrainConfig(
+        encoder_learning_rate=3e-4,
+        dimension_overrides={
+            "text_consistency": {"encoder_learning_rate": 1e-3},
+            "character_consistency": {"contrastive_weight": 3},
+        },
+    )
+    assert config.for_dimension("text_consistency", "encoder_learning_rate") == 1e-3
+    assert config.for_dimension("visual_motion", "encoder_learning_rate") == 3e-4
+    assert config.for_dimension("character_consistency", "contrastive_weight") == 3
+    assert config.for_dimension("text_consistency", "contrastive_weight") == 1.0
+    for bad, message in (
+        ({"beauty": {"learning_rate": 1}}, "unknown dimension 'beauty'"),
+        ({"text_consistency": {"epochs": 3}}, "'epochs' cannot be set per dimension"),
+        ({"text_consistency": {"learning_rate": 0}}, "must be > 0"),
+        ({"text_consistency": {"contrastive_weight": -1}}, "must be >= 0"),
+        ({"text_consistency": {"learning_rate": float("inf")}}, "must be a number"),
+        ({"text_consistency": {"learning_rate": "fast"}}, "must be a number"),
+        ({"text_consistency": 1e-3}, "must be {setting: value}"),
+        (["text_consistency"], "must map dimension keys"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            RewardTrainConfig(dimension_overrides=bad)
+    with pytest.raises(ValueError, match="contrastive_jitter"):
+        RewardTrainConfig(contrastive_jitter=1.5)
+
+
+def test_colour_jitter_changes_brightness_and_tint_within_bounds():
+    torch.manual_seed(0)
+    images = torch.full((64, 3, 8, 8), 0.5)
+    jittered = colour_jitter(images, 0.4)
+    assert jittered.shape == images.shape and 0 <= jittered.min() and jittered.max() <= 1
+    per_image = jittered.mean((2, 3))  # (N, 3): 0.5 * scale + shift
+    assert per_image.min() >= 0.5 * 0.6 - 0.1 - 1e-6 and per_image.max() <= 0.5 * 1.4 + 0.1 + 1e-6
+    assert per_image.std(0).min() > 0.02  # images differ from each other, channel by channel
+    assert torch.allclose(jittered.std((2, 3)), torch.zeros(64, 3))  # flat images stay flat
+
+
+def test_the_train_reward_command_reads_per_dimension_settings():
+    assert parse_overrides(
+        [
+            "text_consistency.encoder_learning_rate=1e-3",
+            "character_consistency.contrastive_weight=3",
+        ]
+    ) == {
+        "text_consistency": {"encoder_learning_rate": 1e-3},
+        "character_consistency": {"contrastive_weight": 3.0},
+    }
+    for bad in ("text_consistency=1", "text_consistency.encoder_learning_rate", "a.b=fast"):
+        with pytest.raises(CommandError, match="--set"):
+            parse_overrides([bad])
 
 
 def test_smoothness_uses_the_idefics2_vision_transformer_and_layers_can_be_frozen():
@@ -94,6 +157,8 @@ def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
             finetune_encoders=tuned,
             encoder_learning_rate=1e-3,
             encoder_frozen_layers=1,
+            # text's towers get a learning rate too small to move them: the override applies
+            dimension_overrides={"text_consistency": {"encoder_learning_rate": 1e-12}},
         ),
         tmp_path / "model",
         gallery=gallery,
@@ -118,6 +183,9 @@ def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
         changed.mlp.fc1.weight, base.layers[1].mlp.fc1.weight
     )  # the trainable layer moved
     assert torch.equal(same.mlp.fc1.weight, base.layers[0].mlp.fc1.weight)  # frozen layer did not
+    text_tower = reloaded.dimensions["text_consistency"].clip.vision_model.encoder.layers[1]
+    base_text = fresh.encoders.clip.vision_model.encoder.layers[1]
+    assert (text_tower.mlp.fc1.weight - base_text.mlp.fc1.weight).abs().max() < 1e-8
 
     test_items = [i for i in items if i.split == "test"]
     batch = next(

@@ -21,7 +21,7 @@ from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
 from scoring.anime_reward.train import train_reward
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from reward_learning import rule_items  # noqa: E402
+from reward_learning import bench_config, rule_items  # noqa: E402
 
 CLIPS, EPOCHS, SEED, LEARNS = 128, 30, 0, 0.5
 
@@ -35,16 +35,7 @@ def two_threads():
 
 
 def _config(**overrides) -> RewardTrainConfig:
-    return RewardTrainConfig(
-        preset="tiny",
-        epochs=EPOCHS,
-        seed=SEED,
-        decode_workers=2,
-        encoder_learning_rate=3e-4,
-        learning_rate=3e-3,
-        batch_size=16,
-        **overrides,
-    )
+    return bench_config(preset="tiny", epochs=EPOCHS, seed=SEED, **overrides)
 
 
 @pytest.mark.slow
@@ -56,15 +47,13 @@ def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text(tmp_path)
     # test recognising a character never seen as a clip's own)
     assert len({i.character_id for i in items if i.split == "test"}) == len(gallery)
 
-    tuned = train_reward(
-        items, _config(finetune_encoders=True), tmp_path / "tuned", gallery=gallery
-    )
+    tuned = train_reward(items, _config(finetune=True), tmp_path / "tuned", gallery=gallery)
     spearman = {key: tuned.metrics[key]["spearman"] for key in DIMENSION_KEYS}
     assert all(s is not None and s >= LEARNS for s in spearman.values()), spearman
 
     frozen = train_reward(
         items,
-        _config(finetune_encoders=False, dimensions=("text_consistency",)),
+        _config(finetune=False, dimensions=("text_consistency",)),
         tmp_path / "frozen",
         gallery=gallery,
     )

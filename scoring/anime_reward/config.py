@@ -5,6 +5,7 @@ loading any model code.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from labelhub.dimensions import DIMENSION_KEYS
@@ -101,6 +102,9 @@ def get_preset(name: str) -> RewardPreset:
         ) from None
 
 
+OVERRIDABLE = ("learning_rate", "encoder_learning_rate", "contrastive_weight")
+
+
 @dataclass
 class RewardTrainConfig:
     preset: str = field(
@@ -150,6 +154,22 @@ class RewardTrainConfig:
             "gallery character; text: video vs the batch's prompts, weighted by the match label)."
         },
     )
+    contrastive_jitter: float = field(
+        default=0.4,
+        metadata={
+            "help": "Colour jitter of the character contrastive loss's crops and gallery images: "
+            "brightness x [1 - s, 1 + s] and tint +- s/4 per image (identity must not hang on "
+            "lighting); 0 = none."
+        },
+    )
+    dimension_overrides: dict = field(
+        default_factory=dict,
+        metadata={
+            "help": "Per-dimension settings: dimension key -> {setting: value} for learning_rate, "
+            "encoder_learning_rate and contrastive_weight, e.g. "
+            '{"text_consistency": {"encoder_learning_rate": 1e-3}}.'
+        },
+    )
     gradient_checkpointing: bool | None = field(
         default=None,
         metadata={"help": "Recompute encoder activations when fine-tuning; default: on for CUDA."},
@@ -188,6 +208,9 @@ class RewardTrainConfig:
             raise ValueError("encoder_frozen_layers must be >= -1")
         if self.contrastive_weight < 0:
             raise ValueError("contrastive_weight must be >= 0")
+        if not 0 <= self.contrastive_jitter < 1:
+            raise ValueError("contrastive_jitter must be in [0, 1)")
+        self._check_overrides()
         if self.keyframes is not None and self.keyframes < 1:
             raise ValueError("keyframes must be at least 1")
         if self.preset not in PRESETS:
@@ -218,6 +241,39 @@ class RewardTrainConfig:
         unknown_encoders = set(self.encoder_sources) - set(ENCODER_NAMES)
         if unknown_encoders:
             raise ValueError(f"unknown encoders in encoder_sources: {sorted(unknown_encoders)}")
+
+    def _check_overrides(self) -> None:
+        if not isinstance(self.dimension_overrides, dict):
+            raise ValueError("dimension_overrides must map dimension keys to {setting: value}")
+        for key, settings in self.dimension_overrides.items():
+            if key not in DIMENSION_KEYS:
+                raise ValueError(
+                    f"dimension_overrides: unknown dimension {key!r}; expected one of "
+                    f"{', '.join(DIMENSION_KEYS)}"
+                )
+            if not isinstance(settings, dict):
+                raise ValueError(f"dimension_overrides[{key!r}] must be {{setting: value}}")
+            for name, value in settings.items():
+                if name not in OVERRIDABLE:
+                    raise ValueError(
+                        f"dimension_overrides[{key!r}]: {name!r} cannot be set per dimension; "
+                        f"expected one of {', '.join(OVERRIDABLE)}"
+                    )
+                if (
+                    isinstance(value, bool)
+                    or not isinstance(value, int | float)
+                    or not math.isfinite(value)
+                ):
+                    raise ValueError(f"dimension_overrides[{key!r}][{name!r}] must be a number")
+                if value < 0 or (value == 0 and name != "contrastive_weight"):
+                    raise ValueError(
+                        f"dimension_overrides[{key!r}][{name!r}] must be "
+                        + ("> 0" if name != "contrastive_weight" else ">= 0")
+                    )
+
+    def for_dimension(self, key: str, name: str) -> float:
+        """Setting ``name`` for dimension ``key``: its override, else the run-wide value."""
+        return self.dimension_overrides.get(key, {}).get(name, getattr(self, name))
 
     def finetuned_dimensions(self) -> tuple[str, ...]:
         """The dimensions (of those trained) whose encoders this run fine-tunes."""

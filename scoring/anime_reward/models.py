@@ -759,6 +759,7 @@ class CharacterConsistencyReward(DimensionReward):
         targets: torch.Tensor | None = None,
         temperature: float = 0.1,
         lead_frames: int = 4,
+        jitter: float = 0.0,
     ) -> torch.Tensor:
         """InfoNCE between tracked mask crops and the gallery characters: pulls a crop to its
         character, away from the rest. Positives: every kept detection on each clip's first
@@ -782,7 +783,10 @@ class CharacterConsistencyReward(DimensionReward):
         last_crops = crops.crops[labelled, last]  # (N, K, 3, s, s)
         references = torch.cat([self.gallery[c] for c in characters])
         images = torch.cat([lead_crops.flatten(0, 2), last_crops.flatten(0, 1), references])
-        embeds = self.embed(images.to(device).float() / 255.0)
+        pixels = images.to(device).float() / 255.0
+        if jitter:
+            pixels = colour_jitter(pixels, jitter)
+        embeds = self.embed(pixels)
         logits = embeds @ table.T / temperature
         n_lead, n_last = (
             lead_crops.shape[0] * lead * kept.shape[1],
@@ -827,6 +831,15 @@ class CharacterConsistencyReward(DimensionReward):
             hidden = blip.vision_model(pixel_values=pixels).last_hidden_state[:, 0]
             out.append(F.normalize(blip.vision_proj(hidden).float(), dim=-1))
         return torch.cat(out)
+
+
+def colour_jitter(images: torch.Tensor, strength: float) -> torch.Tensor:
+    """Random brightness (x [1 - s, 1 + s]) and tint (+- s / 4 per channel) per image, for
+    (N, 3, H, W) values in [0, 1]: identity must not hang on lighting or colour grading."""
+    n = len(images)
+    scale = 1 + strength * (2 * torch.rand(n, 1, 1, 1, device=images.device) - 1)
+    shift = strength / 4 * (2 * torch.rand(n, 3, 1, 1, device=images.device) - 1)
+    return (images * scale + shift).clamp(0, 1)
 
 
 def freeze_lower_layers(module: nn.Module, layers: int) -> None:

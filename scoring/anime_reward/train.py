@@ -229,11 +229,20 @@ def train_reward(
                 frozen_layers=config.encoder_frozen_layers, gradient_checkpointing=checkpointing
             )
         dimension.head.fit_normalizer(*stack_features([cached[key][i] for i in train_ids]))
-        param_groups = [{"params": list(dimension.head.parameters()), "lr": config.learning_rate}]
+        param_groups = [
+            {
+                "params": list(dimension.head.parameters()),
+                "lr": config.for_dimension(key, "learning_rate"),
+            }
+        ]
         if finetune:
             param_groups.append(
-                {"params": dimension.encoder_parameters(), "lr": config.encoder_learning_rate}
+                {
+                    "params": dimension.encoder_parameters(),
+                    "lr": config.for_dimension(key, "encoder_learning_rate"),
+                }
             )
+        contrastive_weight = config.for_dimension(key, "contrastive_weight")
         optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
         losses[key] = []
@@ -253,17 +262,18 @@ def train_reward(
                         values.to(accelerator.device), mask.to(accelerator.device)
                     )
                     loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
-                    if finetune and key == character.key and config.contrastive_weight:
+                    if finetune and key == character.key and contrastive_weight:
                         contrastive = character.contrastive_loss(
                             CharacterCrops.cat([character_crops[i] for i in batch_ids]),
                             targets[rows],
+                            jitter=config.contrastive_jitter,
                         )
-                        loss = loss + config.contrastive_weight * contrastive
-                    elif finetune and key == "text_consistency" and config.contrastive_weight:
+                        loss = loss + contrastive_weight * contrastive
+                    elif finetune and key == "text_consistency" and contrastive_weight:
                         contrastive = dimension.contrastive_loss(
                             values, [by_id[i].prompt for i in batch_ids], targets[rows]
                         )
-                        loss = loss + config.contrastive_weight * contrastive
+                        loss = loss + contrastive_weight * contrastive
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()

@@ -30,6 +30,21 @@ class Command(BaseCommand):
         parser.add_argument("--batch-size", type=int, help=HELP["batch_size"])
         parser.add_argument("--learning-rate", type=float, help=HELP["learning_rate"])
         parser.add_argument(
+            "--encoder-learning-rate", type=float, help=HELP["encoder_learning_rate"]
+        )
+        parser.add_argument("--contrastive-weight", type=float, help=HELP["contrastive_weight"])
+        parser.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="DIMENSION.SETTING=VALUE",
+            dest="overrides",
+            help="per-dimension setting, repeatable, e.g. "
+            "--set text_consistency.encoder_learning_rate=1e-3 ("
+            + HELP["dimension_overrides"]
+            + ")",
+        )
+        parser.add_argument(
             "--dimensions", help=f"comma-separated subset of {', '.join(DIMENSION_KEYS)}"
         )
         parser.add_argument(
@@ -50,6 +65,8 @@ class Command(BaseCommand):
                 "epochs",
                 "batch_size",
                 "learning_rate",
+                "encoder_learning_rate",
+                "contrastive_weight",
                 "finetune_encoders",
                 "device",
                 "mixed_precision",
@@ -61,6 +78,8 @@ class Command(BaseCommand):
             config["dimensions"] = [
                 d.strip() for d in options["dimensions"].split(",") if d.strip()
             ]
+        if options["overrides"]:
+            config["dimension_overrides"] = parse_overrides(options["overrides"])
         try:
             run = services.request_reward_training(
                 snapshot_id=options["snapshot"],
@@ -83,3 +102,19 @@ class Command(BaseCommand):
                 f"{name} {value:.3f}" for name, value in metrics.items() if isinstance(value, float)
             )
             self.stdout.write(f"  {key}: {figures}")
+
+
+def parse_overrides(items: list[str]) -> dict[str, dict[str, float]]:
+    """``["text_consistency.encoder_learning_rate=1e-3", ...]`` -> {dimension: {setting: value}};
+    the config validates the names and values."""
+    out: dict[str, dict[str, float]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        dimension, dot, setting = target.partition(".")
+        if not (sep and dot and dimension and setting):
+            raise CommandError(f"--set {item!r}: expected DIMENSION.SETTING=VALUE")
+        try:
+            out.setdefault(dimension.strip(), {})[setting.strip()] = float(value)
+        except ValueError:
+            raise CommandError(f"--set {item!r}: {value!r} is not a number") from None
+    return out
