@@ -1,11 +1,12 @@
 """All six AnimeReward dimensions learn their synthetic rule (bench/reward_learning.py on a smaller
-budget): held-out Spearman per dimension, and fine-tuning beats frozen random features on text.
+budget, with the bench's settings): held-out Spearman per dimension, and fine-tuning beats frozen
+random features on text and character, the two rules frozen random features cannot see.
 
-Threshold: the held-out split is every 4th of CLIPS clips (32). With no learning, Spearman on 32
-clips is about N(0, 1/sqrt(31)), sd 0.18, so LEARNS (0.5) is 2.8 sd above chance (one-sided
-p < 0.005 per dimension); measured at this budget (seed 0) the lowest is 0.67 (text), frozen text
-0.31. Text must beat frozen by 0.2 (the bench's gap is 0.5-0.7). The full bench (192 clips, 40
-epochs, 3 seeds) is where >= 0.8 is aimed at.
+Thresholds: the held-out split is every 4th of CLIPS clips (32). With no learning, Spearman on 32
+clips is about N(0, 1/sqrt(31)), sd 0.18, so LEARNS (0.7) is 3.9 sd above chance. Measured at this
+budget (seed 0): the lowest is 0.81 (character), text 0.88; frozen text 0.31, frozen character
+0.36, so fine-tuning must win by BEATS_FROZEN (0.3; measured 0.45 and 0.57). The full bench (192
+clips, 40 epochs, 3 seeds) reaches >= 0.83 on every dimension and seed.
 """
 
 import sys
@@ -23,7 +24,7 @@ from scoring.anime_reward.train import train_reward
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 from reward_learning import bench_config, rule_items  # noqa: E402
 
-CLIPS, EPOCHS, SEED, LEARNS = 128, 30, 0, 0.5
+CLIPS, EPOCHS, SEED, LEARNS, BEATS_FROZEN = 128, 30, 0, 0.7, 0.3
 
 
 @pytest.fixture(autouse=True)
@@ -39,7 +40,7 @@ def _config(**overrides) -> RewardTrainConfig:
 
 
 @pytest.mark.slow
-def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text(tmp_path):
+def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text_and_character(tmp_path):
     gallery = make_gallery(tmp_path / "gallery")
     items = rule_items(make_rule_clips(tmp_path / "clips", CLIPS, seed=SEED))
     assert sum(i.split == "test" for i in items) == CLIPS // 4
@@ -53,15 +54,17 @@ def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text(tmp_path)
 
     frozen = train_reward(
         items,
-        _config(finetune=False, dimensions=("text_consistency",)),
+        _config(finetune=False, dimensions=("text_consistency", "character_consistency")),
         tmp_path / "frozen",
         gallery=gallery,
     )
-    # random frozen CLIP features do not see the square's colour under the character's stripes
-    # (the bench: frozen 0.12-0.21 against fine-tuned 0.74-0.82 over 3 seeds)
-    text_frozen = frozen.metrics["text_consistency"]["spearman"] or 0.0
-    print(f"fine-tuned {spearman}, frozen text {text_frozen:.3f}")
-    assert spearman["text_consistency"] > text_frozen + 0.2, (spearman, text_frozen)
+    # random frozen CLIP features do not see the square's colour under the character's stripes,
+    # nor random BLIP features which stripes are whose (the bench over 3 seeds: text frozen
+    # 0.12-0.21 against fine-tuned 0.83-0.91, character 0.19-0.34 against 0.87-0.94)
+    for key in ("text_consistency", "character_consistency"):
+        untuned = frozen.metrics[key]["spearman"] or 0.0
+        print(f"{key}: fine-tuned {spearman[key]:.3f}, frozen {untuned:.3f}")
+        assert spearman[key] > untuned + BEATS_FROZEN, (key, spearman[key], untuned)
 
 
 def test_text_contrastive_loss_pushes_a_mismatched_video_away_from_its_prompt():
