@@ -70,8 +70,14 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
     items = items_from_snapshot(snapshot)
     gallery = gallery_for_items(items)
     output_dir = artifacts_dir("reward_models", f"run-{run.pk}")
-    result = train_reward(items, config, output_dir, on_progress=report, gallery=gallery)
-    report(1, 1, None, "storing the checkpoint")
+    total = [1]  # the trainer's step count, so storing does not reset the bar to 1 / 1
+
+    def progress(step: int, steps: int, metrics: dict | None, message: str) -> None:
+        total[0] = steps
+        report(step, steps, metrics, message)
+
+    result = train_reward(items, config, output_dir, on_progress=progress, gallery=gallery)
+    report(total[0], total[0], None, "storing the checkpoint")
     reward_model = RewardModel.objects.create(
         name=run.params.get("name") or f"animereward-{config.preset}-run{run.pk}",
         preset=config.preset,

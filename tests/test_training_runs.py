@@ -201,7 +201,7 @@ def test_admin_pages_render_and_reject_others(seed_round, admin_user, lead, clie
         metrics=[{"step": 1, "loss": 0.5, "implicit_accuracy": 1.0}],
     )
     watch = client.get(reverse("training:run", args=[run.pk]))
-    assert watch.status_code == 200 and b"plot-loss" in watch.content
+    assert watch.status_code == 200 and b'data-metric="loss"' in watch.content
 
 
 def test_output_names_are_reserved_at_launch_not_after_training(seed_round, admin_user):

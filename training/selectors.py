@@ -9,7 +9,7 @@ from django.db.models import Count, QuerySet
 
 from annotation.models import Clip, ClipLabel, Round
 from annotation.selectors.pairwise import source_pairs, win_rate
-from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS
 from runs.models import TrainingRun
 from runs.services import eta_seconds
 from scoring.models import ClipScore, RewardModel
@@ -129,6 +129,29 @@ def labelled_rows(values: dict, *, prefix: str = "") -> list[dict]:
             continue
         rows.append({"key": key, "label": prefix + _label(key), "value": _display(value)})
     return rows
+
+
+PREFERENCE_PLOTS = (
+    ("loss", "Loss"),
+    ("implicit_accuracy", "Implicit accuracy"),
+    ("reward_margin", "Reward margin"),
+    ("grad_norm", "Gradient norm"),
+)
+
+
+def run_plots(run: TrainingRun) -> list[dict]:
+    """The metric series a run's page plots, as {metric, label}: a GAPO/DPO/SFT run its step
+    metrics, a reward training run each dimension's training loss per epoch, others none."""
+    kind = TrainingRun.Kind
+    if run.kind in (kind.GAPO, kind.DPO):
+        plots = PREFERENCE_PLOTS
+    elif run.kind == kind.SFT:
+        plots = (PREFERENCE_PLOTS[0], PREFERENCE_PLOTS[3])
+    elif run.kind == kind.REWARD_TRAINING:
+        plots = tuple((f"{d.key}/loss", f"{d.name} · training loss") for d in DIMENSIONS)
+    else:
+        plots = ()
+    return [{"metric": metric, "label": label} for metric, label in plots]
 
 
 def run_summary(run: TrainingRun) -> dict:

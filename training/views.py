@@ -132,6 +132,7 @@ def run_page(request, run_id: int):
             "progress": selectors.run_progress(run),
             "params": selectors.labelled_rows(run.params),
             "artifacts": selectors.labelled_rows(run.artifacts),
+            "plots": selectors.run_plots(run),
             "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
         },
     )

@@ -49,9 +49,9 @@
     status.className = "status-" + run.status;
     document.getElementById("log").textContent = run.log_tail;
     document.getElementById("error").textContent = run.error;
-    for (const key of ["loss", "implicit_accuracy", "reward_margin", "grad_norm"]) {
-      const svg = document.getElementById("plot-" + key);
-      if (svg) plot(svg, run.metrics.filter((m) => typeof m[key] === "number").map((m) => [m.step, m[key]]));
+    for (const svg of document.querySelectorAll("svg.plot[data-metric]")) {
+      const key = svg.dataset.metric;
+      plot(svg, run.metrics.filter((m) => typeof m[key] === "number").map((m) => [m.step, m[key]]));
     }
     return run.status === "queued" || run.status === "running";
   }
