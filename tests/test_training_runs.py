@@ -10,8 +10,9 @@ from rest_framework.test import APIClient
 from annotation.models import Clip, Round
 from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
+from training.alignment.sampling import candidate_seed
 from training.alignment.toy import mean_brightness
-from training.models import PolicyCheckpoint, PreferencePair
+from training.models import Candidate, PolicyCheckpoint, PreferencePair
 from training.services import launch
 from training.services.pairs import export_pairs_jsonl
 
@@ -238,22 +239,21 @@ def test_reward_model_names_are_reserved_at_launch(db, admin_user):
         request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
 
 
+GENERATION = {"candidates_per_condition": 1, "base_seed": 3, "inference_steps": 2}
+
+
 def test_a_generation_whose_candidates_do_not_import_fails_and_names_the_rows(
     seed_round, admin_user, django_capture_on_commit_callbacks
 ):
-    """Generating the same seeds twice into one round: the second run's videos are identical,
-    ingest refuses them as duplicates, and the run says so instead of "succeeded"."""
-    params = {
-        "source_round_id": seed_round.pk,
-        "target_round": "twice",
-        "candidates_per_condition": 1,
-        "base_seed": 3,
-        "inference_steps": 2,
-    }
+    """The target round already holds the same videos, not as this checkpoint's candidates (a
+    lead imported them, say): ingest refuses the new ones as duplicates, and the run says so
+    instead of "succeeded"."""
+    params = {"source_round_id": seed_round.pk, "target_round": "twice", **GENERATION}
     first = run_now(
         django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
     )
     assert first.artifacts["imported"] == 4 and first.artifacts["import_errors"] == 0
+    Candidate.objects.filter(clip__round__name="twice").delete()  # clips with no candidate link
     with django_capture_on_commit_callbacks(execute=True):
         second = launch.launch_run(kind="generation", params=params, created_by=admin_user)
     second.refresh_from_db()
@@ -262,3 +262,37 @@ def test_a_generation_whose_candidates_do_not_import_fails_and_names_the_rows(
     assert "row 1: duplicate: this video is already a clip in this round" in second.error
     assert second.artifacts["imported"] == 0 and second.artifacts["import_errors"] == 4
     assert Clip.objects.filter(round__name="twice").count() == 4
+
+
+def test_a_repeated_generation_makes_only_the_candidates_not_yet_in_the_round(
+    seed_round, admin_user, django_capture_on_commit_callbacks
+):
+    """A generation resumed after some of its candidates were imported (or run twice) generates
+    only the missing ones, and with none missing loads no generator at all."""
+    params = {"source_round_id": seed_round.pk, "target_round": "again", **GENERATION}
+    first = run_now(
+        django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
+    )
+    assert first.artifacts["imported"] == 4 and first.artifacts["already_in_round"] == 0
+    lost = Clip.objects.filter(round__name="again").order_by("pk").last()
+    condition_id = lost.condition_id
+    lost.delete()  # one candidate did not make it (its clip and candidate link are gone)
+
+    second = run_now(
+        django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
+    )
+    assert second.status == TrainingRun.Status.SUCCEEDED, second.error
+    assert second.artifacts["videos"] == 1 and second.artifacts["imported"] == 1
+    assert second.artifacts["already_in_round"] == 3 and second.artifacts["import_errors"] == 0
+    regenerated = Clip.objects.get(round__name="again", condition_id=condition_id)
+    assert regenerated.candidate.run_id == second.pk
+    assert regenerated.candidate.seed == candidate_seed(GENERATION["base_seed"], 0)
+    assert Clip.objects.filter(round__name="again").count() == 4
+    assert "3 already in again: skipped" in second.log_tail
+
+    third = run_now(
+        django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
+    )
+    assert third.status == TrainingRun.Status.SUCCEEDED, third.error
+    assert third.artifacts["videos"] == 0 and third.artifacts["already_in_round"] == 4
+    assert Clip.objects.filter(round__name="again").count() == 4

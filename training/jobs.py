@@ -28,7 +28,7 @@ from runs.services import record_artifacts, save_checkpoint_path
 from training.alignment.cogvideox import load_generator
 from training.alignment.config import TrainConfig
 from training.alignment.pairs import write_pairs_jsonl
-from training.alignment.sampling import GenerationCondition, generate_candidates
+from training.alignment.sampling import GenerationCondition, candidate_seed, generate_candidates
 from training.alignment.trainer import train
 from training.models import Candidate, PolicyCheckpoint
 from training.services.pairs import build_round_pairs, pairs_for_training
@@ -108,13 +108,39 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     ]
     if not conditions:
         raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
+    target, _ = Round.objects.get_or_create(name=p["target_round"])
+    # A resumed (or repeated) run: candidates of this checkpoint already in the target round are
+    # not generated again (their videos would be refused as duplicates).
+    wanted = {
+        (c.key, candidate_seed(p["base_seed"], k))
+        for c in conditions
+        for k in range(p["candidates_per_condition"])
+    }
+    present = wanted & {
+        (str(condition_id), seed)
+        for condition_id, seed in Candidate.objects.filter(
+            clip__round=target,
+            checkpoint=checkpoint,
+            clip__condition_id__in=[int(c.key) for c in conditions],
+        ).values_list("clip__condition_id", "seed")
+    }
     report(
         0,
-        len(conditions) * p["candidates_per_condition"],
+        len(wanted) - len(present),
         None,
         f"generating {p['candidates_per_condition']} candidates for {len(conditions)} conditions with "
-        f"{checkpoint.name if checkpoint else 'the base generator'}",
+        f"{checkpoint.name if checkpoint else 'the base generator'}"
+        + (f" ({len(present)} already in {target.name}: skipped)" if present else ""),
     )
+    if present == wanted:
+        return {
+            "round_id": target.pk,
+            "import_batch_id": None,
+            "videos": 0,
+            "already_in_round": len(present),
+            "imported": 0,
+            "import_errors": 0,
+        }
     components = load_generator(
         p["preset"],
         path=settings.LABELHUB_COGVIDEOX_PATH,
@@ -132,8 +158,8 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         inference_steps=p["inference_steps"],
         guidance_scale=p["guidance_scale"],
         on_progress=report,
+        skip=present,
     )
-    target, _ = Round.objects.get_or_create(name=p["target_round"])
     report(
         len(candidates),
         len(candidates),
@@ -163,6 +189,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         "round_id": target.pk,
         "import_batch_id": batch.pk,
         "videos": len(candidates),
+        "already_in_round": len(present),
         "seeds": sorted({c.seed for c in candidates}),
         "video_dir": str(out_dir),
     }

@@ -8,7 +8,7 @@ differ only by the policy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +69,10 @@ def generate_candidates(
     inference_steps: int | None = None,
     guidance_scale: float | None = None,
     on_progress: Progress | None = None,
+    skip: Collection[tuple[str, int]] = (),
 ) -> list[GeneratedCandidate]:
-    """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``.
+    """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``, except the
+    (condition key, seed) pairs in ``skip`` (already generated: a resumed run makes only the rest).
 
     With ``lora_dir`` the policy's LoRA is loaded through diffusers' ``load_lora_weights`` for the
     duration of the call and unloaded afterwards, so ``components`` stay the base generator.
@@ -85,7 +87,12 @@ def generate_candidates(
     device = next(components.transformer.parameters()).device
     if lora_dir is not None:
         pipe.load_lora_weights(str(lora_dir), adapter_name="policy")
-    total = len(conditions) * candidates_per_condition
+    todo = [
+        (condition, k, candidate_seed(base_seed, k))
+        for condition in conditions
+        for k in range(candidates_per_condition)
+        if (condition.key, candidate_seed(base_seed, k)) not in skip
+    ]
     results = []
     # The pipeline warns on every call when a prompt is longer than the text encoder reads (it is
     # truncated; always so on the tiny preset's 16 tokens): one line per candidate is noise.
@@ -93,33 +100,33 @@ def generate_candidates(
     previous_level = pipeline_log.level
     pipeline_log.setLevel(logging.ERROR)
     try:
-        for c_index, condition in enumerate(conditions):
-            image = read_image(condition.first_frame)
-            for k in range(candidates_per_condition):
-                seed = candidate_seed(base_seed, k)
-                with torch.no_grad():
-                    frames = pipe(
-                        image=image,
-                        prompt=condition.prompt,
-                        height=shape.height,
-                        width=shape.width,
-                        num_frames=shape.frames,
-                        num_inference_steps=steps,
-                        guidance_scale=guidance,
-                        generator=torch.Generator(device=device).manual_seed(seed),
-                        max_sequence_length=components.max_text_tokens,
-                        output_type="np",
-                    ).frames[0]
-                video = write_video(
-                    frames, out_dir / f"{condition.key}-{k:02d}-seed{seed}.mp4", fps=shape.fps
+        images: dict[str, object] = {}
+        for done, (condition, k, seed) in enumerate(todo, 1):
+            if condition.key not in images:
+                images[condition.key] = read_image(condition.first_frame)
+            with torch.no_grad():
+                frames = pipe(
+                    image=images[condition.key],
+                    prompt=condition.prompt,
+                    height=shape.height,
+                    width=shape.width,
+                    num_frames=shape.frames,
+                    num_inference_steps=steps,
+                    guidance_scale=guidance,
+                    generator=torch.Generator(device=device).manual_seed(seed),
+                    max_sequence_length=components.max_text_tokens,
+                    output_type="np",
+                ).frames[0]
+            video = write_video(
+                frames, out_dir / f"{condition.key}-{k:02d}-seed{seed}.mp4", fps=shape.fps
+            )
+            results.append(
+                GeneratedCandidate(
+                    condition.key, k, seed, str(video), condition.prompt, condition.first_frame
                 )
-                results.append(
-                    GeneratedCandidate(
-                        condition.key, k, seed, str(video), condition.prompt, condition.first_frame
-                    )
-                )
-                if on_progress is not None:
-                    on_progress(c_index * candidates_per_condition + k + 1, total)
+            )
+            if on_progress is not None:
+                on_progress(done, len(todo))
     finally:
         pipeline_log.setLevel(previous_level)
         if lora_dir is not None:

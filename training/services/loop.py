@@ -424,6 +424,7 @@ def _generation(state: _Round) -> None:
         generation_run_id=child.pk,
         next_round_id=child.artifacts["round_id"],
         imported=child.artifacts.get("imported"),
+        already_in_round=child.artifacts.get("already_in_round", 0),
         import_batch_id=child.artifacts["import_batch_id"],
     )
 
