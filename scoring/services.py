@@ -35,6 +35,7 @@ def request_reward_training(
     if snapshot.status != ExportSnapshot.Status.READY:
         raise ValueError(f"snapshot {snapshot_id} is {snapshot.status}, not ready")
     config = dict(config or {})
+    config.setdefault("preset", settings.LABELHUB_REWARD_PRESET)  # the deployment's encoders
     try:
         RewardTrainConfig(**config)
     except TypeError as error:  # an unknown field

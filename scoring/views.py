@@ -3,6 +3,7 @@ predicted-vs-human scatter plot per dimension (inline SVG drawn here, no JavaScr
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -14,6 +15,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
+from scoring.anime_reward.config import get_preset
 from scoring.models import RewardModel
 from scoring.selectors import model_disagreements
 
@@ -38,15 +40,43 @@ def reward_models_page(request):
                 "-created_at"
             )[:50],
             "rounds": Round.objects.order_by("-created_at"),
+            "reward_preset": settings.LABELHUB_REWARD_PRESET,
+            "finetune_default": ", ".join(
+                key.replace("_", " ")
+                for key in get_preset(settings.LABELHUB_REWARD_PRESET).finetune
+            ),
         },
     )
+
+
+FINETUNE_CHOICES = {"": None, "all": True, "none": False}
+
+
+def training_form_config(form) -> dict:
+    """The launch form's fields as a RewardTrainConfig dict (blank = the default); a value that is
+    not a number says which field."""
+    config = {}
+    for name, kind in (("epochs", int), ("encoder_learning_rate", float)):
+        value = form.get(name, "").strip()
+        if value:
+            try:
+                config[name] = kind(value)
+            except ValueError:
+                label = name.replace("_", " ")
+                raise ValueError(f"{label} must be a number, not {value[:40]!r}") from None
+    finetune = form.get("finetune_encoders", "")
+    if finetune not in FINETUNE_CHOICES:
+        raise ValueError(f"fine-tune encoders must be one of {', '.join(FINETUNE_CHOICES)}")
+    if FINETUNE_CHOICES[finetune] is not None:
+        config["finetune_encoders"] = FINETUNE_CHOICES[finetune]
+    return config
 
 
 @require_POST
 @role_required(ADMIN)
 def launch_training_view(request):
-    config = {"epochs": int(request.POST["epochs"])} if request.POST.get("epochs") else {}
     try:
+        config = training_form_config(request.POST)
         run = services.request_reward_training(
             snapshot_id=int(request.POST.get("snapshot_id") or 0),
             config=config,

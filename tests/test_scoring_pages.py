@@ -38,12 +38,39 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     )
     run = TrainingRun.objects.get(kind=TrainingRun.Kind.REWARD_TRAINING)
     assert response["Location"] == f"/runs/{run.pk}/"
-    assert run.params["config"] == {"epochs": 3} and run.status == TrainingRun.Status.QUEUED
+    # the deployment's preset (LABELHUB_REWARD_PRESET) is recorded with the run
+    assert run.params["config"] == {"epochs": 3, "preset": "tiny"}
+    assert run.status == TrainingRun.Status.QUEUED
 
-    bad = logged_in(admin_user).post(
-        "/reward-models/launch/", {"snapshot_id": snapshot.pk, "epochs": "0"}, follow=True
+    tuned = logged_in(admin_user).post(
+        "/reward-models/launch/",
+        {
+            "snapshot_id": snapshot.pk,
+            "finetune_encoders": "all",
+            "encoder_learning_rate": "3e-4",
+            "name": "v2",
+        },
     )
-    assert "Not launched" in bad.content.decode() and TrainingRun.objects.count() == 1
+    assert tuned.status_code == 302
+    assert TrainingRun.objects.get(params__name="v2").params["config"] == {
+        "finetune_encoders": True,
+        "encoder_learning_rate": 3e-4,
+        "preset": "tiny",
+    }
+
+    for fields, message in (
+        ({"epochs": "0"}, "epochs must be at least 1"),
+        ({"epochs": "many"}, "epochs must be a number, not &#x27;many&#x27;"),
+        ({"encoder_learning_rate": "fast"}, "encoder learning rate must be a number"),
+        ({"encoder_learning_rate": "-1"}, "encoder_learning_rate must be positive"),
+        ({"finetune_encoders": "some"}, "fine-tune encoders must be one of"),
+    ):
+        bad = logged_in(admin_user).post(
+            "/reward-models/launch/", {"snapshot_id": snapshot.pk, **fields}, follow=True
+        )
+        assert bad.status_code == 200, fields
+        assert "Not launched" in bad.content.decode() and message in bad.content.decode(), fields
+    assert TrainingRun.objects.count() == 2
 
     model = RewardModel.objects.create(name="rm", preset="tiny", checkpoint_dir="-")
     logged_in(admin_user).post(
