@@ -37,6 +37,9 @@ def test_run_pages_plot_the_metrics_their_kind_reports(live_server):
     pairs = TrainingRun.objects.create(
         kind=TrainingRun.Kind.PAIRS, status=TrainingRun.Status.SUCCEEDED
     )
+    running = TrainingRun.objects.create(
+        kind=TrainingRun.Kind.GAPO, status=TrainingRun.Status.RUNNING, step=1, total_steps=4
+    )
     make_user("ada", "admin")
     with chromium_page() as page:
         login(page, live_server.url, "ada", "pw-ada")
@@ -66,3 +69,13 @@ def test_run_pages_plot_the_metrics_their_kind_reports(live_server):
 
         page.goto(f"{live_server.url}/runs/{pairs.pk}/")
         assert page.locator("#plots").count() == 0
+
+        # a run that ends while watched: the page follows it and drops the cancel button
+        page.goto(f"{live_server.url}/runs/{running.pk}/")
+        assert page.locator("#cancel").is_visible()
+        TrainingRun.objects.filter(pk=running.pk).update(status=TrainingRun.Status.SUCCEEDED)
+        page.wait_for_function(
+            "document.getElementById('status').textContent === 'succeeded'", timeout=15000
+        )
+        assert page.locator("#cancel").count() == 0
+        page.goto("about:blank")  # stop polling before the live server goes away

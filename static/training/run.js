@@ -47,13 +47,16 @@
     const status = document.getElementById("status");
     status.textContent = run.status + (run.cancel_requested && run.status === "running" ? " (cancelling)" : "");
     status.className = "status-" + run.status;
+    const live = run.status === "queued" || run.status === "running";
+    const cancel = document.getElementById("cancel");
+    if (cancel && !live) cancel.closest("form").remove();  // nothing left to cancel
     document.getElementById("log").textContent = run.log_tail;
     document.getElementById("error").textContent = run.error;
     for (const svg of document.querySelectorAll("svg.plot[data-metric]")) {
       const key = svg.dataset.metric;
       plot(svg, run.metrics.filter((m) => typeof m[key] === "number").map((m) => [m.step, m[key]]));
     }
-    return run.status === "queued" || run.status === "running";
+    return live;
   }
 
   async function poll() {
