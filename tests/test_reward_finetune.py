@@ -5,6 +5,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from django.core.management.base import CommandError
 
 from labelhub.dimensions import DIMENSION_KEYS
@@ -226,6 +227,22 @@ def test_mask_solidity_tells_regions_from_speckle_at_any_frame_size():
         speckle = ((yy // cell + xx // cell) % 2 == 0)[None]
         assert mask_solidity(solid).min() > 0.9
         assert mask_solidity(speckle).max() < 0.1
+
+
+def test_mask_solidity_is_the_share_a_max_pooling_opening_keeps():
+    """The shifted-boolean opening equals the textbook one (erode = min pool, dilate = max pool,
+    5 x 5 square, nothing counted past the frame's edge) on random masks, edges included."""
+    torch.manual_seed(0)
+    masks = torch.rand(2, 5, 64, 64) > torch.rand(2, 5, 1, 1)  # sparse to dense
+    masks[0, 0] = False
+    masks[0, 1] = False
+    masks[0, 1, :20, -30:] = True  # a block on the corner
+    x = masks.flatten(0, 1)[:, None].float()
+    eroded = 1 - F.max_pool2d(1 - x, 5, 1, 2)
+    opened = F.max_pool2d(eroded, 5, 1, 2) * x
+    expected = opened.flatten(1).sum(1) / x.flatten(1).sum(1).clamp(min=1)
+    assert torch.equal(mask_solidity(masks).flatten(), expected)
+    assert mask_solidity(masks)[0, 1] > 0.9 and mask_solidity(masks)[0, 0] == 0
 
 
 def test_text_contrastive_loss_pulls_a_matching_video_to_its_own_prompt():
