@@ -146,7 +146,8 @@ def mask_solidity(masks: torch.Tensor, grid: int = 64, radius: int = 2) -> torch
     eroded = _window(_window(x, radius, -1, torch.logical_and), radius, -2, torch.logical_and)
     opened = _window(_window(eroded, radius, -1, torch.logical_or), radius, -2, torch.logical_or)
     opened &= x
-    solidity = opened.flatten(1).sum(1) / x.flatten(1).sum(1).clamp(min=1)
+    area = torch.count_nonzero(x.flatten(1), dim=1).clamp(min=1)
+    solidity = torch.count_nonzero(opened.flatten(1), dim=1) / area
     return solidity.float().view(masks.shape[:-2])
 
 
@@ -707,7 +708,7 @@ class CharacterConsistencyReward(DimensionReward):
         # segmenter gave no region) keeps the whole box, and its prompt box carries on.
         frames = inputs.frames.to(device).float() / 255.0
         keep = masks | ~masks.flatten(3).any(-1)[..., None, None]
-        cutout = frames[:, :, None] * keep[:, :, :, None] + 0.5 * ~keep[:, :, :, None]
+        cutout = torch.where(keep[:, :, :, None], frames[:, :, None], 0.5)
         crops = crop_and_resize(cutout.flatten(0, 2), boxes.flatten(0, 2), blip_size)
         condition = inputs.condition.to(device).float() / 255.0
         condition_crops = crop_and_resize(
