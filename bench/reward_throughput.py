@@ -13,6 +13,7 @@ the decode-only rate means decoding is the bottleneck; far below it, the models 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -131,9 +132,14 @@ def main() -> None:
             )
             for _ in range(args.repeats)
         )
+        cpu0 = time.process_time()
+        decode_only(specs, size=frame_size, batch_size=args.batch_size, workers=args.workers)
+        decode_cpu = time.process_time() - cpu0
+        cpu0 = time.process_time()
         _, per_dimension = model_only(
             model, specs, size=frame_size, batch_size=args.batch_size, device=args.device
         )
+        model_cpu = time.process_time() - cpu0 - decode_cpu  # model_only decodes its batches first
 
     n = args.clips
     decode_rate, score_rate, model_rate = n / decode_s, n / score_s, n / model_s
@@ -157,6 +163,16 @@ def main() -> None:
         "  model time per dimension: "
         + ", ".join(f"{key} {100 * seconds / total:.0f}%" for key, seconds in per_dimension.items())
     )
+    if args.device == "cpu":
+        # Decoding and the models share the same cores: CPU time per clip bounds the scoring rate.
+        cores = len(os.sched_getaffinity(0))
+        per_clip = 1000 * (decode_cpu + model_cpu) / n
+        ceiling = 1000 * cores / per_clip
+        print(
+            f"  CPU per clip: decode {1000 * decode_cpu / n:.0f} ms, models {1000 * model_cpu / n:.0f} ms; "
+            f"on {cores} cores scoring can reach at most {ceiling:.1f} clips/s = "
+            f"{100 * ceiling / decode_rate:.0f}% of decode-only"
+        )
     bottleneck = "decoding" if model_rate > decode_rate else "the models"
     print(
         f"  bottleneck: {bottleneck} (models alone {model_rate:.2f} vs decode alone {decode_rate:.2f} clips/s)"
