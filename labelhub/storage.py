@@ -187,6 +187,15 @@ def local_path(name: str) -> str:
     return str(target)
 
 
+def on_local_disk() -> bool:
+    """True when the default storage is a local filesystem (stored files have paths here)."""
+    try:
+        default_storage.path("")
+    except NotImplementedError:
+        return False
+    return True
+
+
 def store_tree(local_dir: str | Path, prefix: str) -> str:
     """Store every file under ``local_dir`` as ``prefix/<relative path>``; returns ``prefix``."""
     local_dir = Path(local_dir)

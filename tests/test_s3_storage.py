@@ -9,6 +9,7 @@ generation on S3 run in tests/test_loop_end_to_end.py through real workers.
 
 from __future__ import annotations
 
+import shutil
 import time
 import urllib.parse
 import urllib.request
@@ -28,11 +29,13 @@ from annotation.services.assignment import lease_next_clip
 from annotation.services.exports import create_snapshot
 from annotation.services.ingest import import_rows
 from annotation.services.ratings import submit_rating
-from labelhub.storage import local_path
+from labelhub.storage import list_objects, local_path
 from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
+from training.alignment.toy import mean_brightness
+from training.services import launch
 
 pytest_plugins = ["tests.s3"]  # the s3_server and s3_storage fixtures
 
@@ -251,3 +254,67 @@ def test_reward_training_and_scoring_read_their_clips_from_the_bucket(
     scores = ClipScore.objects.filter(reward_model=reward_model)
     assert scores.count() == 4 and not scores.exclude(error="").exists()
     assert all(score.overall is not None for score in scores)
+
+
+def stored_under(prefix: str) -> set[str]:
+    return {obj.name for obj in list_objects((prefix,))}
+
+
+@pytest.mark.slow
+def test_a_gapo_run_resumes_on_another_host_from_its_checkpoint_in_the_bucket(
+    s3_storage, seed_round, admin_user, django_capture_on_commit_callbacks
+):
+    """Resumable checkpoints go to the bucket (retention too): a GAPO run whose host is gone
+    (its local output directory deleted) resumes from the stored checkpoint, not from step 0."""
+
+    def run(kind: str, **params) -> TrainingRun:
+        with django_capture_on_commit_callbacks(execute=True):
+            launched = launch.launch_run(kind=kind, params=params, created_by=admin_user)
+        launched.refresh_from_db()
+        assert launched.status == TrainingRun.Status.SUCCEEDED, launched.error
+        return launched
+
+    run(
+        "generation",
+        source_round_id=seed_round.pk,
+        target_round="s3-candidates",
+        candidates_per_condition=2,
+        base_seed=5,
+        inference_steps=2,
+    )
+    candidates = Round.objects.get(name="s3-candidates")
+    brightness = RewardModel.objects.create(name="brightness", preset="exact", checkpoint_dir="-")
+    for clip in Clip.objects.filter(round=candidates):
+        ClipScore.objects.create(
+            clip=clip,
+            reward_model=brightness,
+            overall=mean_brightness(local_path(clip.original.name)),
+        )
+    source = {"round_id": candidates.pk, "origin": "reward_model", "reward_model_id": brightness.pk}
+    run("pairs", **source)
+    gapo = run(
+        "gapo",
+        **source,
+        max_steps=4,
+        batch_pairs=2,
+        lora_rank=4,
+        checkpoint_every=2,
+        keep_last_checkpoints=1,
+        keep_best_checkpoint=False,
+    )
+    prefix = f"checkpoints/run-{gapo.pk}"
+    assert gapo.checkpoint_path == f"{prefix}/checkpoint-4"
+    stored = stored_under(prefix)
+    assert stored and all(name.startswith(f"{prefix}/checkpoint-4/") for name in stored)
+
+    # The GPU host is gone: its output directory with the local checkpoints with it.
+    TrainingRun.objects.filter(pk=gapo.pk).update(status=TrainingRun.Status.FAILED)
+    shutil.rmtree(gapo.artifacts["output_dir"])
+    with django_capture_on_commit_callbacks(execute=True):
+        resumed = launch.resume(run_id=gapo.pk, created_by=admin_user, max_steps=6)
+    resumed.refresh_from_db()
+    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert "at step 4" in resumed.log_tail
+    assert resumed.metrics[0]["step"] == 5  # continued, not restarted
+    assert resumed.checkpoint_path == f"{prefix}/checkpoint-6"  # one folder per lineage
+    assert all(name.startswith(f"{prefix}/checkpoint-6/") for name in stored_under(prefix))

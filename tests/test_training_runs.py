@@ -148,6 +148,27 @@ def test_launch_validates_params_with_clear_errors(seed_round, admin_user):
         launch.validate_params("scoring", {})
 
 
+def test_trainer_fields_from_the_launch_form_are_read_as_their_types():
+    """The Training runs form and ``launch_run`` send strings: "20" steps is 20, not an error."""
+    value = launch._trainer_value
+    assert value("max_steps", "20") == 20 and value("max_steps", 20.0) == 20
+    assert value("learning_rate", "1e-4") == 1e-4 and value("beta", 5000) == 5000.0
+    assert value("keep_best_checkpoint", "no") is False and value("keep_best_checkpoint", True)
+    assert value("gradient_checkpointing", "") is None
+    assert value("mixed_precision", "bf16") == "bf16"
+    for name, bad, message in (
+        ("max_steps", "2.5", "must be a whole number"),
+        ("max_steps", "many", "must be a number"),
+        ("max_steps", True, "must be a number"),
+        ("max_steps", [1], "must be a number"),
+        ("learning_rate", "nan", "must be a finite number"),
+        ("keep_best_checkpoint", "maybe", "must be true or false"),
+        ("mixed_precision", 3, "must be text"),
+    ):
+        with pytest.raises(launch.InvalidParams, match=f"{name} {message}"):
+            value(name, bad)
+
+
 def test_only_admins_launch_and_cancel_leads_watch(
     seed_round, admin_user, lead, annotator, django_capture_on_commit_callbacks
 ):

@@ -22,7 +22,15 @@ from annotation.services.ingest import (
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.ml import Progress
 from labelhub.storage import delete as delete_stored
-from labelhub.storage import local_path, local_tree, run_dir, save_verified, store_tree
+from labelhub.storage import (
+    list_objects,
+    local_path,
+    local_tree,
+    on_local_disk,
+    run_dir,
+    save_verified,
+    store_tree,
+)
 from runs.models import TrainingRun
 from runs.services import record_artifacts, save_checkpoint_path
 from training.alignment.cogvideox import load_generator
@@ -61,20 +69,22 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
         if p.get("init_checkpoint_id")
         else None
     )
+    root = run
+    while root.resumed_from_id:
+        root = TrainingRun.objects.get(pk=root.resumed_from_id)
     config = TrainConfig(
         **{**p["trainer"], "init_lora": str(local_tree(parent.lora_path)) if parent else ""},
         output_dir=str(output_dir),
-        resume_from=p.get("resume_from", ""),
+        resume_from=resume_point(p.get("resume_from", "")),
     )
     result = train(
         config,
         pairs,
         on_progress=report,
-        on_checkpoint=lambda path: save_checkpoint_path(run.pk, path),
+        on_checkpoint=lambda path: save_checkpoint_path(
+            run.pk, store_checkpoint(Path(path), f"checkpoints/run-{root.pk}")
+        ),
     )
-    root = run
-    while root.resumed_from_id:
-        root = TrainingRun.objects.get(pk=root.resumed_from_id)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
     report(result.steps, result.steps, None, "storing the LoRA weights")
     checkpoint = PolicyCheckpoint.objects.create(
@@ -92,6 +102,31 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
         "pairs": len(pairs),
         "first_run_id": root.pk,
     }
+
+
+def store_checkpoint(path: Path, prefix: str) -> str:
+    """Where a resume will find the checkpoint the trainer just wrote. On remote storage (S3) it
+    is stored under ``prefix/<its name>``, so a resume on any GPU host finds it, and stored ones
+    the trainer has pruned locally go (retention holds in the bucket too); returns the stored
+    name. On local-disk storage the checkpoint stays where it is (no second copy on the disk the
+    paper-scale plan fills): its absolute path."""
+    if on_local_disk():
+        return str(path)
+    name = store_tree(path, f"{prefix}/{path.name}")
+    kept = {p.name for p in path.parent.glob("checkpoint-*[0-9]")}
+    for obj in list_objects((prefix,)):
+        if obj.name[len(prefix) + 1 :].split("/", 1)[0] not in kept:
+            delete_stored(obj.name)
+    return name
+
+
+def resume_point(resume_from: str) -> str:
+    """The local directory to resume from: a stored checkpoint (a relative storage name) is
+    fetched to this host; an absolute path (a checkpoint written before they were stored) is
+    used as it is."""
+    if not resume_from or resume_from == "latest" or Path(resume_from).is_absolute():
+        return resume_from
+    return str(local_tree(resume_from))
 
 
 def generation_job(run: TrainingRun, report: Progress) -> dict:

@@ -6,6 +6,7 @@ stores and what its task reads. The task is enqueued on the ``gpu`` queue after 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, fields
 
 from django.conf import settings
@@ -35,6 +36,8 @@ TRAINER_FIELDS = (
     "max_grad_norm",
     "seed",
     "checkpoint_every",
+    "keep_last_checkpoints",
+    "keep_best_checkpoint",
     "log_every",
     "image_dropout",
     "gradient_checkpointing",
@@ -44,6 +47,45 @@ TRAINER_FIELDS = (
 
 class InvalidParams(ValueError):
     """Launch parameters that do not make a valid run; the message says which and why."""
+
+
+TRUE, FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+# The type a trainer field takes, from its default (gradient_checkpointing: None = auto, a bool).
+TRAINER_TYPES = {
+    f.name: bool if f.default is None else type(f.default)
+    for f in fields(TrainConfig)
+    if f.name in TRAINER_FIELDS
+}
+
+
+def _trainer_value(name: str, value):
+    """A trainer field's value as its type: the launch form and the CLI send strings."""
+    kind = TRAINER_TYPES[name]
+    if name == "gradient_checkpointing" and value in (None, "", "auto"):
+        return None
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in TRUE + FALSE:
+            return str(value).strip().lower() in TRUE
+        raise InvalidParams(f"{name} must be true or false, got {value!r}")
+    if kind is str:
+        if not isinstance(value, str):
+            raise InvalidParams(f"{name} must be text, got {value!r}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise InvalidParams(f"{name} must be a number, got {value!r}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidParams(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidParams(f"{name} must be a finite number, got {value!r}")
+    if kind is int:
+        if not number.is_integer():
+            raise InvalidParams(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    return number
 
 
 def _pop(params: dict, key: str, kind: type, default=None, *, required: bool = False):
@@ -116,7 +158,7 @@ def validate_params(kind: str, params: dict) -> dict:
                     f"init_lora has no {LORA_WEIGHT_NAME}: policy checkpoint {parent.pk} "
                     f"({parent.lora_path})"
                 )
-        trainer = {k: params.pop(k) for k in TRAINER_FIELDS if k in params}
+        trainer = {k: _trainer_value(k, params.pop(k)) for k in TRAINER_FIELDS if k in params}
         try:
             config = TrainConfig(
                 output_dir="-",
