@@ -40,7 +40,7 @@ def round_reward(round_):
 
 @pytest.mark.slow
 def test_the_loop_end_to_end_through_runs(
-    seed_round, admin_user, tmp_path, django_capture_on_commit_callbacks
+    seed_round, admin_user, tmp_path, client, django_capture_on_commit_callbacks
 ):
     captured = django_capture_on_commit_callbacks
     gen0 = run_now(
@@ -81,6 +81,15 @@ def test_the_loop_end_to_end_through_runs(
         assert pair.winner_reward == max(s.overall for s in scores)
         assert pair.loser_reward == min(s.overall for s in scores)
     assert export_pairs_jsonl(round_id=round0.pk, path=tmp_path / "pairs.jsonl") == 4
+
+    # The Training runs form posts strings, its steps field prefilled with "1000".
+    client.force_login(admin_user)
+    form = {"round_id": round0.pk, "origin": "reward_model", "reward_model_id": brightness.pk}
+    response = client.post(reverse("training:launch"), {"kind": "dpo", **form, "max_steps": "1000"})
+    from_form = TrainingRun.objects.get(kind="dpo")
+    assert response["Location"] == reverse("training:run", args=[from_form.pk])
+    assert from_form.params["trainer"]["max_steps"] == 1000
+    launch.cancel(run_id=from_form.pk)
 
     gapo = run_now(
         captured,
