@@ -11,13 +11,13 @@ from django.http import JsonResponse
 from django.views import defaults
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.authtoken.models import Token
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelhub.schema import FRAMEWORK_ERRORS, error_response
+from labelhub.security import issue_token
 
 BIGINT_MAX = 2**63 - 1  # Postgres bigint: ids and seeds past it cannot be stored or looked up
 
@@ -77,11 +77,12 @@ class TokenSerializer(serializers.Serializer):
 
 
 class ObtainTokenView(APIView):
-    """POST username + password: the user's API token (created on first use).
+    """POST username + password: a new API token for the user (it replaces the previous one).
 
     Scripts send ``Authorization: Token <token>`` instead of basic auth, so the server checks the
     password once here rather than hashing it on every request. Failed attempts count towards the
-    login lockout (django-axes) like any other login.
+    login lockout (django-axes) like any other login. The database keeps only a digest of the
+    token, so it is shown once: keep it, or ask for a new one.
     """
 
     authentication_classes: list = []
@@ -95,5 +96,4 @@ class ObtainTokenView(APIView):
     def post(self, request):
         credentials = AuthTokenSerializer(data=request.data, context={"request": request})
         credentials.is_valid(raise_exception=True)
-        token, _ = Token.objects.get_or_create(user=credentials.validated_data["user"])
-        return Response({"token": token.key})
+        return Response({"token": issue_token(credentials.validated_data["user"])})

@@ -1,4 +1,5 @@
-"""Request-level defences shared by every API: login lockout, write throttling, body size limits.
+"""Request-level defences shared by every API: login lockout, write throttling, body size limits,
+API tokens stored as digests.
 
 Settings name the limits (labelhub/settings.py); this module only applies them.
 """
@@ -6,11 +7,15 @@ Settings name the limits (labelhub/settings.py); this module only applies them.
 from __future__ import annotations
 
 import codecs
+import hashlib
+import secrets
 
 from axes.backends import AxesStandaloneBackend
 from axes.exceptions import AxesBackendPermissionDenied
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponse, JsonResponse
+from rest_framework.authentication import TokenAuthentication
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser
 from rest_framework.permissions import SAFE_METHODS
@@ -120,3 +125,31 @@ class RequestSizeLimitMiddleware:
         if len(declared) > len(str(limit)) or int(declared) > limit:
             return JsonResponse({"detail": _body_too_large(limit)}, status=413)
         return self.get_response(request)
+
+
+# --- API tokens: only a digest is stored ----------------------------------------------------------
+
+
+def token_digest(secret: str) -> str:
+    """What the database keeps of an API token: 40 hex characters of BLAKE2b (DRF's key width).
+    A copy of the table gives no usable token."""
+    return hashlib.blake2b(secret.encode(), digest_size=20).hexdigest()
+
+
+def issue_token(user) -> str:
+    """A new API token for ``user``, replacing any previous one; the secret is returned once and
+    never stored."""
+    from rest_framework.authtoken.models import Token
+
+    secret = secrets.token_hex(20)
+    with transaction.atomic():
+        Token.objects.filter(user=user).delete()
+        Token.objects.create(user=user, key=token_digest(secret))
+    return secret
+
+
+class HashedTokenAuthentication(TokenAuthentication):
+    """``Authorization: Token <secret>``, looked up by the secret's digest (one indexed query)."""
+
+    def authenticate_credentials(self, key):
+        return super().authenticate_credentials(token_digest(key))

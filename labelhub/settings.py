@@ -306,7 +306,7 @@ REST_FRAMEWORK = {
     # auth pays a password hash on every request. The browser uses its session.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
-        "rest_framework.authentication.TokenAuthentication",
+        "labelhub.security.HashedTokenAuthentication",  # the table holds digests only
         "rest_framework.authentication.BasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

@@ -15,10 +15,10 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from annotation.services.rounds import RoundSettingsError, update_round_settings
+from labelhub.security import issue_token
 from runs.models import TrainingRun
 from scoring.models import RewardModel
 from tests.conftest import make_user
@@ -117,7 +117,7 @@ def test_schemathesis_finds_no_server_error_or_schema_mismatch(role, live_server
         "lead": make_user("fuzz-lead", "annotator", "lead"),
         "admin": make_user("fuzz-admin", "annotator", "admin"),
     }
-    token = Token.objects.create(user=users[role]).key
+    token = issue_token(users[role])
 
     proc, junit = _fuzz(live_server.url, token, tmp_path)
     summary = _summary(proc.stdout)

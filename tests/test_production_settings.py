@@ -3,6 +3,7 @@ lockout (django-axes), write throttling, token auth, body size limits, schema be
 error pages that never show Django's debug page."""
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -15,9 +16,13 @@ from django.contrib.auth.hashers import MD5PasswordHasher, get_hasher
 from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.core.management.base import CommandError
 from django.urls import include, path
+from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from labelhub.security import token_digest
 from tests.conftest import make_user
 
 ROOT = Path(django_settings.BASE_DIR)
@@ -178,7 +183,7 @@ class CountingHasher(MD5PasswordHasher):
 
 
 @pytest.mark.django_db
-def test_token_auth_checks_the_password_once(settings):
+def test_token_auth_checks_the_password_once_and_stores_only_a_digest(settings):
     settings.PASSWORD_HASHERS = ["tests.test_production_settings.CountingHasher"]
     counting = type(get_hasher("counting_md5"))  # the class Django loaded, whatever its module
     make_user("tara", "annotator")
@@ -198,6 +203,23 @@ def test_token_auth_checks_the_password_once(settings):
         assert me.status_code == 200 and me.json()["username"] == "tara"
     assert counting.checks == 0
     assert client.get("/api/me/", HTTP_AUTHORIZATION="Token not-a-token").status_code == 403
+    # the table holds a digest: the stored value is no token
+    stored = Token.objects.get(user__username="tara").key
+    assert stored != key and stored == token_digest(key)
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {stored}").status_code == 403
+    # asking again gives a new token and retires the old one
+    again = client.post("/api/auth/token/", {"username": "tara", "password": "pw-tara"})
+    new_key = again.json()["token"]
+    assert new_key != key and Token.objects.filter(user__username="tara").count() == 1
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {key}").status_code == 403
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 200
+    out = io.StringIO()
+    call_command("issue_token", "tara", stdout=out)
+    from_command = out.getvalue().strip()
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {from_command}").status_code == 200
+    assert client.get("/api/me/", HTTP_AUTHORIZATION=f"Token {new_key}").status_code == 403
+    with pytest.raises(CommandError, match="no active user named 'nobody'"):
+        call_command("issue_token", "nobody")
     bad = client.post("/api/auth/token/", {"username": "tara", "password": "wrong"})
     assert bad.status_code == 400 and "token" not in bad.json()
 

@@ -13,10 +13,10 @@ import uuid
 import httpx
 import pytest
 from django.db import connection
-from rest_framework.authtoken.models import Token
 
 from annotation.models import Clip, ClipLabel, Lease, Rating
 from annotation.services.labels import recompute_all_labels
+from labelhub.security import issue_token
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
 from tests.faults import own_connection
@@ -38,9 +38,9 @@ def leased(live_server):
     round_ = make_round("r1", ratings_per_clip=3)
     make_ready_clips(round_, 1)
     user = make_user("anna", "annotator")
-    token = Token.objects.create(user=user)
+    token = issue_token(user)
     client = httpx.Client(
-        base_url=live_server.url, headers={"Authorization": f"Token {token.key}"}, timeout=30
+        base_url=live_server.url, headers={"Authorization": f"Token {token}"}, timeout=30
     )
     response = client.post(f"/api/rounds/{round_.pk}/next/", json={})
     assert response.status_code == 200, response.text
