@@ -28,13 +28,7 @@ from scoring.anime_reward.synthetic import (
 from scoring.anime_reward.train import RewardItem, RewardTrainConfig, train_reward
 from scoring.anime_reward.video import write_video
 
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")  # tests/conftest.py
 
 
 # --- metrics, checked by hand --------------------------------------------------------------------

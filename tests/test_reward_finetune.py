@@ -21,13 +21,7 @@ from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
 from scoring.anime_reward.train import RewardItem, train_reward
 from scoring.management.commands.train_reward import parse_overrides
 
-
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")  # tests/conftest.py
 
 
 def test_keyframes_are_the_first_frame_and_the_largest_changes_in_time_order():

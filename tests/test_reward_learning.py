@@ -27,12 +27,7 @@ from reward_learning import bench_config, rule_items  # noqa: E402
 CLIPS, EPOCHS, SEED, LEARNS, BEATS_FROZEN = 128, 30, 0, 0.7, 0.3
 
 
-@pytest.fixture(autouse=True)
-def two_threads():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("two_threads")  # tests/conftest.py
 
 
 def _config(**overrides) -> RewardTrainConfig:
