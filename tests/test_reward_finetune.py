@@ -258,3 +258,8 @@ def test_text_contrastive_loss_pulls_a_matching_video_to_its_own_prompt():
     # a clip that does not match its prompt (target 0) pushes its video away from that prompt
     assert text.contrastive_loss(values([b, a]), prompts, torch.tensor([0.0, 1.0])) > 0
     assert text.contrastive_loss(values([a, a]), ["same", "same"], weights).item() == 0.0
+    # neither clip matches its prompt: sitting at its own prompt costs more than at the other
+    mismatched = torch.zeros(2)
+    near = text.contrastive_loss(values([a, b]), prompts, mismatched)
+    away = text.contrastive_loss(values([b, a]), prompts, mismatched)
+    assert near > away
