@@ -6,7 +6,8 @@
 
 The full preset is built from the published configs with random weights (no download); rates do
 not depend on the weights. 24 frames per clip, bf16 on a GPU, batched; decoding runs on a thread
-pool ahead of the models, exactly as in ``scoring.services.score_clips``. Scoring reaching ~80% of
+pool ahead of the models, exactly as in ``scoring.jobs.score_clips`` (on a CPU the models get half
+the cores while decoding runs, as there; ``--threads N`` sets torch's threads instead). Scoring reaching ~80% of
 the decode-only rate means decoding is the bottleneck; far below it, the models are.
 """
 
@@ -17,13 +18,18 @@ import os
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scoring.anime_reward.frames import ClipSpec, iter_decoded_batches  # noqa: E402
+from scoring.anime_reward.frames import (  # noqa: E402
+    ClipSpec,
+    cores_shared_with_decoding,
+    iter_decoded_batches,
+)
 from scoring.anime_reward.models import AnimeReward  # noqa: E402
 from scoring.anime_reward.synthetic import make_labelled_clips  # noqa: E402
 
@@ -85,7 +91,10 @@ def main() -> None:
         "--size", type=int, default=256, help="side of the synthetic clips in pixels"
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (0 = leave default)"
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (0 = as score_clips: half the cores while decoding runs)",
     )
     parser.add_argument(
         "--repeats", type=int, default=3, help="best of this many timings (shared machines)"
@@ -102,7 +111,9 @@ def main() -> None:
     build_s = time.perf_counter() - t0
     frame_size = model.encoders.preset.frame_size
 
-    with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp:
+    shared = nullcontext() if args.threads else cores_shared_with_decoding(args.device)
+    with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp, shared:
+        threads = torch.get_num_threads()
         clips = make_labelled_clips(Path(tmp), args.clips, frames=args.frames, size=args.size)
         specs = [
             ClipSpec(c.index, str(c.video_path), str(c.condition_image_path), c.prompt)
@@ -146,7 +157,7 @@ def main() -> None:
     name = (
         torch.cuda.get_device_name()
         if args.device == "cuda"
-        else f"CPU, {torch.get_num_threads()} threads"
+        else f"CPU, {threads} torch threads"
     )
     print(
         f"AnimeReward {args.preset} on {name}; {n} clips of {args.frames} frames at {args.size}px, "

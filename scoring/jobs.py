@@ -16,7 +16,7 @@ from labelhub.ml import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
 from runs.models import TrainingRun
 from scoring.anime_reward.config import RewardTrainConfig
-from scoring.anime_reward.frames import ClipSpec, iter_decoded_batches
+from scoring.anime_reward.frames import ClipSpec, cores_shared_with_decoding, iter_decoded_batches
 from scoring.anime_reward.models import AnimeReward
 from scoring.anime_reward.train import RewardItem, train_reward
 from scoring.models import ClipScore, RewardModel
@@ -178,26 +178,28 @@ def score_clips(
     frame_size = model.encoders.preset.frame_size
     scored = 0
     _save_errors(reward_model, errors)
-    for batch in iter_decoded_batches(specs, size=frame_size, batch_size=batch_size):
-        _save_errors(reward_model, batch.errors)
-        errors.update(batch.errors)
-        if batch.inputs is not None:
-            rewards = model.score_batch(batch.inputs)
-            with transaction.atomic():
-                for row, spec in enumerate(batch.specs):
-                    ClipScore.objects.update_or_create(
-                        clip_id=spec.clip_id,
-                        reward_model=reward_model,
-                        defaults={
-                            **{
-                                key: float(rewards[key][row])
-                                for key in (*DIMENSION_KEYS, "overall")
+    device = next(model.parameters()).device
+    with cores_shared_with_decoding(device):
+        for batch in iter_decoded_batches(specs, size=frame_size, batch_size=batch_size):
+            _save_errors(reward_model, batch.errors)
+            errors.update(batch.errors)
+            if batch.inputs is not None:
+                rewards = model.score_batch(batch.inputs)
+                with transaction.atomic():
+                    for row, spec in enumerate(batch.specs):
+                        ClipScore.objects.update_or_create(
+                            clip_id=spec.clip_id,
+                            reward_model=reward_model,
+                            defaults={
+                                **{
+                                    key: float(rewards[key][row])
+                                    for key in (*DIMENSION_KEYS, "overall")
+                                },
+                                "error": "",
                             },
-                            "error": "",
-                        },
-                    )
-            scored += len(batch.specs)
-        report(scored + len(errors), total, None, "")
+                        )
+                scored += len(batch.specs)
+            report(scored + len(errors), total, None, "")
     for clip_id, error in errors.items():
         report(total, total, None, f"clip {clip_id} not scored: {error}")
     return {"scored": scored, "failed": len(errors), "already_scored": len(done)}

@@ -55,6 +55,8 @@ class RewardPreset:
     # unmasked and the previous box carries on (random tiny SAM gives such mazes)
     min_mask_solidity: float = 0.5
     keyframes: int = 8  # frames the appeal model keeps (largest frame-to-frame change)
+    # frames the character model detects-and-tracks through, spread over the clip (0: all sampled)
+    track_frames: int = 8
     # dimensions whose encoders are fine-tuned by default (RewardTrainConfig.finetune_encoders=None)
     finetune: tuple[str, ...] = ()
 
@@ -177,6 +179,13 @@ class RewardTrainConfig:
     keyframes: int | None = field(
         default=None, metadata={"help": "Keyframes the appeal model scores; None = the preset's."}
     )
+    track_frames: int | None = field(
+        default=None,
+        metadata={
+            "help": "Frames the character model tracks, spread over the clip; 0 = every sampled "
+            "frame, None = the preset's."
+        },
+    )
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
     mixed_precision: str = field(
         default="auto", metadata={"help": "auto (bf16 on GPU), bf16 or no."}
@@ -213,6 +222,8 @@ class RewardTrainConfig:
         self._check_overrides()
         if self.keyframes is not None and self.keyframes < 1:
             raise ValueError("keyframes must be at least 1")
+        if self.track_frames is not None and not (self.track_frames == 0 or self.track_frames >= 2):
+            raise ValueError("track_frames must be 0 (every sampled frame) or at least 2")
         if self.preset not in PRESETS:
             raise ValueError(f"preset must be one of {', '.join(PRESETS)}, not {self.preset!r}")
         unknown = set(self.dimensions) - set(DIMENSION_KEYS)

@@ -65,20 +65,27 @@ def _device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
 
 
 def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> normalised float pixels at the encoder's size, on its device."""
+    """uint8 (N, 3, S, S) -> normalised float pixels at the encoder's size, on its device.
+
+    On a CPU a downscale runs on the uint8 pixels (torch's SIMD antialiased kernel, ~3x faster
+    than on floats, within 1/255 of them); the normalisation is one fused multiply-add."""
     device, dtype = _device_dtype(module)
-    x = images.to(device, non_blocking=True).float() / 255.0
+    x = images.to(device, non_blocking=True)
     if x.shape[-1] != spec.size:
+        shrink = x.shape[-1] > spec.size
+        if not (shrink and x.dtype == torch.uint8 and x.device.type == "cpu"):
+            x = x.float()
         x = F.interpolate(
             x,
             size=(spec.size, spec.size),
             mode="bilinear",
-            antialias=x.shape[-1] > spec.size,
+            antialias=shrink,
             align_corners=False,
         )
-    mean = torch.tensor(spec.mean, device=device).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
-    return ((x - mean) / std).to(dtype)
+    scale = 1 / (255.0 * std)
+    shift = -torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) / std
+    return torch.addcmul(shift, x.float(), scale).to(dtype)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -87,15 +94,20 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (values * weights).sum(1) / weights.sum(1).clamp(min=1)
 
 
-def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Crop normalised xyxy boxes out of (N, 3, H, W) images and resize to (N, 3, size, size)."""
+def box_grid(boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """``grid_sample`` grids (N, size, size, 2) that cut normalised xyxy boxes (N, 4) out of images."""
     x1, y1, x2, y2 = boxes.unbind(-1)
-    theta = torch.zeros(images.shape[0], 2, 3, device=images.device, dtype=images.dtype)
+    theta = torch.zeros(boxes.shape[0], 2, 3, device=boxes.device, dtype=boxes.dtype)
     theta[:, 0, 0] = x2 - x1
     theta[:, 0, 2] = x1 + x2 - 1
     theta[:, 1, 1] = y2 - y1
     theta[:, 1, 2] = y1 + y2 - 1
-    grid = F.affine_grid(theta, [images.shape[0], 3, size, size], align_corners=False)
+    return F.affine_grid(theta, [boxes.shape[0], 1, size, size], align_corners=False)
+
+
+def crop_and_resize(images: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """Crop normalised xyxy boxes out of (N, 3, H, W) images and resize to (N, 3, size, size)."""
+    grid = box_grid(boxes.to(images.dtype), size)
     return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
@@ -135,12 +147,16 @@ def _window(masks: torch.Tensor, radius: int, dim: int, op) -> torch.Tensor:
 
 def mask_solidity(masks: torch.Tensor, grid: int = 64, radius: int = 2) -> torch.Tensor:
     """Share of each boolean mask (..., H, W) that survives a morphological opening (erode, then
-    dilate, by ``radius`` cells on a ``grid`` x ``grid`` copy, whatever the frame size): about 1
-    for a region wider than a few cells, near 0 for speckle or a maze of thin strands (a random or
-    failed segmenter). The square structuring element is applied as two 1-D passes of shifted
-    boolean ands / ors (about 9x faster on a CPU than max pooling floats, same result)."""
+    dilate, by ``radius`` cells on a ``grid`` x ``grid`` copy, whatever the frame size; a mask
+    coarser than the grid keeps its size and the radius shrinks with it): about 1 for a region
+    wider than a few cells, near 0 for speckle or a maze of thin strands (a random or failed
+    segmenter). The square structuring element is applied as two 1-D passes of shifted boolean
+    ands / ors (about 9x faster on a CPU than max pooling floats, same result)."""
     x = masks.flatten(0, -3)
-    if x.shape[-1] != grid or x.shape[-2] != grid:
+    side = min(x.shape[-2:])
+    if side < grid:
+        radius = max(1, round(radius * side / grid))
+    elif x.shape[-1] != grid or x.shape[-2] != grid:
         x = F.adaptive_avg_pool2d(x[:, None].float(), grid)[:, 0] > 0.5
     x = x.bool()
     eroded = _window(_window(x, radius, -1, torch.logical_and), radius, -2, torch.logical_and)
@@ -157,8 +173,11 @@ def select_keyframes(frames: torch.Tensor, mask: torch.Tensor, count: int) -> to
     (B, T) mask -> (B, K) frame indices, K = min(count, T); short clips repeat their last frame."""
     batch, length = frames.shape[:2]
     count = min(count, length)
-    small = F.interpolate(frames.flatten(0, 1).float(), size=(16, 16), mode="area")
-    small = small.view(batch, length, -1)
+    small = frames.flatten(0, 1)
+    if small.device.type != "cpu":  # the uint8 antialiased kernel is the CPU's
+        small = small.float()
+    small = F.interpolate(small, size=(16, 16), mode="bilinear", antialias=True)
+    small = small.view(batch, length, -1).float()
     change = torch.zeros(batch, length)
     change[:, 1:] = (small[:, 1:] - small[:, :-1]).abs().mean(-1).cpu()
     change[:, 0] = float("inf")  # the first frame is always a keyframe
@@ -170,10 +189,46 @@ def select_keyframes(frames: torch.Tensor, mask: torch.Tensor, count: int) -> to
     return picked.sort(1).values
 
 
+def spread_frames(
+    frames: torch.Tensor, mask: torch.Tensor, count: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` frames spread evenly over each clip's real frames, first and last included:
+    (B, T, ...) frames and a (B, T) mask of real frames (a prefix) -> (B, count, ...) frames and a
+    (B, count) mask that is False on repeats (a clip shorter than ``count``) and on empty clips.
+    ``count`` <= 0 keeps every frame."""
+    if count <= 0:
+        return frames, mask
+    lengths = mask.sum(1).to(frames.device)
+    steps = torch.linspace(0, 1, count, device=frames.device)
+    index = (steps[None] * (lengths[:, None] - 1).clamp(min=0)).round().long()  # (B, count)
+    picked = frames[torch.arange(len(frames), device=frames.device)[:, None], index]
+    fresh = torch.ones_like(index, dtype=torch.bool)
+    fresh[:, 1:] = index[:, 1:] != index[:, :-1]
+    return picked, (fresh & (lengths[:, None] > 0)).to(mask.device)
+
+
 def _memo(memo: dict, key: tuple, compute):
     if key not in memo:
         memo[key] = compute()
     return memo[key]
+
+
+def frames_for(
+    module: nn.Module, spec: ImageSpec, inputs: RewardInputs, memo: dict
+) -> torch.Tensor:
+    """The batch's frames for an encoder on the CPU: shrunk to its size once per batch and shared
+    by every encoder of that size (CLIP and Idefics2 in tiny). On a GPU, the frames as they are
+    (each encoder resizes them there)."""
+    frames = inputs.frames
+    if _device_dtype(module)[0].type != "cpu" or frames.shape[-1] <= spec.size:
+        return frames
+    return _memo(
+        memo,
+        ("frames", spec.size),
+        lambda: F.interpolate(
+            frames.flatten(0, 1), size=(spec.size, spec.size), mode="bilinear", antialias=True
+        ).view(*frames.shape[:3], spec.size, spec.size),
+    )
 
 
 # --- encoder features ----------------------------------------------------------------------------
@@ -319,12 +374,11 @@ class DimensionReward(nn.Module):
         ]
 
     def _frame_embeds(self, inputs: RewardInputs, memo: dict) -> torch.Tensor:
+        spec = self.encoders.preset.images["clip"]
         return _memo(
             memo,
             (id(self.clip), "frames"),
-            lambda: clip_frame_embeds(
-                self.clip, self.encoders.preset.images["clip"], inputs.frames
-            ),
+            lambda: clip_frame_embeds(self.clip, spec, frames_for(self.clip, spec, inputs, memo)),
         )
 
 
@@ -336,11 +390,12 @@ class SmoothnessReward(DimensionReward):
         super().__init__(encoders, RegressionHead(2 * dim, hidden, dropout))
 
     def features(self, inputs, memo):
+        spec = self.encoders.preset.images["idefics2"]
         embeds = _memo(
             memo,
             (id(self.idefics2), "frames"),
             lambda: idefics2_frame_embeds(
-                self.idefics2, self.encoders.preset.images["idefics2"], inputs.frames
+                self.idefics2, spec, frames_for(self.idefics2, spec, inputs, memo)
             ),
         )
         mask = inputs.frame_mask.to(embeds.device)
@@ -360,12 +415,7 @@ class MotionReward(DimensionReward):
         device, _ = _device_dtype(xclip)
         num_frames = xclip.config.vision_config.num_frames
         # X-CLIP sees a fixed number of frames: spread them over each clip's real frames.
-        counts = inputs.frame_mask.sum(1).clamp(min=1).float()
-        steps = torch.linspace(0, 1, num_frames)
-        index = (steps[None] * (counts[:, None] - 1)).round().long()
-        picked = torch.gather(
-            inputs.frames, 1, index[:, :, None, None, None].expand(-1, -1, *inputs.frames.shape[2:])
-        )
+        picked, _ = spread_frames(inputs.frames, inputs.frame_mask, num_frames)
         batch = picked.shape[0]
         pixels = to_pixels(picked.flatten(0, 1), self.encoders.preset.images["xclip"], xclip)
         tokens = {
@@ -560,6 +610,7 @@ class CharacterConsistencyReward(DimensionReward):
 
     def __init__(self, encoders: Encoders, hidden: int, dropout: float):
         super().__init__(encoders, RegressionHead(self.num_features, hidden, dropout))
+        self.track_frames = encoders.preset.track_frames  # 0: every sampled frame
         # character id (str) -> (N, 3, s, s) uint8 reference images at BLIP's size
         self.gallery: dict[str, torch.Tensor] = {}
 
@@ -659,8 +710,9 @@ class CharacterConsistencyReward(DimensionReward):
         return boxes, keep.float()
 
     @torch.no_grad()
-    def segment(self, embeddings: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-        """SAM masks for N images at once: (N, C, h, w) embeddings, (N, K, 4) boxes -> (N, K, S, S)."""
+    def segment(self, embeddings: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """SAM mask logits for N images at once, at SAM's own mask resolution (256 px for the real
+        model): (N, C, h, w) embeddings, (N, K, 4) normalised boxes -> (N, K, m, m) logits."""
         sam_spec, sam = self.encoders.preset.images["sam"], self.sam
         out = []
         for emb, box in zip(embeddings.split(256), boxes.split(256), strict=True):
@@ -669,47 +721,80 @@ class CharacterConsistencyReward(DimensionReward):
                 input_boxes=(box * sam_spec.size).to(emb.dtype),
                 multimask_output=False,
             ).pred_masks[:, :, 0]
-            out.append(
-                F.interpolate(pred.float(), size=(size, size), mode="bilinear", align_corners=False)
-                > 0
-            )
+            out.append(pred.float())
         return torch.cat(out)
+
+    def _masks(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits -> boolean masks, speckle (no region: a lost character, a random segmenter) emptied."""
+        masks = logits > 0
+        solid = mask_solidity(masks) >= self.encoders.preset.min_mask_solidity
+        return masks & solid[..., None, None]
 
     @torch.no_grad()
     def track(self, inputs: RewardInputs) -> CharacterCrops:
-        """Detect on the condition image, then track every character through the frames.
+        """Detect on the condition image, then track every character through ``track_frames``
+        frames spread over the clip (identity is averaged over frames and changes over seconds,
+        not between neighbouring frames; tracking every sampled frame would triple the cost).
 
-        Tracking is batched: pass 1 prompts every frame of every clip with the detected box; pass 2
-        prompts frame t with the box of pass 1's mask on frame t-1 (frame 0 keeps the detection),
-        so SAM's decoder runs twice over all frames instead of once per frame in a loop.
+        Tracking is batched: pass 1 prompts frames 0..T-2 of every clip with the detected box;
+        pass 2 prompts frame t >= 1 with the box of pass 1's mask on frame t-1 (frame 0's prompt
+        is the detection, which pass 1 segmented already), so SAM's decoder runs 2T - 2 times per
+        character over all clips at once instead of once per frame in a loop. Masks stay at SAM's
+        mask resolution; crops are cut from the frames and the mask logits on the same grid.
         """
         preset, sam = self.encoders.preset, self.sam
         detected, weights = self.detect(inputs.condition)
-        batch, length, _, size, _ = inputs.frames.shape
+        picked, frame_mask = spread_frames(inputs.frames, inputs.frame_mask, self.track_frames)
+        batch, length = picked.shape[:2]
         characters = detected.shape[1]
         sam_spec, blip_size = preset.images["sam"], preset.images["blip"].size
-        flat = inputs.frames.flatten(0, 1)
         embeddings = torch.cat(
-            [sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam)) for chunk in flat.split(32)]
-        )  # (B*T, C, h, w)
+            [
+                sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam))
+                for chunk in picked.flatten(0, 1).split(64)
+            ]
+        )
+        embeddings = embeddings.view(batch, length, *embeddings.shape[1:])
         device = embeddings.device
         detected = detected.to(device)
-        first = detected[:, None].expand(-1, length, -1, -1).flatten(0, 1)  # (B*T, K, 4)
-        masks = self.segment(embeddings, first, size).view(batch, length, characters, size, size)
-        masks = masks & self._solid(masks)
-        tracked = widen_boxes(
-            mask_boxes(masks, first.view(batch, length, characters, 4)), preset.min_box_side
-        )
-        prompts = torch.cat([detected[:, None], tracked[:, :-1]], 1)  # frame t <- mask of t-1
-        masks = self.segment(embeddings, prompts.flatten(0, 1), size).view_as(masks)
-        masks = masks & self._solid(masks)
+        lead = max(length - 1, 1)  # pass 1: every frame but the last (whose mask nothing uses)
+        first = detected[:, None].expand(-1, lead, -1, -1)  # (B, lead, K, 4)
+        logits = self.segment(embeddings[:, :lead].flatten(0, 1), first.flatten(0, 1))
+        logits = logits.view(batch, lead, characters, *logits.shape[-2:])
+        if length > 1:
+            tracked = widen_boxes(mask_boxes(self._masks(logits), first), preset.min_box_side)
+            again = self.segment(embeddings[:, 1:].flatten(0, 1), tracked.flatten(0, 1))
+            logits = torch.cat([logits[:, :1], again.view_as(logits)], 1)  # (B, T, K, m, m)
+            prompts = torch.cat([detected[:, None], tracked], 1)
+        else:
+            prompts = first
+        masks = self._masks(logits)
         boxes = widen_boxes(mask_boxes(masks, prompts), preset.min_box_side)  # (B, T, K, 4)
-        # Grey out the background; an empty or speckled mask (SAM lost the character, or a random
-        # segmenter gave no region) keeps the whole box, and its prompt box carries on.
-        frames = inputs.frames.to(device).float() / 255.0
-        keep = masks | ~masks.flatten(3).any(-1)[..., None, None]
-        cutout = torch.where(keep[:, :, :, None], frames[:, :, None], 0.5)
-        crops = crop_and_resize(cutout.flatten(0, 2), boxes.flatten(0, 2), blip_size)
+        # Crop each frame at its characters' boxes, then grey out the background by the mask
+        # logits sampled on the same grid. An empty or speckled mask (SAM lost the character, or a
+        # random segmenter gave no region) keeps the whole box, and its prompt box carries on.
+        grid = box_grid(boxes.flatten(0, 2), blip_size)  # (B*T*K, s, s, 2)
+        frames = picked.flatten(0, 1).to(device).float().mul_(1 / 255)
+        crops = F.grid_sample(  # all K boxes of a frame in one call: grids stacked along height
+            frames,
+            grid.view(batch * length, characters * blip_size, blip_size, 2),
+            mode="bilinear",
+            padding_mode="border",
+            align_corners=False,
+        ).view(batch * length, 3, characters, blip_size, blip_size)
+        crops = crops.transpose(1, 2).flatten(0, 1)  # (B*T*K, 3, s, s)
+        inside = (
+            F.grid_sample(
+                logits.flatten(0, 2)[:, None],
+                grid,
+                mode="bilinear",
+                padding_mode="border",
+                align_corners=False,
+            )
+            > 0
+        )
+        lost = ~masks.flatten(3).any(-1).flatten()  # (B*T*K,)
+        crops = torch.where(inside | lost[:, None, None, None], crops, 0.5)
         condition = inputs.condition.to(device).float() / 255.0
         condition_crops = crop_and_resize(
             condition.repeat_interleave(characters, 0), detected.flatten(0, 1), blip_size
@@ -721,7 +806,7 @@ class CharacterConsistencyReward(DimensionReward):
         )
         return CharacterCrops(
             crops=_to_uint8(crops).view(batch, length, characters, 3, blip_size, blip_size),
-            frame_mask=inputs.frame_mask.cpu(),
+            frame_mask=frame_mask.cpu(),
             condition_crops=_to_uint8(condition_crops).view(
                 batch, characters, 3, blip_size, blip_size
             ),
@@ -731,11 +816,6 @@ class CharacterConsistencyReward(DimensionReward):
             character_ids=[None if c is None else str(c) for c in inputs.character_ids],
         )
 
-    def _solid(self, masks: torch.Tensor) -> torch.Tensor:
-        """(..., 1, 1) True where a mask is a region, False where it is speckle (dropped)."""
-        solid = mask_solidity(masks) >= self.encoders.preset.min_mask_solidity
-        return solid[..., None, None]
-
     # --- embed and compare (BLIP: the trainable part) ------------------------------------------
 
     def compare(self, crops: CharacterCrops) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -743,14 +823,12 @@ class CharacterConsistencyReward(DimensionReward):
         feature; else the reference image, else the detected crop) and to its own first crop."""
         device, _ = _device_dtype(self.blip)
         batch, length, characters = crops.crops.shape[:3]
-        crop_embeds = self.embed(crops.crops.flatten(0, 2).to(device).float() / 255.0)
+        images = [crops.crops.flatten(0, 2), crops.condition_crops.flatten(0, 1), crops.reference]
+        embeds = self.embed(torch.cat(images).to(device).float().mul_(1 / 255))  # one BLIP pass
+        crop_embeds, from_condition, from_reference = embeds.split([len(i) for i in images])
         crop_embeds = crop_embeds.view(batch, length, characters, -1)
-        from_condition = self.embed(
-            crops.condition_crops.flatten(0, 1).to(device).float() / 255.0
-        ).view(batch, characters, -1)
-        from_reference = self.embed(crops.reference.to(device).float() / 255.0)[:, None].expand(
-            -1, characters, -1
-        )
+        from_condition = from_condition.view(batch, characters, -1)
+        from_reference = from_reference[:, None].expand(-1, characters, -1)
         has_reference = crops.has_reference.to(device)[:, None, None]
         reference = torch.where(has_reference, from_reference, from_condition)
         in_gallery = [c is not None and c in self.gallery for c in crops.character_ids]
@@ -772,7 +850,7 @@ class CharacterConsistencyReward(DimensionReward):
         crops: CharacterCrops,
         targets: torch.Tensor | None = None,
         temperature: float = 0.1,
-        lead_frames: int = 4,
+        lead_frames: int = 1,
         jitter: float = 0.0,
     ) -> torch.Tensor:
         """InfoNCE between tracked mask crops and the gallery characters: pulls a crop to its
@@ -900,6 +978,7 @@ class AnimeReward(nn.Module):
         head_hidden: int | None = None,
         dropout: float = 0.1,
         keyframes: int | None = None,
+        track_frames: int | None = None,
     ):
         super().__init__()
         self.encoders = encoders
@@ -913,6 +992,8 @@ class AnimeReward(nn.Module):
         )
         if keyframes is not None:
             self.dimensions["visual_appeal"].keyframes = keyframes
+        if track_frames is not None:
+            self.dimensions["character_consistency"].track_frames = track_frames
 
     @property
     def gallery(self) -> dict[str, torch.Tensor]:
@@ -934,12 +1015,19 @@ class AnimeReward(nn.Module):
         head_hidden: int | None = None,
         dropout: float = 0.1,
         keyframes: int | None = None,
+        track_frames: int | None = None,
         gallery: dict | None = None,
     ) -> AnimeReward:
         encoders = build_encoders(
             preset, sources=sources, random_weights=random_weights, device=device, dtype=dtype
         )
-        model = cls(encoders, head_hidden=head_hidden, dropout=dropout, keyframes=keyframes)
+        model = cls(
+            encoders,
+            head_hidden=head_hidden,
+            dropout=dropout,
+            keyframes=keyframes,
+            track_frames=track_frames,
+        )
         if gallery:
             model.set_gallery(gallery)
         return model.to(device)
@@ -947,14 +1035,18 @@ class AnimeReward(nn.Module):
     def features(self, inputs: RewardInputs) -> dict[str, Features]:
         """Encoder features of every dimension; shared frozen encoders run once per batch."""
         memo: dict = {}
-        return {key: model.features(inputs, memo) for key, model in self.dimensions.items()}
+        # appeal last: with a shared CLIP it takes its keyframes from the frame embeddings text and
+        # image consistency computed, instead of running CLIP on them again
+        order = sorted(self.dimensions, key=lambda key: key == "visual_appeal")
+        features = {key: self.dimensions[key].features(inputs, memo) for key in order}
+        return {key: features[key] for key in self.dimensions}
 
     def rewards_from_features(self, features: dict[str, Features]) -> dict[str, torch.Tensor]:
         rewards = {key: self.dimensions[key].reward(*features[key]) for key in DIMENSION_KEYS}
         rewards["overall"] = torch.stack([rewards[key] for key in DIMENSION_KEYS]).mean(0)
         return rewards
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def score_batch(self, inputs: RewardInputs) -> dict[str, torch.Tensor]:
         """Rewards in [0, 1] per dimension and overall, each of shape (B,), on the CPU as float32."""
         self.eval()
@@ -999,6 +1091,7 @@ class AnimeReward(nn.Module):
             "head_hidden": self.head_hidden,
             "dropout": self.dropout,
             "keyframes": self.dimensions["visual_appeal"].keyframes,
+            "track_frames": self.dimensions["character_consistency"].track_frames,
             "gallery_characters": list(gallery),
             "dimensions": list(DIMENSION_KEYS),
             **(extra_config or {}),
@@ -1029,6 +1122,8 @@ class AnimeReward(nn.Module):
             head_hidden=config["head_hidden"],
             dropout=config["dropout"],
             keyframes=config.get("keyframes"),
+            # models saved before track_frames existed tracked every sampled frame
+            track_frames=config.get("track_frames", 0),
         )
         if config.get("gallery_characters"):
             images = load_file(str(directory / GALLERY_FILE))

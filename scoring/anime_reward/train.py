@@ -143,6 +143,7 @@ def train_reward(
         head_hidden=config.head_hidden,
         dropout=config.dropout,
         keyframes=config.keyframes,
+        track_frames=config.track_frames,
         gallery=gallery,
     )
     character = model.dimensions["character_consistency"]
