@@ -155,9 +155,7 @@ def main() -> None:
     n = args.clips
     decode_rate, score_rate, model_rate = n / decode_s, n / score_s, n / model_s
     name = (
-        torch.cuda.get_device_name()
-        if args.device == "cuda"
-        else f"CPU, {threads} torch threads"
+        torch.cuda.get_device_name() if args.device == "cuda" else f"CPU, {threads} torch threads"
     )
     print(
         f"AnimeReward {args.preset} on {name}; {n} clips of {args.frames} frames at {args.size}px, "
