@@ -15,8 +15,9 @@ of shape (B, L, F): L per-frame tokens (or one clip-level token) that the head s
     text         CLIP vision (clip mean) + CLIP text (prompt) -> head on the pair
     image        CLIP vision on the condition image and each frame -> head on the pair, averaged
     character    GroundingDINO finds characters on the condition image ("character."), SAM tracks
-                 their masks through the frames (box of frame t-1's mask prompts frame t, all
-                 frames of all clips in two batched passes), BLIP embeds the masked crops; cosine
+                 their masks through ``track_frames`` (8) frames spread over the clip (box of
+                 tracked frame t-1's mask prompts frame t, all frames of all clips in two batched
+                 passes), BLIP embeds the masked crops; cosine
                  similarity to the clip's character in the character gallery (else to the
                  reference image or the detected crop) -> small head
 

@@ -50,6 +50,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"]
         )
+        parser.add_argument("--keyframes", type=int, help=HELP["keyframes"])
+        parser.add_argument("--track-frames", type=int, help=HELP["track_frames"])
         parser.add_argument("--device", help=HELP["device"])
         parser.add_argument("--mixed-precision", help=HELP["mixed_precision"])
         parser.add_argument("--seed", type=int, help=HELP["seed"])
@@ -68,6 +70,8 @@ class Command(BaseCommand):
                 "encoder_learning_rate",
                 "contrastive_weight",
                 "finetune_encoders",
+                "keyframes",
+                "track_frames",
                 "device",
                 "mixed_precision",
                 "seed",
