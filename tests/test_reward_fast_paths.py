@@ -17,7 +17,13 @@ from scoring.anime_reward.frames import (
     cores_shared_with_decoding,
     iter_decoded_batches,
 )
-from scoring.anime_reward.models import REWARD_CONFIG, AnimeReward, spread_frames, to_pixels
+from scoring.anime_reward.models import (
+    REWARD_CONFIG,
+    AnimeReward,
+    distinct_images,
+    spread_frames,
+    to_pixels,
+)
 from scoring.anime_reward.presets import ChannelsFirstLayerNorm, ConvTranspose2x2
 from scoring.anime_reward.synthetic import make_rule_clips
 
@@ -142,3 +148,22 @@ def test_cpu_scoring_gives_torch_half_the_cores_and_gives_them_back():
     assert torch.get_num_threads() == previous
     with cores_shared_with_decoding("cuda"):  # a GPU: nothing to share
         assert torch.get_num_threads() == previous
+
+
+def test_candidates_of_one_condition_are_detected_once():
+    torch.manual_seed(3)
+    a, b = (torch.randint(0, 256, (3, 64, 64), dtype=torch.uint8) for _ in range(2))
+    conditions = torch.stack([a, b, a, a, b])  # two conditions, five candidates
+    assert distinct_images(conditions) == ([0, 1], [0, 1, 0, 0, 1])
+    character = AnimeReward.from_preset("tiny").dimensions["character_consistency"]
+    seen = []
+    hook = character.grounding_dino.register_forward_hook(
+        lambda module, args, kwargs, out: seen.append(len(kwargs["pixel_values"])),
+        with_kwargs=True,
+    )
+    boxes, keep = character.detect(conditions)
+    hook.remove()
+    assert seen == [2]  # GroundingDINO saw each distinct image once
+    alone_boxes, alone_keep = character.detect(torch.stack([a, b]))
+    assert torch.allclose(boxes, alone_boxes[[0, 1, 0, 0, 1]], atol=1e-5)
+    assert torch.equal(keep, alone_keep[[0, 1, 0, 0, 1]])

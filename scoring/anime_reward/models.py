@@ -597,6 +597,20 @@ class CharacterCrops:
         )
 
 
+def distinct_images(images: torch.Tensor) -> tuple[list[int], list[int]]:
+    """Row of the first occurrence of each distinct image, and for each image the index of its
+    distinct one: (N, ...) -> (firsts, inverse) with images[firsts][inverse] == images."""
+    firsts: list[int] = []
+    inverse: list[int] = []
+    for i, image in enumerate(images):
+        same = next((k for k, j in enumerate(firsts) if torch.equal(images[j], image)), None)
+        if same is None:
+            same = len(firsts)
+            firsts.append(i)
+        inverse.append(same)
+    return firsts, inverse
+
+
 def _to_uint8(images: torch.Tensor) -> torch.Tensor:
     return (images.clamp(0, 1) * 255).round().to(torch.uint8).cpu()
 
@@ -682,7 +696,12 @@ class CharacterConsistencyReward(DimensionReward):
 
     @torch.no_grad()
     def detect(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """GroundingDINO on the condition images (one batch): top-K character boxes and weights."""
+        """GroundingDINO on the condition images (one batch): top-K character boxes and weights.
+        Each distinct image is detected once: a round's candidates of one condition share it."""
+        distinct, inverse = distinct_images(condition)
+        if len(distinct) < len(condition):
+            boxes, keep = self.detect(condition[distinct])
+            return boxes[inverse], keep[inverse]
         preset, model = self.encoders.preset, self.grounding_dino
         device, _ = _device_dtype(model)
         tokens = {
