@@ -41,6 +41,7 @@ def reward_models_page(request):
             )[:50],
             "rounds": Round.objects.order_by("-created_at"),
             "reward_preset": settings.LABELHUB_REWARD_PRESET,
+            "preset": get_preset(settings.LABELHUB_REWARD_PRESET),
             "finetune_default": ", ".join(
                 key.replace("_", " ")
                 for key in get_preset(settings.LABELHUB_REWARD_PRESET).finetune
@@ -50,13 +51,19 @@ def reward_models_page(request):
 
 
 FINETUNE_CHOICES = {"": None, "all": True, "none": False}
+FORM_NUMBERS = (
+    ("epochs", int),
+    ("encoder_learning_rate", float),
+    ("keyframes", int),
+    ("track_frames", int),
+)
 
 
 def training_form_config(form) -> dict:
     """The launch form's fields as a RewardTrainConfig dict (blank = the default); a value that is
     not a number says which field."""
     config = {}
-    for name, kind in (("epochs", int), ("encoder_learning_rate", float)):
+    for name, kind in FORM_NUMBERS:
         value = form.get(name, "").strip()
         if value:
             try:

@@ -33,6 +33,10 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         == 403
     )
 
+    page = logged_in(admin_user).get("/reward-models/").content.decode()
+    # the preset's defaults are the placeholders (tiny: 4 keyframes, 8 tracked frames)
+    assert 'name="keyframes" type="number" min="1" placeholder="4"' in page
+    assert 'name="track_frames" type="number" min="0" placeholder="8"' in page
     response = logged_in(admin_user).post(
         "/reward-models/launch/", {"snapshot_id": snapshot.pk, "epochs": "3", "name": "v1"}
     )
@@ -48,6 +52,8 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
             "snapshot_id": snapshot.pk,
             "finetune_encoders": "all",
             "encoder_learning_rate": "3e-4",
+            "keyframes": "6",
+            "track_frames": "12",
             "name": "v2",
         },
     )
@@ -55,6 +61,8 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     assert TrainingRun.objects.get(params__name="v2").params["config"] == {
         "finetune_encoders": True,
         "encoder_learning_rate": 3e-4,
+        "keyframes": 6,
+        "track_frames": 12,
         "preset": "tiny",
     }
 
@@ -64,6 +72,8 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         ({"encoder_learning_rate": "fast"}, "encoder learning rate must be a number"),
         ({"encoder_learning_rate": "-1"}, "encoder_learning_rate must be positive"),
         ({"finetune_encoders": "some"}, "fine-tune encoders must be one of"),
+        ({"track_frames": "1"}, "track_frames must be 0 (every sampled frame) or at least 2"),
+        ({"keyframes": "x"}, "keyframes must be a number"),
     ):
         bad = logged_in(admin_user).post(
             "/reward-models/launch/", {"snapshot_id": snapshot.pk, **fields}, follow=True
