@@ -3,6 +3,7 @@
     .venv/bin/python bench/reward_throughput.py --preset tiny --device cpu --clips 64
     .venv/bin/python bench/reward_throughput.py --preset full --device cuda --clips 256 --batch-size 16
     .venv/bin/python bench/reward_throughput.py --preset full --device cpu --clips 4 --batch-size 2
+      (full on a CPU: ~25 GB of RAM and well over 15 minutes on 2 cores; a GPU is the place for it)
 
 The full preset is built from the published configs with random weights (no download); rates do
 not depend on the weights. 24 frames per clip, bf16 on a GPU, batched; decoding runs on a thread

@@ -69,7 +69,7 @@ def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch
     """uint8 (N, 3, S, S) -> normalised float pixels at the encoder's size, on its device.
 
     On a CPU a downscale runs on the uint8 pixels (torch's SIMD antialiased kernel, ~3x faster
-    than on floats, within 1/255 of them); the normalisation is one fused multiply-add."""
+    than on floats, within 1/255 of them); the normalisation runs in place."""
     device, dtype = _device_dtype(module)
     x = images.to(device, non_blocking=True)
     if x.shape[-1] != spec.size:
@@ -86,7 +86,8 @@ def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
     scale = 1 / (255.0 * std)
     shift = -torch.tensor(spec.mean, device=device).view(1, 3, 1, 1) / std
-    return torch.addcmul(shift, x.float(), scale).to(dtype)
+    # in place on a fresh float copy: a new output tensor for each op costs more than the op
+    return x.to(torch.float32, copy=True).mul_(scale).add_(shift).to(dtype)
 
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -768,10 +769,13 @@ class CharacterConsistencyReward(DimensionReward):
         batch, length = picked.shape[:2]
         characters = detected.shape[1]
         sam_spec, blip_size = preset.images["sam"], preset.images["blip"].size
+        # SAM's memory grows with pixels (its global attention bias is 400 MB a frame at 1024 px):
+        # 32 frames a call at 1024, more at smaller sizes
+        chunk = max(1, min(256, 32 * (1024 // sam_spec.size) ** 2))
         embeddings = torch.cat(
             [
-                sam.get_image_embeddings(to_pixels(chunk, sam_spec, sam))
-                for chunk in picked.flatten(0, 1).split(64)
+                sam.get_image_embeddings(to_pixels(frames, sam_spec, sam))
+                for frames in picked.flatten(0, 1).split(chunk)
             ]
         )
         embeddings = embeddings.view(batch, length, *embeddings.shape[1:])
