@@ -70,7 +70,9 @@ def test_settings_can_differ_per_dimension_and_bad_ones_are_named():
     assert config.for_dimension("text_consistency", "contrastive_weight") == 1.0
     for bad, message in (
         ({"beauty": {"learning_rate": 1}}, "unknown dimension 'beauty'"),
-        ({"text_consistency": {"epochs": 3}}, "'epochs' cannot be set per dimension"),
+        ({"text_consistency": {"batch_size": 3}}, "'batch_size' cannot be set per dimension"),
+        ({"text_consistency": {"epochs": 2.5}}, "must be a whole number >= 1"),
+        ({"text_consistency": {"epochs": 0}}, "must be a whole number >= 1"),
         ({"text_consistency": {"learning_rate": 0}}, "must be > 0"),
         ({"text_consistency": {"contrastive_weight": -1}}, "must be >= 0"),
         ({"text_consistency": {"learning_rate": float("inf")}}, "must be a number"),
@@ -153,12 +155,17 @@ def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
             encoder_learning_rate=1e-3,
             encoder_frozen_layers=1,
             # text's towers get a learning rate too small to move them: the override applies
-            dimension_overrides={"text_consistency": {"encoder_learning_rate": 1e-12}},
+            # and it trains for 3 epochs where the others train for 2
+            dimension_overrides={
+                "text_consistency": {"encoder_learning_rate": 1e-12, "epochs": 3}
+            },
         ),
         tmp_path / "model",
         gallery=gallery,
     )
     assert result.train_clips == 12 and result.test_clips == 4
+    assert len(result.losses["text_consistency"]) == 3
+    assert {len(result.losses[k]) for k in DIMENSION_KEYS if k != "text_consistency"} == {2}
     for key in tuned:
         config = (tmp_path / "model" / key / "config.json").read_text()
         assert "finetuned_encoders" in config

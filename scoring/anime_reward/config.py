@@ -104,7 +104,7 @@ def get_preset(name: str) -> RewardPreset:
         ) from None
 
 
-OVERRIDABLE = ("learning_rate", "encoder_learning_rate", "contrastive_weight")
+OVERRIDABLE = ("epochs", "learning_rate", "encoder_learning_rate", "contrastive_weight")
 
 
 @dataclass
@@ -167,8 +167,8 @@ class RewardTrainConfig:
     dimension_overrides: dict = field(
         default_factory=dict,
         metadata={
-            "help": "Per-dimension settings: dimension key -> {setting: value} for learning_rate, "
-            "encoder_learning_rate and contrastive_weight, e.g. "
+            "help": "Per-dimension settings: dimension key -> {setting: value} for epochs, "
+            "learning_rate, encoder_learning_rate and contrastive_weight, e.g. "
             '{"text_consistency": {"encoder_learning_rate": 1e-3}}.'
         },
     )
@@ -276,6 +276,13 @@ class RewardTrainConfig:
                     or not math.isfinite(value)
                 ):
                     raise ValueError(f"dimension_overrides[{key!r}][{name!r}] must be a number")
+                if name == "epochs":
+                    if value < 1 or not float(value).is_integer():
+                        raise ValueError(
+                            f"dimension_overrides[{key!r}]['epochs'] must be a whole number >= 1"
+                        )
+                    settings[name] = int(value)
+                    continue
                 if value < 0 or (value == 0 and name != "contrastive_weight"):
                     raise ValueError(
                         f"dimension_overrides[{key!r}][{name!r}] must be "

@@ -151,7 +151,8 @@ def train_reward(
     # --- features: decode each clip once, run the frozen encoders once --------------------------
     encode_batches = -(-len(items) // config.encode_batch_size)
     train_steps = {
-        key: config.epochs * -(-sum(i.split == "train" for i in items) // config.batch_size)
+        key: config.for_dimension(key, "epochs")
+        * -(-sum(i.split == "train" for i in items) // config.batch_size)
         for key in config.dimensions
     }
     total = encode_batches + sum(train_steps.values())
@@ -221,8 +222,12 @@ def train_reward(
 
     # --- training: one loop per dimension ------------------------------------------------------
     losses: dict[str, list[float]] = {}
-    generator = torch.Generator().manual_seed(config.seed)
     for key in config.dimensions:
+        # Each dimension draws its batches, dropout and jitter from its own seed, so training one
+        # dimension alone gives the model that a run of all six gives it.
+        dimension_seed = config.seed * len(DIMENSION_KEYS) + DIMENSION_KEYS.index(key)
+        torch.manual_seed(dimension_seed)
+        generator = torch.Generator().manual_seed(dimension_seed)
         dimension = model.dimensions[key]
         finetune = key in finetuned
         if finetune:
@@ -244,11 +249,12 @@ def train_reward(
                 }
             )
         contrastive_weight = config.for_dimension(key, "contrastive_weight")
+        epochs = config.for_dimension(key, "epochs")
         optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
         losses[key] = []
         dimension.train()
-        for epoch in range(config.epochs):
+        for epoch in range(epochs):
             order = torch.randperm(len(train_ids), generator=generator)
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
@@ -286,7 +292,7 @@ def train_reward(
                 step,
                 total,
                 {f"{key}/loss": losses[key][-1]},
-                f"{key} epoch {epoch + 1}/{config.epochs} loss {losses[key][-1]:.4f}",
+                f"{key} epoch {epoch + 1}/{epochs} loss {losses[key][-1]:.4f}",
             )
         dimension.eval()
         if finetune:
