@@ -156,9 +156,7 @@ def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
             encoder_frozen_layers=1,
             # text's towers get a learning rate too small to move them: the override applies
             # and it trains for 3 epochs where the others train for 2
-            dimension_overrides={
-                "text_consistency": {"encoder_learning_rate": 1e-12, "epochs": 3}
-            },
+            dimension_overrides={"text_consistency": {"encoder_learning_rate": 1e-12, "epochs": 3}},
         ),
         tmp_path / "model",
         gallery=gallery,
