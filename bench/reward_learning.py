@@ -5,7 +5,7 @@ Spearman per dimension, worst over seeds.
     .venv/bin/python bench/reward_learning.py --preset tiny
     .venv/bin/python bench/reward_learning.py --preset tiny --seeds 0 --clips 96 --epochs 20
 
-``--epochs`` is the run-wide budget; text's override (``OVERRIDES``) keeps its own.
+``--epochs`` is the run-wide budget; text and motion keep their own (``OVERRIDES``).
 
 Each seed writes its own clips (new textures, colours, speeds) and trains twice on them:
 ``frozen`` (random tiny encoders, only the heads learn) and ``fine-tuned`` (every dimension trains

@@ -224,7 +224,7 @@ def train_reward(
     losses: dict[str, list[float]] = {}
     for key in config.dimensions:
         # Each dimension draws its batches, dropout and jitter from its own seed, so training one
-        # dimension alone gives the model that a run of all six gives it.
+        # dimension alone gives the model a run of all six gives it (up to float rounding).
         dimension_seed = config.seed * len(DIMENSION_KEYS) + DIMENSION_KEYS.index(key)
         torch.manual_seed(dimension_seed)
         generator = torch.Generator().manual_seed(dimension_seed)
