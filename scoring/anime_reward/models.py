@@ -65,23 +65,27 @@ def _device_dtype(module: nn.Module) -> tuple[torch.device, torch.dtype]:
     return param.device, param.dtype
 
 
-def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch.Tensor:
-    """uint8 (N, 3, S, S) -> normalised float pixels at the encoder's size, on its device.
+def shrink_pixels(images: torch.Tensor, size: int) -> torch.Tensor:
+    """(N, 3, H, W) -> (N, 3, size, size), bilinear with antialiasing. uint8 stays uint8 on a CPU
+    (torch's SIMD antialiased kernel, ~3x faster than on floats, within 1/255 of them); elsewhere
+    the pixels become float (that kernel is the CPU's)."""
+    if images.dtype == torch.uint8 and images.device.type != "cpu":
+        images = images.float()
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
 
-    On a CPU a downscale runs on the uint8 pixels (torch's SIMD antialiased kernel, ~3x faster
-    than on floats, within 1/255 of them); the normalisation runs in place."""
+
+def to_pixels(images: torch.Tensor, spec: ImageSpec, module: nn.Module) -> torch.Tensor:
+    """uint8 (N, 3, S, S) -> normalised float pixels at the encoder's size, on its device
+    (a downscale by ``shrink_pixels``; the normalisation runs in place)."""
     device, dtype = _device_dtype(module)
     x = images.to(device, non_blocking=True)
-    if x.shape[-1] != spec.size:
-        shrink = x.shape[-1] > spec.size
-        if not (shrink and x.dtype == torch.uint8 and x.device.type == "cpu"):
-            x = x.float()
+    if x.shape[-1] > spec.size:
+        x = shrink_pixels(x, spec.size)
+    elif x.shape[-1] < spec.size:
         x = F.interpolate(
-            x,
-            size=(spec.size, spec.size),
-            mode="bilinear",
-            antialias=shrink,
-            align_corners=False,
+            x.float(), size=(spec.size, spec.size), mode="bilinear", align_corners=False
         )
     std = torch.tensor(spec.std, device=device).view(1, 3, 1, 1)
     scale = 1 / (255.0 * std)
@@ -175,11 +179,7 @@ def select_keyframes(frames: torch.Tensor, mask: torch.Tensor, count: int) -> to
     (B, T) mask -> (B, K) frame indices, K = min(count, T); short clips repeat their last frame."""
     batch, length = frames.shape[:2]
     count = min(count, length)
-    small = frames.flatten(0, 1)
-    if small.device.type != "cpu":  # the uint8 antialiased kernel is the CPU's
-        small = small.float()
-    small = F.interpolate(small, size=(16, 16), mode="bilinear", antialias=True)
-    small = small.view(batch, length, -1).float()
+    small = shrink_pixels(frames.flatten(0, 1), 16).view(batch, length, -1).float()
     change = torch.zeros(batch, length)
     change[:, 1:] = (small[:, 1:] - small[:, :-1]).abs().mean(-1).cpu()
     change[:, 0] = float("inf")  # the first frame is always a keyframe
@@ -227,9 +227,9 @@ def frames_for(
     return _memo(
         memo,
         ("frames", spec.size),
-        lambda: F.interpolate(
-            frames.flatten(0, 1), size=(spec.size, spec.size), mode="bilinear", antialias=True
-        ).view(*frames.shape[:3], spec.size, spec.size),
+        lambda: shrink_pixels(frames.flatten(0, 1), spec.size).view(
+            *frames.shape[:3], spec.size, spec.size
+        ),
     )
 
 
