@@ -85,6 +85,13 @@ def _append_log(run: TrainingRun, message: str) -> str:
 # --- creating and launching ---------------------------------------------------------------------
 
 
+def queue_for(params: dict) -> str:
+    """The queue of a run: ``gpu`` (one GPU per worker), or ``gpu-xN`` for a run that asks for
+    ``gpus: N`` (workers owning N GPUs listen there and launch N training processes)."""
+    gpus = int(params.get("gpus") or 1)
+    return "gpu" if gpus == 1 else f"gpu-x{gpus}"
+
+
 def create_run(
     *,
     kind: str,
@@ -149,7 +156,7 @@ def launch(
             output_name=output_name,
         )
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk)
+            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(params))
     return run
 
 
@@ -160,7 +167,7 @@ def requeue(run_id: int, *, send: bool = True) -> TrainingRun:
         run = _locked(run_id)
         _move(run, Status.QUEUED, error="", log_tail=_append_log(run, "requeued"))
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk)
+            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(run.params))
     return run
 
 
@@ -372,4 +379,5 @@ __all__ = [
     "requeue",
     "save_checkpoint_path",
     "this_worker",
+    "queue_for",
 ]

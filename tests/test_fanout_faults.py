@@ -7,6 +7,7 @@ defaults are 30 s / 600 s. No clock is faked and nothing of ours is mocked.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -153,13 +154,12 @@ def test_disk_full_while_a_chunk_writes_fails_it_and_the_run_resumes(
     artifacts.mkdir()
     filler = small_disk / "filler"
     # Fill the disk the gpu worker writes its videos on, leaving less than one video's room.
-    with open(filler, "wb") as handle:
+    with open(filler, "wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(b"\0" * 4096)
-                handle.flush()
-        except OSError:
-            pass
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
     env = {**RECOVERY_ENV, "LABELHUB_ARTIFACTS_ROOT": str(artifacts)}
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
     with ExitStack() as stack:

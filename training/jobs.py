@@ -11,6 +11,7 @@ import errno
 import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection
@@ -42,6 +43,7 @@ from training.alignment.pairs import write_pairs_jsonl
 from training.alignment.sampling import GenerationCondition, candidate_seed, generate_candidates
 from training.alignment.trainer import train
 from training.models import Candidate, PolicyCheckpoint
+from training.ranks import train_on_gpus
 from training.services.launch import CHUNK_ATTEMPTS, GENERATION_CHUNK_CONDITIONS
 from training.services.pairs import build_round_pairs, pairs_for_training
 
@@ -67,7 +69,8 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
     pairs = pairs_for_training(
         round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"]
     )
-    write_pairs_jsonl(pairs, output_dir / f"pairs-run-{run.pk}.jsonl")
+    pairs_path = output_dir / f"pairs-run-{run.pk}.jsonl"
+    write_pairs_jsonl(pairs, pairs_path)
     parent = (
         PolicyCheckpoint.objects.get(pk=p["init_checkpoint_id"])
         if p.get("init_checkpoint_id")
@@ -81,14 +84,25 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
         output_dir=str(output_dir),
         resume_from=resume_point(p.get("resume_from", "")),
     )
-    result = train(
-        config,
-        pairs,
-        on_progress=report,
-        on_checkpoint=lambda path: save_checkpoint_path(
-            run.pk, store_checkpoint(Path(path), f"checkpoints/run-{root.pk}")
-        ),
-    )
+
+    def on_checkpoint(path: str) -> None:
+        save_checkpoint_path(run.pk, store_checkpoint(Path(path), f"checkpoints/run-{root.pk}"))
+
+    gpus = int(p.get("gpus") or 1)
+    if gpus > 1:  # DDP over this worker's GPUs: ``accelerate launch`` (training.ranks)
+        report(0, config.max_steps, None, f"launching {gpus} training processes")
+        result = SimpleNamespace(
+            **train_on_gpus(
+                config,
+                pairs_path,
+                processes=gpus,
+                workdir=output_dir / f"ranks-run-{run.pk}",
+                on_progress=report,
+                on_checkpoint=on_checkpoint,
+            )
+        )
+    else:
+        result = train(config, pairs, on_progress=report, on_checkpoint=on_checkpoint)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
     report(result.steps, result.steps, None, "storing the LoRA weights")
     checkpoint = PolicyCheckpoint.objects.create(

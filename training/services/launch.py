@@ -174,6 +174,7 @@ def validate_params(kind: str, params: dict) -> dict:
         cleaned["trainer"] = {
             k: v for k, v in asdict(config).items() if k not in ("output_dir", "resume_from")
         }
+        cleaned["gpus"] = validate_gpus(params.pop("gpus", None))
     else:  # generation
         source_round_id = _pop(params, "source_round_id", int, required=True)
         if not Round.objects.filter(pk=source_round_id).exists():
@@ -211,6 +212,24 @@ def validate_params(kind: str, params: dict) -> dict:
     if params:
         raise InvalidParams(f"unknown parameter(s) for {kind}: {', '.join(sorted(params))}")
     return cleaned
+
+
+MAX_GPUS = 64
+
+
+def validate_gpus(value) -> int:
+    """GPUs a training run asks for (one host): 1 (default) .. MAX_GPUS; InvalidParams if not."""
+    if value in (None, ""):
+        return 1
+    if isinstance(value, bool):
+        raise InvalidParams(f"gpus must be a whole number, got {value!r}")
+    try:
+        gpus = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParams(f"gpus must be a whole number, got {value!r}") from None
+    if not 1 <= gpus <= MAX_GPUS or str(value).strip() not in (str(gpus), f"{gpus}.0"):
+        raise InvalidParams(f"gpus must be a whole number in 1..{MAX_GPUS}, got {value!r}")
+    return gpus
 
 
 def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:

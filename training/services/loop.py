@@ -30,7 +30,12 @@ from scoring.anime_reward.config import RewardTrainConfig
 from scoring.models import RewardModel
 from training.alignment.config import TrainConfig
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
-from training.services.launch import TRAINING_KINDS, InvalidParams, validate_params
+from training.services.launch import (
+    TRAINING_KINDS,
+    InvalidParams,
+    validate_gpus,
+    validate_params,
+)
 
 Kind = TrainingRun.Kind
 Status = TrainingRun.Status
@@ -144,7 +149,17 @@ def validate_round_params(params: dict) -> dict:
         # How generation and scoring fan out over the gpu workers (None: the runs' defaults).
         "chunk_conditions": _int(params, "chunk_conditions", low=1, high=10_000),
         "chunk_clips": _int(params, "chunk_clips", low=1, high=1_000_000),
+        # Policy training on this many GPUs of one host; the whole round then goes to the
+        # queue of workers that own that many (its generation and scoring still fan out).
+        "gpus": validate_gpus(params.pop("gpus", None)),
+        # Names of the round's outputs (defaults: named after their runs).
+        "reward_model_name": str(params.pop("reward_model_name", "") or "").strip(),
+        "checkpoint_name": str(params.pop("checkpoint_name", "") or "").strip(),
     }
+    if PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"] or None).exists():
+        raise InvalidParams(
+            f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already"
+        )
     test_fraction = params.pop("test_fraction", None)
     try:
         cleaned["test_fraction"] = 0.1 if test_fraction in (None, "") else float(test_fraction)
@@ -323,6 +338,7 @@ def _reward_training(state: _Round) -> None:
     child = scoring.request_reward_training(
         snapshot_id=state.artifacts["snapshot_id"],
         config=config,
+        name=p.get("reward_model_name", ""),
         created_by=state.run.created_by,
         enqueue=False,
     )
@@ -408,7 +424,13 @@ def _training(state: _Round) -> None:
         init = p.get("init_checkpoint_id") or init_checkpoint_id(p["round_id"])
         params = validate_params(
             p["loss"],
-            {**_pair_source(state), "max_steps": p["steps"], "init_checkpoint_id": init},
+            {
+                **_pair_source(state),
+                "max_steps": p["steps"],
+                "init_checkpoint_id": init,
+                "gpus": p.get("gpus", 1),
+                "checkpoint_name": p.get("checkpoint_name", ""),
+            },
         )
         child = _child(state, p["loss"], params)
     child = state.execute(step, child)
