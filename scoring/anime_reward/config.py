@@ -92,7 +92,22 @@ PRESETS: dict[str, RewardPreset] = {
         },
         finetune=("visual_smoothness", "text_consistency", "image_consistency"),
     ),
+    # Bilibili's released AnimeReward (scoring/anime_reward/anisora): the six released models from
+    # LABELHUB_ANISORA_REWARD_DIR, clips decoded at their source resolution (frame_size 0) with
+    # the release's frame rule; each model resizes as the release does (224 px bicubic).
+    "anisora": RewardPreset(
+        name="anisora",
+        frame_size=0,
+        images={
+            "blip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+            "clip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+        },
+        max_characters=5,
+        box_threshold=0.5,
+    ),
 }
+
+ANISORA_FINETUNE = ("none", "heads")  # what train_reward changes of the released models
 
 
 def get_preset(name: str) -> RewardPreset:
@@ -198,6 +213,21 @@ class RewardTrainConfig:
             "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."
         },
     )
+    release_dir: str = field(
+        default="",
+        metadata={
+            "help": "anisora preset: the released reward/ folder (LABELHUB_ANISORA_REWARD_DIR)."
+        },
+    )
+    release_finetune: str = field(
+        default="heads",
+        metadata={
+            "help": "anisora preset: heads (default: the released heads trained on the snapshot "
+            "with the release's objectives: L1 on the sigmoid for the BLIP consistency models, "
+            "MSE on the 0-100 output for the Idefics2 regressors; motion and character have no "
+            "head and stay as released) or none (evaluate the release as it is)."
+        },
+    )
 
     def __post_init__(self):
         self.dimensions = tuple(self.dimensions)
@@ -248,6 +278,11 @@ class RewardTrainConfig:
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(
                 f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}"
+            )
+        if self.release_finetune not in ANISORA_FINETUNE:
+            raise ValueError(
+                f"release_finetune must be one of {', '.join(ANISORA_FINETUNE)}, "
+                f"not {self.release_finetune!r}"
             )
         unknown_encoders = set(self.encoder_sources) - set(ENCODER_NAMES)
         if unknown_encoders:

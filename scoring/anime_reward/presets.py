@@ -458,6 +458,11 @@ def build_encoders(
     directories); with ``random_weights`` it builds the same architectures from configs instead.
     """
     preset = get_preset(preset_name)
+    if preset.name == "anisora":
+        raise ValueError(
+            "the anisora preset has no shared encoders: its six released models load with "
+            "scoring.anime_reward.anisora.reward.AnisoraReward.from_release"
+        )
     if preset.name == "tiny" or random_weights:
         configs = _tiny_configs() if preset.name == "tiny" else _full_configs()
         # A fixed seed makes random encoders the same in every process, so a saved head still fits them;
