@@ -24,6 +24,7 @@ from labelhub.devices import pick_device
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from labelhub.ml import Progress
 
+from .anisora.train import train_anisora
 from .config import RewardTrainConfig, get_preset
 from .evaluate import evaluate_rewards
 from .frames import ClipSpec, DecodedClip, collate, iter_decoded_batches
@@ -107,6 +108,8 @@ def train_reward(
     """Train heads (and, per dimension, encoders) on the train split, evaluate on the test split,
     save checkpoints. ``gallery``: character id -> reference image paths, for items that carry a
     ``character_id`` (character consistency compares the tracked crops with that character)."""
+    if config.preset == "anisora":  # the released models: their own loader, heads and objectives
+        return TrainResult(**train_anisora(items, config, output_dir, on_progress, gallery=gallery))
     started = time.monotonic()
     report = on_progress or (lambda step, total, metrics, message: None)
     torch.manual_seed(config.seed)

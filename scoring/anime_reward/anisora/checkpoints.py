@@ -9,6 +9,7 @@ module tensor the checkpoint lacks is an error that names the key and the file.
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import torch
@@ -57,27 +58,98 @@ def read_release_state(path: str | Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
-def load_strict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
-    """Copy ``state`` into ``module``: same key set and shapes, else an error naming the key."""
+def load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str, released=lambda key: key
+) -> None:
+    """Copy ``state`` into ``module``: same key set and shapes, else an error naming the key as
+    the released file spells it (``released`` maps a module key back to that name)."""
     own = module.state_dict()
     missing = [k for k in own if k not in state]
     extra = [k for k in state if k not in own]
     if missing:
         raise CheckpointKeyError(
             f"{source}: checkpoint lacks {len(missing)} tensor(s) the model needs, "
-            f"first {missing[0]!r}"
+            f"first {released(missing[0])!r} (model key {missing[0]!r})"
         )
     if extra:
         raise CheckpointKeyError(
-            f"{source}: checkpoint has {len(extra)} tensor(s) the model does not, first {extra[0]!r}"
+            f"{source}: checkpoint has {len(extra)} tensor(s) the model does not, "
+            f"first {released(extra[0])!r}"
         )
     for key, value in own.items():
         if tuple(state[key].shape) != tuple(value.shape):
             raise CheckpointKeyError(
-                f"{source}: {key!r} has shape {tuple(state[key].shape)}, the model "
+                f"{source}: {released(key)!r} has shape {tuple(state[key].shape)}, the model "
                 f"{tuple(value.shape)}"
             )
     module.load_state_dict(state, strict=True)
+
+
+def _renamer(rules: list[tuple[str, str]], prefix: str = ""):
+    """A function naming a module key as the release does: regex rules applied in order."""
+
+    def released(key: str) -> str:
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        return prefix + key
+
+    return released
+
+
+_VIT_NAMES = [
+    (r"^embeddings\.class_embedding$", "cls_token"),
+    (r"^embeddings\.position_embedding$", "pos_embed"),
+    (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
+    (r"^post_layernorm\.", "norm."),
+    (r"^encoder\.layers\.(\d+)\.layer_norm1\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layers\.(\d+)\.layer_norm2\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.qkv\.", r"blocks.\1.attn.qkv."),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.projection\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
+]
+_BLOCK_NAMES = [
+    (r"self_attn\.[qkv]_proj\.(weight|bias)$", r"attn.in_proj_\1"),
+    (r"self_attn\.out_proj\.", "attn.out_proj."),
+    (r"layer_norm1\.", "ln_1."),
+    (r"layer_norm2\.", "ln_2."),
+    (r"mlp\.fc1\.", "mlp.c_fc."),
+    (r"mlp\.fc2\.", "mlp.c_proj."),
+]
+
+
+def vit_released_name(prefix: str):
+    """Module key of a mapped BLIP ViT -> its released name under ``prefix``."""
+    return _renamer(_VIT_NAMES, prefix)
+
+
+def clip_released_name(prefix: str):
+    """``CLIPModel`` key -> the OpenAI CLIP name under ``prefix`` (ActionCLIP: ``clip.``)."""
+    return _renamer(
+        [
+            (r"^vision_model\.encoder\.layers\.", "visual.transformer.resblocks."),
+            (r"^text_model\.encoder\.layers\.", "transformer.resblocks."),
+            (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
+            (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
+            (
+                r"^vision_model\.embeddings\.position_embedding\.weight$",
+                "visual.positional_embedding",
+            ),
+            (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre."),
+            (r"^vision_model\.post_layernorm\.", "visual.ln_post."),
+            (r"^visual_projection\.weight$", "visual.proj"),
+            (r"^text_model\.embeddings\.token_embedding\.", "token_embedding."),
+            (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
+            (r"^text_model\.final_layer_norm\.", "ln_final."),
+            (r"^text_projection\.weight$", "text_projection"),
+            *_BLOCK_NAMES,
+        ],
+        prefix,
+    )
+
+
+def adapter_released_name(prefix: str):
+    """``TemporalAdapter`` key -> ActionCLIP's adapter name under ``prefix``."""
+    return _renamer([(r"^encoder\.layers\.", "transformer.resblocks."), *_BLOCK_NAMES], prefix)
 
 
 def _take(state: dict, prefix: str, source: str) -> dict[str, torch.Tensor]:

@@ -106,8 +106,7 @@ def check_release_dir(root: str | Path | None, *, sam_source: str | None = None)
             + (" ..." if len(missing) > 6 else "")
         )
     if sam_source is not None:
-        sam = Path(sam_source)
-        if not (sam / "config.json").is_file():
+        if not sam_source or not (Path(sam_source) / "config.json").is_file():
             raise ReleaseLayoutError(
                 f"LABELHUB_REWARD_SOURCE_SAM={sam_source}: the anisora preset tracks characters "
                 "with a SAM folder laid out as facebook/sam-vit-base ships it; config.json missing"

@@ -36,10 +36,13 @@ from transformers.models.idefics2.modeling_idefics2 import Idefics2Model
 from .checkpoints import (
     CheckpointKeyError,
     _take,
+    adapter_released_name,
     adapter_to_hf,
     blip_vit_to_hf,
+    clip_released_name,
     load_strict,
     openai_clip_to_hf,
+    vit_released_name,
 )
 from .layout import ReleaseLayoutError, _weight_files
 
@@ -91,8 +94,16 @@ def blip_vision_config(vit: dict, source: str, **extra) -> BlipVisionConfig:
 def _vision_model(vit_state: dict, source: str) -> BlipVisionModel:
     config = blip_vision_config(vit_state, source)
     model = BlipVisionModel(config)
-    load_strict(model, blip_vit_to_hf(vit_state, source), f"{source} [visual_encoder]")
+    hf = blip_vit_to_hf(vit_state, source)
+    load_strict(model, hf, source, vit_released_name("visual_encoder."))
     return model
+
+
+def _outer_released_name(key: str) -> str:
+    """A key of a model holding a BLIP ViT as ``visual_encoder`` -> the released name."""
+    if key.startswith("visual_encoder."):
+        return vit_released_name("visual_encoder.")(key.removeprefix("visual_encoder."))
+    return key
 
 
 def _cls(model: BlipVisionModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -144,7 +155,7 @@ class BlipConsistency(nn.Module):
         model = cls(_vision_model(vit, source), text_encoder)
         hf = {f"visual_encoder.{k}": v for k, v in blip_vit_to_hf(vit, source).items()}
         hf.update({k: v for k, v in state.items() if not k.startswith("visual_encoder.")})
-        load_strict(model, hf, source)
+        load_strict(model, hf, source, _outer_released_name)
         return model.eval()
 
     def video_embedding(self, frames: torch.Tensor) -> torch.Tensor:
@@ -230,7 +241,7 @@ class ActionClip(nn.Module):
             projection_dim=embed_dim,
         )
         clip = CLIPModel(config)
-        load_strict(clip, openai_clip_to_hf(clip_state), f"{source} [clip]")
+        load_strict(clip, openai_clip_to_hf(clip_state), source, clip_released_name("clip."))
         segments = _shape(adapter_state, "frame_position_embeddings.weight", source)[0]
         adapter = TemporalAdapter(
             segments,
@@ -238,7 +249,9 @@ class ActionClip(nn.Module):
             _layers(adapter_state, "transformer.resblocks."),
             max(1, text_width // HEAD_WIDTH),  # as the release: heads from the text width
         )
-        load_strict(adapter, adapter_to_hf(adapter_state), f"{source} [adapter]")
+        load_strict(
+            adapter, adapter_to_hf(adapter_state), source, adapter_released_name("adapter.")
+        )
         unknown = [k for k in state if not k.startswith(("clip.", "adapter."))]
         if unknown:
             raise CheckpointKeyError(
@@ -279,7 +292,7 @@ class CharacterRecogniser(nn.Module):
         model = cls(_vision_model(vit, source), embed_dim)
         hf = {f"visual_encoder.{k}": v for k, v in blip_vit_to_hf(vit, source).items()}
         hf.update({k: v for k, v in state.items() if not k.startswith("visual_encoder.")})
-        load_strict(model, hf, source)
+        load_strict(model, hf, source, _outer_released_name)
         return model.eval()
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:

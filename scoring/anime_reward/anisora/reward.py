@@ -204,8 +204,11 @@ class AnisoraReward(nn.Module):
                 if not refs:
                     raise ValueError(f"character {character!r} has no reference images")
                 images = []
-                for path in refs:
-                    with Image.open(path) as image:
+                for ref in refs:
+                    if isinstance(ref, Image.Image):
+                        images.append(ref.convert("RGB"))
+                        continue
+                    with Image.open(ref) as image:
                         images.append(image.convert("RGB"))
             out[str(character)] = images
         self.gallery = out
