@@ -40,6 +40,9 @@ DIMENSION_FILES = {
     "character_consistency": (CHARACTER_CKPT, GROUNDING_DINO_DIR),
 }
 
+# the dimensions with a released head that train_reward trains (motion and character have none)
+HEAD_DIMENSIONS = ("visual_smoothness", "visual_appeal", "image_consistency", "text_consistency")
+
 HF_FOLDER_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
 
 

@@ -32,10 +32,10 @@ from labelhub.ml import Progress
 from ..config import RewardTrainConfig
 from ..evaluate import evaluate_rewards
 from ..frames import NATIVE, iter_decoded_batches
+from .layout import HEAD_DIMENSIONS
 from .preprocess import regression_reward
 from .reward import AnisoraReward
 
-HEAD_DIMENSIONS = ("visual_smoothness", "visual_appeal", "image_consistency", "text_consistency")
 REGRESSORS = ("visual_smoothness", "visual_appeal")
 
 
