@@ -10,6 +10,7 @@ clips in ``RewardInputs.native`` (clips of one batch may differ in size).
 from __future__ import annotations
 
 import os
+import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,7 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 MAX_FRAMES = 24
 FRAME_WINDOW = 144
@@ -263,6 +265,31 @@ def iter_decoded_batches(
                 else None
             )
             yield DecodedBatch(ok_specs, inputs, errors)
+
+
+class FrameCache:
+    """Decoded clips (or anything per clip made of tensors) on disk, one safetensors file each,
+    read back per batch: reward fine-tuning keeps frames here at each fine-tuned encoder's input
+    size instead of in host memory, so memory does not grow with the number of clips."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.files: dict = {}  # key -> file name (keys may be any hashable: clip ids are not paths)
+
+    def put(self, key, tensors: dict[str, torch.Tensor]) -> None:
+        name = self.files.setdefault(key, f"{len(self.files)}.safetensors")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(self.directory / name))
+
+    def get(self, key) -> dict[str, torch.Tensor]:
+        return load_file(str(self.directory / self.files[key]))
+
+    def __contains__(self, key) -> bool:
+        return key in self.files
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.files.clear()
 
 
 @contextmanager
