@@ -166,3 +166,31 @@ def test_a_release_folder_missing_a_file_is_refused_at_launch(
         content_type="application/json",
     )
     assert "weights/bert-base-uncased/vocab.txt" in response.json()["detail"]
+
+
+def test_the_runs_form_and_the_command_start_from_the_release(
+    client, release_settings, labelled_round, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    _, snapshot = labelled_round
+    client.force_login(make_user("adam", "admin"))
+    page = client.get(reverse("scoring:reward_models")).content.decode()
+    assert 'name="release_finetune"' in page  # offered because the preset is anisora
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            reverse("scoring:launch_training"),
+            {"snapshot_id": snapshot.pk, "name": "as-released", "release_finetune": "none"},
+        )
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert run.params["config"]["preset"] == "anisora"
+    assert run.params["config"]["release_finetune"] == "none"
+    assert run.params["config"]["release_dir"] == str(release_settings)
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command(
+            "train_reward", snapshot=snapshot.pk, name="cli", release_finetune="heads", enqueue=True
+        )
+    assert (
+        TrainingRun.objects.order_by("-pk").first().params["config"]["release_finetune"] == "heads"
+    )
