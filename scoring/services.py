@@ -72,16 +72,23 @@ def request_scoring(
     clip_ids: Iterable[int] | None = None,
     created_by=None,
     batch_size: int = 8,
+    chunk_clips: int | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
-    """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit."""
+    """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit.
+    It scores in chunks of ``chunk_clips`` clips (default ``scoring.jobs.SCORING_CHUNK_CLIPS``),
+    each a gpu task that any worker takes."""
     if (round_id is None) == (clip_ids is None):
         raise ValueError("give either a round or a list of clips")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if chunk_clips is not None and chunk_clips < 1:
+        raise ValueError("chunk_clips must be at least 1")
     if not RewardModel.objects.filter(pk=reward_model_id).exists():
         raise ValueError(f"reward model {reward_model_id} does not exist")
     params = {"reward_model_id": reward_model_id, "batch_size": batch_size}
+    if chunk_clips is not None:
+        params["chunk_clips"] = chunk_clips
     if round_id is not None:
         params["round_id"] = round_id
     else:
