@@ -73,8 +73,8 @@ def training_form_config(form) -> dict:
                 raise ValueError(f"{label} must be a number, not {value[:40]!r}") from None
     release = form.get("release_finetune", "")
     if release:  # the anisora preset: train the released heads, or evaluate the release as is
-        if release not in ("heads", "none"):
-            raise ValueError("start from the release must be heads or none")
+        if release not in ("heads", "full", "none"):
+            raise ValueError("start from the release must be heads, full or none")
         config["release_finetune"] = release
     finetune = form.get("finetune_encoders", "")
     if finetune not in FINETUNE_CHOICES:

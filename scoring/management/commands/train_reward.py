@@ -51,7 +51,7 @@ class Command(BaseCommand):
             "--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"]
         )
         parser.add_argument(
-            "--release-finetune", choices=("heads", "none"), help=HELP["release_finetune"]
+            "--release-finetune", choices=("heads", "full", "none"), help=HELP["release_finetune"]
         )
         parser.add_argument("--keyframes", type=int, help=HELP["keyframes"])
         parser.add_argument("--track-frames", type=int, help=HELP["track_frames"])
