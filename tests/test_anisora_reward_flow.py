@@ -132,7 +132,11 @@ def test_released_models_evaluate_fine_tune_and_score_a_round(
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["run_id"])
     assert run.status == TrainingRun.Status.SUCCEEDED, run.log_tail
-    assert run.artifacts == {"scored": 8, "failed": 0, "already_scored": 0}
+    assert {k: run.artifacts[k] for k in ("scored", "failed", "already_scored")} == {
+        "scored": 8,
+        "failed": 0,
+        "already_scored": 0,
+    }
     for score in ClipScore.objects.filter(reward_model=tuned):
         rewards = score.rewards()
         assert score.error == "" and all(0.0 <= v <= 1.0 for v in rewards.values())
