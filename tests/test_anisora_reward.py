@@ -366,6 +366,15 @@ def test_pth_is_read_weights_only_and_kept_as_safetensors_beside(release, tmp_pa
     path.unlink()  # later loads read the conversion
     again = read_release_state(path)
     assert set(again) == set(first) and all(torch.equal(again[k], first[k]) for k in first)
+    # a release file replaced after the conversion is read (and converted) again
+    replaced = {k: v + 1 if v.is_floating_point() else v for k, v in first.items()}
+    torch.save({"model": replaced}, path)
+    import os
+
+    os.utime(path, (converted.stat().st_mtime + 10, converted.stat().st_mtime + 10))
+    fresh = read_release_state(path)
+    assert all(torch.equal(fresh[k], replaced[k]) for k in first)
+    assert not list(converted.parent.glob("*.partial"))
 
     class Payload:  # anything but tensors and plain containers is refused, never run
         def __reduce__(self):
