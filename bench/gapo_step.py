@@ -39,7 +39,13 @@ from training.alignment.cogvideox import (  # noqa: E402
     build_tiny_tokenizer,
     load_generator,
 )
-from training.alignment.trainer import TrainConfig, add_lora, rotary_embedding, training_step  # noqa: E402
+from training.alignment.trainer import (  # noqa: E402
+    TrainConfig,
+    add_lora,
+    draw_for_slots,
+    rotary_embedding,
+    training_step,
+)
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 FULL_VAE = {
@@ -108,13 +114,17 @@ def synthetic_batch(components, device, pairs: int = 1) -> dict:
         shape.width // components_spatial(components),
     )
     g = torch.Generator().manual_seed(0)
+    bf16 = torch.bfloat16  # as the pair cache holds them
     return {
-        "winner_latents": torch.randn(latent, generator=g).to(device),
-        "loser_latents": torch.randn(latent, generator=g).to(device),
-        "image_latents": torch.randn(latent, generator=g).to(device),
+        "winner_latents": torch.randn(latent, generator=g).to(device, bf16),
+        "loser_latents": torch.randn(latent, generator=g).to(device, bf16),
+        "image_latents": torch.randn((pairs, 1, *latent[2:]), generator=g).to(device, bf16),
         "prompt_embeds": torch.randn(
             pairs, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
-        ).to(device),
+        ).to(device, bf16),
+        "empty_prompt_embeds": torch.randn(
+            cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
+        ).to(device, bf16),
         "winner_rewards": torch.tensor([0.8] * pairs, device=device),
         "loser_rewards": torch.tensor([0.3] * pairs, device=device),
     }
@@ -140,13 +150,20 @@ def time_steps(components, batch, config, device, *, warmup: int, repeats: int, 
     for i in range(warmup + repeats):
         sync(device)
         start = time.perf_counter()
+        draws = draw_for_slots(
+            config,
+            step=i,
+            slots=list(range(len(batch["winner_latents"]))),
+            latent_shape=batch["winner_latents"].shape[1:],
+            num_timesteps=components.scheduler.config.num_train_timesteps,
+        )
         loss, _ = training_step(
             transformer=transformer,
             scheduler=components.scheduler,
             batch=batch,
+            draws=draws,
             config=config,
             rotary=rotary,
-            generator=torch.Generator().manual_seed(i),
             autocast_dtype=torch.bfloat16 if bf16 else None,
         )
         loss.backward()
@@ -412,7 +429,9 @@ def main() -> None:
         "gradient_checkpointing": True,
     }
     for loss_type in ("gapo", "sft"):
-        config = TrainConfig(output_dir="-", loss_type=loss_type, image_dropout=0.0)
+        config = TrainConfig(
+            output_dir="-", loss_type=loss_type, image_dropout=0.0, text_dropout=0.0
+        )
         step_batch = batch
         if loss_type == "sft":  # SFT on the same two videos: winner and loser as two samples
             step_batch = {

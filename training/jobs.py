@@ -192,6 +192,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         lora_dir=str(local_tree(checkpoint.lora_path)) if checkpoint else None,
         inference_steps=p["inference_steps"],
         guidance_scale=p["guidance_scale"],
+        sampler=p.get("sampler"),  # runs launched before samplers were recorded: the preset's
         on_progress=report,
         skip=present,
     )
@@ -226,6 +227,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
         "videos": len(candidates),
         "already_in_round": len(present),
         "seeds": sorted({c.seed for c in candidates}),
+        "sampler": sorted({c.sampler for c in candidates}),
         "video_dir": str(out_dir),
     }
     record_artifacts(run.pk, **artifacts)

@@ -9,8 +9,9 @@ Presets:
   of its encoder, so no preference learnt on encoded videos could reach the decoded ones. It is
   fitted to reconstruct smooth synthetic videos for a few hundred steps (seeded, deterministic)
   and cached under ``cache_dir``.
-- ``cogvideox-5b-i2v``: the released weights, loaded with ``from_pretrained`` from a local
-  directory or hub id (``LABELHUB_COGVIDEOX_PATH``). Nothing is ever downloaded by tests.
+- ``cogvideox-5b-i2v``: the released weights, loaded with ``from_pretrained`` from a folder in
+  the released layout or a hub id already in the local cache (``LABELHUB_COGVIDEOX_PATH``,
+  checked by ``release.check_generator_folder``). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
 from training.alignment.config import PRESETS, SHAPES, VideoShape  # noqa: F401  (re-exported)
+from training.alignment.release import check_generator_folder
 
 # The scheduler of THUDM/CogVideoX-5b-I2V (scheduler/scheduler_config.json): v-prediction,
 # zero-terminal-SNR scaled-linear betas, trailing timesteps.
@@ -176,7 +178,9 @@ def load_generator(
 
 
 def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
-    """Load CogVideoX-5B-I2V's components; ``local_files_only`` when ``path`` is a directory."""
+    """Load CogVideoX-5B-I2V's components from a folder in the released layout (or a hub id already
+    in the local cache), always ``local_files_only``. The folder is checked first
+    (``check_generator_folder``), so a wrong one fails here with the same message as at launch."""
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDDIMScheduler,
@@ -184,20 +188,37 @@ def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
     )
     from transformers import T5EncoderModel, T5Tokenizer
 
-    local = Path(path).is_dir()
-    kw = {"local_files_only": local}
+    folder = check_generator_folder(path)["folder"]
+    kw = {"local_files_only": True}
+    transformer = CogVideoXTransformer3DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=dtype, **kw
+    )
+    vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kw)
     return GeneratorComponents(
         preset="cogvideox-5b-i2v",
-        transformer=CogVideoXTransformer3DModel.from_pretrained(
-            path, subfolder="transformer", torch_dtype=dtype, **kw
-        ),
-        vae=AutoencoderKLCogVideoX.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw),
+        transformer=transformer,
+        vae=vae,
         text_encoder=T5EncoderModel.from_pretrained(
-            path, subfolder="text_encoder", torch_dtype=dtype, **kw
+            folder, subfolder="text_encoder", torch_dtype=dtype, **kw
         ),
-        tokenizer=T5Tokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
-        scheduler=CogVideoXDDIMScheduler.from_pretrained(path, subfolder="scheduler", **kw),
-        shape=SHAPES["cogvideox-5b-i2v"],
+        # T5's sentencepiece ``spiece.model`` is converted to a fast tokenizer on load: that
+        # needs ``sentencepiece`` and ``protobuf`` (both declared dependencies).
+        tokenizer=T5Tokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
+        scheduler=CogVideoXDDIMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),
+        shape=shape_of(transformer.config, vae.config),
+    )
+
+
+def shape_of(transformer_config, vae_config) -> VideoShape:
+    """The video a loaded CogVideoX I2V generates: the size its learned positional embedding was
+    built for (49 frames at 480x720 for the release), at the preset's fps and sampling defaults."""
+    spatial = 2 ** (len(vae_config.block_out_channels) - 1)
+    full = SHAPES["cogvideox-5b-i2v"]
+    return replace(
+        full,
+        frames=int(transformer_config.sample_frames),
+        height=int(transformer_config.sample_height) * spatial,
+        width=int(transformer_config.sample_width) * spatial,
     )
 
 
