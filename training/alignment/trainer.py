@@ -47,6 +47,7 @@ class TrainResult:
     steps: int
     metrics: list[dict]
     checkpoint_dir: str
+    processes: int = 1
 
 
 # ----------------------------------------------------------------------------------------------
@@ -922,9 +923,13 @@ def train(
     accelerator.wait_for_everyone()
     for name in offloaded:  # the caller may sample with these components next
         getattr(components, name).to(accelerator.device)
-    report(step, config.max_steps, None, f"done: LoRA written to {lora_dir}")
+    report(step, config.max_steps, None, f"done on {processes} process(es): LoRA in {lora_dir}")
     return TrainResult(
-        lora_dir=str(lora_dir), steps=step, metrics=metrics, checkpoint_dir=last_checkpoint
+        lora_dir=str(lora_dir),
+        steps=step,
+        metrics=metrics,
+        checkpoint_dir=last_checkpoint,
+        processes=processes,
     )
 
 
@@ -950,7 +955,8 @@ def main(argv: list[str] | None = None) -> None:
         pairs,
         on_progress=lambda s, t, m=None, msg="": print(f"step {s}/{t} {m or ''} {msg}", flush=True),
     )
-    print(json.dumps({"lora_dir": result.lora_dir, "steps": result.steps}))
+    summary = {"lora_dir": result.lora_dir, "steps": result.steps, "processes": result.processes}
+    print(json.dumps({**summary, "rank": int(os.environ.get("RANK", 0))}), flush=True)
 
 
 if __name__ == "__main__":
