@@ -141,12 +141,6 @@ def test_two_processes_train_the_lora_one_process_trains_and_resume_across_count
         pairs,
     )
     assert_same(_lora(accumulated.lora_dir))
-    print(
-        "distances / yardstick:",
-        _distance(trained_on_two, trained_on_one) / yardstick,
-        _distance(_lora(resumed.lora_dir), trained_on_one) / yardstick,
-        _distance(_lora(accumulated.lora_dir), trained_on_one) / yardstick,
-    )
 
 
 def test_a_global_batch_that_does_not_split_over_the_processes_is_refused(tmp_path, pairs_file):
