@@ -161,7 +161,12 @@ def smoke(args) -> list[tuple[str, str]]:
             loss_type=loss_type, max_steps=steps, batch_pairs=1, lora_rank=args.lora_rank,
             checkpoint_every=1, validation_share=0.0, device=device.type, **kw,
         )  # fmt: skip
-        return train(config, pairs, components=build() if name != "gapo" else components)
+        try:  # one generator for every run: a second 5B copy would not fit beside the first
+            return train(config, pairs, components=components)
+        finally:
+            components.transformer.delete_adapters("default")
+            components.transformer.disable_gradient_checkpointing()
+            components.transformer.eval()
 
     gapo = timed("GAPO: 1 step (incl. adding LoRA)", lambda: run("gapo", "gapo", 1))
     rows.append(("GAPO seconds/step", f"{gapo.metrics[-1]['seconds_per_step']:8.2f} s"))
@@ -173,7 +178,7 @@ def smoke(args) -> list[tuple[str, str]]:
     generated = timed(
         "2-step generation with the LoRA (load_lora_weights)",
         lambda: generate_candidates(
-            build(), [GenerationCondition("c", "a girl runs in the rain", str(image))],
+            components, [GenerationCondition("c", "a girl runs in the rain", str(image))],
             candidates_per_condition=1, base_seed=0, out_dir=work / "gen", inference_steps=2,
             lora_dir=resumed.lora_dir,
         ),
