@@ -200,8 +200,18 @@ def test_pair_videos_are_encoded_once_and_cached_under_a_key_of_their_content(tm
 
 @pytest.mark.slow
 def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
-    result = train(config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs)
-    assert "policy_mse" in result.metrics[-1] and "implicit_accuracy" not in result.metrics[-1]
+    """SFT's loss is the winners' v-prediction MSE itself and the reference (adapters off) is
+    never run."""
+    components = load_generator("tiny")
+    disabled = []
+    disable = components.transformer.disable_adapters
+    components.transformer.disable_adapters = lambda: disabled.append(1) or disable()
+    result = train(
+        config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs, components=components
+    )
+    assert disabled == []
+    assert [m["loss"] for m in result.metrics] == [m["policy_mse"] for m in result.metrics]
+    assert "implicit_accuracy" not in result.metrics[-1]
 
 
 @pytest.mark.slow
