@@ -200,8 +200,10 @@ def test_pair_videos_are_encoded_once_and_cached_under_a_key_of_their_content(tm
 
 @pytest.mark.slow
 def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
-    """SFT's loss is the winners' v-prediction MSE itself and the reference (adapters off) is
-    never run."""
+    """SFT's loss is the winners' v-prediction MSE itself, the reference (adapters off) is never
+    run, and the losers play no part: other losers leave the losses as they were."""
+    from dataclasses import replace
+
     components = load_generator("tiny")
     disabled = []
     disable = components.transformer.disable_adapters
@@ -212,6 +214,12 @@ def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
     assert disabled == []
     assert [m["loss"] for m in result.metrics] == [m["policy_mse"] for m in result.metrics]
     assert "implicit_accuracy" not in result.metrics[-1]
+    other_losers = [replace(p, loser_video=pairs[(i + 1) % len(pairs)].winner_video)
+                    for i, p in enumerate(pairs)]  # fmt: skip
+    swapped = train(config(tmp_path, "sft-swapped", loss_type="sft", max_steps=2), other_losers)
+    assert [m["loss"] for m in swapped.metrics] == pytest.approx(
+        [m["loss"] for m in result.metrics], abs=1e-6
+    )
 
 
 @pytest.mark.slow

@@ -54,7 +54,7 @@ class TrainResult:
 # Data: every pair video, first frame and prompt is encoded once and cached on disk
 # ----------------------------------------------------------------------------------------------
 
-CACHE_FORMAT = 2  # bump when what the cache holds changes: older caches are then re-encoded
+CACHE_FORMAT = 3  # bump when what the cache holds changes: older caches are then re-encoded
 
 
 def clip_fps(path: str) -> float:
@@ -146,7 +146,9 @@ def encode_pairs(
     ``vae.config.scaling_factor`` (0.7 for the 5B release), permuted to ``[F', C, H', W']``; the
     condition image gets noise of sigma ``exp(N(-3, 0.5))`` before encoding. Like the pipeline
     (``prepare_latents``), a VAE with ``invert_scale_latents`` divides the image latent instead.
-    Sampled once with a seeded generator (the script draws per epoch; a cache draws once).
+    Sampled once (the script draws per epoch; a cache draws once), each video and image with a
+    generator seeded by (seed, its path), so its latent does not depend on the other pairs or
+    their order.
     """
     from safetensors.torch import load_file, save_file
 
@@ -161,27 +163,27 @@ def encode_pairs(
     device, dtype = vae.device, vae.dtype
     scaling = vae.config.scaling_factor
     invert = bool(getattr(vae.config, "invert_scale_latents", False))
-    generator = torch.Generator().manual_seed(seed)
 
-    def sample(pixels: torch.Tensor) -> torch.Tensor:
+    def generator_for(*parts: str) -> torch.Generator:
+        digest = hashlib.sha256(json.dumps([seed, *parts]).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") >> 1)
+
+    def sample(pixels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         latent = vae.encode(pixels.unsqueeze(0).to(device, dtype)).latent_dist.sample(generator)
         return latent.permute(0, 2, 1, 3, 4)[0].float().cpu()  # F' C H' W'
 
     def video_latent(path: str) -> torch.Tensor:
-        return (
-            sample(
-                video_to_tensor(
-                    path, frames=shape.frames, height=shape.height, width=shape.width, fps=shape.fps
-                )
-            )
-            * scaling
+        video = video_to_tensor(
+            path, frames=shape.frames, height=shape.height, width=shape.width, fps=shape.fps
         )
+        return sample(video, generator_for("video", path)) * scaling
 
     def image_latent(path: str) -> torch.Tensor:
+        generator = generator_for("image", path)
         image = image_to_tensor(path, height=shape.height, width=shape.width)
         sigma = math.exp(image_noise_mean + 0.5 * torch.randn((), generator=generator).item())
         image = image + sigma * torch.randn(image.shape, generator=generator)
-        latent = sample(image)  # 1 C H' W'
+        latent = sample(image, generator)  # 1 C H' W'
         return latent / scaling if invert else latent * scaling
 
     def prompt_embedding(prompt: str) -> torch.Tensor:
