@@ -31,14 +31,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.alignment import release  # noqa: E402
 from training.alignment.cogvideox import (  # noqa: E402
     COGVIDEOX_5B_I2V_TRANSFORMER,
-    SCHEDULER_CONFIG,
     SHAPES,
-    GeneratorComponents,
-    build_tiny_tokenizer,
     load_generator,
 )
+from training.alignment.release import init_args  # noqa: E402
+from training.alignment.replica import build_full_size_random  # noqa: E402
 from training.alignment.trainer import (  # noqa: E402
     TrainConfig,
     add_lora,
@@ -48,51 +48,8 @@ from training.alignment.trainer import (  # noqa: E402
 )
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-FULL_VAE = {
-    "block_out_channels": (128, 256, 256, 512),
-    "latent_channels": 16,
-    "layers_per_block": 3,
-    "temporal_compression_ratio": 4,
-    "scaling_factor": 0.7,
-}
-T5_XXL = {
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "vocab_size": 32128,
-    "feed_forward_proj": "gated-gelu",
-    "relative_attention_num_buckets": 32,
-    "dropout_rate": 0.0,
-}
-
-
-def full_size_random(device, dtype) -> GeneratorComponents:
-    """CogVideoX-5B-I2V's architecture with random weights (no download): transformer, VAE, T5-XXL."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDDIMScheduler,
-        CogVideoXTransformer3DModel,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        transformer = CogVideoXTransformer3DModel(**COGVIDEOX_5B_I2V_TRANSFORMER).to(dtype)
-        vae = AutoencoderKLCogVideoX(**FULL_VAE).to(dtype)
-        text_encoder = T5EncoderModel(T5Config(**T5_XXL)).to(dtype)
-    for module in (transformer, vae, text_encoder):
-        module.requires_grad_(False).eval()
-    return GeneratorComponents(
-        "cogvideox-5b-i2v",
-        transformer,
-        vae,
-        text_encoder,
-        build_tiny_tokenizer(),
-        CogVideoXDDIMScheduler(**SCHEDULER_CONFIG),
-        SHAPES["cogvideox-5b-i2v"],
-    )
+FULL_VAE = init_args(release.VAE)
+T5_XXL = init_args(release.TEXT_ENCODER)
 
 
 def forward_flops(transformer, tokens: int) -> float:
@@ -526,7 +483,7 @@ def main() -> None:
     if args.preset == "tiny":
         components = load_generator("tiny", device=device, dtype=dtype)
     else:
-        components = full_size_random(device, dtype)
+        components = build_full_size_random(device, dtype)
     transformer = components.transformer
     shape = components.shape
     add_lora(transformer, rank=args.lora_rank, alpha=args.lora_rank)

@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from training.alignment import release  # noqa: E402
-from training.alignment.cogvideox import GeneratorComponents, load_generator, shape_of  # noqa: E402
+from training.alignment.cogvideox import load_generator  # noqa: E402
 from training.alignment.pairs import Pair  # noqa: E402
+from training.alignment.replica import build_full_size_random  # noqa: E402
 from training.alignment.sampling import GenerationCondition, generate_candidates  # noqa: E402
 from training.alignment.trainer import TrainConfig, encode_pairs, train  # noqa: E402
 
@@ -46,46 +46,6 @@ def reset_peak(device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-
-
-def full_size_random(device, dtype) -> GeneratorComponents:
-    """CogVideoX-5B-I2V's architecture from the released configs, random weights."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDDIMScheduler,
-        CogVideoXTransformer3DModel,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    from training.alignment.replica import write_release_replica
-
-    def args(config):
-        return {k: v for k, v in config.items() if not k.startswith("_")}
-
-    text = {
-        k: v
-        for k, v in release.TEXT_ENCODER.items()
-        if k not in ("_name_or_path", "architectures", "torch_dtype", "transformers_version")
-    }
-    with torch.device(device):
-        transformer = CogVideoXTransformer3DModel(**args(release.TRANSFORMER)).to(dtype)
-        vae = AutoencoderKLCogVideoX(**args(release.VAE)).to(dtype)
-        text_encoder = T5EncoderModel(T5Config(**text)).to(dtype)
-    tokenizer_folder = write_release_replica(Path(tempfile.mkdtemp()) / "tokenizer-only")
-    from transformers import T5Tokenizer
-
-    tokenizer = T5Tokenizer.from_pretrained(tokenizer_folder, subfolder="tokenizer")
-    for module in (transformer, vae, text_encoder):
-        module.requires_grad_(False).eval()
-    return GeneratorComponents(
-        "cogvideox-5b-i2v",
-        transformer,
-        vae,
-        text_encoder,
-        tokenizer,
-        CogVideoXDDIMScheduler.from_config(release.SCHEDULER),
-        shape_of(transformer.config, vae.config),
-    )
 
 
 def clip(path: Path, shape, seed: int) -> Path:
@@ -125,7 +85,7 @@ def smoke(args) -> list[tuple[str, str]]:
         )
         model_path = str(folder)
     else:
-        build = lambda: full_size_random(device, dtype)  # noqa: E731
+        build = lambda: build_full_size_random(device, dtype)  # noqa: E731
         model_path = "random-weights"
     components = timed("build generator", build)
     shape = components.shape

@@ -25,54 +25,14 @@ from pathlib import Path
 
 import torch
 
+from training.alignment import release
 from training.alignment.config import PRESETS, SHAPES, VideoShape  # noqa: F401  (re-exported)
-from training.alignment.release import check_generator_folder
+from training.alignment.release import check_generator_folder, init_args
 
-# The scheduler of THUDM/CogVideoX-5b-I2V (scheduler/scheduler_config.json): v-prediction,
-# zero-terminal-SNR scaled-linear betas, trailing timesteps.
-SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "set_alpha_to_one": True,
-    "snr_shift_scale": 1.0,
-    "steps_offset": 0,
-    "timestep_spacing": "trailing",
-}
-
-# The transformer of THUDM/CogVideoX-5b-I2V (transformer/config.json); the bench builds it with
-# random weights, the tiny preset shrinks it.
-COGVIDEOX_5B_I2V_TRANSFORMER = {
-    "activation_fn": "gelu-approximate",
-    "attention_bias": True,
-    "attention_head_dim": 64,
-    "dropout": 0.0,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 32,
-    "max_text_seq_length": 226,
-    "norm_elementwise_affine": True,
-    "norm_eps": 1e-5,
-    "num_attention_heads": 48,
-    "num_layers": 42,
-    "out_channels": 16,
-    "patch_size": 2,
-    "sample_frames": 49,
-    "sample_height": 60,
-    "sample_width": 90,
-    "spatial_interpolation_scale": 1.875,
-    "temporal_compression_ratio": 4,
-    "temporal_interpolation_scale": 1.0,
-    "text_embed_dim": 4096,
-    "time_embed_dim": 512,
-    "timestep_activation_fn": "silu",
-    "use_learned_positional_embeddings": True,
-    "use_rotary_positional_embeddings": True,
-}
+# The scheduler and transformer of THUDM/CogVideoX-5b-I2V (release.py holds the released files);
+# the benches build the transformer with random weights, the tiny preset shrinks it.
+SCHEDULER_CONFIG = init_args(release.SCHEDULER)
+COGVIDEOX_5B_I2V_TRANSFORMER = init_args(release.TRANSFORMER)
 
 TINY_LATENT_CHANNELS = 4
 TINY_TEXT_TOKENS = 16

@@ -182,6 +182,13 @@ def special_tokens_map() -> dict:
     }
 
 
+def init_args(config: dict) -> dict:
+    """A released config file's values as constructor arguments: without the ``_class_name``-style
+    bookkeeping keys, and for T5 without the fields ``T5Config`` does not take."""
+    skip = ("_name_or_path", "architectures", "torch_dtype", "transformers_version")
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
+
+
 # ----------------------------------------------------------------------------------------------
 # The check: is this folder the released CogVideoX-5B-I2V (or a faithful copy)?
 # ----------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from training.alignment import release
+from training.alignment.release import init_args
 
 # Small widths; everything else (keys, layout, block types, text length) as released.
 REPLICA_TRANSFORMER = {
@@ -108,19 +109,11 @@ def write_release_replica(folder: str | Path, *, seed: int = 0, dtype=torch.bflo
         },
     }
 
-    def init_args(config: dict) -> dict:
-        return {k: v for k, v in config.items() if not k.startswith("_")}
-
     transformer = CogVideoXTransformer3DModel(**init_args(configs["transformer"]))
     transformer.to(dtype).save_pretrained(folder / "transformer", max_shard_size="40KB")
     vae = AutoencoderKLCogVideoX(**init_args(configs["vae"]))
     vae.to(dtype).save_pretrained(folder / "vae")
-    text_config = {
-        k: v
-        for k, v in configs["text_encoder"].items()
-        if k not in ("_name_or_path", "architectures", "torch_dtype", "transformers_version")
-    }
-    T5EncoderModel(T5Config(**text_config)).to(dtype).save_pretrained(
+    T5EncoderModel(T5Config(**init_args(configs["text_encoder"]))).to(dtype).save_pretrained(
         folder / "text_encoder", max_shard_size="20KB"
     )
     # The config files exactly as released (key set and values), widths aside: what the installed
@@ -135,3 +128,41 @@ def write_release_replica(folder: str | Path, *, seed: int = 0, dtype=torch.bflo
     _write_json(tokenizer / "tokenizer_config.json", release.tokenizer_config(REPLICA_VOCAB_PIECES))
     _write_json(tokenizer / "special_tokens_map.json", release.special_tokens_map())
     return folder
+
+
+def build_full_size_random(device, dtype):
+    """CogVideoX-5B-I2V at full size from the released configs with random weights (no download),
+    and a replica's tokenizer (the released one is not at hand): the benches' GPU path."""
+    from diffusers import (
+        AutoencoderKLCogVideoX,
+        CogVideoXDDIMScheduler,
+        CogVideoXTransformer3DModel,
+    )
+    from transformers import T5Config, T5EncoderModel, T5Tokenizer
+
+    from training.alignment.cogvideox import GeneratorComponents, shape_of
+
+    torch.manual_seed(0)
+    with torch.device(device):
+        transformer = CogVideoXTransformer3DModel(**init_args(release.TRANSFORMER)).to(dtype)
+        vae = AutoencoderKLCogVideoX(**init_args(release.VAE)).to(dtype)
+        text_encoder = T5EncoderModel(T5Config(**init_args(release.TEXT_ENCODER))).to(dtype)
+    import tempfile
+
+    tokenizer_dir = Path(tempfile.mkdtemp(prefix="replica-tokenizer-"))
+    (tokenizer_dir / "spiece.model").write_bytes(train_sentencepiece())
+    _write_json(
+        tokenizer_dir / "tokenizer_config.json", release.tokenizer_config(REPLICA_VOCAB_PIECES)
+    )
+    _write_json(tokenizer_dir / "special_tokens_map.json", release.special_tokens_map())
+    for module in (transformer, vae, text_encoder):
+        module.requires_grad_(False).eval()
+    return GeneratorComponents(
+        "cogvideox-5b-i2v",
+        transformer,
+        vae,
+        text_encoder,
+        T5Tokenizer.from_pretrained(tokenizer_dir),
+        CogVideoXDDIMScheduler.from_config(release.SCHEDULER),
+        shape_of(transformer.config, vae.config),
+    )
