@@ -1,5 +1,6 @@
-"""API pieces every app shares: the token endpoint, documented error responses, request-field
-validators, and the JSON 404/500 answers under /api/.
+"""API pieces every app shares: the token endpoint, documented error responses, the exception
+handler that answers a service's refusal, request-field validators, and the JSON 404/500 answers
+under /api/.
 
 Every operation's schema lists the errors it can answer with, so a generated client or a fuzzer
 (tests/test_api_fuzz.py) sees the truth: ``errors(409)`` documents a view's own codes.
@@ -14,8 +15,11 @@ from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
 
+from labelhub.errors import ServiceError
+from labelhub.pages import status_for
 from labelhub.schema import FRAMEWORK_ERRORS, error_response
 from labelhub.security import issue_token
 
@@ -26,6 +30,15 @@ def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """Documented error responses for ``codes`` (labelhub.schema adds the framework's own to
     every operation: 400, 401, 403, 404, 413, 429)."""
     return {code: error_response(code) for code in sorted({*codes, *FRAMEWORK_ERRORS})}
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a service's refusal: ``{"detail": message, "code": code}`` with the
+    status its code maps to (``labelhub.pages.STATUS_BY_CODE``). Views let services raise."""
+    if isinstance(exc, ServiceError):
+        set_rollback()  # as DRF does for its own errors: nothing the request wrote is kept
+        return Response({"detail": str(exc), "code": exc.code}, status=status_for(exc))
+    return drf_exception_handler(exc, context)
 
 
 def not_found(request, exception=None):

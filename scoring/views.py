@@ -8,10 +8,11 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.models import Clip, ClipLabel, ExportSnapshot, Round
-from annotation.services.gold import GoldError, set_gold_reference
-from annotation.services.overlap import OverlapError, request_extra_rating
-from labelhub.dimensions import DIMENSION_KEYS
+from annotation.models import Clip, ExportSnapshot, Round
+from annotation.services.gold import set_gold_from_labels
+from annotation.services.overlap import request_extra_rating
+from labelhub.errors import ServiceError
+from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
@@ -90,8 +91,11 @@ def launch_training_view(request):
             name=request.POST.get("name", "").strip(),
             created_by=request.user,
         )
-    except (ValueError, ExportSnapshot.DoesNotExist) as exc:
+    except ValueError as exc:  # a form field that is not a number
         messages.error(request, f"Not launched: {exc}")
+        return redirect("scoring:reward_models")
+    except services.RewardRunError as error:
+        show_error(request, error, doing="Not launched")
         return redirect("scoring:reward_models")
     return redirect(f"/runs/{run.pk}/")
 
@@ -105,8 +109,11 @@ def launch_scoring_view(request):
             round_id=int(request.POST.get("round_id") or 0),
             created_by=request.user,
         )
-    except (ValueError, RewardModel.DoesNotExist) as exc:
+    except ValueError as exc:  # an id that is not a number
         messages.error(request, f"Not launched: {exc}")
+        return redirect("scoring:reward_models")
+    except services.RewardRunError as error:
+        show_error(request, error, doing="Not launched")
         return redirect("scoring:reward_models")
     return redirect(f"/runs/{run.pk}/")
 
@@ -164,13 +171,8 @@ def qa_action(request, round_id: int):
             clip = request_extra_rating(clip_id=clip.pk)
             messages.success(request, f"Clip {clip.pk} now needs {clip.target_ratings} ratings.")
         elif action == "gold":
-            label = ClipLabel.objects.get(clip=clip)
-            scores = {key: int(round(getattr(label, f"{key}_mean"))) for key in DIMENSION_KEYS}
-            set_gold_reference(
-                clip_id=clip.pk,
-                scores=scores,
-                created_by=request.user,
-                note="from model-assisted QA",
+            set_gold_from_labels(
+                clip_id=clip.pk, created_by=request.user, note="from model-assisted QA"
             )
             messages.success(
                 request,
@@ -179,8 +181,8 @@ def qa_action(request, round_id: int):
             return redirect("annotation:lead_clip", clip_id=clip.pk)
         else:
             messages.error(request, f"Unknown action {action!r}.")
-    except (OverlapError, GoldError, ClipLabel.DoesNotExist) as error:
-        messages.error(request, f"Not done: {error}")
+    except ServiceError as error:
+        show_error(request, error, doing="Not done")
     return _back(request, round_)
 
 

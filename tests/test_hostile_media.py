@@ -256,7 +256,7 @@ def test_a_row_held_by_a_live_worker_is_left_alone_and_a_stale_one_is_taken_over
     make_round("r1")
     batch = ImportBatch.objects.create(manifest_name="m")
     good = video_factory("import/good.mp4")
-    payload = ingest._validate_row(
+    payload = ingest.validate_row(
         {"video": str(good), "prompt": "p", "round": "r1"},
         base_dir=None,
         default_round=None,

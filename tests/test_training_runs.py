@@ -261,12 +261,13 @@ def test_output_names_are_reserved_at_launch_not_after_training(seed_round, admi
 
 def test_reward_model_names_are_reserved_at_launch(db, admin_user):
     from annotation.models import ExportSnapshot
-    from scoring.services import request_reward_training
+    from scoring.services import RewardRunError, request_reward_training
 
     snapshot = ExportSnapshot.objects.create(params={}, status="ready", content_hash="h" * 64)
     request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
-    with pytest.raises(ValueError, match="'rm-a' is already the output name"):
+    with pytest.raises(RewardRunError, match="'rm-a' is already the output name") as refused:
         request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
+    assert refused.value.code == "conflict"
 
 
 GENERATION = {"candidates_per_condition": 1, "base_seed": 3, "inference_steps": 2}

@@ -15,6 +15,8 @@ from django.test import Client
 
 from annotation.models import (
     AuditEntry,
+    Character,
+    CharacterImage,
     Clip,
     ClipLabel,
     Condition,
@@ -317,6 +319,46 @@ def test_media_type_comes_from_ingest_never_the_name_and_is_sandboxed(stored_cli
         if content_type == "application/octet-stream":
             assert response["Content-Disposition"].startswith("attachment")
         b"".join(response.streaming_content)
+
+
+SERVED_HEADERS = (
+    "Content-Type",
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+    "Content-Disposition",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "Cache-Control",
+)
+
+
+@pytest.mark.parametrize("range_header", [None, "bytes=2-9"])
+def test_character_gallery_images_are_served_like_clip_media(stored_clip, range_header):
+    """The gallery's image route and the clip media route serve one stored file with the same
+    headers: type from the bytes, sandbox, nosniff, an opaque type as a download, Range."""
+    clip, _ = stored_clip
+    lead = session_client(make_user("lena", "lead"))
+    character = Character.objects.create(name="Sakura")
+    condition = Condition.objects.get(pk=clip.condition_id)
+    extra = {"HTTP_RANGE": range_header} if range_header else {}
+    # PNG bytes named .svg, then SVG bytes named .png (a file that slipped through).
+    for name in (condition.character_reference.name, condition.image.name):
+        Condition.objects.filter(pk=condition.pk).update(character_reference=name)
+        image = CharacterImage.objects.create(
+            character=character, image=name, image_sha256=name, width=1, height=1
+        )
+        from_clip = lead.get(f"/media/clip/{clip.pk}/character", **extra)
+        from_gallery = lead.get(f"/media/character/{image.pk}", **extra)
+        assert from_gallery.status_code == from_clip.status_code == (206 if range_header else 200)
+        served = {h: from_gallery.get(h) for h in SERVED_HEADERS}
+        assert served == {h: from_clip.get(h) for h in SERVED_HEADERS}, name
+        assert served["Content-Security-Policy"] == "sandbox", name
+        assert served["X-Content-Type-Options"] == "nosniff", name
+        if served["Content-Type"] == "application/octet-stream":
+            assert served["Content-Disposition"].startswith("attachment"), name
+        assert b"".join(from_gallery.streaming_content) == b"".join(from_clip.streaming_content)
+    assert from_clip["Content-Type"] == "application/octet-stream"  # the SVG, last
 
 
 def test_absurd_range_headers_are_answered_not_crashed(stored_clip):

@@ -13,12 +13,13 @@ from pathlib import Path
 from django.conf import settings
 from django.db import connection
 
-from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
+from annotation.models import Clip, Condition, ImportBatch, ImportRow
 from annotation.services.ingest import (
     GENERATED_FOLDER,
     import_generated_clips,
     ingest_import_row,
 )
+from annotation.services.rounds import create_round
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.ml import Progress
 from labelhub.storage import delete as delete_stored
@@ -143,7 +144,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     ]
     if not conditions:
         raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
-    target, _ = Round.objects.get_or_create(name=p["target_round"])
+    target, _ = create_round(name=p["target_round"])
     # A resumed (or repeated) run: candidates of this checkpoint already in the target round are
     # not generated again (their videos would be refused as duplicates).
     wanted = {

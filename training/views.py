@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Round
 from labelhub.dimensions import DIMENSIONS
+from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
@@ -97,7 +98,7 @@ def launch_round_view(request):
     try:
         run = loop.launch_round(params=params, created_by=request.user)
     except launch.InvalidParams as error:
-        messages.error(request, f"Round not launched: {error}")
+        show_error(request, error, doing="Round not launched")
         return redirect("training:runs")
     messages.success(request, f"Launched {run}.")
     return redirect("training:run", run_id=run.pk)
@@ -115,7 +116,7 @@ def launch_view(request):
     try:
         run = launch.launch_run(kind=kind, params=params, created_by=request.user)
     except launch.InvalidParams as error:
-        messages.error(request, f"Not launched: {error}")
+        show_error(request, error, doing="Not launched")
         return redirect("training:runs")
     messages.success(request, f"Launched {run}.")
     return redirect("training:run", run_id=run.pk)
@@ -155,17 +156,20 @@ def resume_view(request, run_id: int):
         try:
             loop.resume_round(run_id=run_id)
         except launch.InvalidParams as error:
-            messages.error(request, f"Not resumed: {error}")
+            show_error(request, error, doing="Not resumed")
         else:
             messages.success(request, f"Round run {run_id} queued again from its failed step.")
         return redirect("training:run", run_id=run_id)
     max_steps = request.POST.get("max_steps") or None
+    if max_steps is not None and not (max_steps.isascii() and max_steps.isdigit()):
+        messages.error(request, f"Not resumed: max steps must be a whole number, not {max_steps!r}")
+        return redirect("training:run", run_id=run_id)
     try:
         run = launch.resume(
             run_id=run_id, created_by=request.user, max_steps=int(max_steps) if max_steps else None
         )
-    except (launch.InvalidParams, ValueError) as error:
-        messages.error(request, f"Not resumed: {error}")
+    except launch.InvalidParams as error:
+        show_error(request, error, doing="Not resumed")
         return redirect("training:run", run_id=run_id)
     messages.success(request, f"Resumed as run {run.pk}.")
     return redirect("training:run", run_id=run.pk)
