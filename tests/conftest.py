@@ -9,7 +9,7 @@ from django.contrib.auth.models import Group, User
 from annotation.models import Clip, Round
 from annotation.services.ingest import import_rows
 from labelhub.roles import ROLES
-from training.alignment.toy import synthetic_conditions
+from tests.toy import synthetic_conditions
 
 
 def make_user(username: str, *roles: str) -> User:

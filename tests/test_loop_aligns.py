@@ -8,10 +8,10 @@ round 1 from base + LoRA with the same seeds and conditions: its mean reward mus
 import numpy as np
 import pytest
 
+from tests.toy import scored_candidates, synthetic_conditions
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import build_pairs
 from training.alignment.sampling import generate_candidates
-from training.alignment.toy import scored_candidates, synthetic_conditions
 from training.alignment.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow

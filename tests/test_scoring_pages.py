@@ -1,14 +1,36 @@
 """Admins launch reward training and scoring from the reward-model page; others cannot."""
 
+from html.parser import HTMLParser
+
 import pytest
+from django.conf import settings
 from django.test import Client
 
 from annotation.models import ExportSnapshot
 from runs.models import TrainingRun
+from scoring.anime_reward.config import get_preset
 from scoring.models import RewardModel
 from tests.factories import make_round
 
 pytestmark = pytest.mark.django_db
+
+
+class _Inputs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.inputs: dict[str, dict[str, str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and "name" in attrs:
+            self.inputs[attrs.pop("name")] = attrs
+
+
+def form_inputs(html: str) -> dict[str, dict[str, str]]:
+    """Each named <input> of a page and its other attributes."""
+    parser = _Inputs()
+    parser.feed(html)
+    return parser.inputs
 
 
 def logged_in(user) -> Client:
@@ -34,9 +56,19 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     )
 
     page = logged_in(admin_user).get("/reward-models/").content.decode()
-    # the preset's defaults are the placeholders (tiny: 4 keyframes, 8 tracked frames)
-    assert 'name="keyframes" type="number" min="1" placeholder="4"' in page
-    assert 'name="track_frames" type="number" min="0" placeholder="8"' in page
+    # the deployment preset's defaults are the placeholders of the form's number fields
+    preset = get_preset(settings.LABELHUB_REWARD_PRESET)
+    inputs = form_inputs(page)
+    assert inputs["keyframes"] == {
+        "type": "number",
+        "min": "1",
+        "placeholder": str(preset.keyframes),
+    }
+    assert inputs["track_frames"] == {
+        "type": "number",
+        "min": "0",
+        "placeholder": str(preset.track_frames),
+    }
     response = logged_in(admin_user).post(
         "/reward-models/launch/", {"snapshot_id": snapshot.pk, "epochs": "3", "name": "v1"}
     )

@@ -21,7 +21,7 @@ from annotation.services.ingest import (
 )
 from annotation.services.rounds import create_round
 from labelhub.devices import pick_device, pick_dtype
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from labelhub.storage import delete as delete_stored
 from labelhub.storage import (
     list_objects,

@@ -45,10 +45,3 @@ def iter_snapshot_rows(snapshot: ExportSnapshot, split: str | None = None) -> It
             for row in batch.to_pylist():
                 if split is None or row["split"] == split:
                     yield row
-
-
-def iter_snapshot_ratings(snapshot: ExportSnapshot) -> Iterator[dict]:
-    """Yield the pseudonymised raw ratings of a snapshot exported with ``include_ratings``."""
-    with open_snapshot_file(snapshot, "ratings_parquet") as fh:
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
-            yield from batch.to_pylist()

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 
 from annotation import media
-from annotation.models import Character, CharacterImage, Condition
+from annotation.models import Character, CharacterImage
 from annotation.services.ingest_recovery import delete_if_unreferenced
 from annotation.services.ingest_validation import image_limits
 from labelhub import storage
@@ -173,15 +173,3 @@ def remove_reference_image(*, character_id: int, image_id: int) -> None:
         image.delete()
         # After commit, so a concurrent upload of the same content sees its row counted.
         transaction.on_commit(lambda: delete_if_unreferenced(name))
-
-
-def link_condition(*, condition_id: int, character_id: int | None) -> Condition:
-    """Link a condition to a gallery character (``None`` unlinks it)."""
-    condition = Condition.objects.filter(pk=condition_id).first()
-    if condition is None:
-        raise CharacterError(f"condition {condition_id} does not exist", code="not_found")
-    if character_id is not None:
-        _character(character_id)
-    condition.character_id = character_id
-    condition.save(update_fields=["character"])
-    return condition
