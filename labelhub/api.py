@@ -8,8 +8,11 @@ Every operation's schema lists the errors it can answer with, so a generated cli
 
 from __future__ import annotations
 
+import functools
+
 from django.http import JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -39,6 +42,21 @@ def exception_handler(exc, context):
         set_rollback()  # as DRF does for its own errors: nothing the request wrote is kept
         return Response({"detail": str(exc), "code": exc.code}, status=status_for(exc))
     return drf_exception_handler(exc, context)
+
+
+@functools.cache
+def _spectacular_view():
+    # drf-spectacular's generator (a second of imports) loads with the first request for the
+    # schema, not with every manage.py command and worker start.
+    from drf_spectacular.views import SpectacularAPIView
+
+    return SpectacularAPIView.as_view()
+
+
+@csrf_exempt  # as every DRF view is: DRF checks CSRF itself for session users
+def schema_view(request, *args, **kwargs):
+    """GET /api/schema/: the OpenAPI schema of the API (logged-in users)."""
+    return _spectacular_view()(request, *args, **kwargs)
 
 
 def not_found(request, exception=None):

@@ -261,7 +261,8 @@ def instance_from_db(model, **values):
 # --- the queue: lock a batch, lease the first with room, in one statement -----------------------
 
 # The round's queue order: closest to completion (fills clips up, the default), or what the
-# latest reward model is least sure of / disagrees with humans on most (scoring writes both).
+# latest reward model is least sure of / disagrees with humans on most (scoring computes both,
+# ``set_queue_signals`` stores them).
 QUEUE_ORDERS = {
     Round.QueueOrder.COMPLETION: "c.rating_count DESC, c.id",
     Round.QueueOrder.UNCERTAINTY: "c.model_uncertainty DESC NULLS LAST, c.rating_count DESC, c.id",

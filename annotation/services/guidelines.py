@@ -8,10 +8,11 @@ links with ``javascript:``/``data:`` targets are not made into links.
 
 from __future__ import annotations
 
+import functools
+
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
-from markdown_it import MarkdownIt
 
 from annotation.models import (
     Clip,
@@ -26,16 +27,21 @@ from labelhub.errors import ServiceError
 
 MAX_GUIDELINES_CHARS = 50_000
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
-
 
 class GuidelineError(ServiceError):
     """A guideline edit that cannot be saved; the message says why."""
 
 
+@functools.cache
+def _markdown():
+    from markdown_it import MarkdownIt  # loaded by the first page that needs it, not at start-up
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+
+
 def render_markdown(text: str) -> str:
     """Markdown to HTML with any raw HTML escaped (safe to mark_safe in a template)."""
-    return _markdown.render(text or "")
+    return _markdown().render(text or "")
 
 
 def save_guidelines(*, round_id: int, text: str, updated_by=None) -> RoundGuidelines:

@@ -153,28 +153,16 @@ def _ingest(row: ImportRow) -> None:
         if condition_id is None:
             image = tmpdir / "condition.png"
             if payload["first_frame"]:
-                raw = _private_copy(
-                    payload["first_frame"],
-                    tmpdir / "first_frame.in",
-                    trusted=False,
-                    field="first_frame",
-                    max_bytes=settings.LABELHUB_MAX_IMAGE_BYTES,
-                )
-                _checked_image(raw, image, "first_frame")
+                _checked_image(payload["first_frame"], image, field="first_frame")
             else:  # the paper's condition: the third frame
                 media.extract_frame(src, image, index=2, timeout=timeout)
             image_sha = media.sha256_file(image)
             files.append((image, f"conditions/{image_sha}.png", image_sha))
             if payload["character_reference"]:
-                raw = _private_copy(
-                    payload["character_reference"],
-                    tmpdir / "character.in",
-                    trusted=False,
-                    field="character_reference",
-                    max_bytes=settings.LABELHUB_MAX_IMAGE_BYTES,
-                )
                 character = tmpdir / "character.png"
-                _checked_image(raw, character, "character_reference")
+                _checked_image(
+                    payload["character_reference"], character, field="character_reference"
+                )
                 character_sha = media.sha256_file(character)
                 files.append((character, f"characters/{character_sha}.png", character_sha))
 
@@ -258,7 +246,16 @@ def _link_character(condition: Condition, character_id: int | None) -> None:
     condition.save(update_fields=["character"])
 
 
-def _checked_image(raw: Path, dst: Path, field: str) -> None:
+def _checked_image(value: str, dst: Path, *, field: str) -> None:
+    """A person's image (``value``, a path under the import roots) copied privately, checked
+    and re-encoded as PNG at ``dst``."""
+    raw = _private_copy(
+        value,
+        dst.with_suffix(".in"),
+        trusted=False,
+        field=field,
+        max_bytes=settings.LABELHUB_MAX_IMAGE_BYTES,
+    )
     try:
         media.normalise_image(raw, dst, image_limits())
     except media.MediaError as exc:
