@@ -13,6 +13,7 @@ import functools
 from django.http import JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
@@ -23,10 +24,31 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from labelhub.errors import ServiceError
 from labelhub.pages import status_for
-from labelhub.schema import FRAMEWORK_ERRORS, error_response
 from labelhub.security import issue_token
 
 BIGINT_MAX = 2**63 - 1  # Postgres bigint: ids and seeds past it cannot be stored or looked up
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="what went wrong, for a person to read")
+
+
+ERROR_TEXT = {
+    400: "invalid input: {field: [messages]} for a field, or {detail} for the request",
+    401: "not authenticated",
+    403: "not logged in, or lacking the role or the hold on the object this operation needs",
+    404: "no such object",
+    409: "conflicts with the object's current state",
+    413: "request body too large",
+    429: "too many requests or failed logins; retry later",
+}
+FRAMEWORK_ERRORS = (400, 401, 403, 404, 413, 429)
+
+
+def error_response(code: int) -> OpenApiResponse:
+    # A DRF validation error is an object of field -> messages, so 400 is a free-form object.
+    schema = OpenApiTypes.OBJECT if code == 400 else DetailSerializer
+    return OpenApiResponse(schema, description=ERROR_TEXT[code])
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
