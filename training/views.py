@@ -17,6 +17,7 @@ from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
+from runs.workers import live_workers
 from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint
@@ -34,6 +35,7 @@ TRAIN_FORM_FIELDS = (
     "batch_pairs",
     "seed",
     "checkpoint_every",
+    "gpus",
 )
 KIND_FIELDS = {
     "pairs": (*SOURCE_FIELDS, "min_gap"),
@@ -48,6 +50,7 @@ KIND_FIELDS = {
         "base_seed",
         "inference_steps",
         "guidance_scale",
+        "chunk_conditions",
     ),
 }
 
@@ -59,6 +62,7 @@ def runs_page(request):
         "training/runs.html",
         {
             "runs": [selectors.run_summary(run) for run in selectors.runs()],
+            "workers": live_workers(timeout=0.5),
             "checkpoints": selectors.checkpoints()[:50],
             "rounds": Round.objects.order_by("-created_at")[:200],
             "reward_models": RewardModel.objects.order_by("-created_at")[:100],
@@ -82,6 +86,8 @@ ROUND_FORM_FIELDS = (
     "reward_epochs",
     "test_fraction",
     "seed",
+    "gpus",
+    "chunk_conditions",
 )
 
 
@@ -135,6 +141,7 @@ def run_page(request, run_id: int):
             "artifacts": selectors.labelled_rows(run.artifacts),
             "plots": selectors.run_plots(run),
             "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
+            "chunks": selectors.chunks(run),
         },
     )
 
