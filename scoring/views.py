@@ -83,39 +83,41 @@ def training_form_config(form) -> dict:
 @require_POST
 @role_required(ADMIN)
 def launch_training_view(request):
-    try:
-        config = training_form_config(request.POST)
-        run = services.request_reward_training(
+    return _launch(
+        request,
+        lambda: services.request_reward_training(
             snapshot_id=int(request.POST.get("snapshot_id") or 0),
-            config=config,
+            config=training_form_config(request.POST),
             name=request.POST.get("name", "").strip(),
             created_by=request.user,
-        )
-    except ValueError as exc:  # a form field that is not a number
-        messages.error(request, f"Not launched: {exc}")
-        return redirect("scoring:reward_models")
-    except services.RewardRunError as error:
-        show_error(request, error, doing="Not launched")
-        return redirect("scoring:reward_models")
-    return redirect(f"/runs/{run.pk}/")
+        ),
+    )
 
 
 @require_POST
 @role_required(ADMIN)
 def launch_scoring_view(request):
-    try:
-        run = services.request_scoring(
+    return _launch(
+        request,
+        lambda: services.request_scoring(
             reward_model_id=int(request.POST.get("reward_model_id") or 0),
             round_id=int(request.POST.get("round_id") or 0),
             created_by=request.user,
-        )
-    except ValueError as exc:  # an id that is not a number
+        ),
+    )
+
+
+def _launch(request, launch):
+    """The new run's page, or back to the list with what was wrong."""
+    try:
+        run = launch()
+    except ValueError as exc:  # a form field that is not a number
         messages.error(request, f"Not launched: {exc}")
-        return redirect("scoring:reward_models")
     except services.RewardRunError as error:
         show_error(request, error, doing="Not launched")
-        return redirect("scoring:reward_models")
-    return redirect(f"/runs/{run.pk}/")
+    else:
+        return redirect(f"/runs/{run.pk}/")
+    return redirect("scoring:reward_models")
 
 
 @lead_required

@@ -84,15 +84,20 @@ class NextClipView(APIView):
         )
 
 
-class RatingRequest(serializers.Serializer):
+class SixScores(serializers.Serializer):
+    """The six 1-5 scores of a rating and the seconds it took (a submit or a correction)."""
+
     seconds_spent = serializers.FloatField(required=False, default=0.0, min_value=0)
-    idempotency_key = serializers.UUIDField()
 
     def get_fields(self):
         fields = super().get_fields()
         for key in DIMENSION_KEYS:
             fields[key] = serializers.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX)
         return fields
+
+
+class RatingRequest(SixScores):
+    idempotency_key = serializers.UUIDField()
 
 
 class SubmitRatingView(APIView):

@@ -12,9 +12,10 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.api.annotate import SixScores
 from annotation.selectors.me import rating_for_revision, recent_ratings
 from annotation.services.ratings import correct_rating
-from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator
 
 
@@ -48,14 +49,8 @@ class MyRatingsView(APIView):
         )
 
 
-class CorrectionRequest(serializers.Serializer):
-    seconds_spent = serializers.FloatField(required=False, default=0.0, min_value=0)
-
-    def get_fields(self):
-        fields = super().get_fields()
-        for key in DIMENSION_KEYS:
-            fields[key] = serializers.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX)
-        return fields
+class CorrectionRequest(SixScores):
+    pass
 
 
 class MyRatingView(APIView):
