@@ -72,6 +72,11 @@ def training_form_config(form) -> dict:
             except ValueError:
                 label = name.replace("_", " ")
                 raise ValueError(f"{label} must be a number, not {value[:40]!r}") from None
+    release = form.get("release_finetune", "")
+    if release:  # the anisora preset: train the released heads, or evaluate the release as is
+        if release not in ("heads", "full", "none"):
+            raise ValueError("start from the release must be heads, full or none")
+        config["release_finetune"] = release
     finetune = form.get("finetune_encoders", "")
     if finetune not in FINETUNE_CHOICES:
         raise ValueError(f"fine-tune encoders must be one of {', '.join(FINETUNE_CHOICES)}")
