@@ -216,26 +216,21 @@ def scoreboard_plots(data: dict, clips_url) -> dict:
         return out
 
     dims = [("overall", "Overall", None)] + [(d.key, d.name, d.key) for d in DIMENSIONS]
-    human = [
-        rounds_svg(
-            names,
-            series(lambda r, k=key: r["human_overall"] if k is None else r["human"][k]),
-            title=f"Human · {label}",
-            low=1,
-            high=5,
-        )
-        for _, label, key in dims
-    ]
-    reward = [
-        rounds_svg(
-            names,
-            series(lambda r, k=key: r["reward_overall"] if k is None else r["reward"][k]),
-            title=f"AnimeReward · {label}",
-            low=0,
-            high=1,
-        )
-        for _, label, key in dims
-    ]
+
+    def plots(kind: str, title: str, low: float, high: float) -> list:
+        """One plot per dimension (and overall) of ``kind``: "human" or "reward" means."""
+        return [
+            rounds_svg(
+                names,
+                series(lambda r, k=key: r[f"{kind}_overall"] if k is None else r[kind][k]),
+                title=f"{title} · {label}",
+                low=low,
+                high=high,
+            )
+            for _, label, key in dims
+        ]
+
+    human, reward = plots("human", "Human", 1, 5), plots("reward", "AnimeReward", 0, 1)
     win = rounds_svg(
         names,
         series(
