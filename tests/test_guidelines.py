@@ -2,7 +2,6 @@
 and when the drawer opens by itself for an annotator."""
 
 import pytest
-from django.test import Client
 
 from annotation.models import GuidelineExample, RoundGuidelines
 from annotation.selectors.guidelines import example_candidates, round_guidelines
@@ -14,17 +13,11 @@ from annotation.services.guidelines import (
     save_guidelines,
     should_show_guidelines,
 )
-from tests.conftest import make_user
+from tests.conftest import client_for, make_user
 from tests.factories import make_ready_clips, make_round
 from tests.lead_data import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 def test_markdown_is_rendered_and_html_is_escaped():

@@ -8,17 +8,11 @@ from django.test import Client
 from django.utils import timezone
 
 from annotation.models import Clip, ClipLabel, Rating
-from tests.conftest import make_user
+from tests.conftest import client_for, make_user
 from tests.factories import make_ready_clips, make_round, scores
 from tests.lead_data import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.fixture
