@@ -245,28 +245,6 @@ def extract_frame(src: Path, dst: Path, *, index: int, timeout: float = 120.0) -
         raise
 
 
-def count_decoded_frames(path: Path, *, timeout: float = 120.0) -> int:
-    """Frames that decode from the first video stream of ``path`` (a completeness check)."""
-    out = _run_child(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            *_input_args(path),
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=nb_read_frames",
-            "-of",
-            "csv=p=0",
-        ],
-        timeout=timeout,
-        what="not a readable video",
-    )
-    return int(out.decode().strip().split(",")[0] or 0)
-
-
 def normalise_image(src: Path, dst: Path, limits: ImageLimits) -> tuple[int, int]:
     """Check that ``src`` is a PNG, JPEG or WebP within ``limits`` and write it to ``dst`` as PNG.
 

@@ -10,7 +10,7 @@ seed always give the same split. Pure Python; no Django.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 
 TRAIN, TEST = "train", "test"
@@ -98,26 +98,3 @@ def place_items(
             group_id = group_ids[root] = hashlib.sha256(root.encode()).hexdigest()[:16]
         placements[key] = Placement(TEST if root in test_groups else TRAIN, group_id)
     return placements
-
-
-def _field(item, name: str):
-    return item[name] if isinstance(item, Mapping) else getattr(item, name)
-
-
-def grouped_split(items: Iterable, *, test_fraction: float, seed: int) -> dict[Hashable, str]:
-    """Map each clip id to "train" or "test" so no image or prompt is in both splits.
-
-    ``items`` are mappings or objects with ``clip_id``, ``image_sha256`` and ``prompt_sha256``.
-    The result is reproducible: it depends only on the set of items, the fraction and the seed.
-    """
-    placements = place_items(
-        (
-            SplitItem(
-                _field(it, "clip_id"), _field(it, "image_sha256"), _field(it, "prompt_sha256")
-            )
-            for it in items
-        ),
-        test_fraction=test_fraction,
-        seed=seed,
-    )
-    return {key: placement.split for key, placement in placements.items()}

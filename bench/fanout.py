@@ -99,7 +99,7 @@ def wait(run: TrainingRun, timeout: float = 3600) -> TrainingRun:
 
 def source_round(conditions: int) -> Round:
     """A round whose clips name ``conditions`` conditions (the generator reads their images)."""
-    from training.alignment.toy import synthetic_conditions
+    from tests.toy import synthetic_conditions
 
     round_ = Round.objects.create(name="bench-source")
     folder = Path(tempfile.mkdtemp(prefix="labelhub-bench-conditions-"))

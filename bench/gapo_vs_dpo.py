@@ -25,10 +25,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from tests.toy import mean_brightness, synthetic_conditions
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import Pair
 from training.alignment.sampling import generate_candidates
-from training.alignment.toy import mean_brightness, synthetic_conditions
 from training.alignment.trainer import TrainConfig, train
 
 

@@ -1,5 +1,6 @@
-"""API pieces every app shares: the token endpoint, documented error responses, request-field
-validators, and the JSON 404/500 answers under /api/.
+"""API pieces every app shares: the token endpoint, documented error responses, the exception
+handler that answers a service's refusal, request-field validators, and the JSON 404/500 answers
+under /api/.
 
 Every operation's schema lists the errors it can answer with, so a generated client or a fuzzer
 (tests/test_api_fuzz.py) sees the truth: ``errors(409)`` documents a view's own codes.
@@ -7,25 +8,77 @@ Every operation's schema lists the errors it can answer with, so a generated cli
 
 from __future__ import annotations
 
+import functools
+
 from django.http import JsonResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework.views import APIView
+from rest_framework.views import APIView, set_rollback
+from rest_framework.views import exception_handler as drf_exception_handler
 
-from labelhub.schema import FRAMEWORK_ERRORS, error_response
+from labelhub.errors import ServiceError
+from labelhub.pages import status_for
 from labelhub.security import issue_token
 
 BIGINT_MAX = 2**63 - 1  # Postgres bigint: ids and seeds past it cannot be stored or looked up
+
+
+class DetailSerializer(serializers.Serializer):
+    detail = serializers.CharField(help_text="what went wrong, for a person to read")
+
+
+ERROR_TEXT = {
+    400: "invalid input: {field: [messages]} for a field, or {detail} for the request",
+    401: "not authenticated",
+    403: "not logged in, or lacking the role or the hold on the object this operation needs",
+    404: "no such object",
+    409: "conflicts with the object's current state",
+    413: "request body too large",
+    429: "too many requests or failed logins; retry later",
+}
+FRAMEWORK_ERRORS = (400, 401, 403, 404, 413, 429)
+
+
+def error_response(code: int) -> OpenApiResponse:
+    # A DRF validation error is an object of field -> messages, so 400 is a free-form object.
+    schema = OpenApiTypes.OBJECT if code == 400 else DetailSerializer
+    return OpenApiResponse(schema, description=ERROR_TEXT[code])
 
 
 def errors(*codes: int) -> dict[int, OpenApiResponse]:
     """Documented error responses for ``codes`` (labelhub.schema adds the framework's own to
     every operation: 400, 401, 403, 404, 413, 429)."""
     return {code: error_response(code) for code in sorted({*codes, *FRAMEWORK_ERRORS})}
+
+
+def exception_handler(exc, context):
+    """DRF's handler, plus a service's refusal: ``{"detail": message, "code": code}`` with the
+    status its code maps to (``labelhub.pages.STATUS_BY_CODE``). Views let services raise."""
+    if isinstance(exc, ServiceError):
+        set_rollback()  # as DRF does for its own errors: nothing the request wrote is kept
+        return Response({"detail": str(exc), "code": exc.code}, status=status_for(exc))
+    return drf_exception_handler(exc, context)
+
+
+@functools.cache
+def _spectacular_view():
+    # drf-spectacular's generator (a second of imports) loads with the first request for the
+    # schema, not with every manage.py command and worker start.
+    from drf_spectacular.views import SpectacularAPIView
+
+    return SpectacularAPIView.as_view()
+
+
+@csrf_exempt  # as every DRF view is: DRF checks CSRF itself for session users
+def schema_view(request, *args, **kwargs):
+    """GET /api/schema/: the OpenAPI schema of the API (logged-in users)."""
+    return _spectacular_view()(request, *args, **kwargs)
 
 
 def not_found(request, exception=None):

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from django.db import transaction
 
-from labelhub.celery import app
-
 
 def send_now(task_name: str, *, queue: str | None = None, **kwargs) -> None:
     """Send the task at once (callers that are outside a transaction or already committed);
     ``queue`` overrides the task's route (a run for a worker that owns several GPUs)."""
+    # Celery loads with the first task sent, not with every page process and manage.py command.
+    from labelhub.celery import app
+
     if app.conf.task_always_eager:
         app.loader.import_default_modules()
         app.tasks[task_name].apply(kwargs=kwargs, throw=True)

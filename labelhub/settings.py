@@ -312,6 +312,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
     ],
     "DEFAULT_SCHEMA_CLASS": "labelhub.schema.AutoSchema",
+    "EXCEPTION_HANDLER": "labelhub.api.exception_handler",  # a service's refusal -> its status
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
     "PAGE_SIZE": 50,
 }

@@ -1,9 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
 
-from labelhub.api import ObtainTokenView, not_found, server_error
+from labelhub.api import ObtainTokenView, not_found, schema_view, server_error
 
 urlpatterns = [
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
@@ -18,7 +17,7 @@ urlpatterns = [
     ),
     path("django-admin/", admin.site.urls),
     # Logged-in users only (SPECTACULAR_SETTINGS["SERVE_PERMISSIONS"]).
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", schema_view, name="schema"),
     path("api/auth/token/", ObtainTokenView.as_view(), name="api_token"),
     path("", include("annotation.urls")),
     path("", include("scoring.urls")),

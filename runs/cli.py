@@ -16,7 +16,7 @@ FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun
 
 
 class ProgressBar:
-    """A ``labelhub.ml.Progress`` callback drawing a tqdm bar; messages are printed above it."""
+    """A ``labelhub.progress.Progress`` callback drawing a tqdm bar; messages are printed above it."""
 
     def __init__(self, description: str):
         self.bar = tqdm(desc=description, unit="step", dynamic_ncols=True)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from django.db import transaction
 
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from labelhub.queue import enqueue
 from runs import services
 from runs.models import TrainingRun

@@ -24,7 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from labelhub.heartbeat import Heartbeat
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from labelhub.queue import enqueue
 from runs.jobs import job_function
 from runs.models import TrainingRun
@@ -235,7 +235,7 @@ def execute_run(run_id: int, *, on_progress: Progress | None = None, worker: str
 
 
 class RunReporter:
-    """The progress callback (``labelhub.ml.Progress``) a job hands to the ML core.
+    """The progress callback (``labelhub.progress.Progress``) a job hands to the ML core.
 
     ``reporter(step, total, metrics, message)`` writes at most every ``min_interval`` seconds
     (always when metrics or a message come), appends metrics to the run's series, and raises

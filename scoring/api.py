@@ -3,7 +3,6 @@ and scoring (both run on the ``gpu`` queue and report on their TrainingRun)."""
 
 from __future__ import annotations
 
-from django.core.exceptions import ObjectDoesNotExist
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -102,14 +101,13 @@ class TrainRewardView(APIView):
 
     permission_classes = [IsAdmin]
 
-    @extend_schema(request=TrainSerializer, responses={202: LaunchedSerializer, **errors(400)})
+    @extend_schema(
+        request=TrainSerializer, responses={202: LaunchedSerializer, **errors(400, 404, 409)}
+    )
     def post(self, request):
         data = TrainSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            run = services.request_reward_training(created_by=request.user, **data.validated_data)
-        except (ValueError, TypeError, ObjectDoesNotExist) as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = services.request_reward_training(created_by=request.user, **data.validated_data)
         return _launched(run)
 
 
@@ -118,21 +116,20 @@ class ScoreClipsView(APIView):
 
     permission_classes = [IsAdmin]
 
-    @extend_schema(request=ScoreSerializer, responses={202: LaunchedSerializer, **errors(400, 404)})
+    @extend_schema(
+        request=ScoreSerializer, responses={202: LaunchedSerializer, **errors(400, 404, 409)}
+    )
     def post(self, request, reward_model_id: int):
         get_object_or_404(RewardModel, pk=reward_model_id)
         data = ScoreSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            run = services.request_scoring(
-                reward_model_id=reward_model_id,
-                created_by=request.user,
-                round_id=data.validated_data.get("round_id"),
-                clip_ids=data.validated_data.get("clip_ids"),
-                batch_size=data.validated_data["batch_size"],
-            )
-        except ValueError as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = services.request_scoring(
+            reward_model_id=reward_model_id,
+            created_by=request.user,
+            round_id=data.validated_data.get("round_id"),
+            clip_ids=data.validated_data.get("clip_ids"),
+            batch_size=data.validated_data["batch_size"],
+        )
         return _launched(run)
 
 

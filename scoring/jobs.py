@@ -12,7 +12,7 @@ from annotation.selectors.characters import gallery_image_names
 from annotation.selectors.exports import iter_snapshot_rows
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.dimensions import DIMENSION_KEYS
-from labelhub.ml import Progress, no_progress
+from labelhub.progress import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
 from runs.fanout import chunked, run_chunks
 from runs.models import TrainingRun

@@ -7,13 +7,19 @@ from collections.abc import Iterable
 
 from django.conf import settings
 
-from annotation.models import Clip, ClipLabel, ExportSnapshot
+from annotation.models import ClipLabel, ExportSnapshot
+from annotation.services.assignment import QueueSignal, set_queue_signals
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
+from labelhub.errors import ServiceError
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring.anime_reward.anisora.layout import ReleaseLayoutError, check_release_dir
 from scoring.anime_reward.config import RewardTrainConfig, missing_source_files
 from scoring.models import ClipScore, RewardModel
+
+
+class RewardRunError(ServiceError):
+    """A reward-training or scoring launch that cannot be made; the message says why."""
 
 
 def encoder_sources() -> dict[str, str]:
@@ -32,9 +38,9 @@ def request_reward_training(
     """Validate the launch, record a queued run and (after commit) send it to the ``gpu`` queue."""
     snapshot = ExportSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
-        raise ValueError(f"export snapshot {snapshot_id} does not exist")
+        raise RewardRunError(f"export snapshot {snapshot_id} does not exist", code="not_found")
     if snapshot.status != ExportSnapshot.Status.READY:
-        raise ValueError(f"snapshot {snapshot_id} is {snapshot.status}, not ready")
+        raise RewardRunError(f"snapshot {snapshot_id} is {snapshot.status}, not ready")
     config = dict(config or {})
     config.setdefault("preset", settings.LABELHUB_REWARD_PRESET)  # the deployment's encoders
     if config["preset"] == "anisora":  # the released models: every file they read is there now
@@ -42,17 +48,19 @@ def request_reward_training(
         try:
             check_release_dir(config["release_dir"], sam_source=encoder_sources().get("sam", ""))
         except ReleaseLayoutError as error:
-            raise ValueError(str(error)) from error
+            raise RewardRunError(str(error)) from error
     if config["preset"] == "full":  # each encoder's folder, as its hub ships it, is complete now
         problems = missing_source_files({**encoder_sources(), **config.get("encoder_sources", {})})
         if problems:
-            raise ValueError("full AnimeReward encoders: " + "; ".join(problems))
+            raise RewardRunError("full AnimeReward encoders: " + "; ".join(problems))
     try:
         RewardTrainConfig(**config)
     except TypeError as error:  # an unknown field
-        raise ValueError(str(error).replace("__init__() ", "")) from error
+        raise RewardRunError(str(error).replace("__init__() ", "")) from error
+    except ValueError as error:  # a value the config refuses
+        raise RewardRunError(str(error)) from error
     if name and RewardModel.objects.filter(name=name).exists():
-        raise ValueError(f"a reward model named {name!r} already exists")
+        raise RewardRunError(f"a reward model named {name!r} already exists", code="conflict")
     try:
         return runs.launch(
             kind=TrainingRun.Kind.REWARD_TRAINING,
@@ -62,7 +70,7 @@ def request_reward_training(
             output_name=f"reward_model:{name}" if name else "",
         )
     except runs.NameTaken as error:  # another queued or running run will save that name
-        raise ValueError(str(error)) from error
+        raise RewardRunError(str(error), code="conflict") from error
 
 
 def request_scoring(
@@ -79,13 +87,13 @@ def request_scoring(
     It scores in chunks of ``chunk_clips`` clips (default ``scoring.jobs.SCORING_CHUNK_CLIPS``),
     each a gpu task that any worker takes."""
     if (round_id is None) == (clip_ids is None):
-        raise ValueError("give either a round or a list of clips")
+        raise RewardRunError("give either a round or a list of clips")
     if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
+        raise RewardRunError("batch_size must be at least 1")
     if chunk_clips is not None and chunk_clips < 1:
-        raise ValueError("chunk_clips must be at least 1")
+        raise RewardRunError("chunk_clips must be at least 1")
     if not RewardModel.objects.filter(pk=reward_model_id).exists():
-        raise ValueError(f"reward model {reward_model_id} does not exist")
+        raise RewardRunError(f"reward model {reward_model_id} does not exist", code="not_found")
     params = {"reward_model_id": reward_model_id, "batch_size": batch_size}
     if chunk_clips is not None:
         params["chunk_clips"] = chunk_clips
@@ -99,7 +107,8 @@ def request_scoring(
 
 
 def update_queue_signals(*, reward_model_id: int, round_id: int) -> int:
-    """Write the reward model's view of each clip of a round for the model-ordered queues.
+    """The reward model's view of each clip of a round for the model-ordered queues, stored
+    through ``annotation.services.assignment.set_queue_signals``.
 
     - ``model_disagreement``: mean over the six dimensions of |model reward - human mean| (both
       on [0, 1]); only clips with human labels.
@@ -123,7 +132,7 @@ def update_queue_signals(*, reward_model_id: int, round_id: int) -> int:
     by_condition: dict[int, list[float]] = {}
     for row in scores.values():
         by_condition.setdefault(row["clip__condition_id"], []).append(row["overall"])
-    clips = []
+    signals = {}
     for clip_id, row in scores.items():
         rivals = list(by_condition[row["clip__condition_id"]])
         rivals.remove(row["overall"])
@@ -135,8 +144,5 @@ def update_queue_signals(*, reward_model_id: int, round_id: int) -> int:
             if label
             else None
         )
-        clips.append(
-            Clip(pk=clip_id, model_uncertainty=1.0 - nearest, model_disagreement=disagreement)
-        )
-    Clip.objects.bulk_update(clips, ["model_uncertainty", "model_disagreement"], batch_size=1000)
-    return len(clips)
+        signals[clip_id] = QueueSignal(uncertainty=1.0 - nearest, disagreement=disagreement)
+    return set_queue_signals(round_id=round_id, signals=signals)

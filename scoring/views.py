@@ -8,10 +8,11 @@ from django.contrib import messages
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from annotation.models import Clip, ClipLabel, ExportSnapshot, Round
-from annotation.services.gold import GoldError, set_gold_reference
-from annotation.services.overlap import OverlapError, request_extra_rating
-from labelhub.dimensions import DIMENSION_KEYS
+from annotation.models import Clip, ExportSnapshot, Round
+from annotation.services.gold import set_gold_from_labels
+from annotation.services.overlap import request_extra_rating
+from labelhub.errors import ServiceError
+from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
@@ -87,33 +88,41 @@ def training_form_config(form) -> dict:
 @require_POST
 @role_required(ADMIN)
 def launch_training_view(request):
-    try:
-        config = training_form_config(request.POST)
-        run = services.request_reward_training(
+    return _launch(
+        request,
+        lambda: services.request_reward_training(
             snapshot_id=int(request.POST.get("snapshot_id") or 0),
-            config=config,
+            config=training_form_config(request.POST),
             name=request.POST.get("name", "").strip(),
             created_by=request.user,
-        )
-    except (ValueError, ExportSnapshot.DoesNotExist) as exc:
-        messages.error(request, f"Not launched: {exc}")
-        return redirect("scoring:reward_models")
-    return redirect(f"/runs/{run.pk}/")
+        ),
+    )
 
 
 @require_POST
 @role_required(ADMIN)
 def launch_scoring_view(request):
-    try:
-        run = services.request_scoring(
+    return _launch(
+        request,
+        lambda: services.request_scoring(
             reward_model_id=int(request.POST.get("reward_model_id") or 0),
             round_id=int(request.POST.get("round_id") or 0),
             created_by=request.user,
-        )
-    except (ValueError, RewardModel.DoesNotExist) as exc:
+        ),
+    )
+
+
+def _launch(request, launch):
+    """The new run's page, or back to the list with what was wrong."""
+    try:
+        run = launch()
+    except ValueError as exc:  # a form field that is not a number
         messages.error(request, f"Not launched: {exc}")
-        return redirect("scoring:reward_models")
-    return redirect(f"/runs/{run.pk}/")
+    except services.RewardRunError as error:
+        show_error(request, error, doing="Not launched")
+    else:
+        return redirect(f"/runs/{run.pk}/")
+    return redirect("scoring:reward_models")
 
 
 @lead_required
@@ -174,13 +183,8 @@ def qa_action(request, round_id: int):
             clip = request_extra_rating(clip_id=clip.pk)
             messages.success(request, f"Clip {clip.pk} now needs {clip.target_ratings} ratings.")
         elif action == "gold":
-            label = ClipLabel.objects.get(clip=clip)
-            scores = {key: int(round(getattr(label, f"{key}_mean"))) for key in DIMENSION_KEYS}
-            set_gold_reference(
-                clip_id=clip.pk,
-                scores=scores,
-                created_by=request.user,
-                note="from model-assisted QA",
+            set_gold_from_labels(
+                clip_id=clip.pk, created_by=request.user, note="from model-assisted QA"
             )
             messages.success(
                 request,
@@ -189,8 +193,8 @@ def qa_action(request, round_id: int):
             return redirect("annotation:lead_clip", clip_id=clip.pk)
         else:
             messages.error(request, f"Unknown action {action!r}.")
-    except (OverlapError, GoldError, ClipLabel.DoesNotExist) as error:
-        messages.error(request, f"Not done: {error}")
+    except ServiceError as error:
+        show_error(request, error, doing="Not done")
     return _back(request, round_)
 
 

@@ -5,11 +5,19 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth.models import Group, User
+from django.test import Client
 
 from annotation.models import Clip, Round
 from annotation.services.ingest import import_rows
 from labelhub.roles import ROLES
-from training.alignment.toy import synthetic_conditions
+from tests.toy import synthetic_conditions
+
+
+def client_for(user) -> Client:
+    """A browser session logged in as ``user``."""
+    client = Client()
+    client.force_login(user)
+    return client
 
 
 def make_user(username: str, *roles: str) -> User:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 from django.core.files.base import ContentFile
@@ -62,3 +63,27 @@ def scores(value: int = 3, **overrides) -> dict:
     out = {key: value for key in DIMENSION_KEYS}
     out.update(overrides)
     return out
+
+
+def count_decoded_frames(path) -> int:
+    """Frames that decode from the first video stream of ``path`` (a stored clip's completeness
+    check: ffprobe decodes every frame)."""
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=nb_read_frames",
+            "-of",
+            "csv=p=0",
+            f"file:{path}",
+        ],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    return int(out.decode().strip().split(",")[0] or 0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import uuid
+from datetime import timedelta
 
-from django.db.models import F
+from django.utils import timezone
 
-from annotation.models import Clip, Condition, Rating, Round
-from annotation.services.labels import update_label
+from annotation.models import Clip, Condition, Lease, Rating, Round
+from annotation.services.ratings import submit_rating
 from labelhub.dimensions import DIMENSION_KEYS
 
 _counter = itertools.count(1)
@@ -58,15 +60,29 @@ def make_clip(
     )
 
 
-def rate(clip: Clip, annotator, scores, *, seconds: float = 10.0) -> Rating:
-    """Store one current rating (six scores: a list in DIMENSION_KEYS order or one int) and relabel."""
+def rate(
+    clip: Clip | int, annotator, scores: int | list[int] = 3, *, seconds: float = 10.0, **overrides
+) -> Rating:
+    """Rate a clip the way an annotator does, through the services: hold a lease on it, then
+    submit six scores (one int for all six, or a list in DIMENSION_KEYS order; ``overrides`` set
+    single dimensions by key). The label, counts and adaptive overlap follow as in production."""
+    clip_id = clip if isinstance(clip, int) else clip.pk
     values = [scores] * len(DIMENSION_KEYS) if isinstance(scores, int) else list(scores)
-    rating = Rating.objects.create(
-        clip=clip,
+    chosen = {**dict(zip(DIMENSION_KEYS, values, strict=True)), **overrides}
+    Lease.objects.get_or_create(  # a lease they hold already, expired or not, stays as it is
+        clip_id=clip_id,
         annotator=annotator,
-        seconds_spent=seconds,
-        **dict(zip(DIMENSION_KEYS, values, strict=True)),
+        defaults={"expires_at": timezone.now() + timedelta(minutes=5)},
     )
-    Clip.objects.filter(pk=clip.pk).update(rating_count=F("rating_count") + 1)
-    update_label(clip.pk)
-    return rating
+    return submit_rating(
+        clip_id=clip_id,
+        annotator=annotator,
+        scores=chosen,
+        seconds_spent=seconds,
+        idempotency_key=uuid.uuid4(),
+    ).rating
+
+
+def link_character(condition: Condition, character) -> None:
+    """Link a condition to a gallery character (ingest does it for a manifest's ``character``)."""
+    Condition.objects.filter(pk=condition.pk).update(character=character)

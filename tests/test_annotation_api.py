@@ -6,16 +6,10 @@ import pytest
 from django.test import Client
 
 from annotation.models import Rating
-from tests.conftest import make_user
+from tests.conftest import client_for, make_user
 from tests.factories import make_round, scores, write_manifest
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ from annotation.services.ratings import RatingError, skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
+from tests.lead_data import rate
 
 
 def hold(clip_id, user, minutes=10):
@@ -25,17 +26,6 @@ def hold(clip_id, user, minutes=10):
         clip_id=clip_id,
         annotator=user,
         defaults={"expires_at": timezone.now() + timedelta(minutes=minutes)},
-    )
-
-
-def rate(clip_id, user, value=3, **kw):
-    hold(clip_id, user)
-    return submit_rating(
-        clip_id=clip_id,
-        annotator=user,
-        scores=scores(value, **kw),
-        seconds_spent=1.0,
-        idempotency_key=uuid.uuid4(),
     )
 
 
@@ -223,12 +213,12 @@ def test_correction_supersedes_the_rating_and_updates_the_label(annotator):
 
     clip = make_ready_clips(make_round(), 1)[0]
     first = rate(clip.pk, annotator, 2)
-    new = correct_rating(rating_id=first.rating.pk, annotator=annotator, scores=scores(4))
-    first.rating.refresh_from_db()
-    assert not first.rating.is_current and new.supersedes_id == first.rating.pk and new.is_current
+    new = correct_rating(rating_id=first.pk, annotator=annotator, scores=scores(4))
+    first.refresh_from_db()
+    assert not first.is_current and new.supersedes_id == first.pk and new.is_current
     clip.refresh_from_db()
     assert clip.rating_count == 1  # still one rater
     assert ClipLabel.objects.get(clip=clip).overall == pytest.approx(4.0)
     assert recompute_all_labels(dry_run=True).ok
     with pytest.raises(RatingError, match="already corrected"):
-        correct_rating(rating_id=first.rating.pk, annotator=annotator, scores=scores(5))
+        correct_rating(rating_id=first.pk, annotator=annotator, scores=scores(5))

@@ -2,7 +2,6 @@
 
 import os
 import signal
-import time
 from datetime import timedelta
 
 import pytest
@@ -14,23 +13,13 @@ from runs.models import TrainingRun
 from runs.services import fail_stale_runs
 from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
-from tests.workers import celery_worker
-from training.alignment.toy import mean_brightness
+from tests.toy import mean_brightness
+from tests.workers import celery_worker, wait_for
 from training.models import PolicyCheckpoint
 from training.services import launch
 from training.services.pairs import build_round_pairs
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def wait_for(predicate, *, worker, log_path, timeout=240.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        assert worker.poll() is None, log_path.read_text()
-        time.sleep(0.3)
-    raise AssertionError(f"timed out; worker log:\n{log_path.read_text()[-3000:]}")
 
 
 def test_ingest_runs_on_a_real_worker(isolated_media, tmp_path, video_factory):
@@ -57,6 +46,7 @@ def test_ingest_runs_on_a_real_worker(isolated_media, tmp_path, video_factory):
             lambda: all(r.status in {"ok", "error"} for r in rows()),
             worker=worker,
             log_path=log_path,
+            timeout=240,
         )
         rows = rows()
     assert [r.status for r in rows] == ["ok", "error"]

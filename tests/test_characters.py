@@ -17,7 +17,7 @@ from annotation.services import characters, ingest
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
-from tests.lead_data import make_clip, make_condition, make_round, rate, sha
+from tests.lead_data import link_character, make_clip, make_condition, make_round, rate, sha
 
 pytestmark = pytest.mark.django_db
 
@@ -233,7 +233,7 @@ def test_export_has_the_character_columns(tmp_path):
     rater = make_user("rater", "annotator")
     sakura = characters.create_character(name='Sakura, the "first"')
     with_character = make_condition("a", "with a character")
-    characters.link_condition(condition_id=with_character.pk, character_id=sakura.pk)
+    link_character(with_character, sakura)
     without = make_condition("b", "without one")
     clips = {
         "with": make_clip(round_, with_character),
@@ -347,7 +347,7 @@ def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_th
     target = Clip.objects.select_related("condition").get(pk=clip_ids[1])
     before = ClipScore.objects.get(clip=target, reward_model=reward_model).rewards()
     other = next(c for c in cast.values() if c.pk != target.condition.character_id)
-    characters.link_condition(condition_id=target.condition_id, character_id=other.pk)
+    link_character(target.condition, other)
     ClipScore.objects.filter(clip=target).delete()
     score_clips(reward_model=reward_model, clip_ids=[target.pk], model=model)
     after = ClipScore.objects.get(clip=target, reward_model=reward_model).rewards()

@@ -43,6 +43,21 @@ if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
 LIMIT = 60 if RECOVERY_ENV else 900
 
 
+def sweeps_finished(*logs) -> int:
+    """Sweeps of stuck snapshots the workers finished (Celery logs one line per task)."""
+    return sum(
+        "Task annotation.sweep_stuck_snapshots[" in line and " succeeded " in line
+        for log in logs
+        if log.exists()
+        for line in log.read_text().splitlines()
+    )
+
+
+def beat_age(snapshot_id: int, since) -> float:
+    """Seconds the snapshot's heartbeat has moved on since ``since``."""
+    return (ExportSnapshot.objects.get(pk=snapshot_id).heartbeat_at - since).total_seconds()
+
+
 def test_worker_sigkilled_mid_export_build_is_rebuilt_complete(isolated_media, tmp_path, settings):
     settings.LABELHUB_ARTIFACTS_ROOT = tmp_path / "artifacts"  # the worker's too: see celery_worker
     round_ = make_round("exported")
@@ -151,7 +166,20 @@ def test_a_live_build_waiting_longer_than_the_stale_window_is_not_built_twice(
             with table_locked("annotation_cliplabel"):
                 snapshot = request_snapshot_build(round_ids=[round_.pk])
                 wait_for(lambda: backends_waiting_on_lock() >= 1, log_path=log_a, timeout=60)
-                time.sleep(stale * 2 + 2)  # past the stale window, with sweeps meanwhile
+                first_beat = ExportSnapshot.objects.get(pk=snapshot.pk).heartbeat_at
+                # Wait on state, not a clock: the builder's heartbeat has moved on by more than the
+                # stale window (a lost builder would be stale by now), then two more sweeps ran.
+                wait_for(
+                    lambda: beat_age(snapshot.pk, first_beat) > stale,
+                    log_path=log_a,
+                    timeout=LIMIT + 3 * stale,
+                )
+                swept = sweeps_finished(log_a, log_b)
+                wait_for(
+                    lambda: sweeps_finished(log_a, log_b) >= swept + 2,
+                    log_path=log_a,
+                    timeout=LIMIT,
+                )
                 assert backends_waiting_on_lock() == 1  # only the first builder is in the build
             wait_for(
                 lambda: (
@@ -161,7 +189,9 @@ def test_a_live_build_waiting_longer_than_the_stale_window_is_not_built_twice(
                 log_path=log_b,
                 timeout=LIMIT,
             )
-            time.sleep(2)  # a second build, had one started, would change the row again
+            # A sweep in flight when the build finished has logged what it re-sent, if anything.
+            swept = sweeps_finished(log_a, log_b)
+            wait_for(lambda: sweeps_finished(log_a, log_b) > swept, log_path=log_b, timeout=LIMIT)
     finally:
         beat.terminate()
         beat.wait(timeout=30)

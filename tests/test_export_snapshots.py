@@ -9,7 +9,7 @@ from django.core.files.storage import default_storage
 from django.db import DatabaseError, transaction
 
 from annotation.models import ClipLabel, ExportSnapshot, Rating
-from annotation.selectors.exports import iter_snapshot_ratings, iter_snapshot_rows
+from annotation.selectors.exports import READ_BATCH_ROWS, iter_snapshot_rows, open_snapshot_file
 from annotation.services.exports import create_snapshot, request_snapshot_build
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
@@ -37,6 +37,13 @@ ROW_KEYS = [
 ]
 
 
+def iter_snapshot_ratings(snapshot: ExportSnapshot):
+    """Yield the pseudonymised raw ratings of a snapshot exported with ``include_ratings``."""
+    with open_snapshot_file(snapshot, "ratings_parquet") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
+            yield from batch.to_pylist()
+
+
 @pytest.fixture
 def labelled(db):
     r1, r2 = make_round("round one"), make_round("round two")
@@ -58,8 +65,10 @@ def labelled(db):
                 rate(clip, rater, [1 + (i + j + k) % 5 for k in range(6)], seconds=5 + j)
             clips.append(clip)
     make_clip(r1, conditions[0], "vidu")  # never rated: not exported
-    pulled = make_clip(r1, conditions[2], "cogvideox", status="pulled")
-    rate(pulled, raters[0], 3)  # pulled as broken: not exported
+    pulled = make_clip(r1, conditions[2], "cogvideox")
+    rate(pulled, raters[0], 3)
+    pulled.status = "pulled"  # pulled as broken after its rating: not exported
+    pulled.save(update_fields=["status"])
     return {"rounds": (r1, r2), "clips": clips, "raters": raters, "pulled": pulled}
 
 

@@ -1,14 +1,9 @@
 """Per-round guidelines: safe Markdown, leads' example clips from rated clips, who may edit,
 and when the drawer opens by itself for an annotator."""
 
-import uuid
-from datetime import timedelta
-
 import pytest
-from django.test import Client
-from django.utils import timezone
 
-from annotation.models import GuidelineExample, Lease, RoundGuidelines
+from annotation.models import GuidelineExample, RoundGuidelines
 from annotation.selectors.guidelines import example_candidates, round_guidelines
 from annotation.services.guidelines import (
     GuidelineError,
@@ -18,29 +13,11 @@ from annotation.services.guidelines import (
     save_guidelines,
     should_show_guidelines,
 )
-from annotation.services.ratings import submit_rating
-from tests.conftest import make_user
-from tests.factories import make_ready_clips, make_round, scores
+from tests.conftest import client_for, make_user
+from tests.factories import make_ready_clips, make_round
+from tests.lead_data import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
-
-
-def rate(clip, user, value=3, **overrides):
-    Lease.objects.create(
-        clip=clip, annotator=user, expires_at=timezone.now() + timedelta(minutes=5)
-    )
-    return submit_rating(
-        clip_id=clip.pk,
-        annotator=user,
-        scores=scores(value, **overrides),
-        idempotency_key=uuid.uuid4(),
-    ).rating
 
 
 def test_markdown_is_rendered_and_html_is_escaped():

@@ -1,39 +1,18 @@
 """An annotator's history and corrections over HTTP: only their own ratings, the undo window,
 reopening, and a correction that supersedes (never edits) the rating and updates the label."""
 
-import uuid
 from datetime import timedelta
 
 import pytest
 from django.test import Client
 from django.utils import timezone
 
-from annotation.models import Clip, ClipLabel, Lease, Rating
-from annotation.services.ratings import submit_rating
-from tests.conftest import make_user
+from annotation.models import Clip, ClipLabel, Rating
+from tests.conftest import client_for, make_user
 from tests.factories import make_ready_clips, make_round, scores
+from tests.lead_data import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def client_for(user) -> Client:
-    c = Client()
-    c.force_login(user)
-    return c
-
-
-def rate(clip, user, value=3, **overrides) -> Rating:
-    """Submit a rating the way an annotator does: holding a lease on the clip."""
-    Lease.objects.create(
-        clip=clip, annotator=user, expires_at=timezone.now() + timedelta(minutes=5)
-    )
-    return submit_rating(
-        clip_id=clip.pk,
-        annotator=user,
-        scores=scores(value, **overrides),
-        seconds_spent=4.0,
-        idempotency_key=uuid.uuid4(),
-    ).rating
 
 
 @pytest.fixture

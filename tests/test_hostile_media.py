@@ -25,7 +25,7 @@ from annotation.models import Clip, Condition, ImportBatch, ImportRow
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
 from labelhub import storage
-from tests.factories import make_round, write_manifest
+from tests.factories import count_decoded_frames, make_round, write_manifest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -174,10 +174,10 @@ def test_a_playlist_never_reaches_a_demuxer_even_without_the_sniff(tmp_path):
     os.mkfifo(fifo)
     playlist = tmp_path / "clip.mp4"
     playlist.write_text(f"#EXTM3U\n#EXT-X-TARGETDURATION:1\n#EXTINF:1,\n{fifo}\n#EXT-X-ENDLIST\n")
-    started = time.monotonic()
+    # Opening the FIFO would block until the timeout stops ffmpeg: refused for another reason,
+    # the playlist was never followed (no clock involved, so a busy machine cannot flake it).
     with pytest.raises(media.MediaError) as caught:
         media.transcode_for_browser(playlist, tmp_path / "out.mp4", fps=8, timeout=10)
-    assert time.monotonic() - started < 5
     assert "took longer" not in str(caught.value)
     with pytest.raises(media.MediaError, match="HLS playlist"):
         media.probe_video(playlist, ingest.video_limits())
@@ -186,10 +186,9 @@ def test_a_playlist_never_reaches_a_demuxer_even_without_the_sniff(tmp_path):
 def test_a_hung_ffmpeg_child_is_killed_at_the_timeout(tmp_path):
     fifo = tmp_path / "never-written.mkv"
     os.mkfifo(fifo)  # reading blocks forever: the child must be killed, not waited on
-    started = time.monotonic()
-    with pytest.raises(media.MediaError, match="took longer than 2s"):
+    with pytest.raises(media.MediaError, match="took longer than 2s and was stopped"):
         media.extract_frame(fifo, tmp_path / "x.png", index=0, timeout=2)
-    assert time.monotonic() - started < 6
+    # Stopped means gone: no ffmpeg child still holds the FIFO.
     leftover = subprocess.run(["pgrep", "-f", str(fifo)], capture_output=True, text=True)
     assert leftover.stdout.strip() == ""
 
@@ -256,7 +255,7 @@ def test_a_row_held_by_a_live_worker_is_left_alone_and_a_stale_one_is_taken_over
     make_round("r1")
     batch = ImportBatch.objects.create(manifest_name="m")
     good = video_factory("import/good.mp4")
-    payload = ingest._validate_row(
+    payload = ingest.validate_row(
         {"video": str(good), "prompt": "p", "round": "r1"},
         base_dir=None,
         default_round=None,
@@ -324,7 +323,7 @@ def test_a_truncated_object_under_a_content_addressed_name_is_replaced(roots, vi
     clip = Clip.objects.get()
     assert clip.original.name == f"originals/{sha}.mp4"
     assert default_storage.open(clip.original.name).read() == data
-    assert media.count_decoded_frames(default_storage.path(clip.video.name)) == clip.frames
+    assert count_decoded_frames(default_storage.path(clip.video.name)) == clip.frames
 
 
 def test_storage_gc_lists_and_removes_only_unreferenced_old_objects(roots, video_factory, capsys):

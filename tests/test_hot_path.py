@@ -11,24 +11,17 @@ from datetime import timedelta
 
 import pytest
 from django.core.cache import cache
-from django.test import Client
 from django.utils import timezone
 
 from annotation.models import Clip, ClipLabel, Lease, Rating
 from annotation.services.gold import set_gold_reference
-from tests.conftest import make_user
+from tests.conftest import client_for, make_user
 from tests.factories import make_ready_clips, make_round, scores
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NEXT_MAX_QUERIES = 6
 SUBMIT_MAX_QUERIES = 8
-
-
-def client_for(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def next_clip(client, round_id, budget, *, exclude=()):

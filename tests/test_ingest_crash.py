@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from annotation import media
 from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import clean_unreferenced, import_manifest_file
 from labelhub import storage
 from tests.conftest import render_test_video
-from tests.factories import make_round, write_manifest
+from tests.factories import count_decoded_frames, make_round, write_manifest
 from tests.workers import celery_worker, start_beat, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -131,8 +130,8 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
         referenced.add(clip.condition.image.name)
         # Every stored clip decodes completely: the frame count matches what ingest recorded.
         path = Path(isolated_media) / clip.video.name
-        assert media.count_decoded_frames(path) == clip.frames, clip.pk
-        assert media.count_decoded_frames(Path(isolated_media) / clip.original.name) == clip.frames
+        assert count_decoded_frames(path) == clip.frames, clip.pk
+        assert count_decoded_frames(Path(isolated_media) / clip.original.name) == clip.frames
     assert {o.name for o in storage.list_objects()} == referenced
     # A write cut off by the kill can only have left a temp file, which storage_gc removes.
     leftovers = clean_unreferenced(grace=timedelta(0), dry_run=False)

@@ -10,11 +10,14 @@ from tests.conftest import make_user
 from tests.lead_data import make_clip, make_condition, make_round, rate
 
 LEAD_URLS = ["/lead/", "/lead/exports/", "/lead/pairwise/", "/api/lead/exports/"]
+LOGIN = "/accounts/login/?next="
 
 
 @pytest.fixture
 def round_with_ratings(db):
-    round_ = make_round("alpha round", disagreement_std=1.0)
+    # Disagreements are listed above 1.0 std; the maximum of 3 ratings keeps adaptive overlap
+    # from raising any clip's target, so every rated clip is complete.
+    round_ = make_round("alpha round", disagreement_std=1.0, max_ratings_per_clip=3)
     raters = [make_user(f"r{i}", "annotator") for i in range(3)]
     clips = []
     for i in range(4):
@@ -31,7 +34,12 @@ def round_with_ratings(db):
 
 @pytest.mark.parametrize("url", LEAD_URLS)
 def test_lead_pages_refuse_annotators_and_anonymous(round_with_ratings, client, url):
-    assert client.get(url).status_code in (302, 403)
+    anonymous = client.get(url)
+    if url.startswith("/api/"):  # an API client gets an answer, never a login page
+        assert anonymous.status_code == 403
+        assert anonymous.json() == {"detail": "Authentication credentials were not provided."}
+    else:  # a browser is sent to log in, and back here after
+        assert anonymous.status_code == 302 and anonymous["Location"] == f"{LOGIN}{url}"
     client.force_login(make_user("just-annotating", "annotator"))
     assert client.get(url).status_code == 403
 

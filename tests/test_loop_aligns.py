@@ -8,10 +8,10 @@ round 1 from base + LoRA with the same seeds and conditions: its mean reward mus
 import numpy as np
 import pytest
 
+from tests.toy import scored_candidates, synthetic_conditions
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import build_pairs
 from training.alignment.sampling import generate_candidates
-from training.alignment.toy import scored_candidates, synthetic_conditions
 from training.alignment.trainer import TrainConfig, train
 
 pytestmark = pytest.mark.slow
@@ -49,9 +49,11 @@ def test_training_on_pairs_raises_the_next_rounds_reward(round0, loss_type):
         seed=SEED,
     )
     result = train(config, pairs)
-    assert (
-        result.metrics[-1]["implicit_accuracy"] == 1.0
-    )  # the policy prefers every winner more than the base does
+    accuracy = [m["implicit_accuracy"] for m in result.metrics]
+    # Step 1: the zero-initialised LoRA is the reference, so no pair is preferred yet (inside = 0
+    # is not a win). From step 2 on, every pair drawn (2 per step, 78 draws over the 6 pairs)
+    # is one the policy prefers more than the base does.
+    assert accuracy[0] == 0.0 and accuracy[1:] == [1.0] * (STEPS - 1), accuracy
 
     round1 = generate_candidates(
         load_generator("tiny"),
@@ -69,4 +71,8 @@ def test_training_on_pairs_raises_the_next_rounds_reward(round0, loss_type):
     print(
         f"{loss_type}: round 0 mean reward {before:.4f} -> round 1 {after:.4f} ({after - before:+.4f}) after {STEPS} steps"
     )
-    assert after > before
+    # Same seeds and conditions: without training round 1 would equal round 0 exactly, so any
+    # change is the adapter's. Ask for a quarter of the mean winner-loser gap the pairs taught
+    # (gap ~0.021 here; measured gains: GAPO +0.0079, DPO +0.0102, i.e. 0.38-0.49 of the gap).
+    gap = np.mean([p.winner_reward - p.loser_reward for p in pairs])
+    assert after - before >= 0.25 * gap, (after - before, gap)

@@ -1,34 +1,16 @@
 """/me/: an annotator's clips rated, median time, agreement with the consensus (the other
 raters' mean) and gold accuracy per dimension, checked against hand arithmetic."""
 
-import uuid
-from datetime import timedelta
-
 import pytest
 from django.test import Client
-from django.utils import timezone
 
-from annotation.models import Lease
 from annotation.selectors.me import calibration
 from annotation.services.gold import set_gold_reference
-from annotation.services.ratings import submit_rating
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
+from tests.lead_data import rate
 
 pytestmark = pytest.mark.django_db
-
-
-def rate(clip, user, value=3, seconds=10.0, **overrides):
-    Lease.objects.create(
-        clip=clip, annotator=user, expires_at=timezone.now() + timedelta(minutes=5)
-    )
-    return submit_rating(
-        clip_id=clip.pk,
-        annotator=user,
-        scores=scores(value, **overrides),
-        seconds_spent=seconds,
-        idempotency_key=uuid.uuid4(),
-    ).rating
 
 
 def test_calibration_against_hand_arithmetic(annotator, lead):

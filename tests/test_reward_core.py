@@ -1,5 +1,6 @@
 """AnimeReward's ML core without Django: metrics by hand, frame sampling, and learning known rules."""
 
+import dataclasses
 import math
 
 import pytest
@@ -201,6 +202,11 @@ def test_train_config_validates_with_clear_errors():
             labels=dict.fromkeys(DIMENSION_KEYS, 3.0),
             split="val",
         )
-    assert "epochs" in RewardTrainConfig.help() and not math.isnan(
-        RewardTrainConfig().learning_rate
-    )
+    # NaN compares false with everything: a "< 0" check would let it through to the optimiser.
+    with pytest.raises(ValueError, match="learning_rate must be positive, got nan"):
+        RewardTrainConfig(learning_rate=math.nan)
+    with pytest.raises(ValueError, match="encoder_learning_rate must be positive, got nan"):
+        RewardTrainConfig(encoder_learning_rate=math.nan)
+    help_text = RewardTrainConfig.help()
+    assert list(help_text) == [f.name for f in dataclasses.fields(RewardTrainConfig)]
+    assert all(help_text.values()), [name for name, text in help_text.items() if not text]

@@ -15,8 +15,8 @@ import pytest
 
 from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
+from tests.toy import mean_brightness
 from tests.workers import celery_worker, start_beat, wait_for
-from training.alignment.toy import mean_brightness
 from training.services import launch
 from training.services.pairs import build_round_pairs
 

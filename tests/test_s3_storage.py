@@ -34,7 +34,7 @@ from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
-from training.alignment.toy import mean_brightness
+from tests.toy import mean_brightness
 from training.services import launch
 
 pytest_plugins = ["tests.s3"]  # the s3_server and s3_storage fixtures

@@ -5,8 +5,11 @@ pages readable by people (labelled parameters, no unused model path, labelled me
 import random
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from annotation.models import Clip
 from annotation.selectors.pairwise import wilson_interval
 from annotation.services.pairwise import create_pairwise_tasks, lease_next_pair, submit_judgement
 from labelhub.dimensions import DIMENSION_KEYS
@@ -46,7 +49,7 @@ def loop(db):
     base0, base1 = make_clip(r1, c0, "base"), make_clip(r1, c1, "base")
     new0 = make_clip(r2, c0, "policy:gapo-1", source_kind="policy")
     new1 = make_clip(r2, c1, "policy:gapo-1", source_kind="policy")
-    pulled = make_clip(r2, c1, "policy:gapo-1", source_kind="policy", status="pulled")
+    pulled = make_clip(r2, c1, "policy:gapo-1", source_kind="policy")  # pulled once rated
     for clip, seed in ((base0, 0), (base1, 1)):
         Candidate.objects.create(clip=clip, checkpoint=None, seed=seed)
     for clip, seed in ((new0, 0), (new1, 1), (pulled, 2)):
@@ -60,7 +63,9 @@ def loop(db):
     rate(new0, anna, [4, 4, 4, 4, 4, 4])
     rate(new0, bob, [5, 5, 5, 5, 5, 5])  # new0 means 4.5 each
     rate(new1, anna, [2, 3, 4, 5, 1, 2])  # policy means: 3.25, 3.75, 4.25, 4.75, 2.75, 3.25
-    rate(pulled, anna, 1)  # a pulled clip counts nowhere
+    rate(pulled, anna, 1)
+    pulled.status = "pulled"  # as flags pull a clip: it then counts nowhere
+    pulled.save(update_fields=["status"])
     # new1 is not rated by bob; base1 has no score under the newer model
 
     old = RewardModel.objects.create(name="rm-old", preset="tiny", checkpoint_dir="/x")
@@ -139,6 +144,26 @@ def test_scoreboard_numbers_equal_hand_computed_means(loop):
     assert older["round-2", "policy:gapo-1"]["reward_overall"] == pytest.approx(0.1)
     against_gt = _rows(selectors.scoreboard(baseline="ground_truth"))
     assert against_gt["round-2", "policy:gapo-1"]["win_rate"] is None
+
+
+def test_scoreboard_queries_do_not_grow_with_its_rows(loop, django_assert_max_num_queries):
+    """The scoreboard's win rates come from one read, not one ``win_rate`` per row."""
+    with CaptureQueriesContext(connection) as three_rows:
+        before = selectors.scoreboard()
+    judges = [make_user(f"late{i}", "annotator") for i in range(3)]
+    conditions = {clip.condition for clip in Clip.objects.filter(source_name="base")}
+    for n in range(3):  # three more sources, each judged against the base generator
+        for condition in conditions:
+            make_clip(loop["r2"], condition, f"external-{n}")
+        create_pairwise_tasks(source_a=f"external-{n}", source_b="base", judges_needed=3)
+    for judge in judges:
+        while (lease := lease_next_pair(judge=judge)) is not None:
+            submit_judgement(task_id=lease.task.pk, judge=judge, side="left")
+    with django_assert_max_num_queries(len(three_rows)):
+        after = selectors.scoreboard()
+    judged = [row for row in after["rows"] if row["win_rate"] is not None]
+    assert len(judged) == len([r for r in before["rows"] if r["win_rate"] is not None]) + 3
+    assert all(row["win_rate"]["tasks"] == 2 for row in judged if row["source"] != "policy:gapo-1")
 
 
 def test_scoreboard_page_and_api(loop, client):

@@ -1,20 +1,36 @@
 """Admins launch reward training and scoring from the reward-model page; others cannot."""
 
+from html.parser import HTMLParser
+
 import pytest
-from django.test import Client
+from django.conf import settings
 
 from annotation.models import ExportSnapshot
 from runs.models import TrainingRun
+from scoring.anime_reward.config import get_preset
 from scoring.models import RewardModel
+from tests.conftest import client_for
 from tests.factories import make_round
 
 pytestmark = pytest.mark.django_db
 
 
-def logged_in(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
+class _Inputs(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.inputs: dict[str, dict[str, str]] = {}
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "input" and "name" in attrs:
+            self.inputs[attrs.pop("name")] = attrs
+
+
+def form_inputs(html: str) -> dict[str, dict[str, str]]:
+    """Each named <input> of a page and its other attributes."""
+    parser = _Inputs()
+    parser.feed(html)
+    return parser.inputs
 
 
 def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
@@ -25,19 +41,29 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         row_counts={"clips": 10, "train": 8, "test": 2},
     )
     round_ = make_round()
-    page = logged_in(admin_user).get("/reward-models/").content.decode()
+    page = client_for(admin_user).get("/reward-models/").content.decode()
     assert "Train a reward model" in page and f"#{snapshot.pk}" in page
-    assert "Train a reward model" not in logged_in(lead).get("/reward-models/").content.decode()
+    assert "Train a reward model" not in client_for(lead).get("/reward-models/").content.decode()
     assert (
-        logged_in(lead).post("/reward-models/launch/", {"snapshot_id": snapshot.pk}).status_code
+        client_for(lead).post("/reward-models/launch/", {"snapshot_id": snapshot.pk}).status_code
         == 403
     )
 
-    page = logged_in(admin_user).get("/reward-models/").content.decode()
-    # the preset's defaults are the placeholders (tiny: 4 keyframes, 8 tracked frames)
-    assert 'name="keyframes" type="number" min="1" placeholder="4"' in page
-    assert 'name="track_frames" type="number" min="0" placeholder="8"' in page
-    response = logged_in(admin_user).post(
+    page = client_for(admin_user).get("/reward-models/").content.decode()
+    # the deployment preset's defaults are the placeholders of the form's number fields
+    preset = get_preset(settings.LABELHUB_REWARD_PRESET)
+    inputs = form_inputs(page)
+    assert inputs["keyframes"] == {
+        "type": "number",
+        "min": "1",
+        "placeholder": str(preset.keyframes),
+    }
+    assert inputs["track_frames"] == {
+        "type": "number",
+        "min": "0",
+        "placeholder": str(preset.track_frames),
+    }
+    response = client_for(admin_user).post(
         "/reward-models/launch/", {"snapshot_id": snapshot.pk, "epochs": "3", "name": "v1"}
     )
     run = TrainingRun.objects.get(kind=TrainingRun.Kind.REWARD_TRAINING)
@@ -46,7 +72,7 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     assert run.params["config"] == {"epochs": 3, "preset": "tiny"}
     assert run.status == TrainingRun.Status.QUEUED
 
-    tuned = logged_in(admin_user).post(
+    tuned = client_for(admin_user).post(
         "/reward-models/launch/",
         {
             "snapshot_id": snapshot.pk,
@@ -75,7 +101,7 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         ({"track_frames": "1"}, "track_frames must be 0 (every sampled frame) or at least 2"),
         ({"keyframes": "x"}, "keyframes must be a number"),
     ):
-        bad = logged_in(admin_user).post(
+        bad = client_for(admin_user).post(
             "/reward-models/launch/", {"snapshot_id": snapshot.pk, **fields}, follow=True
         )
         assert bad.status_code == 200, fields
@@ -83,7 +109,7 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     assert TrainingRun.objects.count() == 2
 
     model = RewardModel.objects.create(name="rm", preset="tiny", checkpoint_dir="-")
-    logged_in(admin_user).post(
+    client_for(admin_user).post(
         "/reward-models/score/", {"reward_model_id": model.pk, "round_id": round_.pk}
     )
     scoring = TrainingRun.objects.get(kind=TrainingRun.Kind.SCORING)

@@ -4,7 +4,17 @@ import random
 
 import pytest
 
-from annotation.splits import SplitItem, grouped_split, place_items
+from annotation.splits import SplitItem, place_items
+
+
+def grouped_split(items: list[dict], *, test_fraction: float, seed: int) -> dict[int, str]:
+    """Each clip id's split, for rows with ``clip_id``, ``image_sha256`` and ``prompt_sha256``."""
+    placements = place_items(
+        (SplitItem(it["clip_id"], it["image_sha256"], it["prompt_sha256"]) for it in items),
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    return {key: placement.split for key, placement in placements.items()}
 
 
 def _items():

@@ -15,10 +15,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.toy import scored_candidates, synthetic_conditions
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import build_pairs, write_pairs_jsonl
 from training.alignment.sampling import generate_candidates
-from training.alignment.toy import scored_candidates, synthetic_conditions
 from training.alignment.trainer import LORA_WEIGHT_NAME, TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,11 +10,12 @@ from rest_framework.test import APIClient
 from annotation.models import Clip, Round
 from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
+from tests.toy import mean_brightness
+from training.alignment.pairs import write_pairs_jsonl
 from training.alignment.sampling import candidate_seed
-from training.alignment.toy import mean_brightness
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
 from training.services import launch
-from training.services.pairs import export_pairs_jsonl
+from training.services.pairs import pairs_for_training
 
 K = 3
 
@@ -80,7 +81,7 @@ def test_the_loop_end_to_end_through_runs(
         scores = ClipScore.objects.filter(clip__condition_id=pair.condition_id, clip__round=round0)
         assert pair.winner_reward == max(s.overall for s in scores)
         assert pair.loser_reward == min(s.overall for s in scores)
-    assert export_pairs_jsonl(round_id=round0.pk, path=tmp_path / "pairs.jsonl") == 4
+    assert write_pairs_jsonl(pairs_for_training(round_id=round0.pk), tmp_path / "pairs.jsonl") == 4
 
     # The Training runs form posts strings, its steps field prefilled with "1000".
     client.force_login(admin_user)
@@ -261,12 +262,13 @@ def test_output_names_are_reserved_at_launch_not_after_training(seed_round, admi
 
 def test_reward_model_names_are_reserved_at_launch(db, admin_user):
     from annotation.models import ExportSnapshot
-    from scoring.services import request_reward_training
+    from scoring.services import RewardRunError, request_reward_training
 
     snapshot = ExportSnapshot.objects.create(params={}, status="ready", content_hash="h" * 64)
     request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
-    with pytest.raises(ValueError, match="'rm-a' is already the output name"):
+    with pytest.raises(RewardRunError, match="'rm-a' is already the output name") as refused:
         request_reward_training(snapshot_id=snapshot.pk, name="rm-a", enqueue=False)
+    assert refused.value.code == "conflict"
 
 
 GENERATION = {"candidates_per_condition": 1, "base_seed": 3, "inference_steps": 2}

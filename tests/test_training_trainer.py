@@ -5,11 +5,12 @@ import json
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
+from tests.toy import scored_candidates, synthetic_conditions
 from training.alignment.cogvideox import load_generator
 from training.alignment.pairs import build_pairs
 from training.alignment.sampling import build_pipeline, generate_candidates
-from training.alignment.toy import scored_candidates, synthetic_conditions
 from training.alignment.trainer import (
     LORA_WEIGHT_NAME,
     TrainConfig,
@@ -41,12 +42,6 @@ def test_config_defaults_follow_the_paper():
 def test_config_rejects_bad_values_with_clear_errors(values, message):
     with pytest.raises(ValueError, match=message):
         TrainConfig(output_dir="/tmp/x", **values)
-
-
-def test_config_from_dict_rejects_unknown_keys():
-    with pytest.raises(ValueError, match="unknown training parameters: lr"):
-        TrainConfig.from_dict({"lr": 0.1})
-    assert TrainConfig.from_dict({"max_steps": 3}).max_steps == 3
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +116,6 @@ def test_lora_loads_back_through_diffusers_and_the_reference_is_the_base(tmp_pat
 
 @pytest.mark.slow
 def test_resume_from_a_checkpoint_continues_exactly(tmp_path, pairs):
-    from safetensors.torch import load_file
 
     straight = train(config(tmp_path, "straight", max_steps=4), pairs)
     checkpoints = []

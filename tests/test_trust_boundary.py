@@ -15,6 +15,8 @@ from django.test import Client
 
 from annotation.models import (
     AuditEntry,
+    Character,
+    CharacterImage,
     Clip,
     ClipLabel,
     Condition,
@@ -26,7 +28,7 @@ from annotation.models import (
     Skip,
 )
 from annotation.services.pairwise import create_pairwise_tasks
-from tests.conftest import make_user
+from tests.conftest import client_for, make_user
 from tests.factories import make_ready_clips, make_round, scores
 
 pytestmark = pytest.mark.django_db
@@ -39,12 +41,6 @@ def basic_client(user) -> Client:
     """A client that authenticates every API request with HTTP basic auth, as a script would."""
     token = base64.b64encode(f"{user.username}:pw-{user.username}".encode()).decode()
     return Client(HTTP_AUTHORIZATION=f"Basic {token}")
-
-
-def session_client(user) -> Client:
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 def post_json(client: Client, url: str, body) -> "object":
@@ -128,7 +124,7 @@ def test_skip_on_an_unleased_clip_is_refused_and_grants_no_view(round_with_clips
     clip = clips[2]
     mallory = make_user("mallory", "annotator")
     api = basic_client(mallory)
-    browser = session_client(mallory)
+    browser = client_for(mallory)
     assert api.get(f"/api/clips/{clip.pk}/").status_code == 403
     skip = post_json(api, f"/api/clips/{clip.pk}/skip/", {"reason": "x"})
     assert skip.status_code == 403 and "do not hold" in skip.json()["detail"]
@@ -179,13 +175,13 @@ def test_flags_from_holders_pull_and_a_lead_restores_with_an_audit_entry():
     assert post_json(newcomer, f"/api/rounds/{round_.pk}/next/", {}).status_code == 204
 
     lead = make_user("lena", "lead")
-    lead_page = session_client(lead)
+    lead_page = client_for(lead)
     page = lead_page.get(f"/lead/?round={round_.pk}").content.decode()
     section = page[page.index('id="pulled-clips"') :]
     assert f"/lead/clips/{clip.pk}/restore/" in section
     assert "ann: does not play" in section and "bob: green frames" in section
 
-    annotator_try = session_client(make_user("dan", "annotator"))
+    annotator_try = client_for(make_user("dan", "annotator"))
     assert annotator_try.post(f"/lead/clips/{clip.pk}/restore/").status_code == 403
     assert Clip.objects.get(pk=clip.pk).status == Clip.Status.PULLED
 
@@ -227,7 +223,7 @@ def test_pairwise_judgement_without_a_lease_is_refused(pair_task):
     judge = make_user("judy", "annotator")
     api = basic_client(judge)
     assert post_json(api, "/api/pairwise/next/", {}).json()["task_id"] == pair_task.pk
-    assert session_client(judge).get(f"/media/clip/{pair_task.clip_a_id}/poster").status_code in (
+    assert client_for(judge).get(f"/media/clip/{pair_task.clip_a_id}/poster").status_code in (
         200,
         404,  # placeholder clips have no poster file; what matters is that it is not a 403
     )
@@ -297,7 +293,7 @@ def stored_clip(round_with_clips):
     )
     ann = make_user("ann", "annotator")
     assert lease_next(basic_client(ann), round_.pk) == clip.pk
-    return clip, session_client(ann)
+    return clip, client_for(ann)
 
 
 def test_media_type_comes_from_ingest_never_the_name_and_is_sandboxed(stored_clip):
@@ -317,6 +313,46 @@ def test_media_type_comes_from_ingest_never_the_name_and_is_sandboxed(stored_cli
         if content_type == "application/octet-stream":
             assert response["Content-Disposition"].startswith("attachment")
         b"".join(response.streaming_content)
+
+
+SERVED_HEADERS = (
+    "Content-Type",
+    "Content-Security-Policy",
+    "X-Content-Type-Options",
+    "Content-Disposition",
+    "Content-Length",
+    "Content-Range",
+    "Accept-Ranges",
+    "Cache-Control",
+)
+
+
+@pytest.mark.parametrize("range_header", [None, "bytes=2-9"])
+def test_character_gallery_images_are_served_like_clip_media(stored_clip, range_header):
+    """The gallery's image route and the clip media route serve one stored file with the same
+    headers: type from the bytes, sandbox, nosniff, an opaque type as a download, Range."""
+    clip, _ = stored_clip
+    lead = client_for(make_user("lena", "lead"))
+    character = Character.objects.create(name="Sakura")
+    condition = Condition.objects.get(pk=clip.condition_id)
+    extra = {"HTTP_RANGE": range_header} if range_header else {}
+    # PNG bytes named .svg, then SVG bytes named .png (a file that slipped through).
+    for name in (condition.character_reference.name, condition.image.name):
+        Condition.objects.filter(pk=condition.pk).update(character_reference=name)
+        image = CharacterImage.objects.create(
+            character=character, image=name, image_sha256=name, width=1, height=1
+        )
+        from_clip = lead.get(f"/media/clip/{clip.pk}/character", **extra)
+        from_gallery = lead.get(f"/media/character/{image.pk}", **extra)
+        assert from_gallery.status_code == from_clip.status_code == (206 if range_header else 200)
+        served = {h: from_gallery.get(h) for h in SERVED_HEADERS}
+        assert served == {h: from_clip.get(h) for h in SERVED_HEADERS}, name
+        assert served["Content-Security-Policy"] == "sandbox", name
+        assert served["X-Content-Type-Options"] == "nosniff", name
+        if served["Content-Type"] == "application/octet-stream":
+            assert served["Content-Disposition"].startswith("attachment"), name
+        assert b"".join(from_gallery.streaming_content) == b"".join(from_clip.streaming_content)
+    assert from_clip["Content-Type"] == "application/octet-stream"  # the SVG, last
 
 
 def test_absurd_range_headers_are_answered_not_crashed(stored_clip):

@@ -127,14 +127,26 @@ def start_beat(
 
 
 def wait_for(
-    predicate, *, timeout: float, log_path: Path | None = None, interval: float = 0.2
+    predicate,
+    *,
+    timeout: float,
+    log_path: Path | None = None,
+    worker: subprocess.Popen | None = None,
+    interval: float = 0.2,
 ) -> float:
-    """Poll ``predicate`` until true; return the monotonic time it became true, else fail showing
-    the end of ``log_path`` (a worker's log)."""
+    """Poll ``predicate`` until true; return the monotonic time it became true. Fail showing the
+    end of ``log_path`` (a worker's log) at the timeout, or at once when ``worker`` has exited."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         if predicate():
             return time.monotonic()
+        if worker is not None and worker.poll() is not None:
+            raise AssertionError(
+                f"the worker exited ({worker.returncode}); log:\n{_tail(log_path)}"
+            )
         time.sleep(interval)
-    log = log_path.read_text()[-4000:] if log_path and log_path.exists() else ""
-    raise AssertionError(f"timed out after {timeout}s; log:\n{log}")
+    raise AssertionError(f"timed out after {timeout}s; log:\n{_tail(log_path)}")
+
+
+def _tail(log_path: Path | None) -> str:
+    return log_path.read_text()[-4000:] if log_path and log_path.exists() else ""

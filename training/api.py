@@ -79,18 +79,17 @@ class RunListView(APIView):
     def get(self, request):
         return Response({"results": [selectors.run_summary(run) for run in selectors.runs()]})
 
-    @extend_schema(request=LaunchSerializer, responses={201: RunProgressSerializer, **errors(400)})
+    @extend_schema(
+        request=LaunchSerializer, responses={201: RunProgressSerializer, **errors(400, 409)}
+    )
     def post(self, request):
         data = LaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            run = launch.launch_run(
-                kind=data.validated_data["kind"],
-                params=data.validated_data["params"],
-                created_by=request.user,
-            )
-        except launch.InvalidParams as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = launch.launch_run(
+            kind=data.validated_data["kind"],
+            params=data.validated_data["params"],
+            created_by=request.user,
+        )
         return Response(selectors.run_progress(run), status=status.HTTP_201_CREATED)
 
 
@@ -121,20 +120,15 @@ class RunResumeView(APIView):
     permission_classes = [IsAdmin]
 
     @extend_schema(
-        request=ResumeSerializer, responses={201: RunProgressSerializer, **errors(400, 404)}
+        request=ResumeSerializer, responses={201: RunProgressSerializer, **errors(400, 404, 409)}
     )
     def post(self, request, run_id: int):
         get_object_or_404(TrainingRun, pk=run_id)
         data = ResumeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            run = launch.resume(
-                run_id=run_id,
-                created_by=request.user,
-                max_steps=data.validated_data.get("max_steps"),
-            )
-        except (launch.InvalidParams, ValueError) as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = launch.resume(
+            run_id=run_id, created_by=request.user, max_steps=data.validated_data.get("max_steps")
+        )
         return Response(selectors.run_progress(run), status=status.HTTP_201_CREATED)
 
 

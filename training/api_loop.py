@@ -13,7 +13,6 @@ from labelhub.api import errors
 from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
 from training import selectors
-from training.services.launch import InvalidParams
 from training.services.loop import LOSSES, launch_round, resume_round
 
 
@@ -58,10 +57,7 @@ class RoundLaunchView(APIView):
     def post(self, request):
         data = RoundLaunchSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            run = launch_round(params=data.validated_data, created_by=request.user)
-        except InvalidParams as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = launch_round(params=data.validated_data, created_by=request.user)
         return Response(_round(run), status=status.HTTP_201_CREATED)
 
 
@@ -84,10 +80,7 @@ class RoundResumeView(APIView):
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, **errors(400, 404)})
     def post(self, request, run_id: int):
         get_object_or_404(TrainingRun, pk=run_id, kind=TrainingRun.Kind.ROUND)
-        try:
-            run = resume_round(run_id=run_id)
-        except InvalidParams as error:
-            return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
+        run = resume_round(run_id=run_id)
         return Response(_round(run), status=status.HTTP_202_ACCEPTED)
 
 

@@ -22,8 +22,9 @@ from annotation.services.ingest import (
     import_generated_clips,
     ingest_import_row,
 )
+from annotation.services.rounds import create_round
 from labelhub.devices import pick_device, pick_dtype
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from labelhub.storage import delete as delete_stored
 from labelhub.storage import (
     list_objects,
@@ -163,7 +164,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     )
     if not condition_ids:
         raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
-    target, _ = Round.objects.get_or_create(name=p["target_round"])
+    target, _ = create_round(name=p["target_round"])
     k = p["candidates_per_condition"]
     size = p.get("chunk_conditions") or GENERATION_CHUNK_CONDITIONS
     common = {

@@ -35,6 +35,7 @@ import torch
 
 from annotation.models import Clip, PairwiseTask
 from annotation.selectors.pairwise import verdict
+from labelhub.errors import ServiceError
 from labelhub.storage import artifacts_dir, local_path
 from training.alignment.cogvideox import load_generator
 from training.alignment.config import TrainConfig
@@ -56,7 +57,7 @@ VIDEOALIGN_COLUMNS = (
 )
 
 
-class PairExportError(ValueError):
+class PairExportError(ServiceError):
     """Nothing to export, or an unknown format (a message for the person asking)."""
 
 

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 
 POLL_SECONDS = 0.5
 

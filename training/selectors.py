@@ -8,7 +8,7 @@ from collections import Counter
 from django.db.models import Count, QuerySet
 
 from annotation.models import Clip, ClipLabel, Round
-from annotation.selectors.pairwise import source_pairs, win_rate
+from annotation.selectors.pairwise import source_pairs, win_rates_against
 from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS
 from runs.models import TrainingRun
 from runs.services import eta_seconds
@@ -326,16 +326,18 @@ def scoreboard(*, reward_model_id: int | None = None, baseline: str | None = Non
             g["reward_overall"].append(row["overall"])
 
     judged = {source for pair in judged_sources for source in pair}
+    win_rates = (
+        win_rates_against(baseline=baseline, sources={source for _, source in groups} & judged)
+        if baseline
+        else {}
+    )
     round_names = {round_.pk: round_.name for round_ in rounds}
     rows = []
     for (round_id, source), g in sorted(
         groups.items(), key=lambda item: (position[item[0][0]], item[0][1])
     ):
-        win = None
-        if baseline and source != baseline and source in judged:
-            report = win_rate(source_x=source, source_y=baseline)
-            if report.tasks:
-                win = report.as_dict()
+        report = win_rates.get(source)
+        win = report.as_dict() if report is not None and report.tasks else None
         rows.append(
             {
                 "round": {"id": round_id, "name": round_names[round_id]},

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_POST
 
 from annotation.models import Round
 from labelhub.dimensions import DIMENSIONS
+from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
@@ -104,7 +105,7 @@ def launch_round_view(request):
     try:
         run = loop.launch_round(params=params, created_by=request.user)
     except launch.InvalidParams as error:
-        messages.error(request, f"Round not launched: {error}")
+        show_error(request, error, doing="Round not launched")
         return redirect("training:runs")
     messages.success(request, f"Launched {run}.")
     return redirect("training:run", run_id=run.pk)
@@ -122,7 +123,7 @@ def launch_view(request):
     try:
         run = launch.launch_run(kind=kind, params=params, created_by=request.user)
     except launch.InvalidParams as error:
-        messages.error(request, f"Not launched: {error}")
+        show_error(request, error, doing="Not launched")
         return redirect("training:runs")
     messages.success(request, f"Launched {run}.")
     return redirect("training:run", run_id=run.pk)
@@ -163,17 +164,20 @@ def resume_view(request, run_id: int):
         try:
             loop.resume_round(run_id=run_id)
         except launch.InvalidParams as error:
-            messages.error(request, f"Not resumed: {error}")
+            show_error(request, error, doing="Not resumed")
         else:
             messages.success(request, f"Round run {run_id} queued again from its failed step.")
         return redirect("training:run", run_id=run_id)
     max_steps = request.POST.get("max_steps") or None
+    if max_steps is not None and not (max_steps.isascii() and max_steps.isdigit()):
+        messages.error(request, f"Not resumed: max steps must be a whole number, not {max_steps!r}")
+        return redirect("training:run", run_id=run_id)
     try:
         run = launch.resume(
             run_id=run_id, created_by=request.user, max_steps=int(max_steps) if max_steps else None
         )
-    except (launch.InvalidParams, ValueError) as error:
-        messages.error(request, f"Not resumed: {error}")
+    except launch.InvalidParams as error:
+        show_error(request, error, doing="Not resumed")
         return redirect("training:run", run_id=run_id)
     messages.success(request, f"Resumed as run {run.pk}.")
     return redirect("training:run", run_id=run.pk)
@@ -213,26 +217,21 @@ def scoreboard_plots(data: dict, clips_url) -> dict:
         return out
 
     dims = [("overall", "Overall", None)] + [(d.key, d.name, d.key) for d in DIMENSIONS]
-    human = [
-        rounds_svg(
-            names,
-            series(lambda r, k=key: r["human_overall"] if k is None else r["human"][k]),
-            title=f"Human · {label}",
-            low=1,
-            high=5,
-        )
-        for _, label, key in dims
-    ]
-    reward = [
-        rounds_svg(
-            names,
-            series(lambda r, k=key: r["reward_overall"] if k is None else r["reward"][k]),
-            title=f"AnimeReward · {label}",
-            low=0,
-            high=1,
-        )
-        for _, label, key in dims
-    ]
+
+    def plots(kind: str, title: str, low: float, high: float) -> list:
+        """One plot per dimension (and overall) of ``kind``: "human" or "reward" means."""
+        return [
+            rounds_svg(
+                names,
+                series(lambda r, k=key: r[f"{kind}_overall"] if k is None else r[kind][k]),
+                title=f"{title} · {label}",
+                low=low,
+                high=high,
+            )
+            for _, label, key in dims
+        ]
+
+    human, reward = plots("human", "Human", 1, 5), plots("reward", "AnimeReward", 0, 1)
     win = rounds_svg(
         names,
         series(

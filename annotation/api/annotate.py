@@ -17,12 +17,11 @@ from annotation.models import Clip, ClipLabel, ImportBatch
 from annotation.selectors.clips import annotator_clip_payload, annotator_progress, can_view_clip
 from annotation.selectors.imports import batch_report
 from annotation.services import ingest
-from annotation.services.assignment import AssignmentError, next_clip
-from annotation.services.ratings import RatingError, skip_clip, submit_rating
+from annotation.services.assignment import next_clip
+from annotation.services.ratings import skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import IsAnnotator, IsLead, user_roles
 
-_ERROR_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
 # Database ids are bigints: a larger number can name no row, and Postgres would refuse it.
 MAX_ID = 2**63 - 1
 
@@ -71,12 +70,9 @@ class NextClipView(APIView):
             return bad
         params = NextClipRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        try:
-            result = next_clip(
-                round_id=round_id, annotator=request.user, exclude=params.validated_data["exclude"]
-            )
-        except AssignmentError as exc:
-            return _error(str(exc), exc.http_status)
+        result = next_clip(
+            round_id=round_id, annotator=request.user, exclude=params.validated_data["exclude"]
+        )
         if result.lease is None:
             return Response(status=status.HTTP_204_NO_CONTENT)
         return Response(
@@ -88,15 +84,20 @@ class NextClipView(APIView):
         )
 
 
-class RatingRequest(serializers.Serializer):
+class SixScores(serializers.Serializer):
+    """The six 1-5 scores of a rating and the seconds it took (a submit or a correction)."""
+
     seconds_spent = serializers.FloatField(required=False, default=0.0, min_value=0)
-    idempotency_key = serializers.UUIDField()
 
     def get_fields(self):
         fields = super().get_fields()
         for key in DIMENSION_KEYS:
             fields[key] = serializers.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX)
         return fields
+
+
+class RatingRequest(SixScores):
+    idempotency_key = serializers.UUIDField()
 
 
 class SubmitRatingView(APIView):
@@ -118,16 +119,13 @@ class SubmitRatingView(APIView):
         params = RatingRequest(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        try:
-            result = submit_rating(
-                clip_id=clip_id,
-                annotator=request.user,
-                scores={key: data[key] for key in DIMENSION_KEYS},
-                seconds_spent=data["seconds_spent"],
-                idempotency_key=data["idempotency_key"],
-            )
-        except RatingError as exc:
-            return _error(str(exc), _ERROR_STATUS[exc.code])
+        result = submit_rating(
+            clip_id=clip_id,
+            annotator=request.user,
+            scores={key: data[key] for key in DIMENSION_KEYS},
+            seconds_spent=data["seconds_spent"],
+            idempotency_key=data["idempotency_key"],
+        )
         body = {
             "rating_id": result.rating.pk,
             "clip_id": clip_id,
@@ -160,15 +158,12 @@ class SkipClipView(APIView):
             return bad
         params = ReasonRequest(data=request.data)
         params.is_valid(raise_exception=True)
-        try:
-            skip_clip(
-                clip_id=clip_id,
-                annotator=request.user,
-                reason=params.validated_data["reason"],
-                broken=self.broken,
-            )
-        except RatingError as exc:
-            return _error(str(exc), _ERROR_STATUS[exc.code])
+        skip_clip(
+            clip_id=clip_id,
+            annotator=request.user,
+            reason=params.validated_data["reason"],
+            broken=self.broken,
+        )
         return Response({"clip_id": clip_id, "broken": self.broken})
 
 
@@ -259,22 +254,15 @@ class ImportListView(APIView):
         params = ImportRequest(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        try:
-            if data.get("manifest"):
-                upload = data["manifest"]
-                text = upload.read().decode("utf-8")
-                rows = ingest.parse_manifest(text, name=upload.name)
-                name = upload.name
-            else:
-                rows, name = data["rows"], "api"
-            batch = ingest.import_rows(
-                rows=rows,
-                manifest_name=name,
-                created_by=request.user,
-                round_id=data.get("round_id"),
-            )
-        except (ingest.ManifestError, UnicodeDecodeError) as exc:
-            return _error(f"cannot read the manifest: {exc}", 400)
+        if data.get("manifest"):
+            upload = data["manifest"]
+            rows = ingest.read_manifest(upload.read(), name=upload.name)
+            name = upload.name
+        else:
+            rows, name = data["rows"], "api"
+        batch = ingest.import_rows(
+            rows=rows, manifest_name=name, created_by=request.user, round_id=data.get("round_id")
+        )
         return Response(batch_report(batch), status=status.HTTP_202_ACCEPTED)
 
 

@@ -12,12 +12,11 @@ from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from annotation.api.annotate import SixScores
 from annotation.selectors.me import rating_for_revision, recent_ratings
-from annotation.services.ratings import RatingError, correct_rating
-from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from annotation.services.ratings import correct_rating
+from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator
-
-_ERROR_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "conflict": 409}
 
 
 class HistoryQuery(serializers.Serializer):
@@ -50,14 +49,8 @@ class MyRatingsView(APIView):
         )
 
 
-class CorrectionRequest(serializers.Serializer):
-    seconds_spent = serializers.FloatField(required=False, default=0.0, min_value=0)
-
-    def get_fields(self):
-        fields = super().get_fields()
-        for key in DIMENSION_KEYS:
-            fields[key] = serializers.IntegerField(min_value=SCORE_MIN, max_value=SCORE_MAX)
-        return fields
+class CorrectionRequest(SixScores):
+    pass
 
 
 class MyRatingView(APIView):
@@ -88,15 +81,12 @@ class MyRatingView(APIView):
         params = CorrectionRequest(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        try:
-            new = correct_rating(
-                rating_id=rating_id,
-                annotator=request.user,
-                scores={key: data[key] for key in DIMENSION_KEYS},
-                seconds_spent=data["seconds_spent"],
-            )
-        except RatingError as exc:
-            return Response({"detail": str(exc)}, status=_ERROR_STATUS.get(exc.code, 400))
+        new = correct_rating(
+            rating_id=rating_id,
+            annotator=request.user,
+            scores={key: data[key] for key in DIMENSION_KEYS},
+            seconds_spent=data["seconds_spent"],
+        )
         return Response(
             {
                 "rating_id": new.pk,

@@ -18,7 +18,7 @@ from annotation.selectors.agreement import agreement_by_round, annotator_table
 from annotation.selectors.exports import list_snapshots
 from annotation.selectors.pairwise import iter_preference_pairs, task_for_judge, win_rate
 from annotation.services.exports import request_snapshot_build
-from annotation.services.pairwise import PairwiseError, lease_next_pair, submit_judgement
+from annotation.services.pairwise import lease_next_pair, submit_judgement
 from labelhub.api import BIGINT_MAX, errors, id_field
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator, IsLead
@@ -274,15 +274,11 @@ class JudgePairView(APIView):
         data = JudgementSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         dims = {k: v for k, v in data.validated_data["dimensions"].items() if k in DIMENSION_KEYS}
-        try:
-            judgement = submit_judgement(
-                task_id=task_id,
-                judge=request.user,
-                side=data.validated_data["choice"],
-                dimension_sides=dims,
-                seconds_spent=data.validated_data["seconds_spent"],
-            )
-        except PairwiseError as exc:
-            code = {"forbidden": 403, "not_found": 404, "conflict": 409}.get(exc.code, 400)
-            return Response({"detail": str(exc)}, status=code)
+        judgement = submit_judgement(
+            task_id=task_id,
+            judge=request.user,
+            side=data.validated_data["choice"],
+            dimension_sides=dims,
+            seconds_spent=data.validated_data["seconds_spent"],
+        )
         return Response({"id": judgement.pk, "task_id": task_id}, status=status.HTTP_201_CREATED)

@@ -13,13 +13,15 @@ other raters' scores, so an annotator never agrees with themselves):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import krippendorff
-import numpy as np
 from django.db import connection
 
 from annotation.services.gold import GOLD_TOLERANCE
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+
+if TYPE_CHECKING:
+    import numpy as np
 
 LEVELS = ("interval", "ordinal")
 VALUE_DOMAIN = list(range(SCORE_MIN, SCORE_MAX + 1))
@@ -45,6 +47,8 @@ class RatingArrays:
 
 def load_rating_arrays(*, round_ids: list[int] | None = None) -> RatingArrays:
     """Current ratings of ready or pulled clips in the rounds (all rounds when None)."""
+    import numpy as np  # loaded by the first page that needs it, not at start-up
+
     dims = ", ".join(f"r.{k}" for k in DIMENSION_KEYS)
     gold = ", ".join(f"coalesce(g.{k}, 0)" for k in DIMENSION_KEYS)
     where = "r.is_current" + (" AND c.round_id = ANY(%s)" if round_ids is not None else "")
@@ -76,6 +80,9 @@ def load_rating_arrays(*, round_ids: list[int] | None = None) -> RatingArrays:
 
 def alpha_from_arrays(arrays: RatingArrays, *, level: str = "interval") -> dict[str, float | None]:
     """Krippendorff's alpha per dimension (None where it is undefined: too few pairable values)."""
+    import krippendorff  # with numpy: loaded by the first page that needs it, not at start-up
+    import numpy as np
+
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
     result: dict[str, float | None] = {}
@@ -126,6 +133,8 @@ class AnnotatorStats:
 
 def annotator_stats_from_arrays(arrays: RatingArrays) -> list[AnnotatorStats]:
     """Per-annotator count, median seconds, leniency, correlation and gold accuracy, with flags."""
+    import numpy as np  # loaded by the first page that needs it, not at start-up
+
     if len(arrays) == 0:
         return []
     _units, unit_index = np.unique(arrays.clip_ids, return_inverse=True)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import BinaryIO
 
-import pyarrow.parquet as pq
 from django.core.files.storage import default_storage
 from django.db.models import QuerySet
 
@@ -38,6 +37,8 @@ def iter_snapshot_rows(snapshot: ExportSnapshot, split: str | None = None) -> It
 
     Reads the Parquet file a batch at a time, so memory stays flat however large the snapshot.
     """
+    import pyarrow.parquet as pq  # loaded by the first page that needs it, not at start-up
+
     if split not in (None, "train", "test"):
         raise ValueError(f"split must be None, 'train' or 'test', got {split!r}")
     with open_snapshot_file(snapshot, "labels_parquet") as fh:
@@ -45,10 +46,3 @@ def iter_snapshot_rows(snapshot: ExportSnapshot, split: str | None = None) -> It
             for row in batch.to_pylist():
                 if split is None or row["split"] == split:
                     yield row
-
-
-def iter_snapshot_ratings(snapshot: ExportSnapshot) -> Iterator[dict]:
-    """Yield the pseudonymised raw ratings of a snapshot exported with ``include_ratings``."""
-    with open_snapshot_file(snapshot, "ratings_parquet") as fh:
-        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
-            yield from batch.to_pylist()

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-import numpy as np
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -107,6 +106,8 @@ _CALIBRATION_SQL = """
 def calibration(*, annotator) -> Calibration:
     """Clips rated, median time, agreement with the consensus (the mean of the other raters of
     the same clip) and gold accuracy, per dimension."""
+    import numpy as np  # loaded by the first page that needs it, not at start-up
+
     dims = ", ".join(f"r.{k}" for k in DIMENSION_KEYS)
     gold = ", ".join(f"coalesce(g.{k}, 0)" for k in DIMENSION_KEYS)
     with connection.cursor() as cursor:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from django.db.models import Prefetch, Q
@@ -99,20 +99,33 @@ def _complete_tasks(source_x: str | None = None, source_y: str | None = None):
 
 def win_rate(*, source_x: str, source_y: str) -> WinRateReport:
     """Win / tie / loss of ``source_x`` against ``source_y`` over fully judged tasks."""
-    outcomes = Counter()
-    for task in _complete_tasks(source_x, source_y):
+    return win_rates_against(baseline=source_y, sources=[source_x])[source_x]
+
+
+def win_rates_against(*, baseline: str, sources: Iterable[str]) -> dict[str, WinRateReport]:
+    """``win_rate`` of each of ``sources`` against ``baseline``, in two queries whatever their
+    number (the scoreboard asks for one per row)."""
+    sources = set(sources) - {baseline}
+    tasks = _complete_tasks().filter(
+        Q(clip_a__source_name=baseline, clip_b__source_name__in=sources)
+        | Q(clip_b__source_name=baseline, clip_a__source_name__in=sources)
+    )
+    outcomes: dict[str, Counter] = {source: Counter() for source in sources}
+    for task in tasks:
         choices = [j.choice for j in task.judgements.all()]
         if len(choices) < task.judges_needed:
             continue
+        a, b = task.clip_a.source_name, task.clip_b.source_name
+        other = b if a == baseline else a
         winner = verdict(choices)
         if winner == "tie":
-            outcomes[TIE] += 1
+            outcomes[other][TIE] += 1
         else:
-            winning_source = task.clip_a.source_name if winner == "a" else task.clip_b.source_name
-            outcomes[WIN if winning_source == source_x else LOSS] += 1
-    return WinRateReport(
-        source_x, source_y, sum(outcomes.values()), outcomes[WIN], outcomes[TIE], outcomes[LOSS]
-    )
+            outcomes[other][WIN if (a if winner == "a" else b) == other else LOSS] += 1
+    return {
+        source: WinRateReport(source, baseline, sum(n.values()), n[WIN], n[TIE], n[LOSS])
+        for source, n in outcomes.items()
+    }
 
 
 def iter_preference_pairs() -> Iterator[dict]:

@@ -32,18 +32,17 @@ from annotation.selectors.clips import (
 )
 from annotation.services.gold import gold_is_due
 from annotation.services.lease_queue import CANDIDATE_BATCH, claim_next
+from labelhub.errors import ServiceError
 
 # The clip on screen plus the next one, already fetched so it plays without a wait.
 MAX_ACTIVE_LEASES_PER_ROUND = 2
 
 
-class AssignmentError(Exception):
-    """The round cannot hand out clips to this annotator; ``http_status`` says why in HTTP
-    terms: 404 unknown round, 409 closed, 403 restricted to a team the annotator is not in."""
+class AssignmentError(ServiceError):
+    """The round cannot hand out clips to this annotator; ``code`` says why: ``not_found`` (no
+    such round), ``conflict`` (closed), ``forbidden`` (open to a team the annotator is not in)."""
 
-    def __init__(self, message: str, http_status: int = 404):
-        super().__init__(message)
-        self.http_status = http_status
+    code = "not_found"
 
 
 @dataclass(frozen=True)
@@ -73,11 +72,13 @@ def next_clip(*, round_id: int, annotator, exclude: list[int] | tuple = (), now=
     totals = cached_round_totals(round_id)
     state = _read_state(round_id=round_id, annotator_id=annotator.pk, now=now, totals=totals)
     if state is None:
-        raise AssignmentError(f"round {round_id} does not exist")
+        raise AssignmentError(f"round {round_id} does not exist", code="not_found")
     if state.status != Round.Status.OPEN:
-        raise AssignmentError(f"round '{state.name}' is closed", 409)
+        raise AssignmentError(f"round '{state.name}' is closed", code="conflict")
     if state.restricted and not state.member:
-        raise AssignmentError(f"round '{state.name}' is open to a chosen team only", 403)
+        raise AssignmentError(
+            f"round '{state.name}' is open to a chosen team only", code="forbidden"
+        )
     progress = annotator_progress(
         round_id=round_id,
         annotator=annotator,
@@ -260,7 +261,8 @@ def instance_from_db(model, **values):
 # --- the queue: lock a batch, lease the first with room, in one statement -----------------------
 
 # The round's queue order: closest to completion (fills clips up, the default), or what the
-# latest reward model is least sure of / disagrees with humans on most (scoring writes both).
+# latest reward model is least sure of / disagrees with humans on most (scoring computes both,
+# ``set_queue_signals`` stores them).
 QUEUE_ORDERS = {
     Round.QueueOrder.COMPLETION: "c.rating_count DESC, c.id",
     Round.QueueOrder.UNCERTAINTY: "c.model_uncertainty DESC NULLS LAST, c.rating_count DESC, c.id",
@@ -268,6 +270,31 @@ QUEUE_ORDERS = {
         "c.model_disagreement DESC NULLS LAST, c.rating_count DESC, c.id"
     ),
 }
+
+
+@dataclass(frozen=True)
+class QueueSignal:
+    """What the latest reward model says of one clip, for the model-ordered queues."""
+
+    uncertainty: float | None
+    disagreement: float | None
+
+
+def set_queue_signals(*, round_id: int, signals: dict[int, QueueSignal]) -> int:
+    """Store the reward model's view of clips of a round (``scoring.services`` computes it);
+    clips of other rounds are left alone. Returns how many clips were written."""
+    in_round = Clip.objects.filter(round_id=round_id, pk__in=signals).values_list("pk", flat=True)
+    clips = [
+        Clip(
+            pk=pk,
+            model_uncertainty=signals[pk].uncertainty,
+            model_disagreement=signals[pk].disagreement,
+        )
+        for pk in in_round
+    ]
+    Clip.objects.bulk_update(clips, ["model_uncertainty", "model_disagreement"], batch_size=1000)
+    return len(clips)
+
 
 # Open clips of the round for this annotator: ready, not excluded, not rated, skipped or leased
 # by them. Gold clips form their own pool, served regardless of how many ratings they have; the

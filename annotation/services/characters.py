@@ -19,16 +19,18 @@ from pathlib import Path
 from django.db import IntegrityError, transaction
 
 from annotation import media
-from annotation.models import Character, CharacterImage, Condition
-from annotation.services.ingest import _delete_if_unreferenced, image_limits
+from annotation.models import Character, CharacterImage
+from annotation.services.ingest_recovery import delete_if_unreferenced
+from annotation.services.ingest_validation import image_limits
 from labelhub import storage
+from labelhub.errors import ServiceError
 
 MAX_NAME_CHARS = 100
 MAX_NOTES_CHARS = 5000
 CHARACTER_FOLDER = "characters"
 
 
-class CharacterError(Exception):
+class CharacterError(ServiceError):
     """A gallery change that cannot be made; the message says why (shown to the lead)."""
 
 
@@ -59,7 +61,7 @@ def _taken(name: str, *, except_id: int | None = None) -> bool:
 def _character(character_id: int) -> Character:
     character = Character.objects.filter(pk=character_id).first()
     if character is None:
-        raise CharacterError(f"character {character_id} does not exist")
+        raise CharacterError(f"character {character_id} does not exist", code="not_found")
     return character
 
 
@@ -67,12 +69,14 @@ def create_character(*, name: str, notes: str = "", created_by=None) -> Characte
     """A new character; names are unique ignoring case."""
     name, notes = _checked_name(name), _checked_notes(notes)
     if _taken(name):
-        raise CharacterError(f"a character named {name!r} already exists")
+        raise CharacterError(f"a character named {name!r} already exists", code="conflict")
     try:
         with transaction.atomic():
             return Character.objects.create(name=name, notes=notes, created_by=created_by)
     except IntegrityError:  # created concurrently under the same name
-        raise CharacterError(f"a character named {name!r} already exists") from None
+        raise CharacterError(
+            f"a character named {name!r} already exists", code="conflict"
+        ) from None
 
 
 def update_character(*, character_id: int, name: str, notes: str | None = None) -> Character:
@@ -81,7 +85,7 @@ def update_character(*, character_id: int, name: str, notes: str | None = None) 
     character = _character(character_id)
     name = _checked_name(name)
     if _taken(name, except_id=character.pk):
-        raise CharacterError(f"a character named {name!r} already exists")
+        raise CharacterError(f"a character named {name!r} already exists", code="conflict")
     character.name = name
     fields = ["name"]
     if notes is not None:
@@ -91,7 +95,9 @@ def update_character(*, character_id: int, name: str, notes: str | None = None) 
         with transaction.atomic():
             character.save(update_fields=fields)
     except IntegrityError:
-        raise CharacterError(f"a character named {name!r} already exists") from None
+        raise CharacterError(
+            f"a character named {name!r} already exists", code="conflict"
+        ) from None
     return character
 
 
@@ -134,7 +140,7 @@ def add_reference_image(
             raise CharacterError(f"{original_name or 'the image'}: {exc}") from exc
         sha = media.sha256_file(png)
         if CharacterImage.objects.filter(character=character, image_sha256=sha).exists():
-            raise CharacterError(f"{character.name} already has this image")
+            raise CharacterError(f"{character.name} already has this image", code="conflict")
         # The file first, then the row: a crash in between leaves an unreferenced file that
         # storage_gc removes after its grace period, never a row without its file.
         stored = storage.save_verified(png, f"{CHARACTER_FOLDER}/{sha}.png", sha256=sha)
@@ -150,7 +156,7 @@ def add_reference_image(
                 created_by=created_by,
             )
     except IntegrityError:  # the same image added concurrently
-        raise CharacterError(f"{character.name} already has this image") from None
+        raise CharacterError(f"{character.name} already has this image", code="conflict") from None
 
 
 def remove_reference_image(*, character_id: int, image_id: int) -> None:
@@ -166,16 +172,4 @@ def remove_reference_image(*, character_id: int, image_id: int) -> None:
         name = image.image.name
         image.delete()
         # After commit, so a concurrent upload of the same content sees its row counted.
-        transaction.on_commit(lambda: _delete_if_unreferenced(name))
-
-
-def link_condition(*, condition_id: int, character_id: int | None) -> Condition:
-    """Link a condition to a gallery character (``None`` unlinks it)."""
-    condition = Condition.objects.filter(pk=condition_id).first()
-    if condition is None:
-        raise CharacterError(f"condition {condition_id} does not exist")
-    if character_id is not None:
-        _character(character_id)
-    condition.character_id = character_id
-    condition.save(update_fields=["character"])
-    return condition
+        transaction.on_commit(lambda: delete_if_unreferenced(name))

@@ -37,6 +37,7 @@ from annotation.dataset_folder import (
     tar_size,
 )
 from annotation.models import DatasetFolder, ExportSnapshot
+from labelhub.errors import ServiceError
 from labelhub.heartbeat import Heartbeat
 from labelhub.queue import enqueue
 from labelhub.storage import artifacts_dir, list_objects, on_local_disk
@@ -46,7 +47,7 @@ Status = DatasetFolder.Status
 BUILD_TASK = "annotation.build_dataset_folder"
 
 
-class DatasetFolderError(Exception):
+class DatasetFolderError(ServiceError):
     """A dataset folder that cannot be requested or downloaded (a message for the lead)."""
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import hashlib
 
-from annotation.models import Clip, GoldReference
+from annotation.models import Clip, ClipLabel, GoldReference
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from labelhub.errors import ServiceError
 
 # A gold rating "agrees" on a dimension when it is within this many points of the reference.
 GOLD_TOLERANCE = 1
 
 
-class GoldError(Exception):
-    pass
+class GoldError(ServiceError):
+    """A gold reference that cannot be set; the message says why."""
 
 
 def set_gold_reference(
@@ -39,11 +40,21 @@ def set_gold_reference(
             )
         clean[key] = value
     if not Clip.objects.filter(pk=clip_id).exists():
-        raise GoldError(f"clip {clip_id} does not exist")
+        raise GoldError(f"clip {clip_id} does not exist", code="not_found")
     gold, _created = GoldReference.objects.update_or_create(
         clip_id=clip_id, defaults={**clean, "note": note[:500], "created_by": created_by}
     )
     return gold
+
+
+def set_gold_from_labels(*, clip_id: int, created_by=None, note: str = "") -> GoldReference:
+    """Mark a clip as gold with its human means rounded to whole scores (a lead adjusts them on
+    the clip page); a clip nobody has rated yet has none to give."""
+    label = ClipLabel.objects.filter(clip_id=clip_id, count__gt=0).first()
+    if label is None:
+        raise GoldError(f"clip {clip_id} has no human ratings yet", code="conflict")
+    scores = {key: int(round(getattr(label, f"{key}_mean"))) for key in DIMENSION_KEYS}
+    return set_gold_reference(clip_id=clip_id, scores=scores, created_by=created_by, note=note)
 
 
 def remove_gold_reference(*, clip_id: int) -> None:

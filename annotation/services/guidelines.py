@@ -8,10 +8,11 @@ links with ``javascript:``/``data:`` targets are not made into links.
 
 from __future__ import annotations
 
+import functools
+
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
-from markdown_it import MarkdownIt
 
 from annotation.models import (
     Clip,
@@ -22,19 +23,25 @@ from annotation.models import (
     RoundGuidelines,
 )
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from labelhub.errors import ServiceError
 
 MAX_GUIDELINES_CHARS = 50_000
 
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
-
-class GuidelineError(Exception):
+class GuidelineError(ServiceError):
     """A guideline edit that cannot be saved; the message says why."""
+
+
+@functools.cache
+def _markdown():
+    from markdown_it import MarkdownIt  # loaded by the first page that needs it, not at start-up
+
+    return MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
 
 
 def render_markdown(text: str) -> str:
     """Markdown to HTML with any raw HTML escaped (safe to mark_safe in a template)."""
-    return _markdown.render(text or "")
+    return _markdown().render(text or "")
 
 
 def save_guidelines(*, round_id: int, text: str, updated_by=None) -> RoundGuidelines:
@@ -45,7 +52,7 @@ def save_guidelines(*, round_id: int, text: str, updated_by=None) -> RoundGuidel
             f"guidelines are limited to {MAX_GUIDELINES_CHARS} characters, got {len(text)}"
         )
     if not Round.objects.filter(pk=round_id).exists():
-        raise GuidelineError(f"round {round_id} does not exist")
+        raise GuidelineError(f"round {round_id} does not exist", code="not_found")
     guidelines, _ = RoundGuidelines.objects.update_or_create(
         round_id=round_id, defaults={"text": text, "updated_by": updated_by}
     )
@@ -65,7 +72,7 @@ def add_example(
         raise GuidelineError(f"score must be a whole number from {SCORE_MIN} to {SCORE_MAX}")
     clip = Clip.objects.filter(pk=clip_id).only("round_id").first()
     if clip is None:
-        raise GuidelineError(f"clip {clip_id} does not exist")
+        raise GuidelineError(f"clip {clip_id} does not exist", code="not_found")
     if clip.round_id != round_id:
         raise GuidelineError(f"clip {clip_id} is not in this round")
     if not Rating.objects.filter(clip_id=clip_id, is_current=True).exists():
@@ -82,7 +89,7 @@ def add_example(
 def remove_example(*, round_id: int, example_id: int) -> None:
     deleted, _ = GuidelineExample.objects.filter(pk=example_id, round_id=round_id).delete()
     if not deleted:
-        raise GuidelineError(f"example {example_id} does not exist in this round")
+        raise GuidelineError(f"example {example_id} does not exist in this round", code="not_found")
 
 
 def guidelines_changed_at(round_id: int):

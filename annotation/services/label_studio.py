@@ -38,6 +38,7 @@ from annotation.models import Clip, PairwiseJudgement, PairwiseTask, Rating, Rou
 from annotation.services.ingest import import_rows
 from annotation.services.labels import add_rating
 from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.errors import ServiceError
 from labelhub.roles import ANNOTATOR
 
 MAPPING_EXAMPLE = {
@@ -60,7 +61,7 @@ NAMESPACE = uuid.UUID("6f1c2a52-5d0e-4a8c-9a59-3c1b7f0f2c11")  # ratings keyed b
 REMOTE_SCHEMES = ("http", "https", "s3", "gs", "azure-blob", "ftp")
 
 
-class LabelStudioError(ValueError):
+class LabelStudioError(ServiceError):
     """The export or the mapping as a whole cannot be read (a row's problem is that row's error)."""
 
 

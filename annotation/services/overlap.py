@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef
 
 from annotation.models import Clip, GoldReference
+from labelhub.errors import ServiceError
 
 
 def needs_another_rater(
@@ -66,7 +67,7 @@ def raise_target_if_disagreeing(*, clip_id: int) -> bool:
     return raise_
 
 
-class OverlapError(Exception):
+class OverlapError(ServiceError):
     """A target that cannot be raised; the message says why."""
 
 
@@ -76,7 +77,7 @@ def request_extra_rating(*, clip_id: int) -> Clip:
     with transaction.atomic():
         clip = Clip.objects.select_for_update().select_related("round").filter(pk=clip_id).first()
         if clip is None:
-            raise OverlapError(f"clip {clip_id} does not exist")
+            raise OverlapError(f"clip {clip_id} does not exist", code="not_found")
         if clip.target_ratings >= clip.round.max_ratings_per_clip:
             raise OverlapError(
                 f"clip {clip_id} already needs {clip.target_ratings} ratings, the round's maximum "

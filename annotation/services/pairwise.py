@@ -20,15 +20,14 @@ from django.utils import timezone
 from annotation.models import Clip, PairwiseJudgement, PairwiseLease, PairwiseTask
 from annotation.services.lease_queue import CANDIDATE_BATCH, claim_next
 from labelhub.dimensions import DIMENSION_KEYS
+from labelhub.errors import ServiceError
 
 SIDES = ("left", "right", "tie")
 DEFAULT_JUDGES = 3
 
 
-class PairwiseError(Exception):
-    def __init__(self, message: str, *, code: str = "invalid"):
-        super().__init__(message)
-        self.code = code
+class PairwiseError(ServiceError):
+    """A pairwise task or judgement that cannot be made; ``code`` says why."""
 
 
 def create_pairwise_tasks(

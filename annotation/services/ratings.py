@@ -33,18 +33,15 @@ from annotation.services.overlap import (
     raise_target_if_disagreeing,
 )
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
+from labelhub.errors import ServiceError
 
 MAX_SECONDS_SPENT = 24 * 3600
 
 
-class RatingError(Exception):
-    """A rating that cannot be saved; ``code`` says why (for the API's status code):
-    ``invalid`` (400), ``forbidden`` (403: not the caller's clip), ``not_found`` (404),
-    ``conflict`` (409: the round or clip no longer takes ratings, or it was done already)."""
-
-    def __init__(self, message: str, *, code: str = "invalid"):
-        super().__init__(message)
-        self.code = code
+class RatingError(ServiceError):
+    """A rating that cannot be saved; ``code`` says why: ``invalid``, ``forbidden`` (not the
+    caller's clip), ``not_found``, ``conflict`` (the round or clip no longer takes ratings, or it
+    was done already)."""
 
 
 def validate_scores(scores: dict) -> dict[str, int]:

@@ -1,4 +1,5 @@
-"""Round settings a lead can change while a round runs: quotas, leases, gold rate, overlap, status.
+"""Rounds: creating one, and the settings a lead can change while a round runs: quotas, leases,
+gold rate, overlap, status.
 
 Limits mirror the ``Round`` table's check constraints, so a bad value is refused here with a
 sentence a lead can act on instead of failing as an ``IntegrityError``.
@@ -13,6 +14,7 @@ from django.db.models import F, Value
 from django.db.models.functions import Greatest
 
 from annotation.models import Clip, Round
+from labelhub.errors import ServiceError
 
 RATINGS_MIN, RATINGS_MAX = 1, 20  # round_ratings_per_clip_1_20 / round_max_ratings_per_clip_1_20
 LEASE_MINUTES_MAX = 32767  # the column is a smallint
@@ -27,8 +29,24 @@ EDITABLE_FIELDS = (
 )
 
 
-class RoundSettingsError(Exception):
-    pass
+class RoundSettingsError(ServiceError):
+    """Round settings that cannot be saved; the message says which and why."""
+
+
+def create_round(*, name: str, ratings_per_clip: int | None = None) -> tuple[Round, bool]:
+    """The round named ``name`` and whether it was created now (with ``ratings_per_clip``, else
+    the table's default); an existing round keeps its settings. Safe under concurrent calls."""
+    name = name.strip() if isinstance(name, str) else ""
+    if not name or "\x00" in name or len(name) > Round._meta.get_field("name").max_length:
+        raise RoundSettingsError(f"a round needs a name of 1 to 200 characters, got {name[:40]!r}")
+    defaults = {}
+    if ratings_per_clip is not None:
+        if not RATINGS_MIN <= ratings_per_clip <= RATINGS_MAX:
+            raise RoundSettingsError(
+                f"ratings per clip must be {RATINGS_MIN} to {RATINGS_MAX}, got {ratings_per_clip}"
+            )
+        defaults["ratings_per_clip"] = ratings_per_clip
+    return Round.objects.get_or_create(name=name, defaults=defaults)
 
 
 def update_round_settings(
@@ -59,7 +77,7 @@ def update_round_settings(
     with transaction.atomic():
         round_ = Round.objects.select_for_update().filter(pk=round_id).first()
         if round_ is None:
-            raise RoundSettingsError(f"round {round_id} does not exist")
+            raise RoundSettingsError(f"round {round_id} does not exist", code="not_found")
         previous_ratings_per_clip = round_.ratings_per_clip
         for key, value in clean.items():
             setattr(round_, key, value)

@@ -14,12 +14,13 @@ from django.utils.encoding import force_bytes
 from django.utils.http import urlsafe_base64_encode
 
 from annotation.models import Round
+from labelhub.errors import ServiceError
 from labelhub.roles import ADMIN, ROLES
 
 USERNAME = re.compile(r"^[\w.@+-]{1,150}$")
 
 
-class TeamError(Exception):
+class TeamError(ServiceError):
     """A team change that cannot be made; the message says why."""
 
 
@@ -37,7 +38,7 @@ def create_member(*, username: str, email: str = "", roles: tuple[str, ...], by:
     if not USERNAME.match(username):
         raise TeamError("username: 1-150 letters, digits and @ . + - _")
     if User.objects.filter(username__iexact=username).exists():
-        raise TeamError(f"a user named {username!r} already exists")
+        raise TeamError(f"a user named {username!r} already exists", code="conflict")
     roles = _checked_roles(roles, by=by)
     with transaction.atomic():
         user = User(username=username, email=(email or "").strip())
@@ -76,7 +77,7 @@ def restrict_round(*, round_id: int, user_ids: list[int]) -> Round:
     """Only these annotators get clips of the round; an empty list opens it to every annotator."""
     round_ = Round.objects.filter(pk=round_id).first()
     if round_ is None:
-        raise TeamError(f"round {round_id} does not exist")
+        raise TeamError(f"round {round_id} does not exist", code="not_found")
     users = list(User.objects.filter(pk__in=user_ids, is_active=True))
     missing = set(user_ids) - {u.pk for u in users}
     if missing:
@@ -88,7 +89,7 @@ def restrict_round(*, round_id: int, user_ids: list[int]) -> Round:
 def _member(user_id: int) -> User:
     user = User.objects.filter(pk=user_id).first()
     if user is None:
-        raise TeamError(f"user {user_id} does not exist")
+        raise TeamError(f"user {user_id} does not exist", code="not_found")
     return user
 
 

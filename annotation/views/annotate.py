@@ -15,6 +15,8 @@ from annotation.selectors.me import calibration
 from annotation.services import ingest
 from annotation.services.guidelines import should_show_guidelines
 from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
+from labelhub.errors import ServiceError
+from labelhub.pages import show_error
 from labelhub.roles import ANNOTATOR, LEAD, has_role, role_required
 
 
@@ -57,17 +59,18 @@ def import_page(request):
         round_id = request.POST.get("round_id") or None
         if upload is None:
             messages.error(request, "Choose a manifest file (JSONL or CSV).")
+        elif round_id is not None and not (round_id.isascii() and round_id.isdigit()):
+            messages.error(request, f"Cannot read the manifest: round {round_id[:40]!r} is no id")
         else:
             try:
-                rows = ingest.parse_manifest(upload.read().decode("utf-8"), name=upload.name)
                 batch = ingest.import_rows(
-                    rows=rows,
+                    rows=ingest.read_manifest(upload.read(), name=upload.name),
                     manifest_name=upload.name,
                     created_by=request.user,
                     round_id=int(round_id) if round_id else None,
                 )
-            except (ingest.ManifestError, UnicodeDecodeError, ValueError) as exc:
-                messages.error(request, f"Cannot read the manifest: {exc}")
+            except ServiceError as error:
+                show_error(request, error, doing="Cannot read the manifest")
             else:
                 return redirect("annotation:import_report", batch_id=batch.pk)
     return render(

@@ -4,15 +4,14 @@ images, remove one. Thin: ``annotation.services.characters`` does the work."""
 from __future__ import annotations
 
 from django.contrib import messages
-from django.core.files.storage import default_storage
-from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from annotation.models import CharacterImage
 from annotation.selectors.characters import list_characters
 from annotation.services import characters
-from annotation.views.media import OPAQUE, SECURITY_HEADERS, media_content_type
+from annotation.views.media import serve_stored_file
+from labelhub.pages import show_error
 from labelhub.roles import LEAD, role_required
 
 lead_required = role_required(LEAD)
@@ -34,7 +33,7 @@ def characters_page(request):
                 created_by=request.user,
             )
         except characters.CharacterError as error:
-            messages.error(request, f"Not created: {error}")
+            show_error(request, error, doing="Not created")
             return _back()
         messages.success(request, f"Created {character.name}. Upload its reference images below.")
         return _back(character.pk)
@@ -55,7 +54,7 @@ def character_update(request, character_id: int):
             notes=request.POST.get("notes"),
         )
     except characters.CharacterError as error:
-        messages.error(request, f"Not saved: {error}")
+        show_error(request, error, doing="Not saved")
     else:
         messages.success(request, f"Saved {character.name}.")
     return _back(character_id)
@@ -79,7 +78,7 @@ def character_images_add(request, character_id: int):
                 created_by=request.user,
             )
         except characters.CharacterError as error:
-            messages.error(request, f"Not added: {error}")
+            show_error(request, error, doing="Not added")
         else:
             added += 1
     if added:
@@ -93,7 +92,7 @@ def character_image_remove(request, character_id: int, image_id: int):
     try:
         characters.remove_reference_image(character_id=character_id, image_id=image_id)
     except characters.CharacterError as error:
-        messages.error(request, f"Not removed: {error}")
+        show_error(request, error, doing="Not removed")
     else:
         messages.success(request, "Reference image removed.")
     return _back(character_id)
@@ -102,27 +101,7 @@ def character_image_remove(request, character_id: int, image_id: int):
 @lead_required
 @require_GET
 def character_image_file(request, image_id: int):
-    """A reference image for the gallery page (stored as PNG by the service; served with the
-    same content-type check and sandbox headers as clip media)."""
+    """A reference image for the gallery page (stored as PNG by the service), served like clip
+    media."""
     image = get_object_or_404(CharacterImage, pk=image_id)
-    name = image.image.name
-    try:
-        path = default_storage.path(name)
-    except NotImplementedError:  # S3: a short-lived presigned URL
-        content_type = media_content_type("character", name, None)
-        return HttpResponseRedirect(
-            default_storage.url(name, parameters={"ResponseContentType": content_type})
-        )
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - the response streams and closes it
-    except FileNotFoundError:
-        raise Http404("file missing from storage") from None
-    content_type = media_content_type("character", name, handle.read(16))
-    handle.seek(0)
-    response = FileResponse(handle, content_type=content_type)
-    for header, value in SECURITY_HEADERS.items():
-        response[header] = value
-    if content_type == OPAQUE:
-        response["Content-Disposition"] = 'attachment; filename="character"'
-    response["Cache-Control"] = "private, max-age=3600"
-    return response
+    return serve_stored_file(request, image.image.name, "character")

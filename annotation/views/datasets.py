@@ -13,6 +13,7 @@ from annotation.services.dataset_folders import (
     dataset_archive,
     request_dataset_folder,
 )
+from labelhub.pages import show_error
 from labelhub.roles import LEAD, role_required
 
 lead_required = role_required(LEAD)
@@ -29,7 +30,7 @@ def request_folder(request, snapshot_id: int):
         )
         messages.info(request, f"Dataset folder of snapshot {snapshot_id}: {folder.status}.")
     except DatasetFolderError as exc:
-        messages.error(request, str(exc))
+        show_error(request, exc)
     return redirect("annotation:lead_exports")
 
 

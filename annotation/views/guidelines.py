@@ -17,6 +17,7 @@ from annotation.services.guidelines import (
     save_guidelines,
 )
 from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS, SCORE_MAX, SCORE_MIN
+from labelhub.pages import show_error
 from labelhub.roles import LEAD, role_required
 
 
@@ -43,8 +44,7 @@ def guidelines_page(request, round_id: int):
             try:
                 save_guidelines(round_id=round_.pk, text=text, updated_by=request.user)
             except GuidelineError as exc:
-                messages.error(request, f"Guidelines not saved: {exc}")
-                status = 400
+                status = show_error(request, exc, doing="Guidelines not saved")
             else:
                 messages.success(request, "Guidelines saved.")
                 return redirect("annotation:lead_guidelines", round_id=round_.pk)
@@ -90,7 +90,7 @@ def example_add(request, round_id: int):
             created_by=request.user,
         )
     except GuidelineError as exc:
-        messages.error(request, f"Example not added: {exc}")
+        show_error(request, exc, doing="Example not added")
     else:
         messages.success(request, f"Example added: a {score} for {dimension.replace('_', ' ')}.")
     url = reverse("annotation:lead_guidelines", args=[round_.pk])
@@ -103,7 +103,7 @@ def example_remove(request, round_id: int, example_id: int):
     try:
         remove_example(round_id=round_id, example_id=example_id)
     except GuidelineError as exc:
-        messages.error(request, str(exc))
+        show_error(request, exc)
     else:
         messages.success(request, "Example removed.")
     return redirect("annotation:lead_guidelines", round_id=round_id)

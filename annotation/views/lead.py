@@ -22,6 +22,7 @@ from annotation.services.pairwise import PairwiseError, create_pairwise_tasks
 from annotation.services.ratings import RatingError, restore_clip
 from annotation.services.rounds import RoundSettingsError, update_round_settings
 from labelhub.dimensions import DIMENSIONS, SCORE_MAX, SCORE_MIN
+from labelhub.pages import show_error
 from labelhub.roles import LEAD, role_required
 from labelhub.svg import PALETTE, alpha_svg, histogram_svg, progress_svg
 
@@ -70,7 +71,7 @@ def clip_restore(request, clip_id: int):
     try:
         restore_clip(clip_id=clip.pk, lead=request.user)
     except RatingError as exc:
-        messages.error(request, f"Clip {clip.pk} not restored: {exc}")
+        show_error(request, exc, doing=f"Clip {clip.pk} not restored")
     else:
         messages.success(request, f"Clip {clip.pk} is back in rating; its flags were cleared.")
     return redirect(f"{reverse('annotation:lead_dashboard')}?round={clip.round_id}#pulled-clips")
@@ -129,7 +130,7 @@ def clip_gold_set(request, clip_id: int):
             note=request.POST.get("note", "").strip(),
         )
     except GoldError as exc:
-        messages.error(request, f"Gold reference not saved: {exc}")
+        show_error(request, exc, doing="Gold reference not saved")
     else:
         messages.success(request, f"Clip {clip.pk} is a gold clip with these reference scores.")
     return redirect("annotation:lead_clip", clip_id=clip.pk)
@@ -177,8 +178,8 @@ def round_settings_page(request, round_id: int):
                 round_id=round_.pk, apply_to_existing_clips=apply_to_existing, **values
             )
         except RoundSettingsError as exc:
-            messages.error(request, f"Settings not saved: {exc}")
-            status = 400  # the form is shown again with what the lead typed
+            # the form is shown again with what the lead typed
+            status = show_error(request, exc, doing="Settings not saved")
         else:
             messages.success(request, f"Settings of {round_.name} saved.")
             return redirect("annotation:lead_round", round_id=round_.pk)

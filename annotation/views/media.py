@@ -111,17 +111,11 @@ def _secured(response: HttpResponse, content_type: str, kind: str) -> HttpRespon
     return response
 
 
-@login_required
-@require_GET
-def clip_media(request, clip_id: int, kind: str):
-    if kind not in MEDIA_KINDS:
-        raise Http404("unknown media kind")
-    clip = get_object_or_404(Clip.objects.select_related("condition"), pk=clip_id)
-    if not can_view_clip(request.user, clip.pk):
-        return _secured(HttpResponseForbidden("You may not view this clip."), "", kind)
-    name = clip_file_name(clip, kind)
-    if not name:
-        raise Http404("this clip has no such file")
+def serve_stored_file(request, name: str, kind: str) -> HttpResponse:
+    """A stored file to a browser the caller has already authorised: its type from what ingest
+    produced (``media_content_type``), ``Content-Security-Policy: sandbox`` and ``nosniff``,
+    opaque types as a download, HTTP Range on local storage, a short-lived presigned URL that
+    names the same type (and forces the download) on S3."""
     try:
         path = default_storage.path(name)
     except NotImplementedError:  # S3: a short-lived presigned URL that names the type itself
@@ -157,3 +151,17 @@ def clip_media(request, clip_id: int, kind: str):
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
     return _secured(response, content_type, kind)
+
+
+@login_required
+@require_GET
+def clip_media(request, clip_id: int, kind: str):
+    if kind not in MEDIA_KINDS:
+        raise Http404("unknown media kind")
+    clip = get_object_or_404(Clip.objects.select_related("condition"), pk=clip_id)
+    if not can_view_clip(request.user, clip.pk):
+        return _secured(HttpResponseForbidden("You may not view this clip."), "", kind)
+    name = clip_file_name(clip, kind)
+    if not name:
+        raise Http404("this clip has no such file")
+    return serve_stored_file(request, name, kind)

@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from annotation.models import Round
 from annotation.selectors.team import team_members
 from annotation.services import team
+from labelhub.pages import show_error
 from labelhub.roles import LEAD, ROLES, role_required
 
 lead_required = role_required(LEAD)
@@ -45,7 +46,7 @@ def team_create(request):
             by=request.user,
         )
     except team.TeamError as error:
-        messages.error(request, f"Not created: {error}")
+        show_error(request, error, doing="Not created")
         return redirect("annotation:lead_team")
     link = request.build_absolute_uri(team.set_password_path(user))
     request.session["team_new_link"] = {"username": user.username, "link": link}
@@ -74,7 +75,7 @@ def team_member_update(request, user_id: int):
         else:
             messages.error(request, f"Unknown action {action!r}.")
     except team.TeamError as error:
-        messages.error(request, f"Not changed: {error}")
+        show_error(request, error, doing="Not changed")
     return redirect("annotation:lead_team")
 
 
@@ -85,8 +86,10 @@ def round_team_update(request, round_id: int):
     try:
         ids = [int(v) for v in request.POST.getlist("annotators")]
         team.restrict_round(round_id=round_.pk, user_ids=ids)
-    except (ValueError, team.TeamError) as error:
-        messages.error(request, f"Not changed: {error}")
+    except ValueError:
+        messages.error(request, "Not changed: annotators are named by their ids")
+    except team.TeamError as error:
+        show_error(request, error, doing="Not changed")
     else:
         messages.success(
             request,

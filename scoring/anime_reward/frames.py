@@ -98,7 +98,7 @@ def read_clip_frames(
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
 
 
-def read_image(path: str | Path, *, size: int) -> torch.Tensor:
+def read_image_tensor(path: str | Path, *, size: int) -> torch.Tensor:
     """One still image (condition image, character reference) as a (3, size, size) uint8 tensor
     (``NATIVE``: as it is, (3, H, W))."""
     try:
@@ -157,9 +157,9 @@ def decode_clip(
     spec: ClipSpec, *, size: int, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
 ) -> DecodedClip:
     frames = read_clip_frames(spec.video_path, size=size, max_frames=max_frames, window=window)
-    condition = read_image(spec.condition_image_path, size=size)
+    condition = read_image_tensor(spec.condition_image_path, size=size)
     reference = (
-        read_image(spec.character_reference_path, size=size)
+        read_image_tensor(spec.character_reference_path, size=size)
         if spec.character_reference_path
         else None
     )

@@ -658,7 +658,7 @@ class CharacterConsistencyReward(DimensionReward):
 
     def set_gallery(self, gallery: dict) -> None:
         """character id -> reference images: paths, or uint8 tensors (N, 3, H, W) / (3, H, W)."""
-        from .frames import read_image
+        from .frames import read_image_tensor
 
         size = self.encoders.preset.images["blip"].size
         out = {}
@@ -670,7 +670,7 @@ class CharacterConsistencyReward(DimensionReward):
                     refs = [refs]
                 if not refs:
                     raise ValueError(f"character {character!r} has no reference images")
-                images = torch.stack([read_image(path, size=size) for path in refs])
+                images = torch.stack([read_image_tensor(path, size=size) for path in refs])
             if images.dtype != torch.uint8 or images.shape[1] != 3:
                 raise ValueError(f"character {character!r}: references must be uint8 (N, 3, H, W)")
             if images.shape[-1] != size or images.shape[-2] != size:

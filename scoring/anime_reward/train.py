@@ -22,7 +22,7 @@ from accelerate import Accelerator
 
 from labelhub.devices import pick_device
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 
 from .anisora.train import train_anisora
 from .config import RewardTrainConfig, get_preset

@@ -44,6 +44,7 @@ def write_video(frames: np.ndarray, path: str | Path, *, fps: int) -> Path:
 
 
 def read_image(path: str | Path) -> Image.Image:
+    """An image file as an RGB PIL image (``frames.read_image_tensor`` gives a model tensor)."""
     with Image.open(path) as image:
         return image.convert("RGB")
 

@@ -207,14 +207,5 @@ class TrainConfig:
             raise ValueError("invalid training config: " + "; ".join(errors))
 
     @classmethod
-    def from_dict(cls, values: dict) -> TrainConfig:
-        """Build from plain values (a TrainingRun's params); unknown keys are an error."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown training parameters: {', '.join(unknown)}")
-        return cls(**values)
-
-    @classmethod
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata["help"] for f in fields(cls)}

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from scoring.anime_reward.video import read_image, write_video
 from training.alignment.cogvideox import GeneratorComponents
 from training.alignment.config import SAMPLERS

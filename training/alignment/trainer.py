@@ -29,7 +29,7 @@ import torch
 from PIL import Image
 
 from labelhub.devices import pick_device
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from scoring.anime_reward.video import read_image, read_video_frames
 from training.alignment.cogvideox import GeneratorComponents, load_generator
 from training.alignment.config import (
@@ -939,7 +939,7 @@ def main(argv: list[str] | None = None) -> None:
     """CLI (also under ``accelerate launch``): every TrainConfig field is a --flag."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--pairs", required=True, help="Pairs JSONL (training.pairs.write_pairs_jsonl)"
+        "--pairs", required=True, help="Pairs JSONL (training.alignment.pairs.write_pairs_jsonl)"
     )
     for f in fields(TrainConfig):
         kind = {"int": int, "float": float}.get(str(f.type).split(" ")[0], str)

@@ -14,6 +14,7 @@ from django.core.files.storage import default_storage
 from django.db import transaction
 
 from annotation.models import Round
+from labelhub.errors import ServiceError
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring.models import RewardModel
@@ -53,7 +54,7 @@ TRAINER_FIELDS = (
 )
 
 
-class InvalidParams(ValueError):
+class InvalidParams(ServiceError):
     """Launch parameters that do not make a valid run; the message says which and why."""
 
 
@@ -275,7 +276,7 @@ def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
             output_name=checkpoint_output_name(cleaned),
         )
     except runs.NameTaken as error:
-        raise InvalidParams(str(error)) from error
+        raise InvalidParams(str(error), code="conflict") from error
 
 
 def checkpoint_output_name(params: dict) -> str:
@@ -311,7 +312,8 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
             )
         if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
             raise InvalidParams(
-                f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed"
+                f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed",
+                code="conflict",
             )
         if not old.checkpoint_path:
             raise InvalidParams(f"run {old.pk} wrote no checkpoint; launch it again instead")
@@ -320,7 +322,10 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
         params["output_dir"] = old.params.get("output_dir") or old.artifacts.get("output_dir", "")
         if max_steps is not None:
             params["trainer"]["max_steps"] = max_steps
-            TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
+            try:
+                TrainConfig(output_dir="-", **params["trainer"])  # still a valid config
+            except (TypeError, ValueError) as error:
+                raise InvalidParams(str(error).removeprefix("invalid training config: ")) from error
         return runs.launch(
             kind=old.kind,
             params=params,

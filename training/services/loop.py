@@ -22,7 +22,7 @@ from django.conf import settings
 
 from annotation.models import Clip, ClipLabel, ExportSnapshot, Round
 from annotation.services.exports import build_snapshot, request_snapshot
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring import services as scoring

@@ -1,10 +1,8 @@
 """Preference pairs for a round: rewards from a reward model's ClipScores or from human ClipLabels,
-best vs worst per condition (``training.pairs.build_pairs``), stored as PreferencePair rows and
+best vs worst per condition (``training.alignment.pairs.build_pairs``), stored as PreferencePair rows and
 exported as JSONL for the trainer."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from django.db import transaction
 
@@ -13,7 +11,7 @@ from annotation.selectors.pairwise import iter_preference_pairs
 from labelhub.dimensions import score_to_unit
 from labelhub.storage import local_path
 from scoring.models import ClipScore, RewardModel
-from training.alignment.pairs import Candidate, Pair, build_pairs, write_pairs_jsonl
+from training.alignment.pairs import Candidate, Pair, build_pairs
 from training.models import PreferencePair
 
 Origin = PreferencePair.Origin
@@ -144,12 +142,3 @@ def pairs_for_training(
         )
         for row in rows.order_by("condition_id", "pk")
     ]
-
-
-def export_pairs_jsonl(
-    *, round_id: int, path: Path, origin: str | None = None, reward_model_id: int | None = None
-) -> int:
-    """Write the round's pairs as JSONL (``training.pairs`` records); returns how many."""
-    return write_pairs_jsonl(
-        pairs_for_training(round_id=round_id, origin=origin, reward_model_id=reward_model_id), path
-    )

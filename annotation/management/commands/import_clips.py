@@ -8,7 +8,7 @@ from tqdm import tqdm
 
 from annotation.models import ImportBatch, Round
 from annotation.selectors.imports import batch_report
-from annotation.services import ingest
+from annotation.services import ingest, rounds
 
 
 class Command(BaseCommand):
@@ -48,8 +48,14 @@ class Command(BaseCommand):
             if found is None and not create_round:
                 raise CommandError(f"unknown round '{round}' (add --create-round to create it)")
             if found is None:
-                found = Round.objects.create(name=round, ratings_per_clip=ratings_per_clip)
-                self.stdout.write(f"created round '{round}'")
+                try:
+                    found, created = rounds.create_round(
+                        name=round, ratings_per_clip=ratings_per_clip
+                    )
+                except rounds.RoundSettingsError as exc:
+                    raise CommandError(str(exc)) from exc
+                if created:
+                    self.stdout.write(f"created round '{round}'")
             round_id = found.pk
         try:
             batch = ingest.import_manifest_file(path=manifest, round_id=round_id)

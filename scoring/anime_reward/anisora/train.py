@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from labelhub.devices import pick_device
 from labelhub.dimensions import DIMENSION_KEYS
-from labelhub.ml import Progress
+from labelhub.progress import Progress
 
 from ..config import RewardTrainConfig
 from ..evaluate import evaluate_rewards

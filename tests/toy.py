@@ -1,6 +1,6 @@
 """A toy round for the tiny preset: synthetic conditions and rewards computable exactly.
 
-Used by the loop-aligns test, the demo command and the bench: round 0 from the base generator,
+Test and bench code (the loop-aligns test, bench/gapo_vs_dpo.py): round 0 from the base generator,
 rewards = mean brightness of the decoded MP4 in [0, 1], pairs, training, round 1 with the same
 seeds. No Django.
 """
