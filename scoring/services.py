@@ -40,6 +40,9 @@ def request_reward_training(
         RewardTrainConfig(**config)
     except TypeError as error:  # an unknown field
         raise ValueError(str(error).replace("__init__() ", "")) from error
+    objective = config.get("objective", "regression")
+    if objective != "regression":
+        refuse_without_judgements(snapshot, objective)
     if name and RewardModel.objects.filter(name=name).exists():
         raise ValueError(f"a reward model named {name!r} already exists")
     try:
@@ -52,6 +55,29 @@ def request_reward_training(
         )
     except runs.NameTaken as error:  # another queued or running run will save that name
         raise ValueError(str(error)) from error
+
+
+def refuse_without_judgements(snapshot: ExportSnapshot, objective: str) -> None:
+    """``pairs`` and ``joint`` learn from the snapshot's judgements and are measured on its
+    held-out ones: refuse a snapshot without judged pairs on both sides of the split, with the
+    counts."""
+    if "judgements_parquet" not in snapshot.files:
+        raise ValueError(
+            f"objective {objective} needs A/B judgements; snapshot {snapshot.pk} was exported "
+            "before snapshots carried them: export the rounds again"
+        )
+    counts = snapshot.row_counts
+    train = counts.get("judged_pairs_train", 0)
+    test = counts.get("judged_pairs_test", 0)
+    if train and test:
+        return
+    raise ValueError(
+        f"objective {objective} needs judged pairs on both sides of the split; snapshot "
+        f"{snapshot.pk} has {train} in train and {test} in test "
+        f"({counts.get('judgements', 0)} judgement rows; left out: "
+        f"{counts.get('judged_pairs_cross_split', 0)} across the split, "
+        f"{counts.get('judged_pairs_not_exported', 0)} with a clip not in the snapshot)"
+    )
 
 
 def request_scoring(

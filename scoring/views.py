@@ -15,7 +15,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
-from scoring.anime_reward.config import get_preset
+from scoring.anime_reward.config import OBJECTIVES, TIE_MODELS, get_preset
 from scoring.models import RewardModel
 from scoring.selectors import model_disagreements
 
@@ -42,6 +42,8 @@ def reward_models_page(request):
             "rounds": Round.objects.order_by("-created_at"),
             "reward_preset": settings.LABELHUB_REWARD_PRESET,
             "preset": get_preset(settings.LABELHUB_REWARD_PRESET),
+            "objectives": OBJECTIVES,
+            "tie_models": TIE_MODELS,
             "finetune_default": ", ".join(
                 key.replace("_", " ")
                 for key in get_preset(settings.LABELHUB_REWARD_PRESET).finetune
@@ -56,6 +58,7 @@ FORM_NUMBERS = (
     ("encoder_learning_rate", float),
     ("keyframes", int),
     ("track_frames", int),
+    ("pair_weight", float),
 )
 
 
@@ -71,6 +74,9 @@ def training_form_config(form) -> dict:
             except ValueError:
                 label = name.replace("_", " ")
                 raise ValueError(f"{label} must be a number, not {value[:40]!r}") from None
+    for name in ("objective", "tie_model"):  # the config names the valid choices
+        if form.get(name, "").strip():
+            config[name] = form[name].strip()
     finetune = form.get("finetune_encoders", "")
     if finetune not in FINETUNE_CHOICES:
         raise ValueError(f"fine-tune encoders must be one of {', '.join(FINETUNE_CHOICES)}")
@@ -120,6 +126,9 @@ def reward_model_page(request, reward_model_id: int):
         dimension.metric_values = [
             _format(dimension.metrics.get(name)) for name in selectors.METRIC_NAMES
         ]
+        dimension.comparison_values = [
+            _format(dimension.metrics.get(name)) for name in selectors.COMPARISON_METRIC_NAMES
+        ]
     return render(
         request,
         "scoring/reward_model.html",
@@ -128,6 +137,11 @@ def reward_model_page(request, reward_model_id: int):
             "dimensions": dimensions,
             "metric_names": selectors.METRIC_NAMES,
             "metric_labels": [selectors.METRIC_LABELS[name] for name in selectors.METRIC_NAMES],
+            "comparison_labels": [
+                selectors.COMPARISON_METRIC_LABELS[name]
+                for name in selectors.COMPARISON_METRIC_NAMES
+            ],
+            "judged": any("comparisons" in d.metrics for d in dimensions),
         },
     )
 

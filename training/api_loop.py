@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 from labelhub.api import errors
 from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
+from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
 from training.services.launch import InvalidParams
 from training.services.loop import LOSSES, launch_round, resume_round
@@ -27,6 +28,9 @@ class RoundLaunchSerializer(serializers.Serializer):
     candidates = serializers.IntegerField(required=False, min_value=1, max_value=64, default=4)
     init_checkpoint_id = serializers.IntegerField(required=False, allow_null=True)
     reward_epochs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    reward_objective = serializers.ChoiceField(
+        choices=OBJECTIVES, required=False, default="regression"
+    )
     test_fraction = serializers.FloatField(required=False, allow_null=True)
     seed = serializers.IntegerField(required=False, default=0)
 

@@ -16,6 +16,7 @@ from labelhub.dimensions import DIMENSIONS
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
+from scoring.anime_reward.config import OBJECTIVES
 from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint
@@ -65,6 +66,7 @@ def runs_page(request):
             "kinds": [(k, TrainingRun.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
             "trainer_help": launch.TRAINER_HELP,
             "losses": loop.LOSSES,
+            "reward_objectives": OBJECTIVES,
         },
     )
 
@@ -79,6 +81,7 @@ ROUND_FORM_FIELDS = (
     "candidates",
     "init_checkpoint_id",
     "reward_epochs",
+    "reward_objective",
     "test_fraction",
     "seed",
 )

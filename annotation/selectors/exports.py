@@ -52,3 +52,13 @@ def iter_snapshot_ratings(snapshot: ExportSnapshot) -> Iterator[dict]:
     with open_snapshot_file(snapshot, "ratings_parquet") as fh:
         for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
             yield from batch.to_pylist()
+
+
+def iter_snapshot_judgements(snapshot: ExportSnapshot) -> Iterator[dict]:
+    """Yield the A/B/tie judgement rows of a snapshot (one per judge, pair and dimension); none
+    for a snapshot exported before judgements were part of snapshots."""
+    if "judgements_parquet" not in snapshot.files:
+        return
+    with open_snapshot_file(snapshot, "judgements_parquet") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
+            yield from batch.to_pylist()

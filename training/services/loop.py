@@ -139,6 +139,7 @@ def validate_round_params(params: dict) -> dict:
         "candidates": _int(params, "candidates", 4, low=1, high=64),
         "init_checkpoint_id": _int(params, "init_checkpoint_id"),
         "reward_epochs": _int(params, "reward_epochs", low=1, high=100_000),
+        "reward_objective": str(params.pop("reward_objective", "") or "regression"),
         "seed": _int(params, "seed", 0),
     }
     test_fraction = params.pop("test_fraction", None)
@@ -161,8 +162,9 @@ def validate_round_params(params: dict) -> dict:
             model_path=settings.LABELHUB_COGVIDEOX_PATH,
             max_steps=cleaned["steps"],
         )
-        if cleaned["reward_epochs"] is not None:
-            RewardTrainConfig(epochs=cleaned["reward_epochs"])
+        RewardTrainConfig(
+            epochs=cleaned["reward_epochs"] or 1, objective=cleaned["reward_objective"]
+        )
     except (TypeError, ValueError) as error:
         raise InvalidParams(str(error).removeprefix("invalid training config: ")) from error
     if params:
@@ -316,6 +318,8 @@ def _export(state: _Round) -> None:
 def _reward_training(state: _Round) -> None:
     p = state.params
     config = {"epochs": p["reward_epochs"]} if p.get("reward_epochs") else {}
+    if p.get("reward_objective", "regression") != "regression":
+        config["objective"] = p["reward_objective"]
     child = scoring.request_reward_training(
         snapshot_id=state.artifacts["snapshot_id"],
         config=config,

@@ -16,6 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import Clip, Round
 from runs.cli import run_here
 from runs.models import TrainingRun
+from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
 from training.services.launch import InvalidParams
 from training.services.loop import LOSSES, launch_round, resume_round
@@ -56,6 +57,12 @@ class Command(BaseCommand):
             help="policy checkpoint to start from (default: the one that generated the round)",
         )
         parser.add_argument("--reward-epochs", type=int, help="reward training epochs")
+        parser.add_argument(
+            "--reward-objective",
+            choices=OBJECTIVES,
+            default="regression",
+            help="what the new reward model learns from: label means, A/B judgements or both",
+        )
         parser.add_argument(
             "--test-fraction", type=float, help="held-out share of the export (default 0.1)"
         )
@@ -108,6 +115,7 @@ class Command(BaseCommand):
             "candidates": o["candidates"],
             "init_checkpoint_id": o["init_checkpoint"],
             "reward_epochs": o["reward_epochs"],
+            "reward_objective": o["reward_objective"],
             "test_fraction": o["test_fraction"],
             "seed": o["seed"],
         }
