@@ -126,6 +126,7 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert {run.status for run in runs} == {TrainingRun.Status.SUCCEEDED}
     assert sorted(runs.values_list("kind", flat=True)) == sorted(
         ["reward_training", "scoring", "pairs", "gapo", "generation", "scoring"]
+        + ["generation", "scoring"]  # the base generator's candidates for the evaluation
     )
     assert set(runs.values_list("created_by__username", flat=True)) == {"admin"}
 
@@ -135,7 +136,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert len(reward_model.evaluation["clips"]) == 12
     assert "spearman" in reward_model.metrics["overall"]
     # Round 1 and round 2's 24 candidates, scored with the same model for the scoreboard.
-    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24
+    # and the base generator's 24 (same seeds), generated once for the human evaluation.
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24 + 24
 
     gapo = runs.get(kind="gapo")
     assert len(gapo.metrics) == demo_loop.GAPO_PARAMS["max_steps"]  # the run page's plots
@@ -153,6 +155,21 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert set(generated.values_list("source_name", flat=True)) == {f"policy:{checkpoint.name}"}
     assert all(clip.poster.name for clip in generated)
     assert Candidate.objects.filter(checkpoint=checkpoint).count() == 12 * k
+
+    # The checkpoint against the base on the 3 held-out conditions, judged by 3 demo raters: the
+    # scoreboard's win rate has a point.
+    evaluated = PairwiseTask.objects.filter(batch=f"{checkpoint.name} vs base")
+    assert evaluated.count() == 3 and set(evaluated.values_list("judgement_count", flat=True)) == {
+        3
+    }
+    from training.selectors import scoreboard
+
+    board = scoreboard()
+    assert board["baseline"] == "base"
+    (evaluation,) = board["human_evaluations"]
+    assert evaluation["evaluation_tasks"] == 3 and evaluation["tasks_awaiting_judges"] == 0
+    policy_row = next(r for r in board["rows"] if r["source"] == f"policy:{checkpoint.name}")
+    assert policy_row["win_rate"]["tasks"] == 3
 
     # The judge page has work: a task is leased to the annotator.
     assert PairwiseTask.objects.filter(batch=demo_loop.PAIRWISE_BATCH).count() == 12

@@ -14,6 +14,7 @@ from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
 from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
+from training.services.evaluation import SCOPES
 from training.services.launch import InvalidParams
 from training.services.loop import LOSSES, launch_round, resume_round
 
@@ -33,6 +34,12 @@ class RoundLaunchSerializer(serializers.Serializer):
     )
     test_fraction = serializers.FloatField(required=False, allow_null=True)
     seed = serializers.IntegerField(required=False, default=0)
+    evaluate = serializers.ChoiceField(
+        choices=["", *SCOPES],
+        required=False,
+        default="",
+        help_text="end with policy-vs-base pairwise tasks on the held-out or the round's conditions",
+    )
 
 
 def _round(run: TrainingRun) -> dict:

@@ -14,15 +14,23 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from annotation.demo import DEMO_ROUND
+from annotation.demo import DEMO_ROUND, hash_text
 from annotation.models import Clip, ExportSnapshot, PairwiseTask, Round
 from annotation.services.exports import create_snapshot
-from annotation.services.pairwise import create_pairwise_tasks
+from annotation.services.pairwise import (
+    create_pairwise_tasks,
+    create_tasks_for_clip_pairs,
+    lease_next_pair,
+    submit_judgement,
+)
+from labelhub.roles import ANNOTATOR
 from runs.models import TrainingRun
 from scoring.models import RewardModel
 from scoring.services import request_reward_training, request_scoring
 from training.models import PolicyCheckpoint, PreferencePair
+from training.services import evaluation
 from training.services.launch import launch_run
 
 Kind = TrainingRun.Kind
@@ -207,6 +215,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     )
     tasks = PairwiseTask.objects.filter(batch=PAIRWISE_BATCH).count()
     say(f"pairwise: {len(created)} new task(s), {tasks} {' vs '.join(JUDGED_SOURCES)} in all")
+    evaluate_against_base(round_, snapshot_id, reward_model, checkpoint, admin, follow, say)
     return DemoLoop(
         round_id=round_.pk,
         snapshot_id=snapshot_id,
@@ -215,3 +224,66 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
         next_round_id=next_round.pk,
         pairwise_tasks=tasks,
     )
+
+
+# --- human evaluation of the checkpoint against the base generator (issue 21) ----------------------
+
+DEMO_JUDGES = ("demo-rater-1", "demo-rater-2", "demo-rater-3")
+
+
+def evaluate_against_base(round_, snapshot_id, reward_model, checkpoint, admin, follow, say):
+    """What ``run_round --evaluate`` does, step by step through the same services: the base
+    generator's candidates (same seeds, into their own round), scored; one checkpoint-vs-base task
+    per held-out condition; then three demo judges answer them so the scoreboard has a point.
+    The tiny generator's candidates are noise either way, so the demo judges choose by a hash of
+    (judge, task): a real verdict needs real judges."""
+    base = {"target_round": evaluation.BASE_ROUND, "checkpoint_id": None}
+    _once(
+        Kind.GENERATION,
+        base,
+        lambda: launch_run(
+            kind=Kind.GENERATION,
+            params={
+                **base,
+                "source_round_id": round_.pk,
+                "candidates_per_condition": CANDIDATES_PER_CONDITION,
+                "inference_steps": INFERENCE_STEPS,
+            },
+            created_by=admin,
+        ),
+        follow,
+        say,
+    )
+    base_round = Round.objects.get(name=evaluation.BASE_ROUND)
+    _once(
+        Kind.SCORING,
+        {"reward_model_id": reward_model.pk, "round_id": base_round.pk},
+        lambda: request_scoring(
+            reward_model_id=reward_model.pk, round_id=base_round.pk, created_by=admin
+        ),
+        follow,
+        say,
+    )
+    conditions = evaluation.evaluation_conditions(
+        round_id=round_.pk, scope="held_out", snapshot_id=snapshot_id
+    )
+    pairs, _missing = evaluation.policy_vs_base_pairs(
+        checkpoint_id=checkpoint.pk, condition_ids=conditions
+    )
+    tasks = create_tasks_for_clip_pairs(
+        clip_pairs=pairs,
+        judges_needed=evaluation.EVALUATION_JUDGES,
+        batch=f"{checkpoint.name} vs base",
+    )
+    others = list(
+        PairwiseTask.objects.exclude(pk__in=[t.pk for t in tasks]).values_list("pk", flat=True)
+    )
+    judged = 0
+    for username in DEMO_JUDGES:
+        judge, _ = get_user_model().objects.get_or_create(username=username)
+        judge.groups.add(Group.objects.get_or_create(name=ANNOTATOR)[0])
+        while (lease := lease_next_pair(judge=judge, exclude=others)) is not None:
+            side = ("left", "right", "tie")[hash_text(f"{username}|{lease.task_id}") % 3]
+            submit_judgement(task_id=lease.task_id, judge=judge, side=side)
+            judged += 1
+    say(f"evaluation: {len(tasks)} {checkpoint.name}-vs-base task(s), {judged} new judgement(s)")

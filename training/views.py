@@ -83,6 +83,7 @@ ROUND_FORM_FIELDS = (
     "reward_epochs",
     "reward_objective",
     "test_fraction",
+    "evaluate",
     "seed",
 )
 
@@ -137,8 +138,22 @@ def run_page(request, run_id: int):
             "artifacts": selectors.labelled_rows(run.artifacts),
             "plots": selectors.run_plots(run),
             "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
+            "human_evaluation": _checkpoint_evaluation(run),
         },
     )
+
+
+def _checkpoint_evaluation(run: TrainingRun) -> dict | None:
+    """The policy checkpoint a run made (or a round trained), against the base generator, under
+    the reward model the run used (else the scoreboard's)."""
+    checkpoint_id = run.artifacts.get("policy_checkpoint_id") or run.artifacts.get("checkpoint_id")
+    if not checkpoint_id or run.kind == TrainingRun.Kind.GENERATION:
+        return None
+    reward_model_id = run.params.get("reward_model_id") or run.artifacts.get("reward_model_id")
+    if reward_model_id is None:
+        latest = selectors.scoreboard_reward_models().first()
+        reward_model_id = latest.pk if latest else None
+    return selectors.human_evaluation(checkpoint_id=checkpoint_id, reward_model_id=reward_model_id)
 
 
 @role_required(ADMIN)

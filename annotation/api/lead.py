@@ -220,6 +220,8 @@ class PairTaskSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     prompt = serializers.CharField(allow_blank=True)
     condition_image_url = serializers.CharField()
+    character_reference_url = serializers.CharField(allow_blank=True)
+    fps = serializers.FloatField(allow_null=True)
     left = PairSideSerializer()
     right = PairSideSerializer()
 

@@ -30,6 +30,7 @@ from scoring.anime_reward.config import RewardTrainConfig
 from scoring.models import RewardModel
 from training.alignment.config import TrainConfig
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
+from training.services import evaluation
 from training.services.launch import TRAINING_KINDS, InvalidParams, validate_params
 
 Kind = TrainingRun.Kind
@@ -53,6 +54,7 @@ STEPS = (
     Step("training", "Policy training", "checkpoint_id"),
     Step("generation", "Generate and import", "import_batch_id"),
     Step("scoring_next", "Score the new candidates", "next_scoring_run_id"),
+    Step("evaluation", "Human evaluation against the base", "evaluation_tasks"),
 )
 STEP_BY_KEY = {step.key: step for step in STEPS}
 
@@ -65,6 +67,8 @@ def plan(params: dict) -> list[Step]:
     """The steps a round with ``params`` runs, in order (no export or reward training when a
     reward model was given)."""
     skip = {"export", "reward_training"} if params.get("reward_model_id") else set()
+    if not params.get("evaluate"):
+        skip.add("evaluation")
     return [step for step in STEPS if step.key not in skip]
 
 
@@ -90,7 +94,8 @@ def validate_round_params(params: dict) -> dict:
     ``round_id`` (rated round), ``next_round`` (name; created if new), one of ``reward_model_id``
     or ``train_reward``, ``loss`` (gapo/dpo/sft), ``steps``, ``candidates`` (K per condition);
     optional ``init_checkpoint_id`` (default: the policy that generated most of the round),
-    ``reward_epochs``, ``test_fraction``, ``seed``.
+    ``reward_epochs``, ``reward_objective``, ``test_fraction``, ``seed``, ``evaluate``
+    (``held_out`` or ``round``: end with policy-vs-base pairwise tasks on those conditions).
     """
     params = dict(params or {})
     round_id = _int(params, "round_id")
@@ -141,7 +146,12 @@ def validate_round_params(params: dict) -> dict:
         "reward_epochs": _int(params, "reward_epochs", low=1, high=100_000),
         "reward_objective": str(params.pop("reward_objective", "") or "regression"),
         "seed": _int(params, "seed", 0),
+        "evaluate": str(params.pop("evaluate", "") or ""),
     }
+    if cleaned["evaluate"] not in ("", *evaluation.SCOPES):
+        raise InvalidParams(
+            f"evaluate must be one of {', '.join(evaluation.SCOPES)}, got {cleaned['evaluate']!r}"
+        )
     test_fraction = params.pop("test_fraction", None)
     try:
         cleaned["test_fraction"] = 0.1 if test_fraction in (None, "") else float(test_fraction)
@@ -264,6 +274,7 @@ def round_job(run: TrainingRun, report: Progress) -> dict:
         "training": _training,
         "generation": _generation,
         "scoring_next": _scoring_next,
+        "evaluation": _evaluation,
     }
     for index, step in enumerate(state.steps):
         state.index = index
@@ -442,3 +453,9 @@ def _scoring_next(state: _Round) -> None:
     )
     child = state.execute(STEP_BY_KEY["scoring_next"], child)
     state.record(next_scoring_run_id=child.pk)
+
+
+def _evaluation(state: _Round) -> None:
+    evaluation.run_evaluation_step(
+        state, STEP_BY_KEY["evaluation"], reward_model_id=_reward_model_id(state)
+    )
