@@ -9,13 +9,18 @@ with gunicorn's own ``GUNICORN_CMD_ARGS`` (for example ``--workers 8 --bind 0.0.
 """
 
 import multiprocessing
-import os
+from pathlib import Path
+
+from labelhub.env import Env, default_env_file
+
+# The environment first, then the project's .env, as for the settings.
+_env = Env(default_env_file(Path(__file__).resolve().parent))
 
 wsgi_app = "labelhub.wsgi:application"
-bind = os.environ.get("LABELHUB_WEB_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("LABELHUB_WEB_WORKERS", min(2 * multiprocessing.cpu_count(), 8)))
+bind = _env.str("LABELHUB_WEB_BIND", "127.0.0.1:8000")
+workers = _env.int("LABELHUB_WEB_WORKERS", min(2 * multiprocessing.cpu_count(), 8))
 worker_class = "gthread"
-threads = int(os.environ.get("LABELHUB_WEB_THREADS", 2))
+threads = _env.int("LABELHUB_WEB_THREADS", 2)
 timeout = 60  # media responses stream in chunks; nothing legitimate takes a minute
 graceful_timeout = 20
 keepalive = 5

@@ -417,6 +417,48 @@ class ExportSnapshot(models.Model):
         return f"export {self.pk} ({self.status})"
 
 
+class DatasetFolder(models.Model):
+    """A snapshot built as a self-contained dataset folder (videos beside metadata.jsonl, in the
+    layout Hugging Face ``datasets`` loads as a video folder) under ``exports/<id>/dataset[-originals]/``;
+    written by ``annotation.services.dataset_folders``, downloaded as one streamed tar."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        RUNNING = "running", "Running"
+        READY = "ready", "Ready"
+        FAILED = "failed", "Failed"
+
+    snapshot = models.ForeignKey(
+        ExportSnapshot, on_delete=models.PROTECT, related_name="dataset_folders"
+    )
+    with_originals = models.BooleanField(
+        default=False, help_text="Original uploads beside the MP4s"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    prefix = models.CharField(max_length=255, help_text="Storage folder of the dataset")
+    files = models.PositiveIntegerField(default=0)
+    bytes = models.BigIntegerField(default=0, help_text="Sum of the files' sizes")
+    archive_bytes = models.BigIntegerField(default=0, help_text="Size of the downloadable tar")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "with_originals"], name="one_dataset_folder_per_kind"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"dataset folder {self.pk} of export {self.snapshot_id} ({self.status})"
+
+
 class PairwiseTask(models.Model):
     """Two clips of one condition judged side by side; ``a_on_left`` is the per-task shuffle."""
 

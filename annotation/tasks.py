@@ -2,7 +2,7 @@
 
 from django.conf import settings
 
-from annotation.services import exports, ingest
+from annotation.services import dataset_folders, exports, ingest
 from labelhub.celery import app
 
 
@@ -36,3 +36,9 @@ def export_snapshot(snapshot_id: int) -> None:
 def sweep_stuck_snapshots() -> list[int]:
     """Beat: send snapshots whose builder died back to the queue."""
     return exports.sweep_stuck_snapshots()
+
+
+@app.task(name="annotation.build_dataset_folder", acks_late=True)
+def build_dataset_folder(folder_id: int) -> None:
+    """Build a snapshot's dataset folder; a delivery for one ready or being built does nothing."""
+    dataset_folders.build_dataset_folder(folder_id=folder_id)

@@ -4,6 +4,7 @@ from django.urls import path
 
 from annotation.api import lead as api
 from annotation.views import characters as character_views
+from annotation.views import datasets as dataset_views
 from annotation.views import lead as views
 from annotation.views import team as team_views
 from annotation.views.pairwise import judge_page
@@ -45,6 +46,17 @@ urlpatterns = [
         name="lead_character_image_file",
     ),
     path("lead/exports/", views.exports_page, name="lead_exports"),
+    path(
+        "lead/exports/<int:snapshot_id>/dataset-folder",
+        dataset_views.request_folder,
+        name="lead_dataset_folder",
+    ),
+    path(
+        "lead/dataset-folders/<int:folder_id>.tar",
+        dataset_views.download_folder,
+        name="lead_dataset_archive",
+    ),
+    # After the dataset-folder path above, which it would otherwise swallow as a file kind.
     path("lead/exports/<int:snapshot_id>/<str:kind>", views.export_file, name="lead_export_file"),
     path("lead/pairwise/", views.pairwise_report_page, name="lead_pairwise"),
     path("pairwise/", judge_page, name="pairwise_judge"),

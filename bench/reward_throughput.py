@@ -5,6 +5,10 @@
     .venv/bin/python bench/reward_throughput.py --preset full --device cpu --clips 4 --batch-size 2
       (full on a CPU: ~25 GB of RAM and well over 15 minutes on 2 cores; a GPU is the place for it)
 
+    .venv/bin/python bench/reward_throughput.py --preset anisora --device cpu --clips 16
+      (Bilibili's released models from --release-dir, default: a replica of the release's folder
+      written with small widths, as the tests write it; prints clips/s and each model's share)
+
 The full preset is built from the published configs with random weights (no download); rates do
 not depend on the weights. 24 frames per clip, bf16 on a GPU, batched; decoding runs on a thread
 pool ahead of the models, exactly as in ``scoring.jobs.score_clips`` (on a CPU the models get half
@@ -27,6 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scoring.anime_reward.frames import (  # noqa: E402
+    NATIVE,
     ClipSpec,
     cores_shared_with_decoding,
     iter_decoded_batches,
@@ -74,11 +79,117 @@ def model_only(model, specs, *, size, batch_size, device) -> tuple[float, dict[s
     return time.perf_counter() - start, per_dimension
 
 
+def anisora_parts(model, specs, *, batch_size, device) -> tuple[float, dict[str, float]]:
+    """The released models on pre-decoded clips (source resolution), time per model."""
+    from scoring.anime_reward.anisora import preprocess as pre
+
+    batches = [
+        b for b in iter_decoded_batches(specs, size=NATIVE, batch_size=batch_size, workers=4)
+    ]
+    parts = dict.fromkeys(
+        ("preprocess", "smoothness", "appeal", "image consistency", "text consistency"), 0.0
+    ) | dict.fromkeys(("motion", "character"), 0.0)
+
+    def timed(name, fn, *args):
+        t0 = time.perf_counter()
+        out = fn(*args)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        parts[name] += time.perf_counter() - t0
+        return out
+
+    start = time.perf_counter()
+    dev = model._device()
+    with torch.inference_mode():
+        for batch in batches:
+            for spec, clip in zip(batch.specs, batch.inputs.native, strict=True):
+                pixels = timed("preprocess", pre.key_pixels, clip.frames).to(dev)
+                key = timed("preprocess", pre.key_pixels, clip.condition[None]).to(dev)
+                tokens = model.bert_tokenizer(
+                    [spec.prompt], padding="max_length", truncation=True, max_length=30,
+                    return_tensors="pt",
+                ).to(dev)  # fmt: skip
+                timed("smoothness", model.regression, "smoothness", clip.frames, spec.prompt)
+                timed("appeal", model.regression, "quality", clip.frames, spec.prompt)
+                timed("image consistency", model.image_consistency.score, pixels, key)
+                timed("text consistency", model.text_consistency.score, pixels, dict(tokens))
+                timed("motion", model.motion_reward, pixels)
+                timed(
+                    "character", model.character_reward, clip.frames, clip.condition, clip.reference
+                )
+    return time.perf_counter() - start, parts
+
+
+def bench_anisora(args) -> None:
+    from scoring.anime_reward.anisora.reward import AnisoraReward
+
+    dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
+    with tempfile.TemporaryDirectory(prefix="reward-bench-") as tmp:
+        release, sam = args.release_dir, args.sam_dir
+        if not release:  # a replica of the release's folder, small widths (tests/anisora_replica)
+            from tests import anisora_replica
+
+            release = anisora_replica.write_release(Path(tmp) / "reward")
+            sam = Path(tmp) / "sam"
+            anisora_replica.sam(sam)
+        t0 = time.perf_counter()
+        model = AnisoraReward.from_release(
+            release, sam_source=str(sam), device=args.device, dtype=dtype
+        )
+        build_s = time.perf_counter() - t0
+        clips = make_labelled_clips(
+            Path(tmp) / "clips", args.clips, frames=args.frames, size=args.size
+        )
+        specs = [
+            ClipSpec(c.index, str(c.video_path), str(c.condition_image_path), c.prompt)
+            for c in clips
+        ]
+        score_all(
+            model, specs[:1], size=NATIVE, batch_size=1, workers=args.workers, device=args.device
+        )
+        decode_s = min(
+            decode_only(specs, size=NATIVE, batch_size=args.batch_size, workers=args.workers)
+            for _ in range(args.repeats)
+        )
+        score_s, model_s = min(
+            score_all(
+                model,
+                specs,
+                size=NATIVE,
+                batch_size=args.batch_size,
+                workers=args.workers,
+                device=args.device,
+            )  # fmt: skip
+            for _ in range(args.repeats)
+        )
+        _, parts = anisora_parts(model, specs, batch_size=args.batch_size, device=args.device)
+    n = args.clips
+    name = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"CPU, {torch.get_num_threads()} torch threads"
+    )
+    weights = (
+        "release folder " + str(args.release_dir) if args.release_dir else "replica (small widths)"
+    )
+    print(f"AnimeReward anisora ({weights}) on {name}; {n} clips of {args.frames} frames at {args.size}px, source resolution, {dtype}")  # fmt: skip
+    print(f"  load:                     {build_s:8.1f} s")
+    print(f"  decode only:              {n / decode_s:8.2f} clips/s")
+    print(f"  models only:              {n / model_s:8.2f} clips/s (time inside score_batch)")
+    print(f"  scoring (decode + models):{n / score_s:8.2f} clips/s")
+    total = sum(parts.values()) or 1.0
+    print(
+        "  share per model: " + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in parts.items())
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--preset", choices=["tiny", "full"], default="tiny")
+    parser.add_argument("--preset", choices=["tiny", "full", "anisora"], default="tiny")
+    parser.add_argument("--release-dir", default="", help="anisora: the release's reward/ folder")
+    parser.add_argument("--sam-dir", default="", help="anisora: a facebook/sam-vit-* folder")
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )
@@ -103,6 +214,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.preset == "anisora":
+        bench_anisora(args)
+        return
 
     dtype = torch.bfloat16 if args.device == "cuda" else torch.float32
     t0 = time.perf_counter()

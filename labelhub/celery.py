@@ -2,11 +2,23 @@
 configured wherever a task is imported (web process, worker, shell)."""
 
 import os
+import re
 
 from celery import Celery
+from celery.worker.control import inspect_command
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
 
 app = Celery("labelhub")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["runs", "annotation", "scoring", "training"])
+
+
+@inspect_command(name="labelhub_gpus")
+def labelhub_gpus(state) -> dict:
+    """How many GPUs this worker owns (``runs.workers`` lists them): CUDA_VISIBLE_DEVICES when set,
+    else the NVIDIA device files; no torch import for a control command."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return {"gpus": len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])}
+    return {"gpus": len([p for p in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", p)])}

@@ -12,15 +12,16 @@ from django.db import transaction
 from labelhub.celery import app
 
 
-def send_now(task_name: str, **kwargs) -> None:
-    """Send the task at once (callers that are outside a transaction or already committed)."""
+def send_now(task_name: str, *, queue: str | None = None, **kwargs) -> None:
+    """Send the task at once (callers that are outside a transaction or already committed);
+    ``queue`` overrides the task's route (a run for a worker that owns several GPUs)."""
     if app.conf.task_always_eager:
         app.loader.import_default_modules()
         app.tasks[task_name].apply(kwargs=kwargs, throw=True)
     else:
-        app.send_task(task_name, kwargs=kwargs)
+        app.send_task(task_name, kwargs=kwargs, **({"queue": queue} if queue else {}))
 
 
-def enqueue(task_name: str, **kwargs) -> None:
+def enqueue(task_name: str, *, queue: str | None = None, **kwargs) -> None:
     """Send ``task_name(**kwargs)`` after the surrounding transaction commits (at once without one)."""
-    transaction.on_commit(lambda: send_now(task_name, **kwargs))
+    transaction.on_commit(lambda: send_now(task_name, queue=queue, **kwargs))

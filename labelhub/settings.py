@@ -1,34 +1,18 @@
-"""LabelHub settings. Every deployment-specific value comes from a LABELHUB_* environment variable."""
+"""LabelHub settings. Every deployment-specific value comes from a LABELHUB_* environment variable
+or, where the environment lacks it, the project's ``.env`` file (``labelhub/env.py``)."""
 
-import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
+from labelhub.env import Env, default_env_file
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-
-def env_str(name: str, default: str) -> str:
-    return os.environ.get(name, default)
-
-
-def env_bool(name: str, default: bool) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in {"1", "true", "yes", "on"}
-
-
-def env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return default if value is None else int(value)
-
-
-def env_list(name: str, default: list[str]) -> list[str]:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return [item for item in (part.strip() for part in value.split(",")) if item]
+# The environment first, then the project's .env (labelhub/env.py): a bad .env line stops the
+# start naming its line, and so does a LABELHUB_ name in it that no setting below reads.
+ENV = Env(default_env_file(BASE_DIR))
+env_str, env_bool, env_int, env_float, env_list = ENV.str, ENV.bool, ENV.int, ENV.float, ENV.list
 
 
 # DEBUG is opt-in (LABELHUB_DEBUG=1: the demo scripts and the tests); production runs without it
@@ -116,7 +100,7 @@ DATABASES = {
         "USER": env_str("LABELHUB_DB_USER", "postgres"),
         "PASSWORD": env_str("LABELHUB_DB_PASSWORD", ""),
         "HOST": env_str("LABELHUB_DB_HOST", "127.0.0.1"),
-        "PORT": env_str("LABELHUB_DB_PORT", "5432"),
+        "PORT": str(env_int("LABELHUB_DB_PORT", 5432)),
         "CONN_MAX_AGE": env_int("LABELHUB_DB_CONN_MAX_AGE", 60),
         "CONN_HEALTH_CHECKS": True,
     }
@@ -160,15 +144,18 @@ STATIC_ROOT = Path(env_str("LABELHUB_STATIC_ROOT", str(BASE_DIR / "var" / "stati
 MEDIA_ROOT = Path(env_str("LABELHUB_MEDIA_ROOT", str(BASE_DIR / "var" / "media")))
 MEDIA_URL = "/media-files/"  # never served directly; media goes through annotation.views.clip_media
 S3_BUCKET = env_str("LABELHUB_S3_BUCKET", "")
+S3_ENDPOINT_URL = env_str("LABELHUB_S3_ENDPOINT_URL", "") or None
+S3_REGION = env_str("LABELHUB_S3_REGION", "") or None
+S3_URL_SECONDS = env_int("LABELHUB_S3_URL_SECONDS", 300)
 if S3_BUCKET:
     _default_storage = {
         "BACKEND": "storages.backends.s3.S3Storage",
         "OPTIONS": {
             "bucket_name": S3_BUCKET,
-            "endpoint_url": env_str("LABELHUB_S3_ENDPOINT_URL", "") or None,
-            "region_name": env_str("LABELHUB_S3_REGION", "") or None,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "region_name": S3_REGION,
             "querystring_auth": True,
-            "querystring_expire": env_int("LABELHUB_S3_URL_SECONDS", 300),
+            "querystring_expire": S3_URL_SECONDS,
             "signature_version": "s3v4",  # presigned media URLs signed the current way everywhere
             "file_overwrite": False,
         },
@@ -187,7 +174,7 @@ STORAGES = {
 LABELHUB_IMPORT_ROOTS = [
     Path(p).resolve() for p in env_list("LABELHUB_IMPORT_ROOTS", [str(BASE_DIR / "var" / "import")])
 ]
-LABELHUB_MAX_CLIP_SECONDS = float(env_str("LABELHUB_MAX_CLIP_SECONDS", "60"))
+LABELHUB_MAX_CLIP_SECONDS = env_float("LABELHUB_MAX_CLIP_SECONDS", 60)
 LABELHUB_MAX_CLIP_FRAMES = env_int("LABELHUB_MAX_CLIP_FRAMES", 3000)
 LABELHUB_MAX_CLIP_PIXELS = env_int("LABELHUB_MAX_CLIP_PIXELS", 3840 * 2160)
 LABELHUB_MIN_CLIP_SIDE = env_int("LABELHUB_MIN_CLIP_SIDE", 16)
@@ -205,10 +192,13 @@ LABELHUB_COGVIDEOX_PATH = env_str("LABELHUB_COGVIDEOX_PATH", "THUDM/CogVideoX-5b
 # SAM, BLIP) is a local directory or hub id (IDEFICS2: a Mantis-8B-Idefics2 / Idefics2 checkpoint or
 # a saved Idefics2VisionTransformer); unset names fall back to the released checkpoints' hub ids.
 LABELHUB_REWARD_SOURCES = {
-    name: os.environ[f"LABELHUB_REWARD_SOURCE_{name.upper()}"]
+    name: env_str(f"LABELHUB_REWARD_SOURCE_{name.upper()}", "")
     for name in ("clip", "idefics2", "xclip", "grounding_dino", "sam", "blip")
-    if os.environ.get(f"LABELHUB_REWARD_SOURCE_{name.upper()}")
+    if env_str(f"LABELHUB_REWARD_SOURCE_{name.upper()}", "")
 }
+# The anisora reward preset: Bilibili's released AnimeReward, the release's reward/ folder laid out
+# as its READMEs say (weights/ and character/IP_checkpoints/; README "Released AnimeReward weights").
+LABELHUB_ANISORA_REWARD_DIR = env_str("LABELHUB_ANISORA_REWARD_DIR", "")
 LABELHUB_ARTIFACTS_ROOT = Path(
     env_str("LABELHUB_ARTIFACTS_ROOT", str(BASE_DIR / "var" / "artifacts"))
 )
@@ -247,19 +237,19 @@ LABELHUB_GENERATION_IMPORT_TIMEOUT = env_int("LABELHUB_GENERATION_IMPORT_TIMEOUT
 # An export snapshot being built beats (a thread, through long queries and lock waits too) every
 # LABELHUB_EXPORT_HEARTBEAT_SECONDS; silent for LABELHUB_EXPORT_STALE_SECONDS = its builder died.
 LABELHUB_EXPORT_STALE_SECONDS = env_int("LABELHUB_EXPORT_STALE_SECONDS", 300)
-LABELHUB_EXPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_EXPORT_HEARTBEAT_SECONDS", "30"))
+LABELHUB_EXPORT_HEARTBEAT_SECONDS = env_float("LABELHUB_EXPORT_HEARTBEAT_SECONDS", 30)
 # How often beat sweeps stuck export snapshots and stale runs (seconds).
-LABELHUB_EXPORT_SWEEP_SECONDS = float(env_str("LABELHUB_EXPORT_SWEEP_SECONDS", "60"))
-LABELHUB_RUN_SWEEP_SECONDS = float(env_str("LABELHUB_RUN_SWEEP_SECONDS", "60"))
+LABELHUB_EXPORT_SWEEP_SECONDS = env_float("LABELHUB_EXPORT_SWEEP_SECONDS", 60)
+LABELHUB_RUN_SWEEP_SECONDS = env_float("LABELHUB_RUN_SWEEP_SECONDS", 60)
 # A processing import row heartbeats this often; silent for LABELHUB_IMPORT_STALE_SECONDS means its
 # worker died: the sweeper requeues it (up to LABELHUB_IMPORT_MAX_ATTEMPTS) or fails it. A queued
 # row whose message may have been lost (a Redis restart) is sent again after
 # LABELHUB_IMPORT_RESEND_SECONDS; a duplicate delivery is a no-op.
-LABELHUB_IMPORT_HEARTBEAT_SECONDS = float(env_str("LABELHUB_IMPORT_HEARTBEAT_SECONDS", "10"))
-LABELHUB_IMPORT_STALE_SECONDS = float(env_str("LABELHUB_IMPORT_STALE_SECONDS", "60"))
-LABELHUB_IMPORT_RESEND_SECONDS = float(env_str("LABELHUB_IMPORT_RESEND_SECONDS", "300"))
+LABELHUB_IMPORT_HEARTBEAT_SECONDS = env_float("LABELHUB_IMPORT_HEARTBEAT_SECONDS", 10)
+LABELHUB_IMPORT_STALE_SECONDS = env_float("LABELHUB_IMPORT_STALE_SECONDS", 60)
+LABELHUB_IMPORT_RESEND_SECONDS = env_float("LABELHUB_IMPORT_RESEND_SECONDS", 300)
 LABELHUB_IMPORT_MAX_ATTEMPTS = env_int("LABELHUB_IMPORT_MAX_ATTEMPTS", 3)
-LABELHUB_IMPORT_SWEEP_SECONDS = float(env_str("LABELHUB_IMPORT_SWEEP_SECONDS", "30"))
+LABELHUB_IMPORT_SWEEP_SECONDS = env_float("LABELHUB_IMPORT_SWEEP_SECONDS", 30)
 # One ingest row is probe + transcode + stills: bounded by the ffmpeg timeouts above.
 LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_SOFT_TIME_LIMIT", 900)
 LABELHUB_INGEST_TASK_TIME_LIMIT = env_int("LABELHUB_INGEST_TASK_TIME_LIMIT", 960)
@@ -346,8 +336,11 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Ingest safety and crash recovery ------------------------------------------------------------
 # Hostile media: every ffprobe/ffmpeg child is killed after this many seconds.
-LABELHUB_FFMPEG_TIMEOUT_SECONDS = float(env_str("LABELHUB_FFMPEG_TIMEOUT_SECONDS", "120"))
+LABELHUB_FFMPEG_TIMEOUT_SECONDS = env_float("LABELHUB_FFMPEG_TIMEOUT_SECONDS", 120)
 # Condition images and character references: PNG/JPEG/WebP, re-encoded to PNG, within these.
 LABELHUB_MAX_IMAGE_PIXELS = env_int("LABELHUB_MAX_IMAGE_PIXELS", 40_000_000)
 LABELHUB_MAX_IMAGE_BYTES = env_int("LABELHUB_MAX_IMAGE_BYTES", 50 * 1024 * 1024)
 LABELHUB_MAX_PROMPT_CHARS = env_int("LABELHUB_MAX_PROMPT_CHARS", 4000)
+
+# Last: every LABELHUB_ line of the .env must be one of the names read above (or the scripts').
+ENV.check_unknown()

@@ -11,6 +11,9 @@ import tempfile
 from pathlib import Path
 
 os.environ.setdefault("LABELHUB_CELERY_EAGER", "1")
+# A developer's .env (make demo writes one) is not the tests' configuration: read none unless a
+# test names one (tests/test_env_file.py, tests/test_readme_loop.py).
+os.environ.setdefault("LABELHUB_ENV_FILE", "")
 # DEBUG on at import for the development secret key and plain-HTTP cookies (the live test server
 # speaks HTTP); pytest-django still runs every test with DEBUG off. Subprocess workers inherit it.
 os.environ.setdefault("LABELHUB_DEBUG", "1")

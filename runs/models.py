@@ -24,6 +24,8 @@ class TrainingRun(models.Model):
         DPO = "dpo", "Diffusion-DPO"
         SFT = "sft", "SFT"
         GENERATION = "generation", "Generation"
+        GENERATION_CHUNK = "generation_chunk", "Generation chunk"
+        SCORING_CHUNK = "scoring_chunk", "Scoring chunk"
         ROUND = "round", "Loop round"
 
     class Status(models.TextChoices):
@@ -54,9 +56,17 @@ class TrainingRun(models.Model):
     resumed_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # A "round" run chains the loop's steps as child runs it executes itself (one gpu task).
+    # A "round" run chains the loop's steps as child runs it executes itself (one gpu task); a
+    # generation or scoring run fans out into chunk runs that any gpu worker takes.
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+
+    worker = models.CharField(
+        max_length=250, blank=True, help_text="The worker that claimed it last (Celery node name)"
+    )
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="How many times a worker claimed it (a retried chunk: more than 1)"
     )
 
     output_name = models.CharField(

@@ -13,6 +13,8 @@ traceback in the log on failure.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 import traceback
 from datetime import timedelta
@@ -83,6 +85,13 @@ def _append_log(run: TrainingRun, message: str) -> str:
 # --- creating and launching ---------------------------------------------------------------------
 
 
+def queue_for(params: dict) -> str:
+    """The queue of a run: ``gpu`` (one GPU per worker), or ``gpu-xN`` for a run that asks for
+    ``gpus: N`` (workers owning N GPUs listen there and launch N training processes)."""
+    gpus = int(params.get("gpus") or 1)
+    return "gpu" if gpus == 1 else f"gpu-x{gpus}"
+
+
 def create_run(
     *,
     kind: str,
@@ -147,7 +156,7 @@ def launch(
             output_name=output_name,
         )
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk)
+            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(params))
     return run
 
 
@@ -158,15 +167,21 @@ def requeue(run_id: int, *, send: bool = True) -> TrainingRun:
         run = _locked(run_id)
         _move(run, Status.QUEUED, error="", log_tail=_append_log(run, "requeued"))
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk)
+            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(run.params))
     return run
 
 
 # --- running ------------------------------------------------------------------------------------
 
 
-def claim_run(run_id: int) -> TrainingRun | None:
+def this_worker() -> str:
+    """The name a run records for a process that executes it outside a Celery task (a command)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim_run(run_id: int, *, worker: str = "") -> TrainingRun | None:
     """Move a queued run to RUNNING and return it; None when this delivery must not run it.
+    ``worker`` (the Celery node name, or ``this_worker()``) is recorded with the attempt count.
 
     A run found RUNNING means the worker that held it died and late ack redelivered its message:
     it is marked failed (resumable from its last checkpoint) rather than run twice.
@@ -186,15 +201,16 @@ def claim_run(run_id: int) -> TrainingRun | None:
         if run.cancel_requested:
             _move(run, Status.CANCELLED)
             return None
-        _move(run, Status.RUNNING)
+        _move(run, Status.RUNNING, worker=worker or this_worker(), attempts=run.attempts + 1)
         return run
 
 
-def execute_run(run_id: int, *, on_progress: Progress | None = None) -> None:
+def execute_run(run_id: int, *, on_progress: Progress | None = None, worker: str = "") -> None:
     """Run a queued run's job function to its end and record how it ended.
 
-    ``on_progress`` also receives every progress call (a command's terminal bar)."""
-    run = claim_run(run_id)
+    ``on_progress`` also receives every progress call (a command's terminal bar); ``worker``
+    names who runs it (see ``claim_run``)."""
+    run = claim_run(run_id, worker=worker)
     if run is None:
         return
     heartbeat = Heartbeat(
@@ -298,25 +314,37 @@ def _end(run_id: int, status: str) -> None:
 
 
 def request_cancel(run_id: int) -> TrainingRun:
-    """Ask a run to stop: a queued run is cancelled at once, a running one at its next report."""
+    """Ask a run to stop: a queued run is cancelled at once, a running one at its next report.
+    Its queued and running child runs (chunks, a round's steps) are asked too, so they stop even
+    while the parent's own worker is gone."""
     with transaction.atomic():
         run = _locked(run_id)
         run.cancel_requested = True
         if run.status == Status.QUEUED:
             _move(run, Status.CANCELLED)
-        else:
+        elif run.status == Status.RUNNING:
             run.save(update_fields=["cancel_requested"])
-        return run
+    # Children are locked one by one after the parent (parents before children, pk order).
+    for child_id in (
+        TrainingRun.objects.filter(parent_id=run_id, status__in=[Status.QUEUED, Status.RUNNING])
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    ):
+        request_cancel(child_id)
+    run.refresh_from_db()
+    return run
 
 
-def fail_stale_runs(*, now=None) -> int:
-    """Mark RUNNING runs whose worker stopped sending heartbeats as failed (worker killed)."""
+def fail_stale_runs(*, now=None, parent_id: int | None = None) -> int:
+    """Mark RUNNING runs whose worker stopped sending heartbeats as failed (worker killed); with
+    ``parent_id`` only that run's children (a fan-out parent watching its chunks)."""
     now = now or timezone.now()
     stale_after = timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
     count = 0
-    for run_id in TrainingRun.objects.filter(
-        status=Status.RUNNING, heartbeat_at__lt=now - stale_after
-    ).values_list("pk", flat=True):
+    stale = TrainingRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - stale_after)
+    if parent_id is not None:
+        stale = stale.filter(parent_id=parent_id)
+    for run_id in stale.values_list("pk", flat=True):
         with transaction.atomic():
             run = _locked(run_id)
             if run.status == Status.RUNNING and run.heartbeat_at < now - stale_after:
@@ -350,4 +378,6 @@ __all__ = [
     "request_cancel",
     "requeue",
     "save_checkpoint_path",
+    "this_worker",
+    "queue_for",
 ]

@@ -5,9 +5,9 @@ from labelhub.celery import app
 from runs import services
 
 
-@app.task(name="runs.execute", acks_late=True, reject_on_worker_lost=True)
-def execute_run(run_id: int) -> int:
-    services.execute_run(run_id)
+@app.task(name="runs.execute", bind=True, acks_late=True, reject_on_worker_lost=True)
+def execute_run(self, run_id: int) -> int:
+    services.execute_run(run_id, worker=self.request.hostname or "")
     return run_id
 
 

@@ -10,3 +10,4 @@ class ScoringConfig(AppConfig):
 
         register_job("reward_training", "scoring.jobs.train_reward_job")
         register_job("scoring", "scoring.jobs.scoring_job")
+        register_job("scoring_chunk", "scoring.jobs.scoring_chunk_job")

@@ -14,6 +14,7 @@ from labelhub.devices import pick_device, pick_dtype
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.ml import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
+from runs.fanout import chunked, run_chunks
 from runs.models import TrainingRun
 from scoring.anime_reward.comparisons import Comparison
 from scoring.anime_reward.config import RewardTrainConfig
@@ -133,22 +134,68 @@ def load_reward_model(reward_model: RewardModel, *, device: str = "auto") -> Ani
     )
 
 
+SCORING_CHUNK_CLIPS = 200  # clips per chunk: a few minutes of a GPU at full presets
+CHUNK_ATTEMPTS = 3
+
+
 def scoring_job(run: TrainingRun, report: Progress) -> dict:
-    """Score the run's clips (a round's, or a list) with its reward model."""
+    """Score the run's clips (a round's, or a list) with its reward model, as chunks of
+    ``chunk_clips`` clips that every gpu worker takes (``runs.fanout``); then refresh the rounds'
+    model-ordered queue signals."""
     clips = Clip.objects.exclude(status=Clip.Status.PULLED)
     if "round_id" in run.params:
         clips = clips.filter(round_id=run.params["round_id"])
     else:
         clips = clips.filter(pk__in=run.params["clip_ids"])
-    counts = score_clips(
-        reward_model=RewardModel.objects.get(pk=run.params["reward_model_id"]),
-        clip_ids=list(clips.values_list("pk", flat=True)),
-        batch_size=run.params.get("batch_size", 8),
-        on_progress=report,
+    clip_ids = list(clips.order_by("pk").values_list("pk", flat=True))
+    size = run.params.get("chunk_clips") or SCORING_CHUNK_CLIPS
+    common = {k: run.params[k] for k in ("reward_model_id",) if k in run.params}
+    common["batch_size"] = run.params.get("batch_size", 8)
+    chunks = [{**common, "clip_ids": ids, "size": len(ids)} for ids in chunked(clip_ids, size)]
+    report(0, len(clip_ids), None, f"scoring {len(clip_ids)} clips in {len(chunks)} chunks")
+    outcome = run_chunks(
+        run,
+        report,
+        kind=TrainingRun.Kind.SCORING_CHUNK,
+        chunks=chunks,
+        max_attempts=run.params.get("chunk_attempts") or CHUNK_ATTEMPTS,
     )
+    counts = {key: 0 for key in ("scored", "failed", "already_scored")}
+    for chunk in outcome.chunks:
+        for key in counts:
+            counts[key] += int(chunk.artifacts.get(key) or 0)
+    if outcome.failed:
+        raise RuntimeError(
+            f"{len(outcome.failed)} of {len(chunks)} scoring chunks failed (the clips they scored "
+            f"are kept; resume the run to score only the rest): {outcome.summary()}"
+        )
     for round_id in clips.values_list("round_id", flat=True).distinct():
         update_queue_signals(reward_model_id=run.params["reward_model_id"], round_id=round_id)
-    return counts
+    return {**counts, "chunks": len(chunks)}
+
+
+_model_cache: dict[tuple, AnimeReward] = {}
+
+
+def cached_reward_model(reward_model: RewardModel) -> AnimeReward:
+    """This worker process's loaded reward model, kept between chunks (one at a time)."""
+    key = (reward_model.pk, reward_model.checkpoint_dir)
+    if key not in _model_cache:
+        _model_cache.clear()
+        _model_cache[key] = load_reward_model(reward_model)
+    return _model_cache[key]
+
+
+def scoring_chunk_job(run: TrainingRun, report: Progress) -> dict:
+    """One chunk of a scoring run: its clips not yet scored by the model (idempotent)."""
+    reward_model = RewardModel.objects.get(pk=run.params["reward_model_id"])
+    return score_clips(
+        reward_model=reward_model,
+        clip_ids=run.params["clip_ids"],
+        batch_size=run.params.get("batch_size", 8),
+        on_progress=report,
+        model=cached_reward_model(reward_model),
+    )
 
 
 def score_clips(

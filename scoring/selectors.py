@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from django.db.models import Count, Q, QuerySet
 
 from annotation.models import ClipLabel, GoldReference
-from labelhub.dimensions import DIMENSIONS, score_to_unit
+from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS, score_to_unit
+from scoring.anime_reward.anisora.layout import DIMENSION_FILES, HEAD_DIMENSIONS
+from scoring.anime_reward.config import FULL_SOURCES
 from scoring.models import ClipScore, RewardModel
 
 METRIC_NAMES = ("pearson", "spearman", "kendall", "mae", "pairwise_accuracy", "pairs", "clips")
@@ -144,3 +146,55 @@ def model_disagreements(
         rows.sort(key=lambda row: (-row.gap, row.clip_id))
         dimensions.append({"key": dim.key, "name": dim.name, "clips": rows[:limit]})
     return {"reward_model": reward_model, "dimensions": dimensions}
+
+
+def starting_weights(reward_model: RewardModel) -> dict:
+    """Where a model's weights started: for ``anisora``, the released files each dimension read
+    and which heads were trained on the snapshot; else the encoders' sources."""
+    config = reward_model.config
+    if reward_model.preset == "anisora":
+        root = config.get("release_dir", "")
+        mode = config.get("release_finetune", "heads")
+        chosen = config.get("dimensions") or DIMENSION_KEYS
+        trained = {k for k in HEAD_DIMENSIONS if k in chosen} if mode == "heads" else set()
+        return {
+            "summary": "Bilibili's released AnimeReward"
+            + (" with its heads trained on this snapshot" if mode == "heads" else ", as released"),
+            "rows": [
+                {
+                    "name": d.name,
+                    "files": [f"{root}/{rel}" if root else rel for rel in DIMENSION_FILES[d.key]],
+                    "trained": "head" if d.key in trained else "as released",
+                }
+                for d in DIMENSIONS
+            ],
+        }
+    if reward_model.preset == "tiny":
+        return {"summary": "random tiny encoders (tests and demo)", "rows": []}
+    sources = {**FULL_SOURCES, **config.get("encoder_sources", {})}
+    return {
+        "summary": "pretrained encoders, heads trained on this snapshot",
+        "rows": [
+            {"name": name, "files": [source], "trained": ""} for name, source in sources.items()
+        ],
+    }
+
+
+def same_split_models(reward_model: RewardModel) -> list[dict]:
+    """Every model evaluated on the same snapshot's held-out split (a released model beside a
+    fine-tuned one): name, preset and Spearman per dimension and overall."""
+    snapshot_id = reward_model.config.get("snapshot_id")
+    if snapshot_id is None:
+        return []
+    others = RewardModel.objects.filter(config__snapshot_id=snapshot_id).order_by(
+        "created_at", "id"
+    )
+    keys = (*DIMENSION_KEYS, "overall")
+    return [
+        {
+            "model": other,
+            "spearman": [other.metrics.get(key, {}).get("spearman") for key in keys],
+            "current": other.pk == reward_model.pk,
+        }
+        for other in others
+    ]

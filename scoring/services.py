@@ -11,7 +11,8 @@ from annotation.models import Clip, ClipLabel, ExportSnapshot
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from runs import services as runs
 from runs.models import TrainingRun
-from scoring.anime_reward.config import RewardTrainConfig
+from scoring.anime_reward.anisora.layout import ReleaseLayoutError, check_release_dir
+from scoring.anime_reward.config import RewardTrainConfig, missing_source_files
 from scoring.models import ClipScore, RewardModel
 
 
@@ -36,6 +37,16 @@ def request_reward_training(
         raise ValueError(f"snapshot {snapshot_id} is {snapshot.status}, not ready")
     config = dict(config or {})
     config.setdefault("preset", settings.LABELHUB_REWARD_PRESET)  # the deployment's encoders
+    if config["preset"] == "anisora":  # the released models: every file they read is there now
+        config.setdefault("release_dir", settings.LABELHUB_ANISORA_REWARD_DIR)
+        try:
+            check_release_dir(config["release_dir"], sam_source=encoder_sources().get("sam", ""))
+        except ReleaseLayoutError as error:
+            raise ValueError(str(error)) from error
+    if config["preset"] == "full":  # each encoder's folder, as its hub ships it, is complete now
+        problems = missing_source_files({**encoder_sources(), **config.get("encoder_sources", {})})
+        if problems:
+            raise ValueError("full AnimeReward encoders: " + "; ".join(problems))
     try:
         RewardTrainConfig(**config)
     except TypeError as error:  # an unknown field
@@ -87,16 +98,23 @@ def request_scoring(
     clip_ids: Iterable[int] | None = None,
     created_by=None,
     batch_size: int = 8,
+    chunk_clips: int | None = None,
     enqueue: bool = True,
 ) -> TrainingRun:
-    """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit."""
+    """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit.
+    It scores in chunks of ``chunk_clips`` clips (default ``scoring.jobs.SCORING_CHUNK_CLIPS``),
+    each a gpu task that any worker takes."""
     if (round_id is None) == (clip_ids is None):
         raise ValueError("give either a round or a list of clips")
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if chunk_clips is not None and chunk_clips < 1:
+        raise ValueError("chunk_clips must be at least 1")
     if not RewardModel.objects.filter(pk=reward_model_id).exists():
         raise ValueError(f"reward model {reward_model_id} does not exist")
     params = {"reward_model_id": reward_model_id, "batch_size": batch_size}
+    if chunk_clips is not None:
+        params["chunk_clips"] = chunk_clips
     if round_id is not None:
         params["round_id"] = round_id
     else:

@@ -135,6 +135,11 @@ def reward_model_page(request, reward_model_id: int):
         {
             "reward_model": reward_model,
             "dimensions": dimensions,
+            "starting_weights": selectors.starting_weights(reward_model),
+            "same_split": [
+                {**row, "spearman": [_format(v) for v in row["spearman"]]}
+                for row in selectors.same_split_models(reward_model)
+            ],
             "metric_names": selectors.METRIC_NAMES,
             "metric_labels": [selectors.METRIC_LABELS[name] for name in selectors.METRIC_NAMES],
             "comparison_labels": [

@@ -6,12 +6,13 @@
 # Safe to run again: nothing is duplicated, and the processes are restarted on the current code.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-# A demo machine: DEBUG on (the development secret key, plain-HTTP cookies, the demo superuser).
-# A production host sets LABELHUB_DEBUG=0 and the settings in README "Production settings".
-export LABELHUB_DEBUG="${LABELHUB_DEBUG:-1}"
 cd "$ROOT"
 
 "$ROOT/scripts/setup.sh"
+# A demo machine: a development .env (DEBUG on, a fresh secret key, the local services) unless one
+# exists; every command in a new shell reads it too. A production host writes its own .env.
+write_dev_env
+load_env
 "$ROOT/scripts/services.sh"
 "$PY" "$ROOT/scripts/ensure_db.py"
 say "migrating"

@@ -9,6 +9,8 @@ source "$(dirname "$0")/lib.sh"
 WITH_TEST=0
 [ "${1:-}" = "--test" ] && WITH_TEST=1
 
+# The database and Redis the .env names, if there is one (the venv exists after setup.sh).
+if [ -x "$PY" ]; then load_env; fi
 DB_HOST="${LABELHUB_DB_HOST:-127.0.0.1}"
 DB_PORT="${LABELHUB_DB_PORT:-5432}"
 DB_USER="${LABELHUB_DB_USER:-postgres}"

@@ -7,10 +7,11 @@
 #   worker-gpu: Celery, queue 'gpu' (training, scoring, generation), one task at a time
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
-# A demo machine: DEBUG on (the development secret key, plain-HTTP cookies, the demo superuser).
-# A production host sets LABELHUB_DEBUG=0 and the settings in README "Production settings".
-export LABELHUB_DEBUG="${LABELHUB_DEBUG:-1}"
+# The configuration is the project's .env (written by make demo if missing; a production host
+# writes its own), with variables set in this shell winning.
 need_venv
+write_dev_env
+load_env
 mkdir -p "$LOG_DIR" "$RUN_DIR"
 cd "$ROOT"
 

@@ -124,10 +124,22 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert "the loop is closed" in out
     runs = TrainingRun.objects.all()
     assert {run.status for run in runs} == {TrainingRun.Status.SUCCEEDED}
-    assert sorted(runs.values_list("kind", flat=True)) == sorted(
-        ["reward_training", "scoring", "pairs", "gapo", "generation", "scoring"]
-        + ["generation", "scoring"]  # the base generator's candidates for the evaluation
-    )
+    # One round run, launched as a user launches one; its steps are its children, and
+    # generation and scoring fanned out into chunks of their own.
+    round_run = runs.get(parent__isnull=True)
+    assert round_run.kind == "round"
+    assert list(round_run.children.order_by("pk").values_list("kind", flat=True)) == [
+        "reward_training",
+        "scoring",
+        "pairs",
+        "gapo",
+        "generation",
+        "scoring",
+        "generation",  # the evaluation step: the base generator's candidates, same seeds,
+        "scoring",  # scored with the round's reward model
+    ]
+    chunk_kinds = set(runs.filter(parent__parent=round_run).values_list("kind", flat=True))
+    assert chunk_kinds == {"scoring_chunk", "generation_chunk"}
     assert set(runs.values_list("created_by__username", flat=True)) == {"admin"}
 
     # The reward model page has held-out clips to show: whole conditions in the test split.
@@ -140,14 +152,14 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24 + 24
 
     gapo = runs.get(kind="gapo")
-    assert len(gapo.metrics) == demo_loop.GAPO_PARAMS["max_steps"]  # the run page's plots
+    assert len(gapo.metrics) == demo_loop.ROUND_PARAMS["steps"]  # the run page's plots
     checkpoint = PolicyCheckpoint.objects.get(name=demo_loop.CHECKPOINT_NAME)
     assert PreferencePair.objects.filter(round=round_1).count() == 12
 
     # Round 2: K candidates per condition from the policy, ready to rate.
     round_2 = Round.objects.get(name=demo_loop.NEXT_ROUND)
     generated = Clip.objects.filter(round=round_2)
-    k = demo_loop.CANDIDATES_PER_CONDITION
+    k = demo_loop.ROUND_PARAMS["candidates"]
     assert generated.filter(status=Clip.Status.READY).count() == 12 * k
     assert Counter(generated.values_list("condition_id", flat=True)) == {
         c: k for c in Condition.objects.values_list("pk", flat=True)
@@ -179,7 +191,7 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     call_command("seed_demo")
     call_command("seed_demo_loop")
     out = capsys.readouterr().out
-    assert "already imported" in out and "generation: run" in out and "already succeeded" in out
+    assert "already imported" in out and f"round: run {round_run.pk} already succeeded" in out
     after = _counts()
     assert after == {**before, "User": before["User"]}, "a second make demo added rows"
     assert recompute_all_labels(dry_run=True).ok

@@ -1,5 +1,7 @@
-"""The whole loop, as a user runs it: real Celery workers (a ``default`` and a ``gpu`` queue process
-on the production settings module), the configured import root (never widened), local disk or S3.
+"""The whole loop, as a user runs it: real Celery workers (a ``default`` queue process and two
+``gpu`` queue processes, as two GPUs, on the production settings module), the configured import
+root (never widened), local disk or S3. Scoring and generation fan out in chunks over both gpu
+workers.
 
 demo clips -> ratings -> export -> reward training -> scoring -> pairs -> GAPO (2 steps, tiny) ->
 generation -> round N+1 holds exactly K x conditions new clips with posters and condition images,
@@ -28,6 +30,7 @@ from annotation.services.assignment import lease_next_clip
 from annotation.services.exports import request_snapshot_build
 from annotation.services.ingest import import_manifest_file
 from annotation.services.ratings import submit_rating
+from labelhub.storage import list_objects
 from runs.models import TrainingRun
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
@@ -158,7 +161,7 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
     conditions = len(DEMO_CONDITIONS)
     clips_in_round1 = conditions * len(DEMO_SOURCES)
 
-    logs = [tmp_path / "worker-default.log", tmp_path / "worker-gpu.log"]
+    logs = [tmp_path / f"worker-{name}.log" for name in ("default", "gpu1", "gpu2")]
     workers = Workers(logs)
     started = time.monotonic()
     timings: dict[str, float] = {}
@@ -167,11 +170,16 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
         timings[step] = round(time.monotonic() - started - sum(timings.values()), 1)
 
     with ExitStack() as stack:
-        for queue, log in zip(("default", "gpu"), logs, strict=True):
+        for queue, log in zip(("default", "gpu", "gpu"), logs, strict=True):
             workers.processes.append(
                 stack.enter_context(
                     celery_worker(
-                        queues=queue, media_root=isolated_media, log_path=log, extra_env=worker_env
+                        queues=queue,
+                        media_root=isolated_media,
+                        log_path=log,
+                        extra_env=worker_env,
+                        name=log.stem,
+                        flush_broker=queue == "default",  # the first one starts from empty
                     )
                 )
             )
@@ -238,9 +246,15 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
 
         # 5. scoring round 1 with that model
         scoring_run = workers.finish(
-            request_scoring(reward_model_id=reward_model.pk, round_id=round1.pk, created_by=admin)
+            request_scoring(
+                reward_model_id=reward_model.pk,
+                round_id=round1.pk,
+                chunk_clips=clips_in_round1 // 2,
+                created_by=admin,
+            )
         )
         assert scoring_run.artifacts["scored"] == clips_in_round1, scoring_run.artifacts
+        assert scoring_run.children.filter(status=TrainingRun.Status.SUCCEEDED).count() == 2
         scores = ClipScore.objects.filter(reward_model=reward_model, clip__round=round1)
         assert scores.count() == clips_in_round1 and not scores.exclude(error="").exists()
         lap("scoring")
@@ -286,6 +300,7 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
                     "candidates_per_condition": K,
                     "inference_steps": 2,
                     "base_seed": 11,
+                    "chunk_conditions": 1,
                 },
                 created_by=admin,
             )
@@ -305,6 +320,12 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
         round1.clips.values_list("condition_id", flat=True)
     )
     assert Candidate.objects.filter(clip__round=round2, checkpoint=checkpoint).count() == len(clips)
+    # one chunk per condition, and each gpu worker made one (the parent's worker helps; the
+    # other takes the first chunk from the queue)
+    chunks = list(generation_run.children.order_by("pk"))
+    assert [c.status for c in chunks] == [TrainingRun.Status.SUCCEEDED] * conditions
+    assert {c.worker.split("@")[0] for c in chunks} == {"worker-gpu1", "worker-gpu2"}
+    assert not list_objects(("generated",))  # every hand-over video was taken over by ingest
     for clip in clips:
         for name in (clip.video.name, clip.poster.name, clip.condition.image.name):
             assert name and default_storage.exists(name), (clip.pk, name)

@@ -14,7 +14,6 @@ from annotation.models import (
     ClipLabel,
     Condition,
     ExportSnapshot,
-    ImportBatch,
     ImportRow,
     Round,
 )
@@ -114,10 +113,16 @@ def _assert_round_done(parent: TrainingRun, round_: Round) -> None:
     assert a["pairs"] >= 1
     next_round = Round.objects.get(name="loop-r2")
     assert a["next_round_id"] == next_round.pk
-    batch = ImportBatch.objects.get(pk=a["import_batch_id"])
+    # generation fanned out into chunks (2 conditions each), each importing what it made
+    generation = TrainingRun.objects.get(pk=a["generation_run_id"])
+    chunks = list(generation.children.order_by("pk"))
+    assert [c.params["condition_ids"].__len__() for c in chunks] == [2, 1]
+    assert {c.kind for c in chunks} == {TrainingRun.Kind.GENERATION_CHUNK}
+    batch_ids = [b for c in chunks for b in c.artifacts["import_batch_ids"]]
+    rows = ImportRow.objects.filter(batch_id__in=batch_ids)
     clips = Clip.objects.filter(round=next_round)
-    assert set(batch.rows.values_list("status", flat=True)) == {ImportRow.Status.OK}
-    assert sorted(batch.rows.values_list("clip_id", flat=True)) == sorted(
+    assert set(rows.values_list("status", flat=True)) == {ImportRow.Status.OK}
+    assert sorted(rows.values_list("clip_id", flat=True)) == sorted(
         clips.values_list("pk", flat=True)
     )
     # exactly K candidates per condition, all playable, all from the new policy
@@ -188,7 +193,7 @@ def test_a_failed_round_resumes_from_its_failed_step(rated_round, capsys):
     assert parent.status == TrainingRun.Status.FAILED
     assert "step 6/7 (Generate and import) cannot start: round 'loop-r2' is closed" in parent.error
     done = {k: parent.artifacts[k] for k in ("snapshot_id", "reward_model_id", "checkpoint_id")}
-    assert "import_batch_id" not in parent.artifacts
+    assert "generation_run_id" not in parent.artifacts
     before = list(parent.children.order_by("pk").values_list("pk", "kind", "status"))
     assert [kind for _, kind, _ in before] == CHILD_KINDS[:4]
 

@@ -275,21 +275,25 @@ GENERATION = {"candidates_per_condition": 1, "base_seed": 3, "inference_steps": 
 def test_a_generation_whose_candidates_do_not_import_fails_and_names_the_rows(
     seed_round, admin_user, django_capture_on_commit_callbacks
 ):
-    """The target round already holds the same videos, not as this checkpoint's candidates (a
-    lead imported them, say): ingest refuses the new ones as duplicates, and the run says so
-    instead of "succeeded"."""
+    """The target round already holds the same videos, not as this generator's candidates (a
+    lead imported them under another source, say): ingest refuses the new ones as duplicates,
+    and each chunk, then the run, says so instead of "succeeded"."""
     params = {"source_round_id": seed_round.pk, "target_round": "twice", **GENERATION}
     first = run_now(
         django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
     )
     assert first.artifacts["imported"] == 4 and first.artifacts["import_errors"] == 0
-    Candidate.objects.filter(clip__round__name="twice").delete()  # clips with no candidate link
+    Candidate.objects.filter(clip__round__name="twice").delete()
+    Clip.objects.filter(round__name="twice").update(source_name="lead-import")
     with django_capture_on_commit_callbacks(execute=True):
-        second = launch.launch_run(kind="generation", params=params, created_by=admin_user)
+        second = launch.launch_run(
+            kind="generation", params={**params, "chunk_attempts": 1}, created_by=admin_user
+        )
     second.refresh_from_db()
     assert second.status == TrainingRun.Status.FAILED
-    assert "4 of 4 generated candidates were not imported into twice" in second.error
-    assert "row 1: duplicate: this video is already a clip in this round" in second.error
+    assert "2 of 2 chunks failed" in second.error
+    assert "2 of 2 candidates of this chunk are not in twice (2 import errors" in second.error
+    assert "duplicate: this video is already a clip in this round" in second.error
     assert second.artifacts["imported"] == 0 and second.artifacts["import_errors"] == 4
     assert Clip.objects.filter(round__name="twice").count() == 4
 
@@ -318,7 +322,8 @@ def test_a_repeated_generation_makes_only_the_candidates_not_yet_in_the_round(
     assert regenerated.candidate.run_id == second.pk
     assert regenerated.candidate.seed == candidate_seed(GENERATION["base_seed"], 0)
     assert Clip.objects.filter(round__name="again").count() == 4
-    assert "3 already in again: skipped" in second.log_tail
+    chunk = next(c for c in second.children.all() if condition_id in c.params["condition_ids"])
+    assert "1 of 2 candidates to make (1 already in again or importing)" in chunk.log_tail
 
     third = run_now(
         django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user

@@ -33,11 +33,13 @@ def celery_worker(
     extra_env: dict | None = None,
     flush_broker: bool = True,
     broker: str = BROKER,
+    name: str = "",
 ):
     """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly.
 
     ``flush_broker=False`` keeps the messages already queued (a worker restarted after a crash);
-    ``broker`` points the worker and this process at another Redis (a private one a test restarts).
+    ``broker`` points the worker and this process at another Redis (a private one a test restarts);
+    ``name`` gives the worker its own node name (``name@host``: two gpu workers side by side).
     """
     saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
     app.conf.update(task_always_eager=False, broker_url=broker)
@@ -74,6 +76,7 @@ def celery_worker(
             "--without-mingle",
             "-l",
             "info",
+            *(["-n", f"{name}@%h"] if name else []),
         ],
         cwd=Path(settings.BASE_DIR),
         env=env,

@@ -11,6 +11,7 @@ from rest_framework.views import APIView
 from labelhub.api import JSONObjectField, errors
 from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
+from runs.workers import live_workers
 from training import selectors
 from training.services import launch
 
@@ -135,3 +136,30 @@ class RunResumeView(APIView):
         except (launch.InvalidParams, ValueError) as error:
             return Response({"detail": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(selectors.run_progress(run), status=status.HTTP_201_CREATED)
+
+
+class WorkerSerializer(serializers.Serializer):
+    name = serializers.CharField(help_text="Celery node name (name@host)")
+    host = serializers.CharField()
+    queues = serializers.ListField(child=serializers.CharField())
+    gpus = serializers.IntegerField(allow_null=True, help_text="null: busy, did not answer")
+    state = serializers.ChoiceField(choices=["idle", "busy", "lost", "gone"])
+    answered = serializers.BooleanField(help_text="answered Celery's inspection just now")
+    runs = serializers.JSONField(help_text="the runs it holds: id, kind, parent, step, total")
+    heartbeat_at = serializers.DateTimeField(allow_null=True)
+    broker_error = serializers.CharField(allow_blank=True)
+
+
+class WorkerListSerializer(serializers.Serializer):
+    results = WorkerSerializer(many=True)
+
+
+class WorkerListView(APIView):
+    """GET: the live workers per queue (Celery's inspection + our run rows): idle GPUs, busy
+    ones with their runs and heartbeats, lost hosts."""
+
+    permission_classes = [IsLead]
+
+    @extend_schema(responses={200: WorkerListSerializer, **errors()})
+    def get(self, request):
+        return Response({"results": live_workers()})

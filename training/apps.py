@@ -12,4 +12,5 @@ class TrainingConfig(AppConfig):
         for kind in ("gapo", "dpo", "sft"):
             register_job(kind, "training.jobs.train_policy_job")
         register_job("generation", "training.jobs.generation_job")
+        register_job("generation_chunk", "training.jobs.generation_chunk_job")
         register_job("round", "training.services.loop.round_job")

@@ -7,13 +7,16 @@ admin resumes it from that checkpoint.
 
 from __future__ import annotations
 
+import errno
+import shutil
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 from django.conf import settings
 from django.db import connection
 
-from annotation.models import Clip, Condition, ImportBatch, ImportRow, Round
+from annotation.models import Clip, Condition, ImportRow, Round
 from annotation.services.ingest import (
     GENERATED_FOLDER,
     import_generated_clips,
@@ -31,6 +34,7 @@ from labelhub.storage import (
     save_verified,
     store_tree,
 )
+from runs.fanout import chunked, run_chunks
 from runs.models import TrainingRun
 from runs.services import record_artifacts, save_checkpoint_path
 from training.alignment.cogvideox import load_generator
@@ -39,6 +43,8 @@ from training.alignment.pairs import write_pairs_jsonl
 from training.alignment.sampling import GenerationCondition, candidate_seed, generate_candidates
 from training.alignment.trainer import train
 from training.models import Candidate, PolicyCheckpoint
+from training.ranks import train_on_gpus
+from training.services.launch import CHUNK_ATTEMPTS, GENERATION_CHUNK_CONDITIONS
 from training.services.pairs import build_round_pairs, pairs_for_training
 
 
@@ -63,7 +69,8 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
     pairs = pairs_for_training(
         round_id=p["round_id"], origin=p["origin"], reward_model_id=p["reward_model_id"]
     )
-    write_pairs_jsonl(pairs, output_dir / f"pairs-run-{run.pk}.jsonl")
+    pairs_path = output_dir / f"pairs-run-{run.pk}.jsonl"
+    write_pairs_jsonl(pairs, pairs_path)
     parent = (
         PolicyCheckpoint.objects.get(pk=p["init_checkpoint_id"])
         if p.get("init_checkpoint_id")
@@ -77,14 +84,25 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
         output_dir=str(output_dir),
         resume_from=resume_point(p.get("resume_from", "")),
     )
-    result = train(
-        config,
-        pairs,
-        on_progress=report,
-        on_checkpoint=lambda path: save_checkpoint_path(
-            run.pk, store_checkpoint(Path(path), f"checkpoints/run-{root.pk}")
-        ),
-    )
+
+    def on_checkpoint(path: str) -> None:
+        save_checkpoint_path(run.pk, store_checkpoint(Path(path), f"checkpoints/run-{root.pk}"))
+
+    gpus = int(p.get("gpus") or 1)
+    if gpus > 1:  # DDP over this worker's GPUs: ``accelerate launch`` (training.ranks)
+        report(0, config.max_steps, None, f"launching {gpus} training processes")
+        result = SimpleNamespace(
+            **train_on_gpus(
+                config,
+                pairs_path,
+                processes=gpus,
+                workdir=output_dir / f"ranks-run-{run.pk}",
+                on_progress=report,
+                on_checkpoint=on_checkpoint,
+            )
+        )
+    else:
+        result = train(config, pairs, on_progress=report, on_checkpoint=on_checkpoint)
     name = p.get("checkpoint_name") or f"{run.kind}-run-{run.pk}"
     report(result.steps, result.steps, None, "storing the LoRA weights")
     checkpoint = PolicyCheckpoint.objects.create(
@@ -129,147 +147,263 @@ def resume_point(resume_from: str) -> str:
     return str(local_tree(resume_from))
 
 
+# --- generation: a parent run fanned out into chunks of conditions ---------------------------------
+
+
 def generation_job(run: TrainingRun, report: Progress) -> dict:
+    """Generate K candidates per condition of the source round into the target round, as chunks
+    of ``chunk_conditions`` conditions that every gpu worker takes (``runs.fanout``); each chunk
+    imports its candidates as it makes them. A resumed (or repeated) run makes only what is
+    missing from the target round."""
     p = run.params
-    checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
-    condition_ids = (
+    condition_ids = sorted(
         Clip.objects.filter(round_id=p["source_round_id"])
         .values_list("condition_id", flat=True)
         .distinct()
     )
-    conditions = [
-        GenerationCondition(key=str(c.pk), prompt=c.prompt, first_frame=local_path(c.image.name))
-        for c in Condition.objects.filter(pk__in=condition_ids).order_by("pk")
-    ]
-    if not conditions:
+    if not condition_ids:
         raise ValueError(f"round {p['source_round_id']} has no conditions to generate from")
     target, _ = Round.objects.get_or_create(name=p["target_round"])
-    # A resumed (or repeated) run: candidates of this checkpoint already in the target round are
-    # not generated again (their videos would be refused as duplicates).
-    wanted = {
-        (c.key, candidate_seed(p["base_seed"], k))
-        for c in conditions
-        for k in range(p["candidates_per_condition"])
+    k = p["candidates_per_condition"]
+    size = p.get("chunk_conditions") or GENERATION_CHUNK_CONDITIONS
+    common = {
+        key: p.get(key)
+        for key in ("checkpoint_id", "candidates_per_condition", "base_seed", "inference_steps")
+        + ("guidance_scale", "preset")
     }
-    present = wanted & {
-        (str(condition_id), seed)
-        for condition_id, seed in Candidate.objects.filter(
-            clip__round=target,
-            checkpoint=checkpoint,
-            clip__condition_id__in=[int(c.key) for c in conditions],
-        ).values_list("clip__condition_id", "seed")
-    }
+    chunks = [
+        {**common, "target_round_id": target.pk, "condition_ids": ids, "size": len(ids) * k}
+        for ids in chunked(condition_ids, size)
+    ]
     report(
         0,
-        len(wanted) - len(present),
+        len(condition_ids) * k,
         None,
-        f"generating {p['candidates_per_condition']} candidates for {len(conditions)} conditions with "
-        f"{checkpoint.name if checkpoint else 'the base generator'}"
-        + (f" ({len(present)} already in {target.name}: skipped)" if present else ""),
+        f"generating {k} candidates for {len(condition_ids)} conditions into {target.name} in "
+        f"{len(chunks)} chunks of up to {size} conditions",
     )
-    if present == wanted:
-        return {
-            "round_id": target.pk,
-            "import_batch_id": None,
-            "videos": 0,
-            "already_in_round": len(present),
-            "imported": 0,
-            "import_errors": 0,
-        }
-    components = load_generator(
-        p["preset"],
-        path=settings.LABELHUB_COGVIDEOX_PATH,
-        device=pick_device(),
-        dtype=pick_dtype(pick_device()),
+    record_artifacts(run.pk, round_id=target.pk, chunks=len(chunks))
+    outcome = run_chunks(
+        run,
+        report,
+        kind=TrainingRun.Kind.GENERATION_CHUNK,
+        chunks=chunks,
+        max_attempts=p.get("chunk_attempts") or CHUNK_ATTEMPTS,
     )
-    out_dir = run_dir(run.pk) / "videos"
-    candidates = generate_candidates(
-        components,
-        conditions,
-        candidates_per_condition=p["candidates_per_condition"],
-        base_seed=p["base_seed"],
-        out_dir=out_dir,
-        lora_dir=str(local_tree(checkpoint.lora_path)) if checkpoint else None,
-        inference_steps=p["inference_steps"],
-        guidance_scale=p["guidance_scale"],
-        on_progress=report,
-        skip=present,
-    )
-    report(
-        len(candidates),
-        len(candidates),
-        None,
-        f"importing {len(candidates)} candidates into {target.name}",
-    )
-    # The videos go through storage, so any default-queue worker (on any host) can ingest them.
-    stored = [
-        save_verified(Path(c.video), f"{GENERATED_FOLDER}/run-{run.pk}/{Path(c.video).name}").name
-        for c in candidates
-    ]
-    batch = import_generated_clips(
-        round_id=target.pk,
-        rows=[
-            {
-                "video": name,
-                "condition_id": int(c.condition_key),
-                "seed": c.seed,
-                "source": f"policy:{checkpoint.name}" if checkpoint else "base",
-            }
-            for c, name in zip(candidates, stored, strict=True)
-        ],
-        created_by=run.created_by,
-        manifest_name=f"generation run {run.pk}",
-    )
+    totals = {key: 0 for key in ("videos", "already_in_round", "imported", "import_errors")}
+    for chunk in outcome.chunks:
+        for key in totals:
+            totals[key] += int(chunk.artifacts.get(key) or 0)
     artifacts = {
         "round_id": target.pk,
-        "import_batch_id": batch.pk,
-        "videos": len(candidates),
-        "already_in_round": len(present),
-        "seeds": sorted({c.seed for c in candidates}),
-        "video_dir": str(out_dir),
+        "chunks": len(chunks),
+        "chunk_workers": sorted({c.worker for c in outcome.chunks if c.worker}),
+        **totals,
     }
     record_artifacts(run.pk, **artifacts)
-    rows = _wait_for_import(batch, report)
-    for name in stored:  # ingest keeps its own copy (originals/); the hand-over is done
-        delete_stored(name)
-    for candidate, row in zip(candidates, rows, strict=True):
-        if row.clip_id is not None:
-            Candidate.objects.update_or_create(
-                clip_id=row.clip_id,
-                defaults={"checkpoint": checkpoint, "seed": candidate.seed, "run": run},
-            )
-    failed = [row for row in rows if row.status != ImportRow.Status.OK]
-    imported = len(rows) - len(failed)
-    artifacts.update(imported=imported, import_errors=len(failed))
-    if failed:
-        record_artifacts(run.pk, **artifacts)
-        details = "; ".join(f"row {row.line}: {row.message}" for row in failed[:10])
+    if outcome.failed:
         raise RuntimeError(
-            f"{len(failed)} of {len(rows)} generated candidates were not imported into "
-            f"{target.name} (import batch {batch.pk}): {details}"
+            f"{len(outcome.failed)} of {len(chunks)} chunks failed (their candidates made so far "
+            f"are in {target.name}; resume the run to make only the rest): {outcome.summary()}"
         )
     return artifacts
 
 
-def _wait_for_import(batch: ImportBatch, report: Progress) -> list[ImportRow]:
-    """Wait (on the ingest workers of the default queue) until every row of the batch ended."""
+_generator_cache: dict[tuple, object] = {}
+
+
+def cached_generator(preset: str):
+    """The base generator of this worker process, loaded once and kept between chunks (only the
+    policy's LoRA changes from chunk to chunk, and ``generate_candidates`` unloads it after)."""
+    device = pick_device()
+    key = (preset, settings.LABELHUB_COGVIDEOX_PATH, str(device))
+    if key not in _generator_cache:
+        _generator_cache.clear()  # one generator per GPU: never two in memory
+        _generator_cache[key] = load_generator(
+            preset, path=settings.LABELHUB_COGVIDEOX_PATH, device=device, dtype=pick_dtype(device)
+        )
+    return _generator_cache[key]
+
+
+def generation_chunk_job(run: TrainingRun, report: Progress) -> dict:
+    """One chunk: the missing candidates of a few conditions, each handed to ingest (the trusted
+    entry point, through storage) as soon as its video exists; then it waits until they are
+    imported and links them to the policy as Candidates."""
+    p = run.params
+    checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
+    source = f"policy:{checkpoint.name}" if checkpoint else "base"
+    target = Round.objects.get(pk=p["target_round_id"])
+    conditions = [
+        GenerationCondition(key=str(c.pk), prompt=c.prompt, first_frame=local_path(c.image.name))
+        for c in Condition.objects.filter(pk__in=p["condition_ids"]).order_by("pk")
+    ]
+    seeds = [
+        candidate_seed(p["base_seed"], index) for index in range(p["candidates_per_condition"])
+    ]
+    wanted = {(c.key, seed) for c in conditions for seed in seeds}
+    handover = f"{GENERATED_FOLDER}/run-{run.pk}"
+    in_flight = _pending_rows(target, source, p["condition_ids"])
+    _discard_orphans(handover, keep={row.payload["video"] for row in in_flight})
+    present = wanted & (
+        _imported(target, source, p["condition_ids"])
+        | {(str(r.payload["condition_id"]), r.payload["seed"]) for r in in_flight}
+    )
+    report(
+        len(present),
+        len(wanted),
+        None,
+        f"chunk {p.get('chunk', '?')}/{p.get('chunks', '?')}: {len(wanted) - len(present)} of "
+        f"{len(wanted)} candidates to make ({len(present)} already in {target.name} or importing)",
+    )
+    batches: list[int] = []
+    # Where the chunk's time goes (bench/fanout.py reads it): loading, generating, handing over.
+    seconds = {"load": 0.0, "generate": 0.0, "hand_over": 0.0, "import_wait": 0.0}
+
+    def hand_over(candidate) -> None:
+        started = time.monotonic()
+        video = Path(candidate.video)
+        stored = save_verified(video, f"{handover}/{video.name}").name
+        batch = import_generated_clips(
+            round_id=target.pk,
+            rows=[
+                {
+                    "video": stored,
+                    "condition_id": int(candidate.condition_key),
+                    "seed": candidate.seed,
+                    "source": source,
+                }
+            ],
+            created_by=run.created_by,
+            manifest_name=f"generation run {run.parent_id or run.pk} chunk {run.pk}",
+        )
+        batches.append(batch.pk)
+        video.unlink(missing_ok=True)  # storage holds it now
+        seconds["hand_over"] += time.monotonic() - started
+
+    made = []
+    if present != wanted:
+        out_dir = run_dir(run.pk) / "videos"
+        shutil.rmtree(out_dir, ignore_errors=True)  # a killed attempt's half-written video
+        started = time.monotonic()
+        generator = cached_generator(p["preset"])
+        seconds["load"] = time.monotonic() - started
+        try:
+            made = generate_candidates(
+                generator,
+                conditions,
+                candidates_per_condition=p["candidates_per_condition"],
+                base_seed=p["base_seed"],
+                out_dir=out_dir,
+                lora_dir=str(local_tree(checkpoint.lora_path)) if checkpoint else None,
+                inference_steps=p["inference_steps"],
+                guidance_scale=p["guidance_scale"],
+                on_progress=lambda done, total: report(len(present) + done, len(wanted), None, ""),
+                skip=present,
+                on_candidate=hand_over,
+            )
+        except OSError as error:
+            if error.errno != errno.ENOSPC:
+                raise
+            raise OSError(
+                error.errno,
+                f"disk full: no space left on the device while writing candidate videos under "
+                f"{out_dir} ({len(batches)} handed over before it filled; nothing half-written is "
+                "imported). Free space and resume the run: only the missing candidates are made",
+            ) from error
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+            seconds["generate"] = time.monotonic() - started - seconds["load"]
+            seconds["generate"] -= seconds["hand_over"]
+    started = time.monotonic()
+    rows = _wait_for_rows(target, source, p["condition_ids"], batches, report, len(wanted))
+    seconds["import_wait"] = time.monotonic() - started
+    linked = _link_candidates(target, source, p["condition_ids"], checkpoint, run)
+    _discard_orphans(handover, keep=set())  # ingest keeps its own copy (originals/)
+    failed = [row for row in rows if row.status != ImportRow.Status.OK]
+    missing = len(wanted - _imported(target, source, p["condition_ids"]))
+    artifacts = {
+        "videos": len(made),
+        "already_in_round": len(present),
+        "imported": len(rows) - len(failed),
+        "import_errors": len(failed),
+        "candidates": linked,
+        "import_batch_ids": batches,
+        "seconds": {key: round(value, 3) for key, value in seconds.items()},
+    }
+    record_artifacts(run.pk, **artifacts)
+    if failed or missing:
+        details = "; ".join(f"{row.video_path}: {row.message}" for row in failed[:10])
+        raise RuntimeError(
+            f"{missing} of {len(wanted)} candidates of this chunk are not in {target.name} "
+            f"({len(failed)} import errors{': ' + details if details else ''}); a retry makes them"
+        )
+    return artifacts
+
+
+def _imported(target: Round, source: str, condition_ids: list[int]) -> set[tuple[str, int]]:
+    """(condition key, seed) of the clips this source already has in the target round."""
+    return {
+        (str(condition_id), seed)
+        for condition_id, seed in Clip.objects.filter(
+            round=target, source_name=source, condition_id__in=condition_ids, seed__isnull=False
+        ).values_list("condition_id", "seed")
+    }
+
+
+def _pending_rows(target: Round, source: str, condition_ids: list[int]):
+    """Import rows of generated candidates for these conditions still waiting for ingest."""
+    return list(
+        ImportRow.objects.filter(
+            status__in=(ImportRow.Status.QUEUED, ImportRow.Status.PROCESSING),
+            payload__trusted=True,
+            payload__round_id=target.pk,
+            payload__source=source,
+            payload__condition_id__in=condition_ids,
+        )
+    )
+
+
+def _discard_orphans(prefix: str, *, keep: set[str]) -> None:
+    """Remove hand-over videos under ``prefix`` that no pending import row reads (a killed
+    attempt stored them but never recorded their row, or ingest has its own copy now)."""
+    for obj in list_objects((prefix,)):
+        if obj.name not in keep:
+            delete_stored(obj.name)
+
+
+def _wait_for_rows(
+    target: Round, source: str, condition_ids: list[int], batches: list[int], report, total: int
+) -> list[ImportRow]:
+    """Wait (on the default queue's ingest workers) until this chunk's conditions have no import
+    row pending (a killed attempt's included); return the rows this attempt created."""
     if connection.in_atomic_block:
-        # Called inside a transaction (a command or test wrapping the run): no worker can see
-        # these rows before it commits, so waiting would never end. Ingest them here instead.
-        for row_id in batch.rows.filter(status=ImportRow.Status.QUEUED).values_list(
-            "pk", flat=True
-        ):
-            ingest_import_row(row_id)
+        # Inside a transaction (a command or test wrapping the run) no worker can see the rows
+        # before it commits: ingest them here instead of waiting forever.
+        for row in _pending_rows(target, source, condition_ids):
+            ingest_import_row(row.pk)
     deadline = time.monotonic() + settings.LABELHUB_GENERATION_IMPORT_TIMEOUT
-    while True:
-        rows = list(ImportRow.objects.filter(batch=batch).order_by("line"))
-        done = sum(row.status in (ImportRow.Status.OK, ImportRow.Status.ERROR) for row in rows)
-        report(done, len(rows), None, "")
-        if done == len(rows):
-            return rows
+    while pending := _pending_rows(target, source, condition_ids):
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"import batch {batch.pk}: {len(rows) - done} of {len(rows)} rows still not "
-                "imported; is a default-queue worker running?"
+                f"{len(pending)} generated candidates still not imported into {target.name}; "
+                "is a default-queue worker running?"
             )
-        time.sleep(1)
+        report(total, total, None, "")  # heartbeat and cancel check while ingest works
+        time.sleep(0.5)
+    return list(ImportRow.objects.filter(batch_id__in=batches).order_by("pk"))
+
+
+def _link_candidates(
+    target: Round, source: str, condition_ids: list[int], checkpoint, run: TrainingRun
+) -> int:
+    """Record every clip this source has for these conditions as the policy's Candidate (those
+    a killed attempt imported too), attributed to the generation run."""
+    clips = Clip.objects.filter(
+        round=target, source_name=source, condition_id__in=condition_ids, seed__isnull=False
+    ).values_list("pk", "seed")
+    for clip_id, seed in clips:
+        Candidate.objects.update_or_create(
+            clip_id=clip_id,
+            defaults={"checkpoint": checkpoint, "seed": seed, "run_id": run.parent_id or run.pk},
+        )
+    return len(clips)

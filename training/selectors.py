@@ -16,9 +16,34 @@ from scoring.models import ClipScore, RewardModel
 from training.models import Candidate, PolicyCheckpoint
 from training.services.loop import plan
 
+CHUNK_KINDS = (TrainingRun.Kind.GENERATION_CHUNK, TrainingRun.Kind.SCORING_CHUNK)
+
 
 def runs(*, limit: int = 100) -> QuerySet[TrainingRun]:
-    return TrainingRun.objects.select_related("created_by").order_by("-created_at")[:limit]
+    """Recent runs, without chunks (a fanned-out run's page lists its own)."""
+    return (
+        TrainingRun.objects.exclude(kind__in=CHUNK_KINDS)
+        .select_related("created_by")
+        .order_by("-created_at")[:limit]
+    )
+
+
+def chunks(run: TrainingRun) -> list[dict]:
+    """A fanned-out run's chunks for its page: number, status, worker, attempts, progress."""
+    return [
+        {
+            "id": c.pk,
+            "chunk": c.params.get("chunk"),
+            "status": c.status,
+            "worker": c.worker,
+            "attempts": c.attempts,
+            "step": c.step,
+            "total_steps": c.total_steps or c.params.get("size", 0),
+            "heartbeat_at": c.heartbeat_at,
+            "error": (c.error.strip().splitlines() or [""])[-1][:200],
+        }
+        for c in run.children.filter(kind__in=CHUNK_KINDS).order_by("pk")
+    ]
 
 
 def run_progress(run: TrainingRun) -> dict:
@@ -51,9 +76,11 @@ def run_progress(run: TrainingRun) -> dict:
         "artifacts": run.artifacts,
         "resumed_from": run.resumed_from_id,
         "parent": run.parent_id,
+        "worker": run.worker,
+        "attempts": run.attempts,
         "resumable": run.status in ("failed", "cancelled")
         and (
-            run.kind == "round"
+            run.kind in ("round", "generation", "scoring", *CHUNK_KINDS)
             or (run.kind in ("gapo", "dpo", "sft") and bool(run.checkpoint_path))
         ),
     }

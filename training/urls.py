@@ -14,6 +14,7 @@ urlpatterns = [
     path("runs/<int:run_id>/resume/", views.resume_view, name="resume"),
     path("api/training/runs/", api.RunListView.as_view(), name="api_runs"),
     path("api/training/runs/<int:run_id>/", api.RunDetailView.as_view(), name="api_run"),
+    path("api/training/workers/", api.WorkerListView.as_view(), name="api_workers"),
     path(
         "api/training/runs/<int:run_id>/cancel/", api.RunCancelView.as_view(), name="api_run_cancel"
     ),

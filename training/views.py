@@ -16,6 +16,7 @@ from labelhub.dimensions import DIMENSIONS
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
+from runs.workers import live_workers
 from scoring.anime_reward.config import OBJECTIVES
 from scoring.models import RewardModel
 from training import selectors
@@ -34,6 +35,7 @@ TRAIN_FORM_FIELDS = (
     "batch_pairs",
     "seed",
     "checkpoint_every",
+    "gpus",
 )
 KIND_FIELDS = {
     "pairs": (*SOURCE_FIELDS, "min_gap"),
@@ -48,6 +50,7 @@ KIND_FIELDS = {
         "base_seed",
         "inference_steps",
         "guidance_scale",
+        "chunk_conditions",
     ),
 }
 
@@ -59,6 +62,7 @@ def runs_page(request):
         "training/runs.html",
         {
             "runs": [selectors.run_summary(run) for run in selectors.runs()],
+            "workers": live_workers(timeout=0.5),
             "checkpoints": selectors.checkpoints()[:50],
             "rounds": Round.objects.order_by("-created_at")[:200],
             "reward_models": RewardModel.objects.order_by("-created_at")[:100],
@@ -85,6 +89,8 @@ ROUND_FORM_FIELDS = (
     "test_fraction",
     "evaluate",
     "seed",
+    "gpus",
+    "chunk_conditions",
 )
 
 
@@ -138,6 +144,7 @@ def run_page(request, run_id: int):
             "artifacts": selectors.labelled_rows(run.artifacts),
             "plots": selectors.run_plots(run),
             "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
+            "chunks": selectors.chunks(run),
             "human_evaluation": _checkpoint_evaluation(run),
         },
     )

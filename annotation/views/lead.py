@@ -217,7 +217,7 @@ def exports_page(request):
         request,
         "lead/exports.html",
         {
-            "snapshots": list_snapshots(),
+            "snapshots": list_snapshots().prefetch_related("dataset_folders"),
             "rounds": Round.objects.order_by("-created_at"),
             "error": error,
         },

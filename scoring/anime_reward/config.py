@@ -24,6 +24,58 @@ FULL_SOURCES = {
     "blip": "Salesforce/blip-itm-base-coco",
 }
 
+# The files each full encoder's folder must hold, as its hub repository ships them (weights as
+# safetensors: a pickled .bin is never loaded). Idefics2: the whole Mantis-8B-Idefics2 / idefics2
+# folder (only the vision tower's tensors are read) or a saved Idefics2VisionTransformer.
+FULL_SOURCE_FILES = {
+    "clip": ("config.json", "vocab.json", "merges.txt"),
+    "idefics2": ("config.json",),
+    "xclip": ("config.json", "vocab.json", "merges.txt"),
+    "grounding_dino": ("config.json", "vocab.txt"),
+    "sam": ("config.json",),
+    "blip": ("config.json",),
+}
+
+
+def missing_source_files(sources: dict[str, str]) -> list[str]:
+    """Problems with the full preset's encoder folders (``FULL_SOURCES`` overridden by
+    ``sources``), each naming the encoder, its source and the file: empty when all are there.
+    A hub id is not a folder: weights are never fetched at run time."""
+    import json
+    from pathlib import Path
+
+    problems = []
+    for name in ENCODER_NAMES:
+        source = (sources or {}).get(name) or FULL_SOURCES[name]
+        folder = Path(source)
+        setting = f"LABELHUB_REWARD_SOURCE_{name.upper()}"
+        if not folder.is_dir():
+            problems.append(
+                f"{setting}={source}: not a local folder (download the hub repository once, "
+                "e.g. huggingface-cli download <id> --local-dir <folder>, and point this at it)"
+            )
+            continue
+        for file in FULL_SOURCE_FILES[name]:
+            if not (folder / file).is_file():
+                problems.append(f"{setting}={source}: {file} missing")
+        index = folder / "model.safetensors.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            problems += [
+                f"{setting}={source}: {s} missing" for s in shards if not (folder / s).is_file()
+            ]
+        elif not (folder / "model.safetensors").is_file():
+            problems.append(
+                f"{setting}={source}: model.safetensors missing"
+                + (
+                    " (pytorch_model.bin is a pickle; convert it to safetensors)"
+                    if (folder / "pytorch_model.bin").is_file()
+                    else ""
+                )
+            )
+    return problems
+
+
 OPENAI_MEAN, OPENAI_STD = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 SIGLIP_MEAN, SIGLIP_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
@@ -92,7 +144,22 @@ PRESETS: dict[str, RewardPreset] = {
         },
         finetune=("visual_smoothness", "text_consistency", "image_consistency"),
     ),
+    # Bilibili's released AnimeReward (scoring/anime_reward/anisora): the six released models from
+    # LABELHUB_ANISORA_REWARD_DIR, clips decoded at their source resolution (frame_size 0) with
+    # the release's frame rule; each model resizes as the release does (224 px bicubic).
+    "anisora": RewardPreset(
+        name="anisora",
+        frame_size=0,
+        images={
+            "blip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+            "clip": ImageSpec(224, OPENAI_MEAN, OPENAI_STD),
+        },
+        max_characters=5,
+        box_threshold=0.5,
+    ),
 }
+
+ANISORA_FINETUNE = ("none", "heads")  # what train_reward changes of the released models
 
 
 def get_preset(name: str) -> RewardPreset:
@@ -222,6 +289,21 @@ class RewardTrainConfig:
             "help": "Full preset only: encoder name -> local directory or hub id for from_pretrained."
         },
     )
+    release_dir: str = field(
+        default="",
+        metadata={
+            "help": "anisora preset: the released reward/ folder (LABELHUB_ANISORA_REWARD_DIR)."
+        },
+    )
+    release_finetune: str = field(
+        default="heads",
+        metadata={
+            "help": "anisora preset: heads (default: the released heads trained on the snapshot "
+            "with the release's objectives: L1 on the sigmoid for the BLIP consistency models, "
+            "MSE on the 0-100 output for the Idefics2 regressors; motion and character have no "
+            "head and stay as released) or none (evaluate the release as it is)."
+        },
+    )
 
     def __post_init__(self):
         self.dimensions = tuple(self.dimensions)
@@ -284,6 +366,11 @@ class RewardTrainConfig:
         if self.mixed_precision not in ("auto", "bf16", "no"):
             raise ValueError(
                 f"mixed_precision must be auto, bf16 or no, not {self.mixed_precision!r}"
+            )
+        if self.release_finetune not in ANISORA_FINETUNE:
+            raise ValueError(
+                f"release_finetune must be one of {', '.join(ANISORA_FINETUNE)}, "
+                f"not {self.release_finetune!r}"
             )
         unknown_encoders = set(self.encoder_sources) - set(ENCODER_NAMES)
         if unknown_encoders:

@@ -2,11 +2,15 @@
 
 Frames come back as uint8 tensors at one square size (the preset's ``frame_size``); each encoder
 resizes and normalises them on its own device, so a clip is decoded once for all six models.
+Size ``NATIVE`` (0, the ``anisora`` preset) keeps each clip at its source resolution and picks its
+frames with the released reward code's rule (``release_frame_indices``); such a batch carries the
+clips in ``RewardInputs.native`` (clips of one batch may differ in size).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,9 +22,11 @@ import av
 import numpy as np
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 MAX_FRAMES = 24
 FRAME_WINDOW = 144
+NATIVE = 0  # frame size: keep the source resolution, sample frames as the released code does
 
 
 class ClipDecodeError(Exception):
@@ -39,13 +45,29 @@ def sample_frame_indices(
     return np.linspace(0, span - 1, max_frames).round().astype(int).tolist()
 
 
+def release_frame_indices(
+    frame_count: int, *, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
+) -> list[int]:
+    """The released reward_infer.py's frames: ``np.arange(0, span, span / max_frames)`` truncated
+    to int with span = min(frames, window) when the clip has more than ``max_frames`` frames,
+    else every frame (200 frames -> 0, 6, ..., 138; 20 frames -> 0..19)."""
+    if frame_count < 1:
+        raise ValueError("a clip needs at least one frame")
+    if frame_count > max_frames:
+        span = min(frame_count, window)
+        return np.arange(0, span, span / max_frames).astype(int).tolist()
+    return list(range(frame_count))
+
+
 def read_clip_frames(
     path: str | Path, *, size: int, max_frames: int = MAX_FRAMES, window: int = FRAME_WINDOW
 ) -> torch.Tensor:
     """Decode the sampled frames of one clip as a (T, 3, size, size) uint8 tensor.
 
     The first ``window`` frames are decoded (the released code looks at the first 144); only the
-    sampled ones are converted and scaled, by swscale inside PyAV.
+    sampled ones are converted and scaled, by swscale inside PyAV. ``size`` ``NATIVE``: frames at
+    the source resolution, (T, 3, H, W), picked by ``release_frame_indices`` over the stream's
+    frame count (the container's, as the release reads it; the decoded count if it has none).
     """
     try:
         with av.open(str(path)) as container:
@@ -60,11 +82,15 @@ def read_clip_frames(
                     break
             if not decoded:
                 raise ClipDecodeError(f"{path}: no decodable frames")
-            picked = [
-                decoded[i]
-                for i in sample_frame_indices(len(decoded), max_frames=max_frames, window=window)
-            ]
-            arrays = [f.to_ndarray(format="rgb24", width=size, height=size) for f in picked]
+            if size == NATIVE:
+                count = stream.frames or len(decoded)
+                indices = release_frame_indices(count, max_frames=max_frames, window=window)
+                picked = [decoded[i] for i in indices if i < len(decoded)]
+                arrays = [f.to_ndarray(format="rgb24") for f in picked]
+            else:
+                indices = sample_frame_indices(len(decoded), max_frames=max_frames, window=window)
+                picked = [decoded[i] for i in indices]
+                arrays = [f.to_ndarray(format="rgb24", width=size, height=size) for f in picked]
     except ClipDecodeError:
         raise
     except (av.FFmpegError, OSError, ValueError) as exc:
@@ -73,10 +99,13 @@ def read_clip_frames(
 
 
 def read_image(path: str | Path, *, size: int) -> torch.Tensor:
-    """One still image (condition image, character reference) as a (3, size, size) uint8 tensor."""
+    """One still image (condition image, character reference) as a (3, size, size) uint8 tensor
+    (``NATIVE``: as it is, (3, H, W))."""
     try:
         with Image.open(path) as image:
-            rgb = image.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+            rgb = image.convert("RGB")
+            if size != NATIVE:
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             array = np.asarray(rgb, dtype=np.uint8)
     except OSError as exc:
         raise ClipDecodeError(f"{path}: {exc}") from exc
@@ -106,6 +135,8 @@ class RewardInputs:
     has_reference: torch.Tensor  # (B,) bool
     prompts: list[str]
     character_ids: list | None = None  # per clip: gallery character id or None
+    # NATIVE batches: each clip at its source resolution (``frames`` etc. are then empty)
+    native: list[DecodedClip] | None = None
 
     def __post_init__(self):
         if self.character_ids is None:
@@ -139,9 +170,24 @@ def collate(
     decoded: Sequence[DecodedClip],
     prompts: Sequence[str],
     character_ids: Sequence | None = None,
+    *,
+    native: bool = False,
 ) -> RewardInputs:
-    """Stack decoded clips; short clips are padded by repeating their last frame."""
+    """Stack decoded clips; short clips are padded by repeating their last frame. ``native``
+    (``NATIVE`` decoding, clips of any size): the clips are kept as they are in ``native``."""
     length = max(d.frames.shape[0] for d in decoded)
+    if native:
+        empty = torch.zeros(len(decoded), 3, 0, 0, dtype=torch.uint8)
+        return RewardInputs(
+            frames=torch.zeros(len(decoded), length, 3, 0, 0, dtype=torch.uint8),
+            frame_mask=torch.stack([torch.arange(length) < d.frames.shape[0] for d in decoded]),
+            condition=empty,
+            reference=empty,
+            has_reference=torch.tensor([d.reference is not None for d in decoded]),
+            prompts=list(prompts),
+            character_ids=list(character_ids) if character_ids is not None else None,
+            native=list(decoded),
+        )
     frames, masks = [], []
     for d in decoded:
         pad = length - d.frames.shape[0]
@@ -209,11 +255,41 @@ def iter_decoded_batches(
                     ok_specs.append(spec)
                     decoded.append(result)
             inputs = (
-                collate(decoded, [s.prompt for s in ok_specs], [s.character_id for s in ok_specs])
+                collate(
+                    decoded,
+                    [s.prompt for s in ok_specs],
+                    [s.character_id for s in ok_specs],
+                    native=size == NATIVE,
+                )
                 if decoded
                 else None
             )
             yield DecodedBatch(ok_specs, inputs, errors)
+
+
+class FrameCache:
+    """Decoded clips (or anything per clip made of tensors) on disk, one safetensors file each,
+    read back per batch: reward fine-tuning keeps frames here at each fine-tuned encoder's input
+    size instead of in host memory, so memory does not grow with the number of clips."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.files: dict = {}  # key -> file name (keys may be any hashable: clip ids are not paths)
+
+    def put(self, key, tensors: dict[str, torch.Tensor]) -> None:
+        name = self.files.setdefault(key, f"{len(self.files)}.safetensors")
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(self.directory / name))
+
+    def get(self, key) -> dict[str, torch.Tensor]:
+        return load_file(str(self.directory / self.files[key]))
+
+    def __contains__(self, key) -> bool:
+        return key in self.files
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+        self.files.clear()
 
 
 @contextmanager

@@ -42,6 +42,8 @@ from torch import nn
 
 from labelhub.dimensions import DIMENSION_KEYS
 
+from .anisora.reward import PRESET as ANISORA_PRESET
+from .anisora.reward import AnisoraReward
 from .frames import RewardInputs
 from .presets import Encoders, ImageSpec, build_encoders
 
@@ -1131,10 +1133,13 @@ class AnimeReward(nn.Module):
         sources: dict[str, str] | None = None,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
-    ) -> AnimeReward:
-        """Rebuild from ``save``'s folder; ``sources`` may point the full encoders somewhere else."""
+    ) -> AnimeReward | AnisoraReward:
+        """Rebuild from ``save``'s folder; ``sources`` may point the full encoders somewhere else.
+        A saved ``anisora`` model (the released models) is rebuilt by ``AnisoraReward``."""
         directory = Path(directory)
         config = json.loads((directory / REWARD_CONFIG).read_text())
+        if config["preset"] == ANISORA_PRESET:
+            return AnisoraReward.load(directory, sources=sources, device=device, dtype=dtype)
         saved_sources = {
             k: v for k, v in config.get("sources", {}).items() if not v.endswith(":random")
         }

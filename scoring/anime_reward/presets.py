@@ -50,6 +50,7 @@ from .config import (  # noqa: F401  (re-exported: the presets' names live in co
     ImageSpec,
     RewardPreset,
     get_preset,
+    missing_source_files,
 )
 
 
@@ -369,38 +370,49 @@ def _hash_tokenizers(configs: dict) -> dict[str, HashTokenizer]:
 
 
 def load_idefics2_vision(source: str) -> Idefics2VisionTransformer:
-    """The Idefics2 vision transformer from a saved ``Idefics2VisionTransformer`` or from the
-    vision tower of a whole Idefics2 / Mantis-Idefics2 checkpoint (only its tensors are read)."""
+    """The Idefics2 vision transformer from a saved ``Idefics2VisionTransformer`` folder or from
+    the vision tower of a whole Idefics2 / Mantis-Idefics2 folder as its hub repository ships it
+    (config.json + safetensors shards and their index; only the tower's tensors are read)."""
+    import json
     from pathlib import Path
 
-    from huggingface_hub import snapshot_download
     from safetensors import safe_open
-    from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(source)
-    if getattr(config, "model_type", "") == "idefics2_vision":
-        return Idefics2VisionTransformer.from_pretrained(source)
-    if not isinstance(config, Idefics2Config):
-        raise ValueError(f"{source}: not an Idefics2 checkpoint (model_type {config.model_type!r})")
-    model = Idefics2VisionTransformer(config.vision_config)
     folder = Path(source)
-    if not folder.is_dir():  # a hub id: only the local cache, never a download at run time
-        folder = Path(
-            snapshot_download(
-                source, allow_patterns=["*.safetensors*", "*.json"], local_files_only=True
-            )
+    if not (folder / "config.json").is_file():
+        raise ValueError(
+            f"{source}: not a local Idefics2 folder (config.json missing); weights are never "
+            "fetched at run time"
         )
+    raw = json.loads((folder / "config.json").read_text())
+    if raw.get("model_type") == "idefics2_vision":
+        return Idefics2VisionTransformer.from_pretrained(
+            source, local_files_only=True, use_safetensors=True
+        )
+    if raw.get("model_type") != "idefics2":
+        raise ValueError(
+            f"{source}: not an Idefics2 checkpoint (model_type {raw.get('model_type')!r})"
+        )
+    config = Idefics2Config.from_pretrained(source)
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        names = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    else:
+        names = ["model.safetensors"]
     state = {}
-    for shard in sorted(folder.glob("*.safetensors")):
-        with safe_open(str(shard), framework="pt") as f:
-            for name in f.keys():
+    for name in names:
+        if not (folder / name).is_file():
+            raise ValueError(f"{source}: {name} missing")
+        with safe_open(str(folder / name), framework="pt") as f:
+            for key in f.keys():
                 for prefix in ("model.vision_model.", "vision_model."):
-                    if name.startswith(prefix):
-                        state[name.removeprefix(prefix)] = f.get_tensor(name)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+                    if key.startswith(prefix):
+                        state[key.removeprefix(prefix)] = f.get_tensor(key)
+    model = Idefics2VisionTransformer(config.vision_config)
+    missing, _ = model.load_state_dict(state, strict=False)
     if missing:
         raise ValueError(
-            f"{source}: the vision tower lacks {len(missing)} tensors, e.g. {missing[:3]}"
+            f"{source}: the vision tower lacks {len(missing)} tensors, first {missing[0]!r}"
         )
     return model
 
@@ -454,10 +466,16 @@ def build_encoders(
     """Build the six encoders of a preset, in eval mode with gradients off.
 
     ``tiny`` is always random and built in code. ``full`` loads ``from_pretrained(sources[name])``
-    (default: the hub ids in FULL_SOURCES, which must already be in the local cache or be local
-    directories); with ``random_weights`` it builds the same architectures from configs instead.
+    from local folders laid out as the hub repositories ship them (``missing_source_files`` names
+    any missing file first); with ``random_weights`` it builds the same architectures from
+    configs instead.
     """
     preset = get_preset(preset_name)
+    if preset.name == "anisora":
+        raise ValueError(
+            "the anisora preset has no shared encoders: its six released models load with "
+            "scoring.anime_reward.anisora.reward.AnisoraReward.from_release"
+        )
     if preset.name == "tiny" or random_weights:
         configs = _tiny_configs() if preset.name == "tiny" else _full_configs()
         # A fixed seed makes random encoders the same in every process, so a saved head still fits them;
@@ -473,21 +491,27 @@ def build_encoders(
         from transformers import AutoTokenizer
 
         used_sources = {**FULL_SOURCES, **(sources or {})}
+        problems = missing_source_files(used_sources)
+        if problems:
+            raise ValueError("full AnimeReward encoders: " + "; ".join(problems))
+        local = {"local_files_only": True}
         models = {
             name: load_idefics2_vision(used_sources[name])
             if name == "idefics2"
-            else _MODEL_CLASSES[name].from_pretrained(used_sources[name])
+            else _MODEL_CLASSES[name].from_pretrained(
+                used_sources[name], use_safetensors=True, **local
+            )
             for name in ENCODER_NAMES
         }
         tokenizers = {
             "clip_tokenizer": PretrainedTokenizer(
-                AutoTokenizer.from_pretrained(used_sources["clip"]), 77
+                AutoTokenizer.from_pretrained(used_sources["clip"], **local), 77
             ),
             "xclip_tokenizer": PretrainedTokenizer(
-                AutoTokenizer.from_pretrained(used_sources["xclip"]), 77
+                AutoTokenizer.from_pretrained(used_sources["xclip"], **local), 77
             ),
             "grounding_dino_tokenizer": PretrainedTokenizer(
-                AutoTokenizer.from_pretrained(used_sources["grounding_dino"]), 256
+                AutoTokenizer.from_pretrained(used_sources["grounding_dino"], **local), 256
             ),
         }
     speed_up_sam_decoder(models["sam"])

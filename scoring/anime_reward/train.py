@@ -32,11 +32,14 @@ from labelhub.devices import pick_device
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from labelhub.ml import Progress
 
+from .anisora.train import train_anisora
 from .comparisons import Comparison, TieParameter, choice_indices, comparison_loss
 from .config import RewardTrainConfig, get_preset
 from .evaluate import evaluate_comparisons, evaluate_rewards
-from .frames import ClipSpec, DecodedClip, collate, iter_decoded_batches
-from .models import AnimeReward, CharacterCrops, Features
+from .frames import ClipSpec, DecodedClip, FrameCache, collate, iter_decoded_batches
+from .models import AnimeReward, CharacterCrops, Features, shrink_pixels
+
+CROP_FIELDS = ("crops", "frame_mask", "condition_crops", "reference", "has_reference", "weights")
 
 
 @dataclass
@@ -197,6 +200,10 @@ def train_reward(
     ``character_id`` (character consistency compares the tracked crops with that character).
     ``comparisons``: the A/B/tie judgements between items; ``pairs`` and ``joint`` learn from the
     train split's, and every objective is evaluated on the test split's."""
+    if config.preset == "anisora":  # the released models: their own loader, heads and objectives
+        if config.objective != "regression":
+            raise ValueError("the anisora preset trains its released objectives: regression only")
+        return TrainResult(**train_anisora(items, config, output_dir, on_progress, gallery=gallery))
     started = time.monotonic()
     check_comparisons(comparisons, items, config)
     uses_labels = config.objective in ("regression", "joint")
@@ -257,10 +264,25 @@ def train_reward(
     )
     step = 0
     cached: dict[str, dict] = {key: {} for key in DIMENSION_KEYS}  # key -> clip_id -> features
-    decoded_clips: dict = {}  # clip_id -> DecodedClip, kept only when an encoder is fine-tuned
-    character_crops: dict = {}  # clip_id -> CharacterCrops, kept when BLIP is fine-tuned
+    # Fine-tuned encoders need the clips again every epoch: their frames (at each fine-tuned
+    # encoder's input size, not the decode size: 378 px instead of 1024 for full) and the
+    # character crops go to a disk cache, so host memory does not grow with the dataset.
     keep_decoded = any(key != character.key for key in finetuned)
     keep_crops = character.key in finetuned
+    keep_sizes = sorted(
+        {
+            min(preset.frame_size, preset.images[name].size)
+            for key in finetuned
+            if key != character.key
+            for name in model.dimensions[key].tuned_encoder_names
+        }
+    )
+    clip_cache = (
+        FrameCache(Path(output_dir).parent / f".{Path(output_dir).name}-frames")
+        if keep_decoded or keep_crops
+        else None
+    )
+    crop_character_ids: dict = {}  # clip_id -> gallery character (the crops' one non-tensor)
     skipped: dict = {}
     report(step, total, {}, f"encoding {len(items)} clips with the {config.preset} encoders")
     by_id = {item.clip_id: item for item in items}
@@ -289,12 +311,28 @@ def train_reward(
                     )
             for row, spec in enumerate(batch.specs):
                 if keep_crops:
-                    character_crops[spec.clip_id] = crops.select([row])
+                    one = crops.select([row])
+                    crop_character_ids[spec.clip_id] = one.character_ids[0]
+                    clip_cache.put(
+                        ("crops", spec.clip_id), {f: getattr(one, f) for f in CROP_FIELDS}
+                    )
                 if keep_decoded:
-                    decoded_clips[spec.clip_id] = DecodedClip(
-                        batch.inputs.frames[row][batch.inputs.frame_mask[row]],
-                        batch.inputs.condition[row],
-                        batch.inputs.reference[row] if batch.inputs.has_reference[row] else None,
+                    inputs = batch.inputs
+                    images = {
+                        "frames": inputs.frames[row][inputs.frame_mask[row]],
+                        "condition": inputs.condition[row][None],
+                    }
+                    if inputs.has_reference[row]:
+                        images["reference"] = inputs.reference[row][None]
+                    clip_cache.put(
+                        ("clip", spec.clip_id),
+                        {
+                            f"{name}_{size}": shrink_pixels(image, size)
+                            if image.shape[-1] > size
+                            else image
+                            for name, image in images.items()
+                            for size in keep_sizes
+                        },
                     )
         step += 1
         report(step, total, {}, "")
@@ -306,16 +344,38 @@ def train_reward(
     if len(train_ids) < 2:
         raise ValueError(f"need at least 2 decodable training clips, have {len(train_ids)}")
 
+    def cached_crops(ids: list) -> CharacterCrops:
+        parts = []
+        for i in ids:
+            tensors = clip_cache.get(("crops", i))
+            parts.append(
+                CharacterCrops(
+                    **{f: tensors[f] for f in CROP_FIELDS}, character_ids=[crop_character_ids[i]]
+                )
+            )
+        return CharacterCrops.cat(parts)
+
     def live_features(dimension, ids: list) -> Features:
-        """Features through the dimension's own (trainable) encoders."""
+        """Features through the dimension's own (trainable) encoders, from the disk cache."""
         if dimension.key == character.key:
-            return dimension.features_from_crops(
-                CharacterCrops.cat([character_crops[i] for i in ids])
+            return dimension.features_from_crops(cached_crops(ids))
+        size = max(
+            min(preset.frame_size, preset.images[name].size)
+            for name in dimension.tuned_encoder_names
+        )
+        clips = []
+        for i in ids:
+            tensors = clip_cache.get(("clip", i))
+            reference = tensors.get(f"reference_{size}")
+            clips.append(
+                DecodedClip(
+                    tensors[f"frames_{size}"],
+                    tensors[f"condition_{size}"][0],
+                    reference[0] if reference is not None else None,
+                )
             )
         inputs = collate(
-            [decoded_clips[i] for i in ids],
-            [by_id[i].prompt for i in ids],
-            [by_id[i].character_id for i in ids],
+            clips, [by_id[i].prompt for i in ids], [by_id[i].character_id for i in ids]
         )
         return dimension.features(inputs, {})
 
@@ -409,9 +469,7 @@ def train_reward(
                                     values,
                                     targets[rows],
                                     [by_id[i].prompt for i in batch_ids],
-                                    lambda ids=batch_ids: CharacterCrops.cat(
-                                        [character_crops[i] for i in ids]
-                                    ),
+                                    lambda ids=batch_ids: cached_crops(ids),
                                     config.contrastive_jitter,
                                 )
                             )
@@ -464,6 +522,9 @@ def train_reward(
                         values[row : row + 1].float().cpu(),
                         mask[row : row + 1].cpu(),
                     )
+
+    if clip_cache is not None:
+        clip_cache.close()
 
     # --- evaluation on the held-out split ------------------------------------------------------
     evaluation, metrics = [], {}

@@ -8,7 +8,7 @@ differ only by the policy.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +70,13 @@ def generate_candidates(
     guidance_scale: float | None = None,
     on_progress: Progress | None = None,
     skip: Collection[tuple[str, int]] = (),
+    on_candidate: Callable[[GeneratedCandidate], None] | None = None,
 ) -> list[GeneratedCandidate]:
     """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``, except the
     (condition key, seed) pairs in ``skip`` (already generated: a resumed run makes only the rest).
+
+    ``on_candidate`` receives each candidate as soon as its video is written (the platform hands
+    it over at once, so a killed worker loses only the video in flight).
 
     With ``lora_dir`` the policy's LoRA is loaded through diffusers' ``load_lora_weights`` for the
     duration of the call and unloaded afterwards, so ``components`` stay the base generator.
@@ -125,6 +129,8 @@ def generate_candidates(
                     condition.key, k, seed, str(video), condition.prompt, condition.first_frame
                 )
             )
+            if on_candidate is not None:
+                on_candidate(results[-1])
             if on_progress is not None:
                 on_progress(done, len(todo))
     finally:

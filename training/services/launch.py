@@ -21,6 +21,8 @@ from training.alignment.config import LORA_WEIGHT_NAME, TrainConfig
 from training.models import PolicyCheckpoint, PreferencePair
 
 Kind = TrainingRun.Kind
+GENERATION_CHUNK_CONDITIONS = 2  # conditions per chunk (K candidates each): minutes on an H100
+CHUNK_ATTEMPTS = 3  # claims a chunk gets before its run fails (a resume allows as many more)
 TRAINING_KINDS = (Kind.GAPO, Kind.DPO, Kind.SFT)
 LAUNCHABLE_KINDS = (Kind.PAIRS, *TRAINING_KINDS, Kind.GENERATION)
 # Trainer fields an admin may set from the launch form or API; the rest are set by the service.
@@ -172,6 +174,7 @@ def validate_params(kind: str, params: dict) -> dict:
         cleaned["trainer"] = {
             k: v for k, v in asdict(config).items() if k not in ("output_dir", "resume_from")
         }
+        cleaned["gpus"] = validate_gpus(params.pop("gpus", None))
     else:  # generation
         source_round_id = _pop(params, "source_round_id", int, required=True)
         if not Round.objects.filter(pk=source_round_id).exists():
@@ -191,9 +194,16 @@ def validate_params(kind: str, params: dict) -> dict:
             "inference_steps": _pop(params, "inference_steps", int),
             "guidance_scale": _pop(params, "guidance_scale", float),
             "preset": settings.LABELHUB_GENERATOR_PRESET,
+            # Conditions per chunk: each chunk is a gpu task of its own (runs.fanout).
+            "chunk_conditions": _pop(params, "chunk_conditions", int, GENERATION_CHUNK_CONDITIONS),
+            "chunk_attempts": _pop(params, "chunk_attempts", int, CHUNK_ATTEMPTS),
         }
         if not 1 <= cleaned["candidates_per_condition"] <= 64:
             raise InvalidParams("candidates_per_condition must be in 1..64")
+        if not 1 <= cleaned["chunk_conditions"] <= 10_000:
+            raise InvalidParams("chunk_conditions must be in 1..10000")
+        if not 1 <= cleaned["chunk_attempts"] <= 10:
+            raise InvalidParams("chunk_attempts must be in 1..10")
         if cleaned["inference_steps"] is not None and cleaned["inference_steps"] < 1:
             raise InvalidParams("inference_steps must be >= 1")
         target = Round.objects.filter(name=cleaned["target_round"]).first()
@@ -202,6 +212,24 @@ def validate_params(kind: str, params: dict) -> dict:
     if params:
         raise InvalidParams(f"unknown parameter(s) for {kind}: {', '.join(sorted(params))}")
     return cleaned
+
+
+MAX_GPUS = 64
+
+
+def validate_gpus(value) -> int:
+    """GPUs a training run asks for (one host): 1 (default) .. MAX_GPUS; InvalidParams if not."""
+    if value in (None, ""):
+        return 1
+    if isinstance(value, bool):
+        raise InvalidParams(f"gpus must be a whole number, got {value!r}")
+    try:
+        gpus = int(value)
+    except (TypeError, ValueError):
+        raise InvalidParams(f"gpus must be a whole number, got {value!r}") from None
+    if not 1 <= gpus <= MAX_GPUS or str(value).strip() not in (str(gpus), f"{gpus}.0"):
+        raise InvalidParams(f"gpus must be a whole number in 1..{MAX_GPUS}, got {value!r}")
+    return gpus
 
 
 def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
@@ -229,12 +257,26 @@ def cancel(*, run_id: int) -> TrainingRun:
     return runs.request_cancel(run_id)
 
 
+FANNED_OUT_KINDS = (Kind.GENERATION, Kind.SCORING, Kind.GENERATION_CHUNK, Kind.SCORING_CHUNK)
+
+
 def resume(*, run_id: int, created_by, max_steps: int | None = None) -> TrainingRun:
-    """A new run continuing a failed or cancelled training run from its last checkpoint."""
+    """Continue a failed or cancelled run. A training run: a new run from its last checkpoint.
+    A generation or scoring run (or one of its chunks, alone): the same row queued again; its
+    chunks that succeeded are kept and the rest make only what is still missing."""
     with transaction.atomic():
         old = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if old.kind in FANNED_OUT_KINDS:
+            if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+                raise InvalidParams(
+                    f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed"
+                )
+            return runs.requeue(old.pk)
         if old.kind not in TRAINING_KINDS:
-            raise InvalidParams("only GAPO/DPO/SFT runs can be resumed; launch other kinds again")
+            raise InvalidParams(
+                "only GAPO/DPO/SFT, generation and scoring runs can be resumed; launch other "
+                "kinds again"
+            )
         if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
             raise InvalidParams(
                 f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed"

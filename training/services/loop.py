@@ -31,7 +31,12 @@ from scoring.models import RewardModel
 from training.alignment.config import TrainConfig
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
 from training.services import evaluation
-from training.services.launch import TRAINING_KINDS, InvalidParams, validate_params
+from training.services.launch import (
+    TRAINING_KINDS,
+    InvalidParams,
+    validate_gpus,
+    validate_params,
+)
 
 Kind = TrainingRun.Kind
 Status = TrainingRun.Status
@@ -52,7 +57,7 @@ STEPS = (
     Step("scoring", "Score the round", "scoring_run_id"),
     Step("pairs", "Preference pairs", "pairs_run_id"),
     Step("training", "Policy training", "checkpoint_id"),
-    Step("generation", "Generate and import", "import_batch_id"),
+    Step("generation", "Generate and import", "generation_run_id"),
     Step("scoring_next", "Score the new candidates", "next_scoring_run_id"),
     Step("evaluation", "Human evaluation against the base", "evaluation_tasks"),
 )
@@ -94,8 +99,10 @@ def validate_round_params(params: dict) -> dict:
     ``round_id`` (rated round), ``next_round`` (name; created if new), one of ``reward_model_id``
     or ``train_reward``, ``loss`` (gapo/dpo/sft), ``steps``, ``candidates`` (K per condition);
     optional ``init_checkpoint_id`` (default: the policy that generated most of the round),
-    ``reward_epochs``, ``reward_objective``, ``test_fraction``, ``seed``, ``evaluate``
-    (``held_out`` or ``round``: end with policy-vs-base pairwise tasks on those conditions).
+    ``reward_epochs``, ``reward_objective``, ``test_fraction``, ``seed``, ``chunk_conditions``
+    (generation) and ``chunk_clips`` (scoring): how much work each gpu task of a fanned-out step
+    takes; ``evaluate`` (``held_out`` or ``round``: end with policy-vs-base pairwise tasks on those
+    conditions).
     """
     params = dict(params or {})
     round_id = _int(params, "round_id")
@@ -146,11 +153,24 @@ def validate_round_params(params: dict) -> dict:
         "reward_epochs": _int(params, "reward_epochs", low=1, high=100_000),
         "reward_objective": str(params.pop("reward_objective", "") or "regression"),
         "seed": _int(params, "seed", 0),
+        # How generation and scoring fan out over the gpu workers (None: the runs' defaults).
+        "chunk_conditions": _int(params, "chunk_conditions", low=1, high=10_000),
+        "chunk_clips": _int(params, "chunk_clips", low=1, high=1_000_000),
+        # Policy training on this many GPUs of one host; the whole round then goes to the
+        # queue of workers that own that many (its generation and scoring still fan out).
+        "gpus": validate_gpus(params.pop("gpus", None)),
+        # Names of the round's outputs (defaults: named after their runs).
+        "reward_model_name": str(params.pop("reward_model_name", "") or "").strip(),
+        "checkpoint_name": str(params.pop("checkpoint_name", "") or "").strip(),
         "evaluate": str(params.pop("evaluate", "") or ""),
     }
     if cleaned["evaluate"] not in ("", *evaluation.SCOPES):
         raise InvalidParams(
             f"evaluate must be one of {', '.join(evaluation.SCOPES)}, got {cleaned['evaluate']!r}"
+        )
+    if PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"] or None).exists():
+        raise InvalidParams(
+            f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already"
         )
     test_fraction = params.pop("test_fraction", None)
     try:
@@ -243,7 +263,7 @@ class _Round:
             if terminal is not None and (message or metrics):
                 terminal(percent, PERCENT, metrics, f"  {message}" if message else "")
 
-        runs.execute_run(child.pk, on_progress=forward)
+        runs.execute_run(child.pk, on_progress=forward, worker=self.run.worker)
         child.refresh_from_db()
         if child.status == Status.CANCELLED:
             raise runs.RunCancelled(f"step {step.key} (run {child.pk}) was cancelled")
@@ -269,11 +289,11 @@ def round_job(run: TrainingRun, report: Progress) -> dict:
     actions: dict[str, Callable[[_Round], None]] = {
         "export": _export,
         "reward_training": _reward_training,
-        "scoring": _scoring,
+        "scoring": lambda state: _scoring(state, round_id=state.params["round_id"]),
         "pairs": _pairs,
         "training": _training,
         "generation": _generation,
-        "scoring_next": _scoring_next,
+        "scoring_next": lambda state: _scoring(state, round_id=state.artifacts["next_round_id"]),
         "evaluation": _evaluation,
     }
     for index, step in enumerate(state.steps):
@@ -334,6 +354,7 @@ def _reward_training(state: _Round) -> None:
     child = scoring.request_reward_training(
         snapshot_id=state.artifacts["snapshot_id"],
         config=config,
+        name=p.get("reward_model_name", ""),
         created_by=state.run.created_by,
         enqueue=False,
     )
@@ -345,15 +366,19 @@ def _reward_model_id(state: _Round) -> int:
     return state.params.get("reward_model_id") or state.artifacts["reward_model_id"]
 
 
-def _scoring(state: _Round) -> None:
+def _scoring(state: _Round, *, round_id: int) -> None:
+    """Score a round with the round's reward model: the rated round before pairs are built, and
+    the new candidates at the end (the scoreboard's yardstick). Chunks fan out to gpu workers."""
+    step = state.steps[state.index]
     child = scoring.request_scoring(
         reward_model_id=_reward_model_id(state),
-        round_id=state.params["round_id"],
+        round_id=round_id,
+        chunk_clips=state.params.get("chunk_clips"),
         created_by=state.run.created_by,
         enqueue=False,
     )
-    child = state.execute(STEP_BY_KEY["scoring"], child)
-    state.record(scoring_run_id=child.pk)
+    child = state.execute(step, child)
+    state.record(**{step.output: child.pk})
 
 
 def _pair_source(state: _Round) -> dict:
@@ -415,7 +440,13 @@ def _training(state: _Round) -> None:
         init = p.get("init_checkpoint_id") or init_checkpoint_id(p["round_id"])
         params = validate_params(
             p["loss"],
-            {**_pair_source(state), "max_steps": p["steps"], "init_checkpoint_id": init},
+            {
+                **_pair_source(state),
+                "max_steps": p["steps"],
+                "init_checkpoint_id": init,
+                "gpus": p.get("gpus", 1),
+                "checkpoint_name": p.get("checkpoint_name", ""),
+            },
         )
         child = _child(state, p["loss"], params)
     child = state.execute(step, child)
@@ -432,6 +463,7 @@ def _generation(state: _Round) -> None:
             "checkpoint_id": state.artifacts["checkpoint_id"],
             "candidates_per_condition": p["candidates"],
             "base_seed": p["seed"],
+            **({"chunk_conditions": p["chunk_conditions"]} if p.get("chunk_conditions") else {}),
         },
     )
     child = state.execute(STEP_BY_KEY["generation"], _child(state, Kind.GENERATION, params))
@@ -440,19 +472,7 @@ def _generation(state: _Round) -> None:
         next_round_id=child.artifacts["round_id"],
         imported=child.artifacts.get("imported"),
         already_in_round=child.artifacts.get("already_in_round", 0),
-        import_batch_id=child.artifacts["import_batch_id"],
     )
-
-
-def _scoring_next(state: _Round) -> None:
-    child = scoring.request_scoring(
-        reward_model_id=_reward_model_id(state),
-        round_id=state.artifacts["next_round_id"],
-        created_by=state.run.created_by,
-        enqueue=False,
-    )
-    child = state.execute(STEP_BY_KEY["scoring_next"], child)
-    state.record(next_scoring_run_id=child.pk)
 
 
 def _evaluation(state: _Round) -> None:

@@ -9,6 +9,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
 from runs.cli import follow
+from runs.services import queue_for
 from training.services.launch import LAUNCHABLE_KINDS, InvalidParams, launch_run
 
 
@@ -50,7 +51,7 @@ class Command(BaseCommand):
             run = launch_run(kind=kind, params=parse_params(params), created_by=launcher)
         except InvalidParams as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"launched {run} (queue: gpu)")
+        self.stdout.write(f"launched {run} (queue: {queue_for(run.params)})")
         if wait:
             follow(run.pk, self.stdout)
             self.stdout.write(self.style.SUCCESS(f"run {run.pk} succeeded"))

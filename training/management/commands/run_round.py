@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand, CommandError
 from annotation.models import Clip, Round
 from runs.cli import run_here
 from runs.models import TrainingRun
+from runs.services import queue_for
 from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
 from training.services.evaluation import SCOPES
@@ -71,6 +72,16 @@ class Command(BaseCommand):
         )
         parser.add_argument("--seed", type=int, default=0, help="export split and sampling seed")
         parser.add_argument(
+            "--gpus",
+            type=int,
+            help="train the policy on this many GPUs of one host (accelerate launch); with "
+            "--enqueue the round goes to the gpu-xN queue",
+        )
+        parser.add_argument(
+            "--chunk-conditions", type=int, help="conditions per generation chunk (default 2)"
+        )
+        parser.add_argument("--chunk-clips", type=int, help="clips per scoring chunk (default 200)")
+        parser.add_argument(
             "--evaluate",
             nargs="?",
             const="held_out",
@@ -94,7 +105,9 @@ class Command(BaseCommand):
         except InvalidParams as error:
             raise CommandError(str(error)) from error
         if o["enqueue"]:
-            self.stdout.write(f"queued {run} on the gpu queue; watch it at /runs/{run.pk}/")
+            self.stdout.write(
+                f"queued {run} on the {queue_for(run.params)} queue; watch it at /runs/{run.pk}/"
+            )
             return
         try:
             run = run_here(run, f"round run {run.pk}")
@@ -129,6 +142,9 @@ class Command(BaseCommand):
             "reward_objective": o["reward_objective"],
             "test_fraction": o["test_fraction"],
             "seed": o["seed"],
+            "gpus": o["gpus"],
+            "chunk_conditions": o["chunk_conditions"],
+            "chunk_clips": o["chunk_clips"],
             "evaluate": o["evaluate"] or "",
         }
         run = launch_round(params=params, created_by=launcher, send=o["enqueue"])

@@ -1,0 +1,275 @@
+"""The released checkpoints' tensors, mapped onto transformers modules by name.
+
+``.pth`` files are torch pickles: they are read with ``torch.load(weights_only=True)`` (tensors and
+plain containers only; no code is unpickled) and their state dict is written once as safetensors
+beside them, which later loads read instead. Every mapping is strict: a key the module lacks or a
+module tensor the checkpoint lacks is an error that names the key and the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .layout import ReleaseLayoutError, converted_path
+
+log = logging.getLogger(__name__)
+
+
+class CheckpointKeyError(ReleaseLayoutError):
+    """A released checkpoint's keys or shapes do not match the architecture."""
+
+
+def read_release_state(path: str | Path) -> dict[str, torch.Tensor]:
+    """A released ``.pth``'s state dict (``model`` or ``state_dict`` entry), via its safetensors
+    copy when there is one; the first read writes that copy if the folder is writable."""
+    path = Path(path)
+    converted = converted_path(path)
+    if converted.is_file():
+        return load_file(str(converted))
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ReleaseLayoutError(f"{path}: released checkpoint missing") from None
+    except Exception as exc:  # noqa: BLE001 - the unpickler's refusal names the blocked global
+        raise ReleaseLayoutError(
+            f"{path}: not readable as tensors only (torch.load weights_only=True): {exc}"
+        ) from exc
+    state = checkpoint
+    if isinstance(checkpoint, dict):
+        for entry in ("model", "state_dict"):
+            if isinstance(checkpoint.get(entry), dict):
+                state = checkpoint[entry]
+                break
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not tensors:
+        raise ReleaseLayoutError(f"{path}: no tensors under 'model' or 'state_dict'")
+    try:  # tensors only; shared storage is cloned (safetensors refuses aliases)
+        save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(converted))
+    except OSError as exc:
+        log.warning(
+            "%s: could not write %s (%s); reading the pickle each time", path, converted, exc
+        )
+    return tensors
+
+
+def load_strict(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str, released=lambda key: key
+) -> None:
+    """Copy ``state`` into ``module``: same key set and shapes, else an error naming the key as
+    the released file spells it (``released`` maps a module key back to that name)."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    extra = [k for k in state if k not in own]
+    if missing:
+        raise CheckpointKeyError(
+            f"{source}: checkpoint lacks {len(missing)} tensor(s) the model needs, "
+            f"first {released(missing[0])!r} (model key {missing[0]!r})"
+        )
+    if extra:
+        raise CheckpointKeyError(
+            f"{source}: checkpoint has {len(extra)} tensor(s) the model does not, "
+            f"first {released(extra[0])!r}"
+        )
+    for key, value in own.items():
+        if tuple(state[key].shape) != tuple(value.shape):
+            raise CheckpointKeyError(
+                f"{source}: {released(key)!r} has shape {tuple(state[key].shape)}, the model "
+                f"{tuple(value.shape)}"
+            )
+    module.load_state_dict(state, strict=True)
+
+
+def _renamer(rules: list[tuple[str, str]], prefix: str = ""):
+    """A function naming a module key as the release does: regex rules applied in order."""
+
+    def released(key: str) -> str:
+        for pattern, replacement in rules:
+            key = re.sub(pattern, replacement, key)
+        return prefix + key
+
+    return released
+
+
+_VIT_NAMES = [
+    (r"^embeddings\.class_embedding$", "cls_token"),
+    (r"^embeddings\.position_embedding$", "pos_embed"),
+    (r"^embeddings\.patch_embedding\.", "patch_embed.proj."),
+    (r"^post_layernorm\.", "norm."),
+    (r"^encoder\.layers\.(\d+)\.layer_norm1\.", r"blocks.\1.norm1."),
+    (r"^encoder\.layers\.(\d+)\.layer_norm2\.", r"blocks.\1.norm2."),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.qkv\.", r"blocks.\1.attn.qkv."),
+    (r"^encoder\.layers\.(\d+)\.self_attn\.projection\.", r"blocks.\1.attn.proj."),
+    (r"^encoder\.layers\.(\d+)\.mlp\.", r"blocks.\1.mlp."),
+]
+_BLOCK_NAMES = [
+    (r"self_attn\.[qkv]_proj\.(weight|bias)$", r"attn.in_proj_\1"),
+    (r"self_attn\.out_proj\.", "attn.out_proj."),
+    (r"layer_norm1\.", "ln_1."),
+    (r"layer_norm2\.", "ln_2."),
+    (r"mlp\.fc1\.", "mlp.c_fc."),
+    (r"mlp\.fc2\.", "mlp.c_proj."),
+]
+
+
+def vit_released_name(prefix: str):
+    """Module key of a mapped BLIP ViT -> its released name under ``prefix``."""
+    return _renamer(_VIT_NAMES, prefix)
+
+
+def clip_released_name(prefix: str):
+    """``CLIPModel`` key -> the OpenAI CLIP name under ``prefix`` (ActionCLIP: ``clip.``)."""
+    return _renamer(
+        [
+            (r"^vision_model\.encoder\.layers\.", "visual.transformer.resblocks."),
+            (r"^text_model\.encoder\.layers\.", "transformer.resblocks."),
+            (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
+            (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
+            (
+                r"^vision_model\.embeddings\.position_embedding\.weight$",
+                "visual.positional_embedding",
+            ),
+            (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre."),
+            (r"^vision_model\.post_layernorm\.", "visual.ln_post."),
+            (r"^visual_projection\.weight$", "visual.proj"),
+            (r"^text_model\.embeddings\.token_embedding\.", "token_embedding."),
+            (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
+            (r"^text_model\.final_layer_norm\.", "ln_final."),
+            (r"^text_projection\.weight$", "text_projection"),
+            *_BLOCK_NAMES,
+        ],
+        prefix,
+    )
+
+
+def adapter_released_name(prefix: str):
+    """``TemporalAdapter`` key -> ActionCLIP's adapter name under ``prefix``."""
+    return _renamer([(r"^encoder\.layers\.", "transformer.resblocks."), *_BLOCK_NAMES], prefix)
+
+
+def _take(state: dict, prefix: str, source: str) -> dict[str, torch.Tensor]:
+    part = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    if not part:
+        raise CheckpointKeyError(f"{source}: no tensors under {prefix!r}")
+    return part
+
+
+# --- BLIP's ViT (timm layout) -> transformers BlipVisionModel --------------------------------------
+
+_VIT_BLOCK = {
+    "norm1": "layer_norm1",
+    "attn.qkv": "self_attn.qkv",
+    "attn.proj": "self_attn.projection",
+    "norm2": "layer_norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
+
+
+def blip_vit_to_hf(vit: dict[str, torch.Tensor], source: str) -> dict[str, torch.Tensor]:
+    """BLIP's ``visual_encoder.*`` (cls_token, pos_embed, patch_embed, blocks, norm) as
+    ``BlipVisionModel`` keys. An unknown key is kept under its own name, so the strict load
+    names it."""
+    out = {}
+    for key, value in vit.items():
+        if key == "cls_token":
+            out["embeddings.class_embedding"] = value
+        elif key == "pos_embed":
+            out["embeddings.position_embedding"] = value
+        elif key.startswith("patch_embed.proj."):
+            out["embeddings.patch_embedding." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("norm."):
+            out["post_layernorm." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("blocks."):
+            _, layer, rest = key.split(".", 2)
+            name, kind = rest.rsplit(".", 1)
+            if name not in _VIT_BLOCK:
+                out[key] = value
+                continue
+            out[f"encoder.layers.{layer}.{_VIT_BLOCK[name]}.{kind}"] = value
+        else:
+            out[key] = value
+    return out
+
+
+# --- OpenAI CLIP (the `clip` package's layout) -> transformers CLIPModel / CLIPEncoder ----------
+
+
+def _resblocks_to_hf(blocks: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """``resblocks.N.*`` of an OpenAI CLIP transformer as ``CLIPEncoder`` ``layers.N.*`` keys
+    (the fused attention in_proj is split into q, k, v)."""
+    out = {}
+    for key, value in blocks.items():
+        layer, rest = key.split(".", 1)
+        base = f"{prefix}layers.{layer}."
+        if rest in ("attn.in_proj_weight", "attn.in_proj_bias"):
+            kind = "weight" if rest.endswith("weight") else "bias"
+            for name, part in zip(("q_proj", "k_proj", "v_proj"), value.chunk(3), strict=True):
+                out[f"{base}self_attn.{name}.{kind}"] = part
+            continue
+        renamed = {
+            "attn.out_proj": "self_attn.out_proj",
+            "ln_1": "layer_norm1",
+            "ln_2": "layer_norm2",
+            "mlp.c_fc": "mlp.fc1",
+            "mlp.c_proj": "mlp.fc2",
+        }
+        name, kind = rest.rsplit(".", 1)
+        out[base + f"{renamed.get(name, name)}.{kind}"] = value
+    return out
+
+
+def openai_clip_to_hf(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """An OpenAI CLIP state dict (``visual.*``, ``transformer.*``, ...) as ``CLIPModel`` keys."""
+    out = {}
+    vision_blocks, text_blocks = {}, {}
+    for key, value in clip.items():
+        if key.startswith("visual.transformer.resblocks."):
+            vision_blocks[key.removeprefix("visual.transformer.resblocks.")] = value
+        elif key.startswith("transformer.resblocks."):
+            text_blocks[key.removeprefix("transformer.resblocks.")] = value
+        elif key == "visual.conv1.weight":
+            out["vision_model.embeddings.patch_embedding.weight"] = value
+        elif key == "visual.class_embedding":
+            out["vision_model.embeddings.class_embedding"] = value
+        elif key == "visual.positional_embedding":
+            out["vision_model.embeddings.position_embedding.weight"] = value
+        elif key.startswith("visual.ln_pre."):
+            out["vision_model.pre_layrnorm." + key.rsplit(".", 1)[1]] = value
+        elif key.startswith("visual.ln_post."):
+            out["vision_model.post_layernorm." + key.rsplit(".", 1)[1]] = value
+        elif key == "visual.proj":
+            out["visual_projection.weight"] = value.t().contiguous()
+        elif key == "token_embedding.weight":
+            out["text_model.embeddings.token_embedding.weight"] = value
+        elif key == "positional_embedding":
+            out["text_model.embeddings.position_embedding.weight"] = value
+        elif key.startswith("ln_final."):
+            out["text_model.final_layer_norm." + key.rsplit(".", 1)[1]] = value
+        elif key == "text_projection":
+            out["text_projection.weight"] = value.t().contiguous()
+        elif key == "logit_scale":
+            out["logit_scale"] = value
+        else:
+            out[key] = value  # unknown: the strict load names it
+    out.update(_resblocks_to_hf(vision_blocks, "vision_model.encoder."))
+    out.update(_resblocks_to_hf(text_blocks, "text_model.encoder."))
+    return out
+
+
+def adapter_to_hf(adapter: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """ActionCLIP's ``adapter.*`` (frame position embeddings + an OpenAI CLIP transformer) as our
+    ``TemporalAdapter`` keys."""
+    out, blocks = {}, {}
+    for key, value in adapter.items():
+        if key.startswith("transformer.resblocks."):
+            blocks[key.removeprefix("transformer.resblocks.")] = value
+        else:
+            out[key] = value
+    out.update(_resblocks_to_hf(blocks, "encoder."))
+    return out

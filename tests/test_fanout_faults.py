@@ -1,0 +1,208 @@
+"""Fan-out under faults, with real processes (issue 24): a generation run's chunks spread over two
+gpu workers, one of them SIGKILLed mid-chunk; the disk filling up while a chunk writes videos.
+
+Short recovery settings as in ``test_run_crash`` (heartbeat 1 s, stale after 4 s); production
+defaults are 30 s / 600 s. No clock is faked and nothing of ours is mocked.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import uuid
+from collections import Counter
+from contextlib import ExitStack
+
+import pytest
+
+from annotation.models import Clip, ImportRow
+from annotation.services.ingest import referenced_names
+from labelhub.storage import list_objects, run_dir
+from runs.models import TrainingRun
+from tests.workers import celery_worker, wait_for
+from training.models import Candidate
+from training.services import launch
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+RECOVERY_ENV = {
+    "LABELHUB_RUN_HEARTBEAT_SECONDS": "1",
+    "LABELHUB_RUN_STALE_SECONDS": "4",
+    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
+    "OMP_NUM_THREADS": "1",
+}
+ENDED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+LIMIT = 300
+
+
+def _run(pk: int) -> TrainingRun:
+    return TrainingRun.objects.get(pk=pk)
+
+
+def _assert_exactly_once(run: TrainingRun, seed_round, k: int, base_seed: int) -> None:
+    """The target round holds K candidates per condition, none twice, every file referenced."""
+    clips = Clip.objects.filter(round_id=run.artifacts["round_id"])
+    conditions = set(seed_round.clips.values_list("condition_id", flat=True))
+    assert Counter(clips.values_list("condition_id", flat=True)) == dict.fromkeys(conditions, k)
+    pairs = list(clips.values_list("condition_id", "seed"))
+    assert len(set(pairs)) == len(pairs) == k * len(conditions)  # none twice
+    assert {seed for _, seed in pairs} == {base_seed + i for i in range(k)}
+    assert Candidate.objects.filter(clip__in=clips, run=run).count() == len(pairs)
+    assert not ImportRow.objects.exclude(status=ImportRow.Status.OK).filter(
+        payload__round_id=run.artifacts["round_id"]
+    )
+    # No orphaned file: no hand-over video left, every ingested file belongs to a clip or a
+    # condition, and no chunk left a local video behind.
+    assert not list_objects(("generated",))
+    referenced = referenced_names()
+    stored = [o.name for o in list_objects(("originals", "clips", "posters"))]
+    assert stored and set(stored) <= referenced
+    for chunk in run.children.all():
+        assert not (run_dir(chunk.pk) / "videos").exists()
+
+
+def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
+    seed_round, admin_user, isolated_media, tmp_path
+):
+    k, base_seed = 3, 5
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu1", "gpu2")}
+    with ExitStack() as stack:
+        processes = {
+            name: stack.enter_context(
+                celery_worker(
+                    queues="default" if name == "default" else "gpu",
+                    media_root=isolated_media,
+                    log_path=log,
+                    extra_env=RECOVERY_ENV,
+                    name=name,
+                    flush_broker=name == "default",
+                )
+            )
+            for name, log in logs.items()
+        }
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"fanout-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": k,
+                "base_seed": base_seed,
+                "inference_steps": 12,
+                "chunk_conditions": 1,
+            },
+        )
+
+        # Wait until the worker that does not hold the parent is mid-chunk: one candidate of
+        # its chunk made and handed over, the next one in flight.
+        def victim_mid_chunk():
+            parent = _run(run.pk)
+            for chunk in parent.children.filter(status=TrainingRun.Status.RUNNING, step__gte=1):
+                if chunk.worker and chunk.worker != parent.worker and chunk.step < k:
+                    return chunk
+            return None
+
+        wait_for(victim_mid_chunk, timeout=LIMIT, log_path=logs["gpu1"], interval=0.05)
+        lost = victim_mid_chunk()
+        assert lost is not None
+        victim = lost.worker.split("@")[0]
+        os.kill(processes[victim].pid, signal.SIGKILL)  # that GPU host dies mid-chunk
+        processes[victim].wait(timeout=30)
+
+        wait_for(
+            lambda: _run(run.pk).status in ENDED,
+            timeout=LIMIT,
+            log_path=logs["gpu1" if victim == "gpu2" else "gpu2"],
+        )
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    lost.refresh_from_db()
+    # The lost chunk was failed for its silent heartbeat and retried by the surviving worker.
+    assert lost.status == TrainingRun.Status.SUCCEEDED and lost.attempts == 2
+    assert "no heartbeat" in lost.log_tail and lost.worker.split("@")[0] != victim
+    others = run.children.exclude(pk=lost.pk)
+    assert {c.attempts for c in others} == {1}  # the other chunks ran once
+    assert run.artifacts["imported"] + run.artifacts["already_in_round"] >= k * 4
+    _assert_exactly_once(run, seed_round, k, base_seed)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MiB tmpfs (needs CAP_SYS_ADMIN: root in CI's container); skipped where mount is refused."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_disk_full_while_a_chunk_writes_fails_it_and_the_run_resumes(
+    seed_round, admin_user, isolated_media, tmp_path, small_disk
+):
+    k, base_seed = 2, 7
+    artifacts = small_disk / "artifacts"
+    artifacts.mkdir()
+    filler = small_disk / "filler"
+    # Fill the disk the gpu worker writes its videos on, leaving less than one video's room.
+    with open(filler, "wb", buffering=0) as handle:
+        try:
+            while True:
+                handle.write(b"\0" * 4096)
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+    env = {**RECOVERY_ENV, "LABELHUB_ARTIFACTS_ROOT": str(artifacts)}
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
+    with ExitStack() as stack:
+        for name, log in logs.items():
+            stack.enter_context(
+                celery_worker(
+                    queues=name,
+                    media_root=isolated_media,
+                    log_path=log,
+                    extra_env=env,
+                    name=name,
+                    flush_broker=name == "default",
+                )
+            )
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"full-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": k,
+                "base_seed": base_seed,
+                "inference_steps": 2,
+                "chunk_conditions": 2,
+                "chunk_attempts": 1,
+            },
+        )
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.FAILED
+        assert "2 of 2 chunks failed" in run.error and "disk full" in run.error
+        for chunk in run.children.all():
+            assert chunk.status == TrainingRun.Status.FAILED
+            assert "disk full: no space left on the device while writing" in chunk.error
+        # Nothing half-written was handed over or imported.
+        assert not Clip.objects.filter(round_id=run.artifacts["round_id"]).exists()
+        assert not ImportRow.objects.filter(payload__round_id=run.artifacts["round_id"]).exists()
+        assert not list_objects(("generated",))
+
+        filler.unlink()  # space is back
+        launch.resume(run_id=run.pk, created_by=admin_user)
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+    run.refresh_from_db()
+    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert {c.attempts for c in run.children.all()} == {2}
+    _assert_exactly_once(run, seed_round, k, base_seed)

@@ -1,0 +1,100 @@
+"""A GAPO run that asks for 2 GPUs, with real processes (issue 24): it goes to the ``gpu-x2`` queue,
+the worker there launches 2 training processes with ``accelerate launch`` (on CPU: gloo), and
+when one rank is SIGKILLed the run fails promptly (not hangs, not only when the stale sweep
+notices) and resumes from its last checkpoint, again on 2 processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from runs.models import TrainingRun
+from tests.test_run_crash import pairs_scored_by_brightness
+from tests.workers import celery_worker, wait_for
+from training.services import launch
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+# Heartbeat 1 s; the stale window stays long (60 s) so a failure inside it is the launcher's.
+ENV = {
+    "LABELHUB_RUN_HEARTBEAT_SECONDS": "1",
+    "LABELHUB_RUN_STALE_SECONDS": "60",
+    "OMP_NUM_THREADS": "1",
+}
+ENDED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+
+
+def rank_pids(rank: int) -> list[int]:
+    """Processes running ``-m training.ranks`` as torch.distributed rank ``rank``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"training.ranks" in cmdline and f"RANK={rank}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_gpus_2_runs_on_two_ranks_fails_when_one_dies_and_resumes(
+    seed_round, admin_user, isolated_media, tmp_path
+):
+    reward_model = pairs_scored_by_brightness(seed_round)
+    log = tmp_path / "gpu-x2.log"
+    with celery_worker(
+        queues="gpu-x2", media_root=isolated_media, log_path=log, extra_env=ENV, name="gpu-x2"
+    ):
+        run = launch.launch_run(
+            kind="gapo",
+            created_by=admin_user,
+            params={
+                "round_id": seed_round.pk,
+                "origin": "reward_model",
+                "reward_model_id": reward_model.pk,
+                "max_steps": 100000,
+                "checkpoint_every": 2,
+                "batch_pairs": 2,
+                "gpus": 2,
+            },
+        )
+        assert run.params["gpus"] == 2
+        wait_for(
+            lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path, timeout=300, log_path=log
+        )
+        assert TrainingRun.objects.get(pk=run.pk).worker.startswith("gpu-x2@")
+        victims = rank_pids(1)
+        assert len(victims) == 1, victims  # two ranks: rank 1 is one process
+        assert len(rank_pids(0)) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        killed_at = time.monotonic()
+        failed_at = wait_for(
+            lambda: TrainingRun.objects.get(pk=run.pk).status in ENDED, timeout=120, log_path=log
+        )
+        run.refresh_from_db()
+        assert run.status == TrainingRun.Status.FAILED
+        assert "a training process died" in run.error and "no heartbeat" not in run.error
+        assert failed_at - killed_at < float(ENV["LABELHUB_RUN_STALE_SECONDS"])
+        wait_for(lambda: not rank_pids(0) and not rank_pids(1), timeout=60)  # no rank left behind
+        checkpoint_step = int(Path(run.checkpoint_path).name.rsplit("-", 1)[1])
+
+        resumed = launch.resume(run_id=run.pk, created_by=admin_user, max_steps=checkpoint_step + 2)
+        assert resumed.params["gpus"] == 2
+        wait_for(
+            lambda: TrainingRun.objects.get(pk=resumed.pk).status in ENDED,
+            timeout=300,
+            log_path=log,
+        )
+    resumed.refresh_from_db()
+    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert f"at step {checkpoint_step}" in resumed.log_tail  # continued, not restarted
+    assert resumed.artifacts["steps"] == checkpoint_step + 2
+    print(f"\n2-rank run failed {failed_at - killed_at:.1f}s after rank 1 was killed")
