@@ -23,6 +23,13 @@ made by the same simulated comparers on the test clips (a quarter of the clips, 
 objective is measured the same way. Encoders are frozen (random tiny weights: only the heads
 learn), as the simulator is about the labels, not the features; ``--finetune`` trains encoders too.
 The simulator's constants are set once, before any result: they are not tuned to make one win.
+
+Measured (defaults: seeds 0 1 2, 128 clips, 2 judgements per train clip = 192, 30 epochs, frozen;
+867 s on 2 busy cores), mean accuracy without ties: pairs best on smoothness (0.77 vs regression
+0.72) and character (0.65 vs 0.63), regression on motion (0.71 vs pairs 0.67) and image
+consistency (0.78 vs 0.75), joint on appeal (0.83) and overall (0.77 vs 0.75); text is near
+chance for all three (frozen random features cannot see its rule). Most gaps are within the
+seeds' spread: no objective wins everywhere at this budget.
 """
 
 from __future__ import annotations

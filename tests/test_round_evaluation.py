@@ -55,7 +55,7 @@ def test_a_round_ends_with_policy_vs_base_tasks_judged_into_the_scoreboard(
     assert f"round {BASE_ROUND!r} is closed" in parent.error
     kept = {
         key: parent.artifacts[key]
-        for key in ("checkpoint_id", "import_batch_id", "next_scoring_run_id", "reward_model_id")
+        for key in ("checkpoint_id", "generation_run_id", "next_scoring_run_id", "reward_model_id")
     }
     assert "evaluation_tasks" not in parent.artifacts and not PairwiseTask.objects.exists()
 
