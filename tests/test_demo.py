@@ -148,8 +148,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert len(reward_model.evaluation["clips"]) == 12
     assert "spearman" in reward_model.metrics["overall"]
     # Round 1 and round 2's 24 candidates, scored with the same model for the scoreboard.
-    # and the base generator's 24 (same seeds), generated once for the human evaluation.
-    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24 + 24
+    # and the base generator's twins (same condition and seed) of the 3 evaluated candidates.
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24 + 3
 
     gapo = runs.get(kind="gapo")
     assert len(gapo.metrics) == demo_loop.ROUND_PARAMS["steps"]  # the run page's plots
