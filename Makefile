@@ -77,7 +77,10 @@ clean-demo: stop ## drop the demo database and var/ (media, imports, logs)
 	  c.execute('DROP DATABASE IF EXISTS \"%s\" WITH (FORCE)' % d['NAME'])"
 	rm -rf var/media var/import var/static var/log var/run
 
-.PHONY: check-deploy fuzz
+.PHONY: check-deploy fuzz docs-check
+docs-check: ## run every command of README "The loop, by hand" in a new shell, against a demo database
+	scripts/test.sh tests/test_readme_loop.py -v $(ARGS)
+
 check-deploy: setup ## manage.py check --deploy under the documented production environment
 	scripts/check_deploy.sh
 

@@ -42,3 +42,9 @@ def sweep_stuck_snapshots() -> list[int]:
 def build_dataset_folder(folder_id: int) -> None:
     """Build a snapshot's dataset folder; a delivery for one ready or being built does nothing."""
     dataset_folders.build_dataset_folder(folder_id=folder_id)
+
+
+@app.task(name="annotation.sweep_stuck_dataset_folders")
+def sweep_stuck_dataset_folders() -> list[int]:
+    """Beat: send dataset folders whose builder died back to the queue (they resume)."""
+    return dataset_folders.sweep_stuck_dataset_folders()

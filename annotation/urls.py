@@ -5,6 +5,7 @@ from annotation.api import guidelines as guidelines_api
 from annotation.api import history as history_api
 from annotation.views import annotate as views
 from annotation.views import guidelines as guidelines_views
+from annotation.views import label_studio as label_studio_views
 from annotation.views.media import clip_media
 
 app_name = "annotation"
@@ -14,6 +15,11 @@ urlpatterns = [
     path("annotate/<int:round_id>/", views.annotate_page, name="annotate"),
     path("lead/import/", views.import_page, name="import"),
     path("lead/import/<int:batch_id>/", views.import_report_page, name="import_report"),
+    path(
+        "lead/import/label-studio/",
+        label_studio_views.label_studio_import_page,
+        name="import_label_studio",
+    ),
     path("media/clip/<int:clip_id>/<str:kind>", clip_media, name="clip_media"),
     path("api/me/", api.MeView.as_view(), name="api_me"),
     path("api/rounds/<int:round_id>/next/", api.NextClipView.as_view(), name="api_next"),

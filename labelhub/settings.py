@@ -264,6 +264,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
         "options": {"queue": "default"},
     },
+    "sweep-stuck-dataset-folders": {
+        "task": "annotation.sweep_stuck_dataset_folders",
+        "schedule": LABELHUB_EXPORT_SWEEP_SECONDS,
+        "options": {"queue": "default"},
+    },
     "fail-stale-runs": {
         "task": "runs.fail_stale_runs",
         "schedule": LABELHUB_RUN_SWEEP_SECONDS,

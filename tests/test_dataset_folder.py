@@ -28,6 +28,7 @@ from annotation.services.dataset_folders import (
     build_dataset_folder,
     dataset_archive,
     request_dataset_folder,
+    sweep_stuck_dataset_folders,
 )
 from annotation.services.exports import create_snapshot
 from annotation.services.ingest import import_rows
@@ -211,7 +212,10 @@ def test_originals_on_request_and_an_interrupted_build_resumes(
     DatasetFolder.objects.filter(pk=folder.pk).update(
         status=DatasetFolder.Status.RUNNING, heartbeat_at=timezone.now() - timedelta(hours=1)
     )
-    folder = build_dataset_folder(folder_id=folder.pk)
+    # Beat's sweeper finds it silent and sends it back to the queue (eager here): it resumes.
+    with django_capture_on_commit_callbacks(execute=True):
+        assert sweep_stuck_dataset_folders() == [folder.pk]
+    folder.refresh_from_db()
     assert folder.status == DatasetFolder.Status.READY
     assert untouched.stat().st_mtime_ns == before  # a whole copy is kept, not copied again
     assert (

@@ -230,3 +230,26 @@ def test_a_mapping_without_all_six_dimensions_is_refused(tmp_path):
             round_name="x",
             mapping=str(mapping),
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_lead_import_page_takes_the_export_and_shows_each_tasks_error(tmp_path, lead):
+    from django.test import Client
+    from django.urls import reverse
+
+    export = write_export(tmp_path)
+    client = Client()
+    client.force_login(lead)
+    page = client.get(reverse("annotation:import"))
+    assert reverse("annotation:import_label_studio") in page.content.decode()
+    with export.open("rb") as handle:
+        response = client.post(
+            reverse("annotation:import_label_studio"), {"export": handle, "round": "ls-page"}
+        )
+    body = response.content.decode()
+    assert response.status_code == 200
+    assert "7 rating(s) and 3 judgement(s) added" in body
+    assert "task 22: unknown task shape" in body
+    assert Rating.objects.filter(clip__round__name="ls-page").count() == 7
+    client.force_login(make_user("just-a-rater", "annotator"))
+    assert client.get(reverse("annotation:import_label_studio")).status_code in (302, 403)

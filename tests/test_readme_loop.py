@@ -5,7 +5,8 @@ that fails, or whose output no longer shows what the README prints under it, fai
 
 The demo database is the real one: `manage.py seed_demo` and `manage.py seed_demo_loop` (what
 `make demo` runs), in a fresh test database whose ids start at 1, so the README's literal ids
-(`--round 1`, `--snapshot 2`, ...) are those of a fresh demo. `make docs-check` runs this file.
+(`--round 1`, `--snapshot 2`, ...) are those of a fresh demo. `make docs-check` runs this file. At the end, the demo's snapshot is exported as a dataset
+folder (`export_dataset --archive`) and loaded offline with `datasets` from the extracted tar.
 """
 
 from __future__ import annotations
@@ -14,12 +15,14 @@ import os
 import secrets
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from tests.readme_blocks import blocks, section, unmatched
+from tests.test_dataset_folder import load_offline
 from tests.workers import BROKER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -134,6 +137,19 @@ def test_every_command_of_the_loop_by_hand_runs_as_written(tmp_path):
                 )
                 ran += 1
         assert ran == 7
+
+        # The demo's snapshot leaves with its videos: a dataset folder `datasets` loads offline.
+        done = _shell(
+            f".venv/bin/python manage.py export_dataset --snapshot 2 --archive {tmp_path}/ds.tar",
+            env,
+            timeout=600,
+        )
+        assert done.returncode == 0, done.stdout[-4000:]
+        with tarfile.open(tmp_path / "ds.tar") as tar:
+            tar.extractall(tmp_path / "dataset", filter="data")
+        loaded = load_offline(tmp_path / "dataset" / "snapshot-2-dataset")
+        assert loaded["splits"] == {"train": 36, "test": 12}  # the README's snapshot 2
+        assert loaded["frames"] > 0
     finally:
         for worker in workers:
             worker.terminate()

@@ -6,7 +6,8 @@ Requested from the exports page or ``manage.py export_dataset``; built by
 under a row lock (pending, failed, or running with a silent heartbeat), media copied storage to
 storage, metadata and card written, then a file list (``exports/<id>/<folder>.files.jsonl``) the
 download streams from. A build whose worker was killed resumes: the files already copied whole are
-kept. A build that fails (out of disk, a missing source) removes everything it wrote, so a half
+kept (``sweep_stuck_dataset_folders``, on beat with the snapshot sweeper, sends it back to the
+queue). A build that fails (out of disk, a missing source) removes everything it wrote, so a half
 folder never sits in storage; the row says why and the page can ask again.
 """
 
@@ -86,6 +87,19 @@ def _abandoned(folder: DatasetFolder) -> bool:
     return folder.status == Status.RUNNING and (
         folder.heartbeat_at is None or folder.heartbeat_at < _stale_before()
     )
+
+
+def sweep_stuck_dataset_folders() -> list[int]:
+    """Send folders whose builder stopped beating back to the queue (they resume); their ids."""
+    stuck = list(
+        DatasetFolder.objects.filter(
+            status=Status.RUNNING, heartbeat_at__lt=_stale_before()
+        ).values_list("pk", flat=True)
+    )
+    for folder_id in stuck:
+        logger.warning("dataset folder %s: builder lost, resuming it", folder_id)
+        enqueue(BUILD_TASK, folder_id=folder_id)
+    return stuck
 
 
 def _claim(folder_id: int) -> bool:
