@@ -144,20 +144,30 @@ def _judge(items, key: str, pairs: int, split: str, rng: random.Random) -> list[
 @pytest.mark.usefixtures("two_threads")
 def test_pairs_learn_from_judgements_alone(tmp_path):
     """Appeal's labels are scrambled; only the judgements carry its rule (brightness). Pairs must
-    order held-out judgements well; regression on the scrambled labels is near chance. Measured
-    (seed 0, 48 clips, 20 epochs): pairs 1.00 without ties (0.90 with), regression 0.48 (0.35);
-    the thresholds leave room for other seeds and float rounding."""
+    order held-out judgements well, and just as well when every judgement is reversed (darker is
+    better): a head that did not learn from the judgements (random features can happen to follow
+    brightness) cannot be right both ways. Regression on the scrambled labels is near chance.
+    Measured (seed 0, 48 clips, 20 epochs): pairs 1.00 without ties (0.90 with), reversed 1.00,
+    regression 0.48 (0.35); the thresholds leave room for other seeds and float rounding."""
     key = "visual_appeal"
     items = rule_items(make_rule_clips(tmp_path / "clips", 48, seed=0))
     rng = random.Random(0)
     comparisons = _judge(items, key, 200, "train", rng) + _judge(items, key, 60, "test", rng)
+    flip = {"a": "b", "b": "a", "tie": "tie"}
+    reversed_ = [
+        Comparison(c.clip_a, c.clip_b, c.dimension, flip[c.choice], c.split) for c in comparisons
+    ]
     scrambled = [i.labels[key] for i in items]
     rng.shuffle(scrambled)
     for item, value in zip(items, scrambled, strict=True):
         item.labels = {**item.labels, key: value}
         item.character_id = None
     results = {}
-    for objective in ("pairs", "regression"):
+    for name, objective, judgements in (
+        ("pairs", "pairs", comparisons),
+        ("reversed", "pairs", reversed_),
+        ("regression", "regression", comparisons),
+    ):
         config = RewardTrainConfig(
             objective=objective,
             dimensions=(key,),
@@ -165,14 +175,16 @@ def test_pairs_learn_from_judgements_alone(tmp_path):
             learning_rate=3e-3,
             decode_workers=1,
         )
-        result = train_reward(items, config, tmp_path / objective, comparisons=comparisons)
-        results[objective] = result.metrics[key]
+        result = train_reward(items, config, tmp_path / name, comparisons=judgements)
+        results[name] = result.metrics[key]
         assert result.comparisons == {"train": 200, "test": 60, "left_out_undecodable": 0}
-    pairs, regression = results["pairs"], results["regression"]
-    assert pairs["comparisons"] == 60 and pairs["decisive_comparisons"] > 30
     print(
         {k: (v["comparison_accuracy"], v["comparison_accuracy_ties"]) for k, v in results.items()}
     )
-    assert pairs["comparison_accuracy"] >= 0.85
+    pairs, regression = results["pairs"], results["regression"]
+    assert pairs["comparisons"] == 60 and pairs["decisive_comparisons"] > 30
+    assert (
+        pairs["comparison_accuracy"] >= 0.85 and results["reversed"]["comparison_accuracy"] >= 0.85
+    )
     assert pairs["comparison_accuracy"] > regression["comparison_accuracy"] + 0.2
     assert pairs["comparison_accuracy_ties"] is not None and pairs["tie_threshold"] is not None
