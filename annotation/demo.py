@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 from concurrent.futures import ProcessPoolExecutor
@@ -490,7 +491,10 @@ def render_demo_set(
     ]
     workers = min(workers or os.cpu_count() or 1, len(todo))
     if workers > 1:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Spawned, not forked: a forked child inherits the parent's pooled broker connections,
+        # and kombu's after-fork cleanup then blocks reading a socket the parent still owns.
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=workers, mp_context=spawn) as pool:
             list(pool.map(_render_condition, [out_dir] * len(todo), todo))
     else:
         for condition in todo:

@@ -31,62 +31,25 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from training.alignment import release  # noqa: E402
 from training.alignment.cogvideox import (  # noqa: E402
     COGVIDEOX_5B_I2V_TRANSFORMER,
-    SCHEDULER_CONFIG,
     SHAPES,
-    GeneratorComponents,
-    build_tiny_tokenizer,
     load_generator,
 )
-from training.alignment.trainer import TrainConfig, add_lora, rotary_embedding, training_step  # noqa: E402
+from training.alignment.release import init_args  # noqa: E402
+from training.alignment.replica import build_full_size_random  # noqa: E402
+from training.alignment.trainer import (  # noqa: E402
+    TrainConfig,
+    add_lora,
+    draw_for_slots,
+    rotary_embedding,
+    training_step,
+)
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
-FULL_VAE = {
-    "block_out_channels": (128, 256, 256, 512),
-    "latent_channels": 16,
-    "layers_per_block": 3,
-    "temporal_compression_ratio": 4,
-    "scaling_factor": 0.7,
-}
-T5_XXL = {
-    "d_model": 4096,
-    "d_kv": 64,
-    "d_ff": 10240,
-    "num_layers": 24,
-    "num_heads": 64,
-    "vocab_size": 32128,
-    "feed_forward_proj": "gated-gelu",
-    "relative_attention_num_buckets": 32,
-    "dropout_rate": 0.0,
-}
-
-
-def full_size_random(device, dtype) -> GeneratorComponents:
-    """CogVideoX-5B-I2V's architecture with random weights (no download): transformer, VAE, T5-XXL."""
-    from diffusers import (
-        AutoencoderKLCogVideoX,
-        CogVideoXDDIMScheduler,
-        CogVideoXTransformer3DModel,
-    )
-    from transformers import T5Config, T5EncoderModel
-
-    torch.manual_seed(0)
-    with torch.device(device):
-        transformer = CogVideoXTransformer3DModel(**COGVIDEOX_5B_I2V_TRANSFORMER).to(dtype)
-        vae = AutoencoderKLCogVideoX(**FULL_VAE).to(dtype)
-        text_encoder = T5EncoderModel(T5Config(**T5_XXL)).to(dtype)
-    for module in (transformer, vae, text_encoder):
-        module.requires_grad_(False).eval()
-    return GeneratorComponents(
-        "cogvideox-5b-i2v",
-        transformer,
-        vae,
-        text_encoder,
-        build_tiny_tokenizer(),
-        CogVideoXDDIMScheduler(**SCHEDULER_CONFIG),
-        SHAPES["cogvideox-5b-i2v"],
-    )
+FULL_VAE = init_args(release.VAE)
+T5_XXL = init_args(release.TEXT_ENCODER)
 
 
 def forward_flops(transformer, tokens: int) -> float:
@@ -108,13 +71,17 @@ def synthetic_batch(components, device, pairs: int = 1) -> dict:
         shape.width // components_spatial(components),
     )
     g = torch.Generator().manual_seed(0)
+    bf16 = torch.bfloat16  # as the pair cache holds them
     return {
-        "winner_latents": torch.randn(latent, generator=g).to(device),
-        "loser_latents": torch.randn(latent, generator=g).to(device),
-        "image_latents": torch.randn(latent, generator=g).to(device),
+        "winner_latents": torch.randn(latent, generator=g).to(device, bf16),
+        "loser_latents": torch.randn(latent, generator=g).to(device, bf16),
+        "image_latents": torch.randn((pairs, 1, *latent[2:]), generator=g).to(device, bf16),
         "prompt_embeds": torch.randn(
             pairs, cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
-        ).to(device),
+        ).to(device, bf16),
+        "empty_prompt_embeds": torch.randn(
+            cfg.max_text_seq_length, cfg.text_embed_dim, generator=g
+        ).to(device, bf16),
         "winner_rewards": torch.tensor([0.8] * pairs, device=device),
         "loser_rewards": torch.tensor([0.3] * pairs, device=device),
     }
@@ -140,13 +107,20 @@ def time_steps(components, batch, config, device, *, warmup: int, repeats: int, 
     for i in range(warmup + repeats):
         sync(device)
         start = time.perf_counter()
+        draws = draw_for_slots(
+            config,
+            step=i,
+            slots=list(range(len(batch["winner_latents"]))),
+            latent_shape=batch["winner_latents"].shape[1:],
+            num_timesteps=components.scheduler.config.num_train_timesteps,
+        )
         loss, _ = training_step(
             transformer=transformer,
             scheduler=components.scheduler,
             batch=batch,
+            draws=draws,
             config=config,
             rotary=rotary,
-            generator=torch.Generator().manual_seed(i),
             autocast_dtype=torch.bfloat16 if bf16 else None,
         )
         loss.backward()
@@ -270,8 +244,13 @@ def plan(args) -> dict:
     saved = cfg["num_layers"] * per_block_saved
     recompute = 16 * samples * tokens * hidden * bf16
     latent = latent_frames * cfg["out_channels"] * lh * lw
-    per_pair = 3 * latent + cfg["max_text_seq_length"] * cfg["text_embed_dim"]  # floats
-    batch_tensors = args.batch_pairs * per_pair * 4 * 4  # fp32 batch, noisy/target/v copies
+    text = cfg["max_text_seq_length"] * cfg["text_embed_dim"]
+    # The pair cache (trainer.encode_pairs): winner + loser latents, one image-latent frame and the
+    # prompt embedding, in bf16. Before: all 13 image-latent frames (12 of them zero padding) in
+    # fp32: (3 x latent + text) x 4 bytes = 17.2 MB a pair.
+    per_pair = (2 * latent + latent // latent_frames + text) * bf16
+    per_pair_before = (3 * latent + text) * 4
+    batch_tensors = args.batch_pairs * (3 * latent + text) * 4 * 4  # fp32 noisy/target/v copies
     gpu = {
         "transformer weights (bf16)": base * bf16,
         "LoRA weights (fp32)": lora * 4,
@@ -288,17 +267,25 @@ def plan(args) -> dict:
     # The encoding phase (before training): transformer + T5 + VAE, VAE-encoding one 49x480x720 clip
     # with diffusers' tiled/sliced causal conv cache (~10 GiB measured class on 80 GB cards).
     encode_peak = (base + t5 + vae) * bf16 + int(10 * GIB) + int(3 * GIB)
-    cache_bytes = args.pairs * per_pair * 4
+    cache_bytes = args.pairs * per_pair
     checkpoint_bytes = lora * (4 + 8) + 4096  # LoRA fp32 + AdamW state + trainer_state.json
     kept = min(args.keep_last + 1, max(1, args.steps // args.checkpoint_every))
+    candidates = args.candidates_in_flight * args.video_mb * 2**20
     disk = {
         "CogVideoX-5B-I2V weights (bf16 transformer + T5-XXL + VAE)": (base + t5 + vae) * bf16,
-        f"pair videos ({2 * args.pairs} mp4 at ~{args.video_mb} MB)": int(
+        f"virtualenv (torch with CUDA libraries, ~{args.venv_gib:.0f} GiB)": int(
+            args.venv_gib * GIB
+        ),
+        f"pair videos fetched for encoding ({2 * args.pairs} mp4 at ~{args.video_mb} MB)": int(
             2 * args.pairs * args.video_mb * 2**20
         ),
-        f"latent cache (fp32, {per_pair * 4 / 2**20:.1f} MiB a pair)": cache_bytes,
+        f"latent cache (bf16, {per_pair / 1e6:.1f} MB a pair; was {per_pair_before / 1e6:.1f})": (
+            cache_bytes
+        ),
         f"checkpoints kept ({kept} = last {args.keep_last} + best)": kept * checkpoint_bytes,
         "final LoRA": lora * 4,
+        f"generated candidates not yet imported ({args.candidates_in_flight})": int(candidates),
+        "logs, metrics, pairs JSONL, run outputs": int(0.2 * GIB),
     }
     no_retention = max(1, args.steps // args.checkpoint_every) * checkpoint_bytes
     return {
@@ -309,6 +296,8 @@ def plan(args) -> dict:
         "gpu_encode_peak": encode_peak,
         "gpu_peak": max(train_peak, encode_peak),
         "gpu_if_cache_on_gpu": train_peak + cache_bytes,
+        "cache_bytes_per_pair": per_pair,
+        "cache_bytes_per_pair_before": per_pair_before,
         "disk": disk,
         "disk_total": sum(disk.values()),
         "disk_without_retention": sum(disk.values()) - kept * checkpoint_bytes + no_retention,
@@ -333,19 +322,105 @@ def print_plan(args) -> None:
         print(f"    {name:<44} {gib(value)}")
     print(f"    {'peak while training':<44} {gib(result['gpu_train_peak'])}")
     print(f"    {'peak while encoding pairs (T5 + VAE live)':<44} {gib(result['gpu_encode_peak'])}")
-    fits = result["gpu_peak"] <= 80e9
+    gpu_budget = 0.8 * 80e9
+    fits = result["gpu_peak"] <= gpu_budget
     print(
-        f"  planned peak: {gib(result['gpu_peak'])} of 80 GB (74.5 GiB) -> {'fits' if fits else 'DOES NOT FIT'}"
-        f" (with the fp32 cache on the GPU, as before: {gib(result['gpu_if_cache_on_gpu'])})"
+        f"  planned peak: {gib(result['gpu_peak'])} of 80 GB; budget 80% = {gib(gpu_budget)} -> "
+        f"{'fits' if fits else 'DOES NOT FIT'} (with the cache on the GPU: "
+        f"{gib(result['gpu_if_cache_on_gpu'])})"
     )
-    print("  disk:")
+    print(
+        f"  pair cache: {result['cache_bytes_per_pair'] / 1e6:.1f} MB a pair "
+        f"(before: {result['cache_bytes_per_pair_before'] / 1e6:.1f} MB, fp32 with 12 zero "
+        f"image-latent frames)"
+    )
+    print("  disk of the GPU host:")
     for name, value in result["disk"].items():
-        print(f"    {name:<60} {gib(value)}")
-    fits = result["disk_total"] <= 64 * GIB
+        print(f"    {name:<72} {gib(value)}")
+    disk_budget = 0.8 * 64 * GIB
+    fits = result["disk_total"] <= disk_budget
     print(
-        f"  disk total: {gib(result['disk_total'])} of 64 GiB -> {'fits' if fits else 'DOES NOT FIT'}"
-        f" (keeping every checkpoint: {gib(result['disk_without_retention'])})"
+        f"  disk total: {gib(result['disk_total'])} of 64 GiB; budget 80% = {gib(disk_budget)} -> "
+        f"{'fits' if fits else 'DOES NOT FIT'} (keeping every checkpoint: "
+        f"{gib(result['disk_without_retention'])})"
     )
+
+
+# ----------------------------------------------------------------------------------------------
+# --host-memory N: peak host memory (RSS) of the encoding phase and of training, tiny widths
+# ----------------------------------------------------------------------------------------------
+
+
+def host_memory(pairs: int) -> dict:
+    """Encode ``pairs`` synthetic pairs (tiny preset) and train 3 steps; peak RSS after each."""
+    import threading
+
+    import psutil
+
+    from scoring.anime_reward.video import write_video
+    from training.alignment.cogvideox import smooth_videos
+    from training.alignment.pairs import Pair
+    from training.alignment.trainer import encode_pairs, train
+
+    components = load_generator("tiny")
+    shape = components.shape
+    process = psutil.Process()
+    rss = lambda: process.memory_info().rss  # noqa: E731
+
+    class Peak:
+        """The highest RSS seen while the block runs (sampled every 2 ms): the phase's own peak,
+        not the lifetime maximum of ``ru_maxrss``, which the video writing before would set."""
+
+        def __enter__(self):
+            self.value, self.done = rss(), threading.Event()
+            self.thread = threading.Thread(target=self.sample, daemon=True)
+            self.thread.start()
+            return self
+
+        def sample(self):
+            while not self.done.wait(0.002):
+                self.value = max(self.value, rss())
+
+        def __exit__(self, *exc):
+            self.done.set()
+            self.thread.join()
+            self.value = max(self.value, rss())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        g = torch.Generator().manual_seed(0)
+        records = []
+        for i in range(pairs):
+            videos = ((smooth_videos(2, shape, g) + 1) * 127.5).round().to(torch.uint8)
+            paths = [
+                write_video(v.permute(1, 2, 3, 0).numpy(), Path(tmp) / f"{i}-{k}.mp4", fps=8)
+                for k, v in enumerate(videos)
+            ]
+            records.append(
+                Pair(i, 2 * i, 2 * i + 1, 0.8, 0.2, str(paths[0]), str(paths[1]), f"pair {i}", "")
+            )
+        baseline = rss()
+        with Peak() as encoding:
+            cache = encode_pairs(
+                records, components, cache_path=Path(tmp) / "c.safetensors",
+                image_noise_mean=-3.0, seed=0,
+            )  # fmt: skip
+        cache_bytes = sum(t.numel() * t.element_size() for t in cache.values())
+        del cache
+        with Peak() as training:
+            train(
+                TrainConfig(output_dir=tmp, max_steps=3, lora_rank=4, checkpoint_every=0,
+                            validation_share=0.0),
+                records,
+                components=components,
+            )  # fmt: skip
+        mib = lambda b: round(b / 2**20, 2)  # noqa: E731
+        return {
+            "pairs": pairs,
+            "cache_mib": mib(cache_bytes),
+            "rss_before_encoding_mib": mib(baseline),
+            "encoding_peak_growth_mib": mib(encoding.value - baseline),
+            "training_peak_growth_mib": mib(training.value - baseline),
+        }
 
 
 def main() -> None:
@@ -374,7 +449,26 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--keep-last", type=int, default=2)
     parser.add_argument("--video-mb", type=float, default=1.5, help="size of one 6 s pair video")
+    parser.add_argument(
+        "--venv-gib", type=float, default=8.0, help="the virtualenv with CUDA torch (estimate)"
+    )
+    parser.add_argument(
+        "--candidates-in-flight",
+        type=int,
+        default=64,
+        help="generated videos on local disk before their import (one chunk's worth)",
+    )
+    parser.add_argument(
+        "--host-memory",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="peak host memory of encoding PAIRS pairs and of training on them (tiny preset)",
+    )
     args = parser.parse_args()
+    if args.host_memory:
+        print(json.dumps(host_memory(args.host_memory)))
+        return
     if args.plan:
         print_plan(args)
         if not torch.cuda.is_available():
@@ -389,7 +483,7 @@ def main() -> None:
     if args.preset == "tiny":
         components = load_generator("tiny", device=device, dtype=dtype)
     else:
-        components = full_size_random(device, dtype)
+        components = build_full_size_random(device, dtype)
     transformer = components.transformer
     shape = components.shape
     add_lora(transformer, rank=args.lora_rank, alpha=args.lora_rank)
@@ -412,7 +506,9 @@ def main() -> None:
         "gradient_checkpointing": True,
     }
     for loss_type in ("gapo", "sft"):
-        config = TrainConfig(output_dir="-", loss_type=loss_type, image_dropout=0.0)
+        config = TrainConfig(
+            output_dir="-", loss_type=loss_type, image_dropout=0.0, text_dropout=0.0
+        )
         step_batch = batch
         if loss_type == "sft":  # SFT on the same two videos: winner and loser as two samples
             step_batch = {

@@ -197,7 +197,7 @@ LABELHUB_REWARD_SOURCES = {
     if env_str(f"LABELHUB_REWARD_SOURCE_{name.upper()}", "")
 }
 # The anisora reward preset: Bilibili's released AnimeReward, the release's reward/ folder laid out
-# as its READMEs say (weights/ and character/IP_checkpoints/; README "Released AnimeReward weights").
+# as its READMEs say (weights/ and character/IP_checkpoints/; README "AnimeReward weights").
 LABELHUB_ANISORA_REWARD_DIR = env_str("LABELHUB_ANISORA_REWARD_DIR", "")
 LABELHUB_ARTIFACTS_ROOT = Path(
     env_str("LABELHUB_ARTIFACTS_ROOT", str(BASE_DIR / "var" / "artifacts"))

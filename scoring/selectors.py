@@ -156,15 +156,23 @@ def starting_weights(reward_model: RewardModel) -> dict:
         root = config.get("release_dir", "")
         mode = config.get("release_finetune", "heads")
         chosen = config.get("dimensions") or DIMENSION_KEYS
-        trained = {k for k in HEAD_DIMENSIONS if k in chosen} if mode == "heads" else set()
+        trained = {k for k in HEAD_DIMENSIONS if k in chosen} if mode != "none" else set()
+        whole = {"image_consistency", "text_consistency"} & trained if mode == "full" else set()
+        summaries = {
+            "heads": " with its heads trained on this snapshot",
+            "full": " with its heads and BLIP consistency models trained on this snapshot",
+        }
         return {
-            "summary": "Bilibili's released AnimeReward"
-            + (" with its heads trained on this snapshot" if mode == "heads" else ", as released"),
+            "summary": "Bilibili's released AnimeReward" + summaries.get(mode, ", as released"),
             "rows": [
                 {
                     "name": d.name,
                     "files": [f"{root}/{rel}" if root else rel for rel in DIMENSION_FILES[d.key]],
-                    "trained": "head" if d.key in trained else "as released",
+                    "trained": "whole model"
+                    if d.key in whole
+                    else "head"
+                    if d.key in trained
+                    else "as released",
                 }
                 for d in DIMENSIONS
             ],

@@ -77,6 +77,11 @@ def training_form_config(form) -> dict:
     for name in ("objective", "tie_model"):  # the config names the valid choices
         if form.get(name, "").strip():
             config[name] = form[name].strip()
+    release = form.get("release_finetune", "")
+    if release:  # the anisora preset: train the released heads, or evaluate the release as is
+        if release not in ("heads", "full", "none"):
+            raise ValueError("start from the release must be heads, full or none")
+        config["release_finetune"] = release
     finetune = form.get("finetune_encoders", "")
     if finetune not in FINETUNE_CHOICES:
         raise ValueError(f"fine-tune encoders must be one of {', '.join(FINETUNE_CHOICES)}")

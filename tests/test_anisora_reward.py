@@ -366,6 +366,15 @@ def test_pth_is_read_weights_only_and_kept_as_safetensors_beside(release, tmp_pa
     path.unlink()  # later loads read the conversion
     again = read_release_state(path)
     assert set(again) == set(first) and all(torch.equal(again[k], first[k]) for k in first)
+    # a release file replaced after the conversion is read (and converted) again
+    replaced = {k: v + 1 if v.is_floating_point() else v for k, v in first.items()}
+    torch.save({"model": replaced}, path)
+    import os
+
+    os.utime(path, (converted.stat().st_mtime + 10, converted.stat().st_mtime + 10))
+    fresh = read_release_state(path)
+    assert all(torch.equal(fresh[k], replaced[k]) for k in first)
+    assert not list(converted.parent.glob("*.partial"))
 
     class Payload:  # anything but tensors and plain containers is refused, never run
         def __reduce__(self):
@@ -393,3 +402,63 @@ def test_character_consistency_prefers_the_clip_s_own_gallery_character(model):
         assert model.character_reward(frames, condition, None) in (0.0, pytest.approx(1.0))
     finally:
         model.gallery = {}
+
+
+def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir, tmp_path):
+    """release_finetune="full": the image consistency model's ViT changes (L1 on its sigmoid),
+    the frames wait on disk, and the saved model gives back the held-out predictions."""
+    from scoring.anime_reward.anisora.train import train_anisora
+    from scoring.anime_reward.config import RewardTrainConfig
+    from scoring.anime_reward.synthetic import make_labelled_clips
+    from scoring.anime_reward.train import RewardItem
+
+    clips = make_labelled_clips(tmp_path / "clips", 6, seed=2)
+    items = [
+        RewardItem(
+            clip_id=c.index,
+            video_path=str(c.video_path),
+            condition_image_path=str(c.condition_image_path),
+            prompt=c.prompt,
+            labels=c.labels,
+            split="test" if c.index < 2 else "train",
+            condition_id=c.index,
+        )
+        for c in clips
+    ]
+    config = RewardTrainConfig(
+        preset="anisora",
+        release_dir=str(release),
+        release_finetune="full",
+        encoder_sources={"sam": str(sam_dir)},
+        dimensions=("image_consistency",),
+        epochs=2,
+        batch_size=2,
+        encoder_learning_rate=1e-3,
+    )
+    before = AnisoraReward.from_release(release, sam_source=str(sam_dir))
+    result = train_anisora(items, config, tmp_path / "model")
+    assert len(result["losses"]["image_consistency"]) == 2
+    assert not (tmp_path / ".model-frames").exists()
+    reloaded = AnisoraReward.load(tmp_path / "model")
+    assert reloaded.tuned_models == ["image_consistency"]
+    old = before.image_consistency.visual_encoder.state_dict()
+    new = reloaded.image_consistency.visual_encoder.state_dict()
+    assert any(not torch.equal(old[k], new[k]) for k in old)  # the ViT itself was trained
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(
+            before.text_consistency.state_dict().values(),
+            reloaded.text_consistency.state_dict().values(),
+            strict=True,
+        )
+    )  # not asked for: as released
+    for row in result["evaluation"]:
+        clip = next(c for c in clips if c.index == row["clip_id"])
+        frames = read_clip_frames(clip.video_path, size=NATIVE)
+        with Image.open(clip.condition_image_path) as image:
+            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
+        scored = reloaded.score_batch(inputs)
+        assert float(scored["image_consistency"][0]) == pytest.approx(
+            row["predicted"]["image_consistency"], abs=1e-4
+        )

@@ -132,7 +132,11 @@ def test_released_models_evaluate_fine_tune_and_score_a_round(
     assert response.status_code == 202
     run = TrainingRun.objects.get(pk=response.json()["run_id"])
     assert run.status == TrainingRun.Status.SUCCEEDED, run.log_tail
-    assert run.artifacts == {"scored": 8, "failed": 0, "already_scored": 0}
+    assert {k: run.artifacts[k] for k in ("scored", "failed", "already_scored")} == {
+        "scored": 8,
+        "failed": 0,
+        "already_scored": 0,
+    }
     for score in ClipScore.objects.filter(reward_model=tuned):
         rewards = score.rewards()
         assert score.error == "" and all(0.0 <= v <= 1.0 for v in rewards.values())
@@ -166,3 +170,31 @@ def test_a_release_folder_missing_a_file_is_refused_at_launch(
         content_type="application/json",
     )
     assert "weights/bert-base-uncased/vocab.txt" in response.json()["detail"]
+
+
+def test_the_runs_form_and_the_command_start_from_the_release(
+    client, release_settings, labelled_round, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    _, snapshot = labelled_round
+    client.force_login(make_user("adam", "admin"))
+    page = client.get(reverse("scoring:reward_models")).content.decode()
+    assert 'name="release_finetune"' in page  # offered because the preset is anisora
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            reverse("scoring:launch_training"),
+            {"snapshot_id": snapshot.pk, "name": "as-released", "release_finetune": "none"},
+        )
+    assert response.status_code == 302
+    run = TrainingRun.objects.get()
+    assert run.params["config"]["preset"] == "anisora"
+    assert run.params["config"]["release_finetune"] == "none"
+    assert run.params["config"]["release_dir"] == str(release_settings)
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command(
+            "train_reward", snapshot=snapshot.pk, name="cli", release_finetune="heads", enqueue=True
+        )
+    assert (
+        TrainingRun.objects.order_by("-pk").first().params["config"]["release_finetune"] == "heads"
+    )

@@ -136,8 +136,9 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
     assert response.status_code == 202
     scoring_run = TrainingRun.objects.get(pk=response.json()["run_id"])
     assert scoring_run.status == TrainingRun.Status.SUCCEEDED
-    assert scoring_run.artifacts == {"scored": 23, "failed": 1, "already_scored": 0}
-    assert f"clip {broken.pk} not scored" in scoring_run.log_tail
+    assert scoring_run.artifacts == {"scored": 23, "failed": 1, "already_scored": 0, "chunks": 1}
+    (chunk,) = scoring_run.children.all()  # one chunk of 24 clips; the clip's error is in its log
+    assert f"clip {broken.pk} not scored" in chunk.log_tail
     scores = ClipScore.objects.filter(reward_model=reward_model)
     assert scores.count() == 24
     failed = scores.get(clip=broken)
@@ -156,7 +157,7 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
             content_type="application/json",
         )
     again = TrainingRun.objects.filter(kind=TrainingRun.Kind.SCORING).order_by("-pk").first()
-    assert again.artifacts == {"scored": 0, "failed": 1, "already_scored": 23}
+    assert again.artifacts == {"scored": 0, "failed": 1, "already_scored": 23, "chunks": 1}
     assert (
         dict(ClipScore.objects.filter(reward_model=reward_model).values_list("clip_id", "pk"))
         == first_ids

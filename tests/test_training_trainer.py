@@ -156,18 +156,70 @@ def test_resume_from_a_checkpoint_continues_exactly(tmp_path, pairs):
 
 
 @pytest.mark.slow
-def test_pair_videos_are_encoded_once_and_cached(tmp_path, pairs):
+def test_pair_videos_are_encoded_once_and_cached_under_a_key_of_their_content(tmp_path, pairs):
+    """The second run encodes nothing (VAE and T5 calls counted); changing a reward, which the
+    cache stores, makes a new cache instead of returning the stale rewards."""
+    from dataclasses import replace
+
+    from safetensors.torch import load_file
+
+    calls = {"vae": 0, "t5": 0}
+
+    def counted():
+        components = load_generator("tiny")
+        vae_encode, t5_forward = components.vae.encode, components.text_encoder.forward
+
+        def counted_encode(*args, **kwargs):
+            calls["vae"] += 1
+            return vae_encode(*args, **kwargs)
+
+        def counted_forward(*args, **kwargs):
+            calls["t5"] += 1
+            return t5_forward(*args, **kwargs)
+
+        components.vae.encode = counted_encode
+        components.text_encoder.forward = counted_forward
+        return components
+
     train(config(tmp_path, "cached", max_steps=1), pairs)
-    cache = tmp_path / "cached" / "latent-cache.safetensors"
-    stamp = cache.stat().st_mtime_ns
-    train(config(tmp_path, "cached", max_steps=1), pairs)
-    assert cache.stat().st_mtime_ns == stamp
+    train(config(tmp_path, "cached", max_steps=1), pairs, components=counted())
+    assert calls == {"vae": 0, "t5": 0}
+
+    changed = [replace(pairs[0], winner_reward=pairs[0].loser_reward + 0.01), *pairs[1:]]
+    train(config(tmp_path, "cached", max_steps=1), changed, components=counted())
+    videos = {p.winner_video for p in changed} | {p.loser_video for p in changed}
+    images = {p.first_frame for p in changed}
+    assert calls["vae"] == len(videos) + len(pairs)  # every video once, one image latent per pair
+    assert len(images) <= len(pairs)
+    cache = load_file(tmp_path / "cached" / "latent-cache.safetensors")
+    assert cache["winner_rewards"][0].item() == pytest.approx(changed[0].winner_reward)
+    # bf16, and only the informative image-latent frame (the pipeline pads the rest with zeros)
+    assert cache["winner_latents"].dtype == torch.bfloat16
+    assert cache["image_latents"].shape[1] == 1 and cache["winner_latents"].shape[1] == 3
 
 
 @pytest.mark.slow
 def test_sft_trains_on_winners_without_a_reference(tmp_path, pairs):
-    result = train(config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs)
-    assert "policy_mse" in result.metrics[-1] and "implicit_accuracy" not in result.metrics[-1]
+    """SFT's loss is the winners' v-prediction MSE itself, the reference (adapters off) is never
+    run, and the losers play no part: other losers leave the losses as they were."""
+    from dataclasses import replace
+
+    components = load_generator("tiny")
+    disabled = []
+    disable = components.transformer.disable_adapters
+    components.transformer.disable_adapters = lambda: disabled.append(1) or disable()
+    result = train(
+        config(tmp_path, "sft", loss_type="sft", max_steps=2), pairs, components=components
+    )
+    assert disabled == []
+    assert [m["loss"] for m in result.metrics] == [m["policy_mse"] for m in result.metrics]
+    assert "implicit_accuracy" not in result.metrics[-1]
+    other_losers = [replace(p, loser_video=pairs[(i + 1) % len(pairs)].winner_video)
+                    for i, p in enumerate(pairs)]  # fmt: skip
+    swapped = train(config(tmp_path, "sft-swapped", loss_type="sft", max_steps=2), other_losers)
+    assert [m["loss"] for m in swapped.metrics] == pytest.approx(
+        [m["loss"] for m in result.metrics], abs=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -189,26 +241,46 @@ def test_next_round_starts_from_the_previous_policy_lora(tmp_path, pairs):
 
 
 @pytest.mark.slow
-def test_checkpoint_retention_keeps_the_last_n_and_the_best(tmp_path, pairs):
+def test_checkpoint_retention_keeps_the_last_n_and_the_best_on_held_out_pairs(tmp_path, pairs):
     run = tmp_path / "retained"
-    seen = []
+    seen, validations = [], {}
+
+    def progress(step, total, metrics=None, message=""):
+        if message.startswith("held-out pairs: "):
+            validations[step] = json.loads(message.removeprefix("held-out pairs: "))
+
     result = train(
-        config(tmp_path, "retained", max_steps=5, checkpoint_every=1, keep_last_checkpoints=2),
+        config(
+            tmp_path,
+            "retained",
+            max_steps=5,
+            batch_pairs=1,
+            checkpoint_every=1,
+            keep_last_checkpoints=2,
+            validation_share=0.34,  # 1 of the 3 pairs held out
+            learning_rate=5e-2,
+        ),
         pairs,
         on_checkpoint=seen.append,
+        on_progress=progress,
     )
     assert [p.rsplit("-", 1)[1] for p in seen] == ["1", "2", "3", "4", "5"]
-    losses = {m["step"]: m["loss"] for m in result.metrics}  # one step per checkpoint window
-    best_step = min(losses, key=losses.get)
-    best = json.loads((run / "best_checkpoint.json").read_text())
-    assert best == {
-        "checkpoint": f"checkpoint-{best_step}",
-        "loss": pytest.approx(losses[best_step]),
+    assert sorted(validations) == [1, 2, 3, 4, 5]
+    # The best is chosen on the held-out pair's implicit accuracy, then its margin; not on the
+    # training loss (which the metrics hold and the choice ignores).
+    score = {
+        s: (v["val_implicit_accuracy"], v["val_reward_margin"]) for s, v in validations.items()
     }
+    best_step = max(score, key=score.get)
+    best = json.loads((run / "best_checkpoint.json").read_text())
+    assert best["checkpoint"] == f"checkpoint-{best_step}"
+    assert best["validation"] == validations[best_step]
+    assert len({v["val_reward_margin"] for v in validations.values()}) == 5  # it moved each step
     kept = sorted(p.name for p in run.glob("checkpoint-*"))
     assert kept == sorted({"checkpoint-4", "checkpoint-5", f"checkpoint-{best_step}"})
     # everything a resume needs is still in what was kept
     assert (run / "checkpoint-5" / "optimizer.pt").exists()
+    assert result.steps == 5
 
     keep_all = train(
         config(tmp_path, "all", max_steps=3, checkpoint_every=1, keep_last_checkpoints=0), pairs
@@ -230,6 +302,7 @@ def test_pair_cache_stays_on_the_host_and_streams_batches():
     }
     cache = PairCache(tensors, torch.device("cpu"))
     batch = cache.batch(torch.tensor([4, 1]))
+    assert not cache.pin  # pinned per batch on CUDA only
     assert len(cache) == 6 and cache.shape("winner_latents") == (6, 4)
     assert batch["winner_rewards"].tolist() == [4.0, 1.0]
     assert batch["winner_latents"][0].tolist() == [16.0, 17.0, 18.0, 19.0]

@@ -169,7 +169,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     common = {
         key: p.get(key)
         for key in ("checkpoint_id", "candidates_per_condition", "base_seed", "inference_steps")
-        + ("guidance_scale", "preset")
+        + ("guidance_scale", "preset", "sampler")
     }
     chunks = [
         {**common, "target_round_id": target.pk, "condition_ids": ids, "size": len(ids) * k}
@@ -297,6 +297,7 @@ def generation_chunk_job(run: TrainingRun, report: Progress) -> dict:
                 lora_dir=str(local_tree(checkpoint.lora_path)) if checkpoint else None,
                 inference_steps=p["inference_steps"],
                 guidance_scale=p["guidance_scale"],
+                sampler=p.get("sampler"),  # None (runs from before it was recorded): the preset's
                 on_progress=lambda done, total: report(len(present) + done, len(wanted), None, ""),
                 skip=present,
                 on_candidate=hand_over,
@@ -323,6 +324,7 @@ def generation_chunk_job(run: TrainingRun, report: Progress) -> dict:
     missing = len(wanted - _imported(target, source, p["condition_ids"]))
     artifacts = {
         "videos": len(made),
+        "sampler": sorted({c.sampler for c in made}),
         "already_in_round": len(present),
         "imported": len(rows) - len(failed),
         "import_errors": len(failed),

@@ -117,6 +117,12 @@ PARAM_LABELS = {
     "model_path": "Model path",
     "import_batch_id": "Import batch",
     "cfg_dropout": "Condition dropout",
+    "sampler": "Sampler",
+    "text_dropout": "Prompt dropout",
+    "validation_share": "Held-out share of pairs",
+    "lr_warmup_steps": "Warmup steps",
+    "lr_scheduler": "Learning-rate schedule",
+    "gradient_accumulation_steps": "Gradient accumulation",
     "mixed_precision": "Mixed precision",
     "gradient_checkpointing": "Gradient checkpointing",
 }

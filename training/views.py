@@ -50,6 +50,7 @@ KIND_FIELDS = {
         "base_seed",
         "inference_steps",
         "guidance_scale",
+        "sampler",
         "chunk_conditions",
     ),
 }

@@ -159,7 +159,7 @@ PRESETS: dict[str, RewardPreset] = {
     ),
 }
 
-ANISORA_FINETUNE = ("none", "heads")  # what train_reward changes of the released models
+ANISORA_FINETUNE = ("none", "heads", "full")  # what train_reward changes of the released models
 
 
 def get_preset(name: str) -> RewardPreset:
@@ -301,7 +301,8 @@ class RewardTrainConfig:
             "help": "anisora preset: heads (default: the released heads trained on the snapshot "
             "with the release's objectives: L1 on the sigmoid for the BLIP consistency models, "
             "MSE on the 0-100 output for the Idefics2 regressors; motion and character have no "
-            "head and stay as released) or none (evaluate the release as it is)."
+            "head and stay as released), full (as heads, and the BLIP consistency models' ViT and "
+            "BERT trained too, at encoder_learning_rate) or none (evaluate the release as it is)."
         },
     )
 

@@ -9,8 +9,9 @@ Presets:
   of its encoder, so no preference learnt on encoded videos could reach the decoded ones. It is
   fitted to reconstruct smooth synthetic videos for a few hundred steps (seeded, deterministic)
   and cached under ``cache_dir``.
-- ``cogvideox-5b-i2v``: the released weights, loaded with ``from_pretrained`` from a local
-  directory or hub id (``LABELHUB_COGVIDEOX_PATH``). Nothing is ever downloaded by tests.
+- ``cogvideox-5b-i2v``: the released weights, loaded with ``from_pretrained`` from a folder in
+  the released layout or a hub id already in the local cache (``LABELHUB_COGVIDEOX_PATH``,
+  checked by ``release.check_generator_folder``). Nothing is ever downloaded.
 """
 
 from __future__ import annotations
@@ -19,58 +20,19 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
 
+from training.alignment import release
 from training.alignment.config import PRESETS, SHAPES, VideoShape  # noqa: F401  (re-exported)
+from training.alignment.release import check_generator_folder, init_args
 
-# The scheduler of THUDM/CogVideoX-5b-I2V (scheduler/scheduler_config.json): v-prediction,
-# zero-terminal-SNR scaled-linear betas, trailing timesteps.
-SCHEDULER_CONFIG = {
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "clip_sample": False,
-    "num_train_timesteps": 1000,
-    "prediction_type": "v_prediction",
-    "rescale_betas_zero_snr": True,
-    "set_alpha_to_one": True,
-    "snr_shift_scale": 1.0,
-    "steps_offset": 0,
-    "timestep_spacing": "trailing",
-}
-
-# The transformer of THUDM/CogVideoX-5b-I2V (transformer/config.json); the bench builds it with
-# random weights, the tiny preset shrinks it.
-COGVIDEOX_5B_I2V_TRANSFORMER = {
-    "activation_fn": "gelu-approximate",
-    "attention_bias": True,
-    "attention_head_dim": 64,
-    "dropout": 0.0,
-    "flip_sin_to_cos": True,
-    "freq_shift": 0,
-    "in_channels": 32,
-    "max_text_seq_length": 226,
-    "norm_elementwise_affine": True,
-    "norm_eps": 1e-5,
-    "num_attention_heads": 48,
-    "num_layers": 42,
-    "out_channels": 16,
-    "patch_size": 2,
-    "sample_frames": 49,
-    "sample_height": 60,
-    "sample_width": 90,
-    "spatial_interpolation_scale": 1.875,
-    "temporal_compression_ratio": 4,
-    "temporal_interpolation_scale": 1.0,
-    "text_embed_dim": 4096,
-    "time_embed_dim": 512,
-    "timestep_activation_fn": "silu",
-    "use_learned_positional_embeddings": True,
-    "use_rotary_positional_embeddings": True,
-}
+# The scheduler and transformer of THUDM/CogVideoX-5b-I2V (release.py holds the released files);
+# the benches build the transformer with random weights, the tiny preset shrinks it.
+SCHEDULER_CONFIG = init_args(release.SCHEDULER)
+COGVIDEOX_5B_I2V_TRANSFORMER = init_args(release.TRANSFORMER)
 
 TINY_LATENT_CHANNELS = 4
 TINY_TEXT_TOKENS = 16
@@ -176,7 +138,9 @@ def load_generator(
 
 
 def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
-    """Load CogVideoX-5B-I2V's components; ``local_files_only`` when ``path`` is a directory."""
+    """Load CogVideoX-5B-I2V's components from a folder in the released layout (or a hub id already
+    in the local cache), always ``local_files_only``. The folder is checked first
+    (``check_generator_folder``), so a wrong one fails here with the same message as at launch."""
     from diffusers import (
         AutoencoderKLCogVideoX,
         CogVideoXDDIMScheduler,
@@ -184,20 +148,37 @@ def load_pretrained(path: str, *, dtype: torch.dtype) -> GeneratorComponents:
     )
     from transformers import T5EncoderModel, T5Tokenizer
 
-    local = Path(path).is_dir()
-    kw = {"local_files_only": local}
+    folder = check_generator_folder(path)["folder"]
+    kw = {"local_files_only": True}
+    transformer = CogVideoXTransformer3DModel.from_pretrained(
+        folder, subfolder="transformer", torch_dtype=dtype, **kw
+    )
+    vae = AutoencoderKLCogVideoX.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kw)
     return GeneratorComponents(
         preset="cogvideox-5b-i2v",
-        transformer=CogVideoXTransformer3DModel.from_pretrained(
-            path, subfolder="transformer", torch_dtype=dtype, **kw
-        ),
-        vae=AutoencoderKLCogVideoX.from_pretrained(path, subfolder="vae", torch_dtype=dtype, **kw),
+        transformer=transformer,
+        vae=vae,
         text_encoder=T5EncoderModel.from_pretrained(
-            path, subfolder="text_encoder", torch_dtype=dtype, **kw
+            folder, subfolder="text_encoder", torch_dtype=dtype, **kw
         ),
-        tokenizer=T5Tokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
-        scheduler=CogVideoXDDIMScheduler.from_pretrained(path, subfolder="scheduler", **kw),
-        shape=SHAPES["cogvideox-5b-i2v"],
+        # T5's sentencepiece ``spiece.model`` is converted to a fast tokenizer on load: that
+        # needs ``sentencepiece`` and ``protobuf`` (both declared dependencies).
+        tokenizer=T5Tokenizer.from_pretrained(folder, subfolder="tokenizer", **kw),
+        scheduler=CogVideoXDDIMScheduler.from_pretrained(folder, subfolder="scheduler", **kw),
+        shape=shape_of(transformer.config, vae.config),
+    )
+
+
+def shape_of(transformer_config, vae_config) -> VideoShape:
+    """The video a loaded CogVideoX I2V generates: the size its learned positional embedding was
+    built for (49 frames at 480x720 for the release), at the preset's fps and sampling defaults."""
+    spatial = 2 ** (len(vae_config.block_out_channels) - 1)
+    full = SHAPES["cogvideox-5b-i2v"]
+    return replace(
+        full,
+        frames=int(transformer_config.sample_frames),
+        height=int(transformer_config.sample_height) * spatial,
+        width=int(transformer_config.sample_width) * spatial,
     )
 
 

@@ -22,16 +22,34 @@ class VideoShape:
     fps: int
     inference_steps: int
     guidance_scale: float
+    sampler: str = "ddim"
 
+
+# Generation samplers. "dpm": CogVideoXDPMScheduler (DPM++ 2M on the release's zero-SNR
+# schedule) with dynamic CFG, as the released AniSora RL inference samples
+# (anisora_rl/sat/configs/cogvideox_5b_i2v_infer.yaml: VPSDEDPMPP2MSampler + DynamicCFG scale 6)
+# and as diffusers' CogVideoX I2V example calls it (use_dynamic_cfg=True). "ddim": the
+# checkpoint's own CogVideoXDDIMScheduler with constant guidance.
+SAMPLERS: dict[str, str] = {
+    "dpm": "CogVideoXDPMScheduler with dynamic CFG (the release's sampler)",
+    "ddim": "CogVideoXDDIMScheduler with constant guidance",
+}
 
 SHAPES: dict[str, VideoShape] = {
     "tiny": VideoShape(frames=9, height=32, width=32, fps=8, inference_steps=8, guidance_scale=1.0),
-    # 49 frames at 480x720, 50 sampling steps, guidance 6. CogVideoX-5B-I2V was trained on
-    # 8 fps video (its pipeline's export default): 49 frames are 6 s, written and rated at 8 fps.
+    # 49 frames at 480x720, 50 sampling steps, guidance 6 with dynamic CFG (DPM++). CogVideoX-5B-I2V
+    # was trained on 8 fps video (its pipeline's export default): 49 frames are 6 s at 8 fps.
     "cogvideox-5b-i2v": VideoShape(
-        frames=49, height=480, width=720, fps=8, inference_steps=50, guidance_scale=6.0
+        frames=49,
+        height=480,
+        width=720,
+        fps=8,
+        inference_steps=50,
+        guidance_scale=6.0,
+        sampler="dpm",
     ),
 }
+LR_SCHEDULERS = ("constant_with_warmup", "linear", "cosine")
 
 LORA_TARGET_MODULES = ["to_q", "to_k", "to_v", "to_out.0"]
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -68,7 +86,32 @@ class TrainConfig:
     learning_rate: float = _field(1e-4, "AdamW learning rate of the LoRA weights")
     weight_decay: float = _field(1e-4, "AdamW weight decay")
     max_steps: int = _field(1000, "Optimizer steps to train")
-    batch_pairs: int = _field(1, "Pairs per optimizer step on each process")
+    batch_pairs: int = _field(
+        1,
+        "Pairs per optimizer step in all (the global batch): split over processes and "
+        "accumulation steps, so it does not change with the number of GPUs",
+    )
+    gradient_accumulation_steps: int = _field(
+        1, "Micro-batches per optimizer step on each process (diffusers' LoRA script's option)"
+    )
+    lr_scheduler: str = _field(
+        "constant_with_warmup",
+        "Learning-rate schedule after warmup: constant_with_warmup, linear or cosine (decay to 0 "
+        "at max_steps), as diffusers' get_scheduler names them",
+    )
+    lr_warmup_steps: int = _field(
+        0, "Optimizer steps of linear warmup from 0 to learning_rate (diffusers' script: 100s)"
+    )
+    validation_share: float = _field(
+        0.1,
+        "Share of pairs held out to pick the best checkpoint (implicit accuracy on them); "
+        "none when that rounds to 0 pairs",
+    )
+    text_dropout: float = _field(
+        0.1,
+        "Probability of training a pair without its prompt (the released config's ucg_rate 0.1), "
+        "so the unconditional branch of guided sampling learns too",
+    )
     max_grad_norm: float = _field(1.0, "Gradient clipping norm")
     seed: int = _field(
         0, "Seed of pair order, timesteps and noise (a resumed run draws the same ones)"
@@ -81,7 +124,9 @@ class TrainConfig:
         2, "Checkpoints kept on disk: the newest N (0: keep all), plus the best if keep_best"
     )
     keep_best_checkpoint: bool = _field(
-        True, "Also keep the checkpoint with the lowest mean training loss since the previous one"
+        True,
+        "Also keep the checkpoint with the best implicit accuracy (SFT: lowest loss) on the "
+        "held-out pairs",
     )
     offload_encoders: bool = _field(
         True, "Move T5 and the VAE off the GPU once the pairs are encoded (back at the end)"
@@ -122,7 +167,13 @@ class TrainConfig:
             errors.append(
                 f"alpha must be > 1 (a higher reward must have a higher gain), got {self.alpha}"
             )
-        for name in ("lora_rank", "max_steps", "batch_pairs", "log_every"):
+        for name in (
+            "lora_rank",
+            "max_steps",
+            "batch_pairs",
+            "log_every",
+            "gradient_accumulation_steps",
+        ):
             if getattr(self, name) < 1:
                 errors.append(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lora_alpha < 0 or self.checkpoint_every < 0 or self.keep_last_checkpoints < 0:
@@ -131,6 +182,21 @@ class TrainConfig:
             errors.append(f"learning_rate must be in (0, 1), got {self.learning_rate}")
         if not 0 <= self.image_dropout < 1:
             errors.append(f"image_dropout must be in [0, 1), got {self.image_dropout}")
+        if not 0 <= self.text_dropout < 1:
+            errors.append(f"text_dropout must be in [0, 1), got {self.text_dropout}")
+        if not 0 <= self.validation_share < 0.5:
+            errors.append(f"validation_share must be in [0, 0.5), got {self.validation_share}")
+        if self.lr_scheduler not in LR_SCHEDULERS:
+            errors.append(
+                f"lr_scheduler must be one of {', '.join(LR_SCHEDULERS)}, got {self.lr_scheduler!r}"
+            )
+        if not 0 <= self.lr_warmup_steps <= self.max_steps:
+            errors.append(f"lr_warmup_steps must be in 0..max_steps, got {self.lr_warmup_steps}")
+        if self.batch_pairs % self.gradient_accumulation_steps:
+            errors.append(
+                f"batch_pairs ({self.batch_pairs}) must be a multiple of "
+                f"gradient_accumulation_steps ({self.gradient_accumulation_steps})"
+            )
         if self.mixed_precision not in ("auto", "bf16", "no"):
             errors.append(f"mixed_precision must be auto, bf16 or no, got {self.mixed_precision!r}")
         if self.device not in ("auto", "cpu", "cuda"):

@@ -17,6 +17,7 @@ import torch
 from labelhub.ml import Progress
 from scoring.anime_reward.video import read_image, write_video
 from training.alignment.cogvideox import GeneratorComponents
+from training.alignment.config import SAMPLERS
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class GeneratedCandidate:
     video: str
     prompt: str
     first_frame: str
+    sampler: str = ""
 
 
 def candidate_seed(base_seed: int, index: int) -> int:
@@ -43,19 +45,35 @@ def candidate_seed(base_seed: int, index: int) -> int:
     return base_seed + index
 
 
-def build_pipeline(components: GeneratorComponents):
-    """``CogVideoXImageToVideoPipeline`` from already built components (nothing loaded)."""
-    from diffusers import CogVideoXImageToVideoPipeline
+def build_pipeline(components: GeneratorComponents, *, sampler: str = "ddim"):
+    """``CogVideoXImageToVideoPipeline`` from already built components (nothing loaded), with the
+    ``sampler``'s scheduler made from the checkpoint's scheduler config (same betas, zero-SNR
+    rescale, timestep spacing and v-prediction)."""
+    from diffusers import (
+        CogVideoXDDIMScheduler,
+        CogVideoXDPMScheduler,
+        CogVideoXImageToVideoPipeline,
+    )
 
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}, got {sampler!r}")
+    scheduler_class = CogVideoXDPMScheduler if sampler == "dpm" else CogVideoXDDIMScheduler
     pipe = CogVideoXImageToVideoPipeline(
         tokenizer=components.tokenizer,
         text_encoder=components.text_encoder,
         vae=components.vae,
         transformer=components.transformer,
-        scheduler=components.scheduler,
+        scheduler=scheduler_class.from_config(components.scheduler.config),
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def uses_dynamic_cfg(sampler: str) -> bool:
+    """The release samples DPM++ with dynamic CFG (guidance rising from 1 to 1 + scale over the
+    steps, ``DynamicCFG`` with exp 5 in its SAT config; ``use_dynamic_cfg`` in diffusers); DDIM
+    keeps the constant guidance the pipeline defaults to."""
+    return sampler == "dpm"
 
 
 def generate_candidates(
@@ -70,6 +88,7 @@ def generate_candidates(
     guidance_scale: float | None = None,
     on_progress: Progress | None = None,
     skip: Collection[tuple[str, int]] = (),
+    sampler: str | None = None,
     on_candidate: Callable[[GeneratedCandidate], None] | None = None,
 ) -> list[GeneratedCandidate]:
     """Generate ``candidates_per_condition`` MP4s per condition into ``out_dir``, except the
@@ -80,6 +99,8 @@ def generate_candidates(
 
     With ``lora_dir`` the policy's LoRA is loaded through diffusers' ``load_lora_weights`` for the
     duration of the call and unloaded afterwards, so ``components`` stay the base generator.
+    ``sampler`` (``SAMPLERS``) defaults to the preset's: DPM++ with dynamic CFG for the 5B preset,
+    as the release samples; each candidate records the one it was made with.
     """
     if candidates_per_condition < 1:
         raise ValueError(f"candidates_per_condition must be >= 1; got {candidates_per_condition}")
@@ -87,7 +108,8 @@ def generate_candidates(
     steps = inference_steps or shape.inference_steps
     guidance = shape.guidance_scale if guidance_scale is None else guidance_scale
     out_dir = Path(out_dir)
-    pipe = build_pipeline(components)
+    sampler = sampler or shape.sampler
+    pipe = build_pipeline(components, sampler=sampler)
     device = next(components.transformer.parameters()).device
     if lora_dir is not None:
         pipe.load_lora_weights(str(lora_dir), adapter_name="policy")
@@ -117,6 +139,7 @@ def generate_candidates(
                     num_frames=shape.frames,
                     num_inference_steps=steps,
                     guidance_scale=guidance,
+                    use_dynamic_cfg=uses_dynamic_cfg(sampler),
                     generator=torch.Generator(device=device).manual_seed(seed),
                     max_sequence_length=components.max_text_tokens,
                     output_type="np",
@@ -126,7 +149,13 @@ def generate_candidates(
             )
             results.append(
                 GeneratedCandidate(
-                    condition.key, k, seed, str(video), condition.prompt, condition.first_frame
+                    condition.key,
+                    k,
+                    seed,
+                    str(video),
+                    condition.prompt,
+                    condition.first_frame,
+                    sampler,
                 )
             )
             if on_candidate is not None:

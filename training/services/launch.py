@@ -17,7 +17,8 @@ from annotation.models import Round
 from runs import services as runs
 from runs.models import TrainingRun
 from scoring.models import RewardModel
-from training.alignment.config import LORA_WEIGHT_NAME, TrainConfig
+from training.alignment.config import LORA_WEIGHT_NAME, SAMPLERS, SHAPES, TrainConfig
+from training.alignment.release import GeneratorFolderError, check_generator_folder
 from training.models import PolicyCheckpoint, PreferencePair
 
 Kind = TrainingRun.Kind
@@ -44,6 +45,11 @@ TRAINER_FIELDS = (
     "image_dropout",
     "gradient_checkpointing",
     "mixed_precision",
+    "gradient_accumulation_steps",
+    "lr_scheduler",
+    "lr_warmup_steps",
+    "validation_share",
+    "text_dropout",
 )
 
 
@@ -125,6 +131,8 @@ def validate_params(kind: str, params: dict) -> dict:
     if kind not in LAUNCHABLE_KINDS:
         raise InvalidParams(f"kind must be one of {', '.join(LAUNCHABLE_KINDS)}, got {kind!r}")
     params = dict(params or {})
+    if kind != Kind.PAIRS:
+        _check_generator()
     if kind == Kind.PAIRS:
         cleaned = _pair_source(params)
         cleaned["min_gap"] = _pop(params, "min_gap", float, 0.0)
@@ -194,10 +202,22 @@ def validate_params(kind: str, params: dict) -> dict:
             "inference_steps": _pop(params, "inference_steps", int),
             "guidance_scale": _pop(params, "guidance_scale", float),
             "preset": settings.LABELHUB_GENERATOR_PRESET,
+            # Recorded on the run: the preset's default (the release's DPM++ with dynamic CFG for
+            # the 5B preset) unless the admin picks one.
+            "sampler": _pop(
+                params,
+                "sampler",
+                str,
+                SHAPES.get(settings.LABELHUB_GENERATOR_PRESET, SHAPES["tiny"]).sampler,
+            ),
             # Conditions per chunk: each chunk is a gpu task of its own (runs.fanout).
             "chunk_conditions": _pop(params, "chunk_conditions", int, GENERATION_CHUNK_CONDITIONS),
             "chunk_attempts": _pop(params, "chunk_attempts", int, CHUNK_ATTEMPTS),
         }
+        if cleaned["sampler"] not in SAMPLERS:
+            raise InvalidParams(
+                f"sampler must be one of {', '.join(SAMPLERS)}, got {cleaned['sampler']!r}"
+            )
         if not 1 <= cleaned["candidates_per_condition"] <= 64:
             raise InvalidParams("candidates_per_condition must be in 1..64")
         if not 1 <= cleaned["chunk_conditions"] <= 10_000:
@@ -212,6 +232,18 @@ def validate_params(kind: str, params: dict) -> dict:
     if params:
         raise InvalidParams(f"unknown parameter(s) for {kind}: {', '.join(sorted(params))}")
     return cleaned
+
+
+def _check_generator() -> None:
+    """A full preset's weights folder is checked at launch, so a wrong LABELHUB_COGVIDEOX_PATH (an
+    incomplete download, CogVideoX 1.5, a text-to-video model, a SAT checkpoint) fails here with
+    what is wrong, not in a GPU worker after the queue."""
+    if settings.LABELHUB_GENERATOR_PRESET == "tiny":
+        return
+    try:
+        check_generator_folder(settings.LABELHUB_COGVIDEOX_PATH)
+    except GeneratorFolderError as error:
+        raise InvalidParams(f"LABELHUB_COGVIDEOX_PATH: {error}") from None
 
 
 MAX_GPUS = 64

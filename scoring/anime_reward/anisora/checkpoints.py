@@ -9,6 +9,7 @@ module tensor the checkpoint lacks is an error that names the key and the file.
 from __future__ import annotations
 
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -30,7 +31,10 @@ def read_release_state(path: str | Path) -> dict[str, torch.Tensor]:
     copy when there is one; the first read writes that copy if the folder is writable."""
     path = Path(path)
     converted = converted_path(path)
-    if converted.is_file():
+    # the copy is used unless the pickle beside it is newer (a release file replaced since)
+    if converted.is_file() and (
+        not path.is_file() or converted.stat().st_mtime >= path.stat().st_mtime
+    ):
         return load_file(str(converted))
     try:
         checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -49,9 +53,14 @@ def read_release_state(path: str | Path) -> dict[str, torch.Tensor]:
     tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise ReleaseLayoutError(f"{path}: no tensors under 'model' or 'state_dict'")
-    try:  # tensors only; shared storage is cloned (safetensors refuses aliases)
-        save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(converted))
+    # tensors only; shared storage is cloned (safetensors refuses aliases). Written under a
+    # temporary name and renamed, so a worker loading at the same time never reads half a file.
+    partial = converted.with_name(f".{converted.name}.{os.getpid()}.partial")
+    try:
+        save_file({k: v.contiguous().clone() for k, v in tensors.items()}, str(partial))
+        os.replace(partial, converted)
     except OSError as exc:
+        partial.unlink(missing_ok=True)
         log.warning(
             "%s: could not write %s (%s); reading the pickle each time", path, converted, exc
         )

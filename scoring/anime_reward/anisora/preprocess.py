@@ -73,16 +73,22 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(image.permute(1, 2, 0).contiguous().numpy())
 
 
+def resize_224(images: list[Image.Image], resample=Image.Resampling.BICUBIC) -> torch.Tensor:
+    """PIL images -> (N, 3, 224, 224) uint8, resized by PIL with ``resample``."""
+    arrays = [np.asarray(image.resize((IMAGE_SIZE, IMAGE_SIZE), resample)) for image in images]
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+
+
+def standardise(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, 224, 224) uint8 -> float: ToTensor's / 255, then CLIP's mean and std."""
+    mean = torch.tensor(CLIP_MEAN, device=pixels.device).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD, device=pixels.device).view(1, 3, 1, 1)
+    return (pixels.float() / 255.0 - mean) / std
+
+
 def normalise(images: list[Image.Image], resample=Image.Resampling.BICUBIC) -> torch.Tensor:
     """PIL images -> (N, 3, 224, 224) float: resized with PIL ``resample``, CLIP mean/std."""
-    arrays = [
-        np.asarray(image.resize((IMAGE_SIZE, IMAGE_SIZE), resample), dtype=np.float32)
-        for image in images
-    ]
-    x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    return standardise(resize_224(images, resample))
 
 
 def key_pixels(frames: torch.Tensor) -> torch.Tensor:

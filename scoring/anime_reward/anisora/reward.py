@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file, save_file, save_model
+from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
 from transformers import (
     AutoProcessor,
@@ -141,6 +141,7 @@ class AnisoraReward(nn.Module):
         self.gallery: dict[str, list[Image.Image]] = {}
         self.finetune = "none"
         self.tuned_heads: list[str] = []
+        self.tuned_models: list[str] = []  # BLIP consistency models trained end to end (full)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -457,6 +458,8 @@ class AnisoraReward(nn.Module):
         for key in self.tuned_heads:
             (directory / key).mkdir(exist_ok=True)
             save_model(self.head_modules(key), str(directory / key / "head.safetensors"))
+        for key in self.tuned_models:  # the whole BLIP model: ViT (+ BERT) and heads
+            save_model(getattr(self, key), str(directory / key / "model.safetensors"))
         if self.gallery:
             tensors = {}
             for i, images in enumerate(self.gallery.values()):
@@ -475,6 +478,7 @@ class AnisoraReward(nn.Module):
             },
             "finetune": self.finetune,
             "tuned_heads": list(self.tuned_heads),
+            "tuned_models": list(self.tuned_models),
             "gallery_characters": {c: len(images) for c, images in self.gallery.items()},
             "dimensions": list(DIMENSION_KEYS),
             **(extra_config or {}),
@@ -511,4 +515,7 @@ class AnisoraReward(nn.Module):
             heads = model.head_modules(key)
             state = load_file(str(directory / key / "head.safetensors"))
             heads.load_state_dict(state, strict=True)
+        model.tuned_models = list(config.get("tuned_models", []))
+        for key in model.tuned_models:
+            load_model(getattr(model, key), str(directory / key / "model.safetensors"))
         return model.to(device).eval()

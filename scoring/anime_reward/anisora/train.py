@@ -12,6 +12,10 @@ consistency models' ``img_proj``, ``img_key_proj`` and ``head_diff``, trained wi
 sigmoid and the label (the release's ``forward``). Motion (ActionCLIP, zero-shot prompts) and
 character (recogniser + gallery) have no head and stay as released. Targets are the label means
 mapped to [0, 1], ``(mean - 1) / 4``.
+
+Full (``release_finetune="full"``): as heads, and the BLIP consistency models' ViT (and BERT for
+text) train with their heads on the same L1 objective at ``encoder_learning_rate``. Their frames
+(224 px, uint8, as the release feeds them) wait in a disk cache between epochs, not in memory.
 """
 
 from __future__ import annotations
@@ -31,12 +35,14 @@ from labelhub.ml import Progress
 
 from ..config import RewardTrainConfig
 from ..evaluate import evaluate_rewards
-from ..frames import NATIVE, iter_decoded_batches
+from ..frames import NATIVE, FrameCache, iter_decoded_batches
+from . import preprocess as pre
 from .layout import HEAD_DIMENSIONS
 from .preprocess import regression_reward
 from .reward import AnisoraReward
 
 REGRESSORS = ("visual_smoothness", "visual_appeal")
+BLIP_DIMENSIONS = ("image_consistency", "text_consistency")
 
 
 def head_loss(key: str, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -75,8 +81,12 @@ def train_anisora(
         model.set_gallery(gallery)
     tuned = (
         [k for k in HEAD_DIMENSIONS if k in config.dimensions]
-        if config.release_finetune == "heads"
+        if config.release_finetune in ("heads", "full")
         else []
+    )
+    whole = [k for k in BLIP_DIMENSIONS if k in tuned] if config.release_finetune == "full" else []
+    frame_cache = (
+        FrameCache(Path(output_dir).parent / f".{Path(output_dir).name}-frames") if whole else None
     )
 
     # --- data: each clip decoded once at source resolution, only the heads' inputs kept ---------
@@ -101,6 +111,14 @@ def train_anisora(
             batch.specs, (batch.inputs.native if batch.inputs else []), strict=True
         ):
             features = model.features(clip.frames, clip.condition, spec.prompt)
+            if frame_cache is not None:  # the BLIP models' inputs, for training them end to end
+                frame_cache.put(
+                    spec.clip_id,
+                    {
+                        "frames": pre.resize_224([pre.to_pil(f) for f in clip.frames]),
+                        "key": pre.resize_224([pre.to_pil(clip.condition)]),
+                    },
+                )
             for key in HEAD_DIMENSIONS:
                 head_inputs[key][spec.clip_id] = features[key]
             fixed["visual_motion"][spec.clip_id] = model.motion_reward(features["pixels"])
@@ -114,7 +132,23 @@ def train_anisora(
     if tuned and len(train_ids) < 2:
         raise ValueError(f"need at least 2 decodable training clips, have {len(train_ids)}")
 
-    # --- heads: one loop per dimension ------------------------------------------------------------
+    def blip_inputs(key: str, clip_id) -> tuple[torch.Tensor, torch.Tensor | dict]:
+        """A cached clip's normalised frames and key (image or prompt tokens) for a BLIP model."""
+        cached = frame_cache.get(clip_id)
+        dev = model._device()
+        frames = pre.standardise(cached["frames"].to(dev))
+        if key == "image_consistency":
+            return frames, pre.standardise(cached["key"].to(dev))
+        tokens = model.bert_tokenizer(
+            [by_id[clip_id].prompt],
+            padding="max_length",
+            truncation=True,
+            max_length=30,
+            return_tensors="pt",
+        )
+        return frames, {k: v.to(dev) for k, v in tokens.items()}
+
+    # --- heads (and, full, the BLIP models): one loop per dimension --------------------------------
     losses: dict[str, list[float]] = {}
     for key in tuned:
         generator = torch.Generator().manual_seed(
@@ -122,11 +156,20 @@ def train_anisora(
         )
         heads = model.head_modules(key)
         heads.float().requires_grad_(True).train()
-        optimizer = torch.optim.AdamW(
-            heads.parameters(),
-            lr=config.for_dimension(key, "learning_rate"),
-            weight_decay=config.weight_decay,
-        )
+        groups = [
+            {"params": list(heads.parameters()), "lr": config.for_dimension(key, "learning_rate")}
+        ]
+        blip = getattr(model, key) if key in whole else None
+        if blip is not None:
+            blip.float().requires_grad_(True).train()
+            head_ids = {id(p) for p in heads.parameters()}
+            groups.append(
+                {
+                    "params": [p for p in blip.parameters() if id(p) not in head_ids],
+                    "lr": config.for_dimension(key, "encoder_learning_rate"),
+                }
+            )
+        optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
         values = torch.stack([head_inputs[key][i] for i in train_ids]).float()
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
         losses[key] = []
@@ -135,7 +178,12 @@ def train_anisora(
             epoch_loss = 0.0
             for start in range(0, len(order), config.batch_size):
                 rows = order[start : start + config.batch_size]
-                predicted = model.heads_reward(key, values[rows].to(heads_device(heads)))
+                if blip is not None:  # end to end through the ViT (and BERT)
+                    predicted = torch.cat(
+                        [blip.score(*blip_inputs(key, train_ids[r])) for r in rows.tolist()]
+                    )
+                else:
+                    predicted = model.heads_reward(key, values[rows].to(heads_device(heads)))
                 loss = head_loss(key, predicted.float(), targets[rows].to(predicted.device))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -151,7 +199,21 @@ def train_anisora(
                 f"{key} epoch {epoch + 1}/{epochs[key]} loss {losses[key][-1]:.4f}",
             )
         heads.requires_grad_(False).eval()
-    model.finetune, model.tuned_heads = config.release_finetune, tuned
+        if blip is not None:  # the encoders changed: the held-out clips' head inputs too
+            blip.requires_grad_(False).eval()
+            with torch.no_grad():
+                for clip_id in test_ids:
+                    frames, other = blip_inputs(key, clip_id)
+                    if key == "image_consistency":
+                        other = blip.visual_encoder(pixel_values=other).last_hidden_state[0, 0]
+                    else:
+                        other = blip.text_encoder(**other).last_hidden_state[0, 0]
+                    head_inputs[key][clip_id] = torch.cat(
+                        [blip.video_embedding(frames), other]
+                    ).cpu()
+    if frame_cache is not None:
+        frame_cache.close()
+    model.finetune, model.tuned_heads, model.tuned_models = config.release_finetune, tuned, whole
 
     # --- evaluation on the held-out split ------------------------------------------------------
     evaluation, metrics = [], {}

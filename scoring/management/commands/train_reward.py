@@ -53,6 +53,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"]
         )
+        parser.add_argument(
+            "--release-finetune", choices=("heads", "full", "none"), help=HELP["release_finetune"]
+        )
         parser.add_argument("--keyframes", type=int, help=HELP["keyframes"])
         parser.add_argument("--track-frames", type=int, help=HELP["track_frames"])
         parser.add_argument("--device", help=HELP["device"])
@@ -76,6 +79,7 @@ class Command(BaseCommand):
                 "encoder_learning_rate",
                 "contrastive_weight",
                 "finetune_encoders",
+                "release_finetune",
                 "keyframes",
                 "track_frames",
                 "device",
