@@ -25,6 +25,7 @@ from runs.models import TrainingRun
 from scoring import services
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import RewardModel
+from scoring.services import RewardRunError
 from tests.conftest import make_user, store_file
 from tests.lead_data import make_round, sha
 
@@ -225,7 +226,7 @@ def test_pairs_and_joint_are_refused_without_judgements_on_both_sides(judged_rou
     # All conditions in train (no test side): refused with the counts.
     one_side = create_snapshot(round_ids=[round_.pk], test_fraction=0.0, seed=0)
     for objective in ("pairs", "joint"):
-        with pytest.raises(ValueError) as error:
+        with pytest.raises(RewardRunError) as error:
             services.request_reward_training(
                 snapshot_id=one_side.pk, config={"objective": objective}, enqueue=False
             )
@@ -250,7 +251,7 @@ def test_pairs_and_joint_are_refused_without_judgements_on_both_sides(judged_rou
         **{f"{k}_std": 0 for k in DIMENSION_KEYS},
     )
     empty = create_snapshot(round_ids=[empty_round.pk], test_fraction=0.0, seed=0)
-    with pytest.raises(ValueError, match="0 in train and 0 in test"):
+    with pytest.raises(RewardRunError, match="0 in train and 0 in test"):
         services.request_reward_training(snapshot_id=empty.pk, config={"objective": "pairs"})
     # regression still launches on it, and nothing was queued by the refusals
     assert not TrainingRun.objects.exists()
