@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,17 +22,12 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import connection
 
+from annotation.export_params import FORMATS, SPLIT_RULE, ExportParams  # noqa: F401 (re-exported)
 from annotation.models import Round
 from annotation.splits import SplitItem, place_items
 from labelhub.dimensions import DIMENSION_KEYS
 
-FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_BLOCK_BYTES = 4 << 20  # CSV bytes per Parquet row group (a few thousand rows)
-SPLIT_RULE = (
-    "grouped: clips sharing a condition image or a prompt form one group (connected components); "
-    "groups are ordered by sha256(seed:group) and taken into test while that brings the test share "
-    "of clips closer to test_fraction"
-)
 
 # Column name, Arrow type, SQL expression: the one place that defines an exported label row.
 LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
@@ -182,23 +176,6 @@ def judged_pair_counts(sql_params: dict) -> dict[str, int]:
         "judged_pairs_cross_split": cross,
         "judged_pairs_not_exported": outside,
     }
-
-
-@dataclass(frozen=True)
-class ExportParams:
-    round_ids: list[int]
-    test_fraction: float
-    seed: int
-    include_ratings: bool
-
-    def as_json(self) -> dict:
-        return {
-            "round_ids": self.round_ids,
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-            "include_ratings": self.include_ratings,
-            "split_rule": SPLIT_RULE,
-        }
 
 
 def compute_placements(params: ExportParams) -> dict[str, list]:
