@@ -14,7 +14,6 @@ from __future__ import annotations
 import hmac
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -23,17 +22,12 @@ import pyarrow.parquet as pq
 from django.conf import settings
 from django.db import connection
 
+from annotation.export_params import FORMATS, SPLIT_RULE, ExportParams  # noqa: F401 (re-exported)
 from annotation.models import Round
 from annotation.splits import SplitItem, place_items
 from labelhub.dimensions import DIMENSION_KEYS
 
-FORMATS = ("jsonl", "csv", "parquet")
 PARQUET_BLOCK_BYTES = 4 << 20  # CSV bytes per Parquet row group (a few thousand rows)
-SPLIT_RULE = (
-    "grouped: clips sharing a condition image or a prompt form one group (connected components); "
-    "groups are ordered by sha256(seed:group) and taken into test while that brings the test share "
-    "of clips closer to test_fraction"
-)
 
 # Column name, Arrow type, SQL expression: the one place that defines an exported label row.
 LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
@@ -65,19 +59,41 @@ LABEL_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("rating_count", pa.int64(), "l.count::int8"),
 ]
 
+# An annotator's or judge's pseudonym: a keyed hash of their id (the same in both files).
+_PSEUDONYM = "substr(encode(sha256(convert_to(%(salt)s || {}::text, 'UTF8')), 'hex'), 1, 16)"
 RATING_COLUMNS: list[tuple[str, pa.DataType, str]] = [
     ("clip_id", pa.int64(), "c.id"),
     ("round_id", pa.int64(), "c.round_id"),
     ("split", pa.string(), "p.split"),
-    (
-        "annotator",
-        pa.string(),
-        "substr(encode(sha256(convert_to(%(salt)s || a.annotator_id::text, 'UTF8')), 'hex'), 1, 16)",
-    ),
+    ("annotator", pa.string(), _PSEUDONYM.format("a.annotator_id")),
     *[(key, pa.int64(), f"a.{key}::int8") for key in DIMENSION_KEYS],
     ("seconds_spent", pa.float64(), "a.seconds_spent"),
 ]
 
+
+# One row per judge, task and dimension (``overall`` is the judge's overall choice), choices on the
+# canonical clip_a / clip_b. Only tasks whose two clips are both exported and on one side of the
+# split: a pair across the split would leak test clips into training (``judged_pair_counts``).
+JUDGEMENT_COLUMNS: list[tuple[str, pa.DataType, str]] = [
+    ("task_id", pa.int64(), "t.id"),
+    ("condition_id", pa.int64(), "t.condition_id"),
+    ("clip_a_id", pa.int64(), "t.clip_a_id"),
+    ("clip_b_id", pa.int64(), "t.clip_b_id"),
+    ("split", pa.string(), "ea.split"),
+    ("group", pa.string(), "ea.grp"),
+    ("judge", pa.string(), _PSEUDONYM.format("j.judge_id")),
+    ("dimension", pa.string(), "v.dimension"),
+    ("choice", pa.string(), "v.choice"),
+]
+_JUDGED_DIMENSIONS = ", ".join(
+    [
+        "(0, 'overall', j.choice)",
+        *(
+            f"({n}, '{key}', j.dimension_choices->>'{key}')"
+            for n, key in enumerate(DIMENSION_KEYS, 1)
+        ),
+    ]
+)
 
 # The clips that are exported: labelled, in the chosen rounds, not pulled as broken. Every query
 # of an export (placements, rows, ratings, split counts) is this FROM/WHERE with optional joins.
@@ -121,21 +137,45 @@ def rating_rows_sql() -> str:
     )
 
 
-@dataclass(frozen=True)
-class ExportParams:
-    round_ids: list[int]
-    test_fraction: float
-    seed: int
-    include_ratings: bool
+_JUDGED_TASKS = f"""
+    WITH exported AS ({exported_clips_sql("c.id, p.split, p.grp")})
+    SELECT {{select}}
+      FROM annotation_pairwisetask t
+      LEFT JOIN exported ea ON ea.id = t.clip_a_id
+      LEFT JOIN exported eb ON eb.id = t.clip_b_id
+      {{joins}}
+     WHERE t.judgement_count > 0 AND (ea.id IS NOT NULL OR eb.id IS NOT NULL)
+     {{tail}}"""
 
-    def as_json(self) -> dict:
-        return {
-            "round_ids": self.round_ids,
-            "test_fraction": self.test_fraction,
-            "seed": self.seed,
-            "include_ratings": self.include_ratings,
-            "split_rule": SPLIT_RULE,
-        }
+
+def judgement_rows_sql() -> str:
+    """SELECT of the exported judgements, one row per judge, task and dimension (params add
+    ``salt``)."""
+    return _JUDGED_TASKS.format(
+        select=_columns(JUDGEMENT_COLUMNS),
+        joins="JOIN annotation_pairwisejudgement j ON j.task_id = t.id\n"
+        f"      CROSS JOIN LATERAL (VALUES {_JUDGED_DIMENSIONS}) AS v(ordinal, dimension, choice)",
+        tail="AND ea.split = eb.split AND v.choice IN ('a', 'b', 'tie')\n"
+        "     ORDER BY t.id, 7, v.ordinal",
+    )
+
+
+def judged_pair_counts(sql_params: dict) -> dict[str, int]:
+    """Judged tasks touching the export: kept per split, and left out because their clips fall on
+    both sides of the split or one clip is not exported (unrated, pulled, another round)."""
+    select = """count(*) FILTER (WHERE ea.split = eb.split AND ea.split = 'train'),
+        count(*) FILTER (WHERE ea.split = eb.split AND ea.split = 'test'),
+        count(*) FILTER (WHERE ea.split <> eb.split),
+        count(*) FILTER (WHERE ea.id IS NULL OR eb.id IS NULL)"""
+    with connection.cursor() as cursor:
+        cursor.execute(_JUDGED_TASKS.format(select=select, joins="", tail=""), sql_params)
+        train, test, cross, outside = cursor.fetchone()
+    return {
+        "judged_pairs_train": train,
+        "judged_pairs_test": test,
+        "judged_pairs_cross_split": cross,
+        "judged_pairs_not_exported": outside,
+    }
 
 
 def compute_placements(params: ExportParams) -> dict[str, list]:
@@ -185,6 +225,14 @@ def write_export_files(
                 path, rating_rows_sql(), rating_params, RATING_COLUMNS, progress
             )
             written[f"ratings_{fmt}"] = path
+    judgement_params = {**sql_params, "salt": _pseudonym_salt()}
+    for fmt in formats:
+        path = directory / f"judgements.{fmt}"
+        row_counts["judgements"] = _WRITERS[fmt](
+            path, judgement_rows_sql(), judgement_params, JUDGEMENT_COLUMNS, progress
+        )
+        written[f"judgements_{fmt}"] = path
+    row_counts.update(judged_pair_counts(sql_params))
     row_counts.update(_split_counts(sql_params))
     card = directory / "README.md"
     card.write_text(dataset_card(params, row_counts, sql_params), encoding="utf-8")
@@ -278,6 +326,13 @@ def dataset_card(params: ExportParams, row_counts: dict[str, int], sql_params: d
         if params.include_ratings
         else ""
     )
+    judgements = (
+        f"{row_counts.get('judgements', 0)} rows; judged pairs: "
+        f"{row_counts.get('judged_pairs_train', 0)} in train, "
+        f"{row_counts.get('judged_pairs_test', 0)} in test"
+    )
+    cross = row_counts.get("judged_pairs_cross_split", 0)
+    outside = row_counts.get("judged_pairs_not_exported", 0)
     return f"""# LabelHub label snapshot
 
 Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), aggregated per clip.
@@ -291,7 +346,11 @@ Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), agg
 ## Files
 
 `labels.jsonl`, `labels.csv`, `labels.parquet`: the same rows, ordered by `clip_id`.
-{ratings}
+{ratings}`judgements.*`: the A/B/tie judgements of judged pairs of exported clips, one row per
+judge, pair and dimension ({judgements}); judges are pseudonymised like annotators. Pairs
+whose clips fall on both sides of the split are left out ({cross}), as are pairs with a clip not
+in this snapshot ({outside}).
+
 ## Columns
 
 - `clip_id`, `round_id`, `round`, `condition_id`
@@ -301,6 +360,10 @@ Human ratings of anime image-to-video clips on six dimensions (1-5, 5 best), agg
 - `split` (train / test), `group` (connected component of shared images and prompts)
 {dims}
 - `overall`: mean of the six means; `rating_count`: ratings behind the label
+
+Judgements: `task_id`, `condition_id`, `clip_a_id`, `clip_b_id`, `split`, `group`, `judge`,
+`dimension` (one of the six keys, or `overall` for the judge's overall choice) and `choice`
+(`a`, `b` or `tie`, on clip_a / clip_b; the sides the judge saw were shuffled).
 
 ## Loading
 

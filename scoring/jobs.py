@@ -9,13 +9,14 @@ from django.db import transaction
 
 from annotation.models import Clip, ExportSnapshot
 from annotation.selectors.characters import gallery_image_names
-from annotation.selectors.exports import iter_snapshot_rows
+from annotation.selectors.exports import iter_snapshot_judgements, iter_snapshot_rows
 from labelhub.devices import pick_device, pick_dtype
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.progress import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
 from runs.fanout import chunked, run_chunks
 from runs.models import TrainingRun
+from scoring.anime_reward.comparisons import Comparison
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import ClipSpec, cores_shared_with_decoding, iter_decoded_batches
 from scoring.anime_reward.models import AnimeReward
@@ -45,6 +46,21 @@ def items_from_snapshot(snapshot: ExportSnapshot) -> list[RewardItem]:
     ]
 
 
+def comparisons_from_snapshot(snapshot: ExportSnapshot) -> list[Comparison]:
+    """The snapshot's A/B/tie judgements (per judge, pair and dimension) for the trainer."""
+    return [
+        Comparison(
+            clip_a=row["clip_a_id"],
+            clip_b=row["clip_b_id"],
+            dimension=row["dimension"],
+            choice=row["choice"],
+            split=row["split"],
+            judge=row["judge"],
+        )
+        for row in iter_snapshot_judgements(snapshot)
+    ]
+
+
 def gallery_for_items(items: list[RewardItem]) -> dict[int, list[str]]:
     """The character gallery for training: character id -> local paths of its reference images.
 
@@ -69,6 +85,7 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
     )
     report(0, 1, None, f"loading the labelled clips of snapshot {snapshot.pk}")
     items = items_from_snapshot(snapshot)
+    comparisons = comparisons_from_snapshot(snapshot)
     gallery = gallery_for_items(items)
     output_dir = artifacts_dir("reward_models", f"run-{run.pk}")
     total = [1]  # the trainer's step count, so storing does not reset the bar to 1 / 1
@@ -77,7 +94,9 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
         total[0] = steps
         report(step, steps, metrics, message)
 
-    result = train_reward(items, config, output_dir, on_progress=progress, gallery=gallery)
+    result = train_reward(
+        items, config, output_dir, on_progress=progress, gallery=gallery, comparisons=comparisons
+    )
     report(total[0], total[0], None, "storing the checkpoint")
     reward_model = RewardModel.objects.create(
         name=run.params.get("name") or f"animereward-{config.preset}-run{run.pk}",
@@ -92,6 +111,8 @@ def train_reward_job(run: TrainingRun, report: Progress) -> dict:
             "test_clips": result.test_clips,
             "skipped": result.skipped,
             "gallery_characters": sorted(gallery),
+            "comparisons": result.comparisons,
+            "tie_parameters": result.tie_parameters,
         },
         metrics=result.metrics,
         evaluation={"clips": result.evaluation, "losses": result.losses},

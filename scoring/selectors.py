@@ -22,6 +22,21 @@ METRIC_LABELS = {
     "pairs": "Pairs",
     "clips": "Clips",
 }
+# On held-out A/B/tie judgements (``scoring.anime_reward.evaluate.evaluate_comparisons``).
+COMPARISON_METRIC_NAMES = (
+    "comparison_accuracy",
+    "decisive_comparisons",
+    "comparison_accuracy_ties",
+    "comparisons",
+    "tie_threshold",
+)
+COMPARISON_METRIC_LABELS = {
+    "comparison_accuracy": "Accuracy without ties",
+    "decisive_comparisons": "Judgements (a or b)",
+    "comparison_accuracy_ties": "Accuracy with ties",
+    "comparisons": "Judgements (a, b or tie)",
+    "tie_threshold": "Tie threshold ε",
+}
 
 
 def list_reward_models() -> QuerySet[RewardModel]:

@@ -59,6 +59,9 @@ def request_reward_training(
         raise RewardRunError(str(error).replace("__init__() ", "")) from error
     except ValueError as error:  # a value the config refuses
         raise RewardRunError(str(error)) from error
+    objective = config.get("objective", "regression")
+    if objective != "regression":
+        refuse_without_judgements(snapshot, objective)
     if name and RewardModel.objects.filter(name=name).exists():
         raise RewardRunError(f"a reward model named {name!r} already exists", code="conflict")
     try:
@@ -71,6 +74,29 @@ def request_reward_training(
         )
     except runs.NameTaken as error:  # another queued or running run will save that name
         raise RewardRunError(str(error), code="conflict") from error
+
+
+def refuse_without_judgements(snapshot: ExportSnapshot, objective: str) -> None:
+    """``pairs`` and ``joint`` learn from the snapshot's judgements and are measured on its
+    held-out ones: refuse a snapshot without judged pairs on both sides of the split, with the
+    counts."""
+    if "judgements_parquet" not in snapshot.files:
+        raise RewardRunError(
+            f"objective {objective} needs A/B judgements; snapshot {snapshot.pk} was exported "
+            "before snapshots carried them: export the rounds again"
+        )
+    counts = snapshot.row_counts
+    train = counts.get("judged_pairs_train", 0)
+    test = counts.get("judged_pairs_test", 0)
+    if train and test:
+        return
+    raise RewardRunError(
+        f"objective {objective} needs judged pairs on both sides of the split; snapshot "
+        f"{snapshot.pk} has {train} in train and {test} in test "
+        f"({counts.get('judgements', 0)} judgement rows; left out: "
+        f"{counts.get('judged_pairs_cross_split', 0)} across the split, "
+        f"{counts.get('judged_pairs_not_exported', 0)} with a clip not in the snapshot)"
+    )
 
 
 def request_scoring(

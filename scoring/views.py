@@ -16,7 +16,7 @@ from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
-from scoring.anime_reward.config import get_preset
+from scoring.anime_reward.config import OBJECTIVES, TIE_MODELS, get_preset
 from scoring.models import RewardModel
 from scoring.selectors import model_disagreements
 
@@ -43,6 +43,8 @@ def reward_models_page(request):
             "rounds": Round.objects.order_by("-created_at"),
             "reward_preset": settings.LABELHUB_REWARD_PRESET,
             "preset": get_preset(settings.LABELHUB_REWARD_PRESET),
+            "objectives": OBJECTIVES,
+            "tie_models": TIE_MODELS,
             "finetune_default": ", ".join(
                 key.replace("_", " ")
                 for key in get_preset(settings.LABELHUB_REWARD_PRESET).finetune
@@ -57,6 +59,7 @@ FORM_NUMBERS = (
     ("encoder_learning_rate", float),
     ("keyframes", int),
     ("track_frames", int),
+    ("pair_weight", float),
 )
 
 
@@ -72,6 +75,9 @@ def training_form_config(form) -> dict:
             except ValueError:
                 label = name.replace("_", " ")
                 raise ValueError(f"{label} must be a number, not {value[:40]!r}") from None
+    for name in ("objective", "tie_model"):  # the config names the valid choices
+        if form.get(name, "").strip():
+            config[name] = form[name].strip()
     release = form.get("release_finetune", "")
     if release:  # the anisora preset: train the released heads, or evaluate the release as is
         if release not in ("heads", "full", "none"):
@@ -134,6 +140,9 @@ def reward_model_page(request, reward_model_id: int):
         dimension.metric_values = [
             _format(dimension.metrics.get(name)) for name in selectors.METRIC_NAMES
         ]
+        dimension.comparison_values = [
+            _format(dimension.metrics.get(name)) for name in selectors.COMPARISON_METRIC_NAMES
+        ]
     return render(
         request,
         "scoring/reward_model.html",
@@ -147,6 +156,11 @@ def reward_model_page(request, reward_model_id: int):
             ],
             "metric_names": selectors.METRIC_NAMES,
             "metric_labels": [selectors.METRIC_LABELS[name] for name in selectors.METRIC_NAMES],
+            "comparison_labels": [
+                selectors.COMPARISON_METRIC_LABELS[name]
+                for name in selectors.COMPARISON_METRIC_NAMES
+            ],
+            "judged": any("comparisons" in d.metrics for d in dimensions),
         },
     )
 

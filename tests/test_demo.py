@@ -135,6 +135,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
         "gapo",
         "generation",
         "scoring",
+        "generation",  # the evaluation step: the base generator's candidates, same seeds,
+        "scoring",  # scored with the round's reward model
     ]
     chunk_kinds = set(runs.filter(parent__parent=round_run).values_list("kind", flat=True))
     assert chunk_kinds == {"scoring_chunk", "generation_chunk"}
@@ -146,7 +148,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert len(reward_model.evaluation["clips"]) == 12
     assert "spearman" in reward_model.metrics["overall"]
     # Round 1 and round 2's 24 candidates, scored with the same model for the scoreboard.
-    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24
+    # and the base generator's twins (same condition and seed) of the 3 evaluated candidates.
+    assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 48 + 24 + 3
 
     gapo = runs.get(kind="gapo")
     assert len(gapo.metrics) == demo_loop.ROUND_PARAMS["steps"]  # the run page's plots
@@ -164,6 +167,21 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert set(generated.values_list("source_name", flat=True)) == {f"policy:{checkpoint.name}"}
     assert all(clip.poster.name for clip in generated)
     assert Candidate.objects.filter(checkpoint=checkpoint).count() == 12 * k
+
+    # The checkpoint against the base on the 3 held-out conditions, judged by 3 demo raters: the
+    # scoreboard's win rate has a point.
+    evaluated = PairwiseTask.objects.filter(batch=f"{checkpoint.name} vs base")
+    assert evaluated.count() == 3 and set(evaluated.values_list("judgement_count", flat=True)) == {
+        3
+    }
+    from training.selectors import scoreboard
+
+    board = scoreboard()
+    assert board["baseline"] == "base"
+    (evaluation,) = board["human_evaluations"]
+    assert evaluation["evaluation_tasks"] == 3 and evaluation["tasks_awaiting_judges"] == 0
+    policy_row = next(r for r in board["rows"] if r["source"] == f"policy:{checkpoint.name}")
+    assert policy_row["win_rate"]["tasks"] == 3
 
     # The judge page has work: a task is leased to the annotator.
     assert PairwiseTask.objects.filter(batch=demo_loop.PAIRWISE_BATCH).count() == 12

@@ -165,7 +165,17 @@ def test_snapshots_are_reproducible_and_immutable(labelled):
     assert (
         first.row_counts
         == again.row_counts
-        == {"clips": 8, "train": first.row_counts["train"], "test": first.row_counts["test"]}
+        == {
+            "clips": 8,
+            "train": first.row_counts["train"],
+            "test": first.row_counts["test"],
+            # no pairwise tasks here: the judgement file is written, empty, with zero counts
+            "judgements": 0,
+            "judged_pairs_train": 0,
+            "judged_pairs_test": 0,
+            "judged_pairs_cross_split": 0,
+            "judged_pairs_not_exported": 0,
+        }
     )
     assert {c["sha256"] for c in first.files.values()} == {
         c["sha256"] for c in again.files.values()

@@ -12,7 +12,9 @@ from rest_framework.views import APIView
 from labelhub.api import errors
 from labelhub.roles import IsAdmin, IsLead
 from runs.models import TrainingRun
+from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
+from training.services.evaluation import SCOPES
 from training.services.loop import LOSSES, launch_round, resume_round
 
 
@@ -26,8 +28,17 @@ class RoundLaunchSerializer(serializers.Serializer):
     candidates = serializers.IntegerField(required=False, min_value=1, max_value=64, default=4)
     init_checkpoint_id = serializers.IntegerField(required=False, allow_null=True)
     reward_epochs = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    reward_objective = serializers.ChoiceField(
+        choices=OBJECTIVES, required=False, default="regression"
+    )
     test_fraction = serializers.FloatField(required=False, allow_null=True)
     seed = serializers.IntegerField(required=False, default=0)
+    evaluate = serializers.ChoiceField(
+        choices=["", *SCOPES],
+        required=False,
+        default="",
+        help_text="end with policy-vs-base pairwise tasks on the held-out or the round's conditions",
+    )
 
 
 def _round(run: TrainingRun) -> dict:

@@ -15,11 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 
-from annotation.demo import DEMO_ROUND
+from annotation.demo import DEMO_ROUND, hash_text
 from annotation.models import Clip, PairwiseTask, Round
-from annotation.services.pairwise import create_pairwise_tasks
+from annotation.services.pairwise import create_pairwise_tasks, lease_next_pair, submit_judgement
+from labelhub.roles import ANNOTATOR
 from runs.models import TrainingRun
+from training.models import PolicyCheckpoint
 from training.services.loop import launch_round, resume_round
 
 Status = TrainingRun.Status
@@ -37,6 +40,8 @@ ROUND_PARAMS = {
     "seed": 0,
     "reward_model_name": REWARD_MODEL_NAME,
     "checkpoint_name": CHECKPOINT_NAME,
+    # the last step: demo-gapo against the base generator on the 3 held-out conditions
+    "evaluate": "held_out",
 }
 JUDGED_SOURCES = ("hailuo", "vidu")  # the judge page compares two made-up generators
 PAIRWISE_BATCH = "demo"
@@ -97,6 +102,7 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
     )
     tasks = PairwiseTask.objects.filter(batch=PAIRWISE_BATCH).count()
     say(f"pairwise: {len(created)} new task(s), {tasks} {' vs '.join(JUDGED_SOURCES)} in all")
+    judge_evaluation(checkpoint_id=a["checkpoint_id"], say=say)
     return DemoLoop(
         round_id=round_.pk,
         round_run_id=run.pk,
@@ -106,3 +112,28 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
         next_round_id=next_round.pk,
         pairwise_tasks=tasks,
     )
+
+
+# --- the human evaluation's judges (issue 21) ---------------------------------------------------
+
+DEMO_JUDGES = ("demo-rater-1", "demo-rater-2", "demo-rater-3")
+
+
+def judge_evaluation(*, checkpoint_id: int, say: Say) -> int:
+    """Three demo judges answer the round's checkpoint-vs-base tasks through the judging service,
+    so the scoreboard's win rate has a point. The tiny generator's candidates are noise on both
+    sides, so a demo judge's choice is a hash of (judge, task): a real verdict needs real judges.
+    Returns the judgements added (none when run again)."""
+    name = PolicyCheckpoint.objects.get(pk=checkpoint_id).name
+    batch = PairwiseTask.objects.filter(batch=f"{name} vs base")
+    others = list(PairwiseTask.objects.exclude(pk__in=batch).values_list("pk", flat=True))
+    added = 0
+    for username in DEMO_JUDGES:
+        judge, _ = get_user_model().objects.get_or_create(username=username)
+        judge.groups.add(Group.objects.get_or_create(name=ANNOTATOR)[0])
+        while (lease := lease_next_pair(judge=judge, exclude=others)) is not None:
+            side = ("left", "right", "tie")[hash_text(f"{username}|{lease.task_id}") % 3]
+            submit_judgement(task_id=lease.task_id, judge=judge, side=side)
+            added += 1
+    say(f"evaluation: {batch.count()} {name}-vs-base task(s), {added} new demo judgement(s)")
+    return added

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Prefetch, Q, QuerySet
 
-from annotation.models import Clip, ClipLabel, Round
-from annotation.selectors.pairwise import source_pairs, win_rates_against
+from annotation.models import Clip, ClipLabel, PairwiseJudgement, PairwiseTask, Round
+from annotation.selectors.pairwise import (
+    source_pairs,
+    verdict,
+    wilson_interval,
+    win_rates_against,
+)
 from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS
 from runs.models import TrainingRun
 from runs.services import eta_seconds
@@ -229,6 +234,7 @@ def round_steps(run: TrainingRun) -> list[dict]:
 # --- the loop's scoreboard --------------------------------------------------------------------
 
 GENERATED = "generated"
+DIMENSION_NAMES = {d.key: d.name for d in DIMENSIONS}
 
 
 def _mean(values: list[float]) -> float | None:
@@ -358,6 +364,7 @@ def scoreboard(*, reward_model_id: int | None = None, baseline: str | None = Non
         )
     return {
         "rounds": [{"id": r.pk, "name": r.name} for r in rounds],
+        "human_evaluations": human_evaluations(reward_model_id=reward_model_id),
         "reward_model_id": reward_model_id,
         "reward_models": [{"id": m.pk, "name": m.name} for m in reward_models],
         "baseline": baseline,
@@ -397,4 +404,161 @@ def scoreboard_clips(*, round_id: int, source: str, reward_model_id: int | None)
                 "generation_run_id": candidate.run_id if candidate else None,
             }
         )
+    return out
+
+
+# --- human evaluation against the base, and the reward-hacking alarm ------------------------------
+
+HUMAN_KEYS = ("overall", *DIMENSION_KEYS)
+ALARM_MEANING = (
+    "AnimeReward scores this checkpoint's candidates higher than the base generator's on the "
+    "same conditions and seeds, but the judges do not agree: the human win rate's 95% interval "
+    "reaches down to 0.5 or below, or the human means fell. The policy may be learning what the "
+    "reward model likes rather than what people like (reward hacking): look at its clips before "
+    "training on this reward model again."
+)
+
+
+def _matched_candidates(checkpoint_id: int) -> list[tuple[int, int]]:
+    """(policy clip, base clip) pairs of one condition and seed (the first base clip of each)."""
+    policy = list(
+        Candidate.objects.filter(checkpoint_id=checkpoint_id).values_list(
+            "clip_id", "clip__condition_id", "seed"
+        )
+    )
+    base: dict[tuple[int, int], int] = {}
+    for clip_id, condition_id, seed in (
+        Candidate.objects.filter(
+            checkpoint__isnull=True, clip__condition_id__in={c for _, c, _ in policy}
+        )
+        .order_by("clip_id")
+        .values_list("clip_id", "clip__condition_id", "seed")
+    ):
+        base.setdefault((condition_id, seed), clip_id)
+    return [(clip, base[(c, s)]) for clip, c, s in policy if (c, s) in base]
+
+
+def human_evaluation(*, checkpoint_id: int, reward_model_id: int | None) -> dict | None:
+    """A checkpoint against the base generator, per key (overall and the six dimensions): the
+    AnimeReward means of matched candidates (same condition and seed, both scored), the human
+    means of those both rated, and the judges' win / tie / loss on the policy-vs-base tasks
+    (a task counts once fully judged, a side wins with 2 of 3: ``verdict``), with the win rate's
+    Wilson interval; ``alarm`` where the reward rose and the humans do not agree
+    (``ALARM_MEANING``). None when the checkpoint has no candidate with a base twin."""
+    matched = _matched_candidates(checkpoint_id)
+    if not matched:
+        return None
+    policy_ids = {p for p, _ in matched}
+    base_ids = {b for _, b in matched}
+    scores = {}
+    if reward_model_id is not None:
+        scores = {
+            row["clip_id"]: row
+            for row in ClipScore.objects.filter(
+                reward_model_id=reward_model_id, clip_id__in=policy_ids | base_ids, error=""
+            ).values("clip_id", "overall", *DIMENSION_KEYS)
+        }
+    labels = {
+        row["clip_id"]: row
+        for row in ClipLabel.objects.filter(clip_id__in=policy_ids | base_ids, count__gt=0).values(
+            "clip_id", "overall", *(f"{k}_mean" for k in DIMENSION_KEYS)
+        )
+    }
+    tasks = (
+        PairwiseTask.objects.filter(
+            Q(clip_a_id__in=policy_ids, clip_b_id__in=base_ids)
+            | Q(clip_a_id__in=base_ids, clip_b_id__in=policy_ids)
+        )
+        .prefetch_related(
+            Prefetch(
+                "judgements",
+                queryset=PairwiseJudgement.objects.only("task_id", "choice", "dimension_choices"),
+            )
+        )
+        .order_by("pk")
+    )
+    outcomes = {key: Counter() for key in HUMAN_KEYS}
+    pending = 0
+    for task in tasks:
+        judgements = list(task.judgements.all())
+        if len(judgements) < task.judges_needed:
+            pending += 1
+            continue
+        policy_side = "a" if task.clip_a_id in policy_ids else "b"
+        for key in HUMAN_KEYS:
+            # a judge who gave no choice on a dimension counts as a tie there
+            choices = [
+                j.choice if key == "overall" else j.dimension_choices.get(key, "tie")
+                for j in judgements
+            ]
+            winner = verdict(choices)
+            outcomes[key][
+                "tie" if winner == "tie" else "win" if winner == policy_side else "loss"
+            ] += 1
+
+    def means(rows: dict, pairs, field) -> tuple[float | None, float | None, int]:
+        both = [(p, b) for p, b in pairs if p in rows and b in rows]
+        return (
+            _mean([rows[p][field] for p, _ in both]),
+            _mean([rows[b][field] for _, b in both]),
+            len(both),
+        )
+
+    dimensions = []
+    for key in HUMAN_KEYS:
+        reward_policy, reward_base, scored = means(scores, matched, key)
+        label_field = "overall" if key == "overall" else f"{key}_mean"
+        human_policy, human_base, rated = means(labels, matched, label_field)
+        counts = outcomes[key]
+        judged = sum(counts.values())
+        low, high = wilson_interval(counts["win"], judged)
+        reward_rose = scored > 0 and reward_policy > reward_base
+        humans_disagree = (judged > 0 and low <= 0.5) or (rated > 0 and human_policy < human_base)
+        dimensions.append(
+            {
+                "key": key,
+                "name": "Overall" if key == "overall" else DIMENSION_NAMES[key],
+                "reward_policy": reward_policy,
+                "reward_base": reward_base,
+                "reward_delta": reward_policy - reward_base if scored else None,
+                "scored_pairs": scored,
+                "human_policy": human_policy,
+                "human_base": human_base,
+                "human_delta": human_policy - human_base if rated else None,
+                "rated_pairs": rated,
+                "tasks": judged,
+                "wins": counts["win"],
+                "ties": counts["tie"],
+                "losses": counts["loss"],
+                "win_rate": counts["win"] / judged if judged else None,
+                "ci95": [low, high] if judged else None,
+                "alarm": reward_rose and humans_disagree,
+                "awaiting_humans": reward_rose and not judged and not rated,
+            }
+        )
+    checkpoint = PolicyCheckpoint.objects.only("name").get(pk=checkpoint_id)
+    return {
+        "checkpoint": {"id": checkpoint_id, "name": checkpoint.name},
+        "matched_candidates": len(matched),
+        "evaluation_tasks": len(tasks),
+        "tasks_awaiting_judges": pending,
+        "dimensions": dimensions,
+        "alarm": any(d["alarm"] for d in dimensions),
+        "alarm_dimensions": [d["name"] for d in dimensions if d["alarm"]],
+        "meaning": ALARM_MEANING,
+    }
+
+
+def human_evaluations(*, reward_model_id: int | None) -> list[dict]:
+    """``human_evaluation`` of every checkpoint that has policy-vs-base candidates, newest first."""
+    checkpoint_ids = (
+        Candidate.objects.filter(checkpoint__isnull=False)
+        .values_list("checkpoint_id", flat=True)
+        .distinct()
+    )
+    out = []
+    for checkpoint_id in sorted(set(checkpoint_ids), reverse=True):
+        report = human_evaluation(checkpoint_id=checkpoint_id, reward_model_id=reward_model_id)
+        if report is not None:
+            out.append(report)
     return out

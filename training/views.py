@@ -18,6 +18,7 @@ from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import TrainingRun
 from runs.workers import live_workers
+from scoring.anime_reward.config import OBJECTIVES
 from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint
@@ -71,6 +72,7 @@ def runs_page(request):
             "kinds": [(k, TrainingRun.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
             "trainer_help": launch.TRAINER_HELP,
             "losses": loop.LOSSES,
+            "reward_objectives": OBJECTIVES,
         },
     )
 
@@ -85,7 +87,9 @@ ROUND_FORM_FIELDS = (
     "candidates",
     "init_checkpoint_id",
     "reward_epochs",
+    "reward_objective",
     "test_fraction",
+    "evaluate",
     "seed",
     "gpus",
     "chunk_conditions",
@@ -143,8 +147,22 @@ def run_page(request, run_id: int):
             "plots": selectors.run_plots(run),
             "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
             "chunks": selectors.chunks(run),
+            "human_evaluation": _checkpoint_evaluation(run),
         },
     )
+
+
+def _checkpoint_evaluation(run: TrainingRun) -> dict | None:
+    """The policy checkpoint a run made (or a round trained), against the base generator, under
+    the reward model the run used (else the scoreboard's)."""
+    checkpoint_id = run.artifacts.get("policy_checkpoint_id") or run.artifacts.get("checkpoint_id")
+    if not checkpoint_id or run.kind == TrainingRun.Kind.GENERATION:
+        return None
+    reward_model_id = run.params.get("reward_model_id") or run.artifacts.get("reward_model_id")
+    if reward_model_id is None:
+        latest = selectors.scoreboard_reward_models().first()
+        reward_model_id = latest.pk if latest else None
+    return selectors.human_evaluation(checkpoint_id=checkpoint_id, reward_model_id=reward_model_id)
 
 
 @role_required(ADMIN)

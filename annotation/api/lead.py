@@ -220,6 +220,8 @@ class PairTaskSerializer(serializers.Serializer):
     expires_at = serializers.DateTimeField()
     prompt = serializers.CharField(allow_blank=True)
     condition_image_url = serializers.CharField()
+    character_reference_url = serializers.CharField(allow_blank=True)
+    fps = serializers.FloatField(allow_null=True)
     left = PairSideSerializer()
     right = PairSideSerializer()
 
@@ -253,6 +255,15 @@ class JudgementSerializer(serializers.Serializer):
     )
     seconds_spent = serializers.FloatField(min_value=0, max_value=24 * 3600, default=0)
 
+    def validate_dimensions(self, value: dict) -> dict:
+        unknown = sorted(set(value) - set(DIMENSION_KEYS))
+        if unknown:  # refused, not dropped: a typo must not silently lose the judge's choice
+            raise serializers.ValidationError(
+                f"unknown dimension(s) {', '.join(unknown)}; expected keys of "
+                f"{', '.join(DIMENSION_KEYS)}"
+            )
+        return value
+
 
 class JudgementCreatedSerializer(serializers.Serializer):
     id = serializers.IntegerField()
@@ -273,12 +284,11 @@ class JudgePairView(APIView):
             return Response({"detail": "the request body must be a JSON object"}, status=400)
         data = JudgementSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        dims = {k: v for k, v in data.validated_data["dimensions"].items() if k in DIMENSION_KEYS}
         judgement = submit_judgement(
             task_id=task_id,
             judge=request.user,
             side=data.validated_data["choice"],
-            dimension_sides=dims,
+            dimension_sides=data.validated_data["dimensions"],
             seconds_spent=data.validated_data["seconds_spent"],
         )
         return Response({"id": judgement.pk, "task_id": task_id}, status=status.HTTP_201_CREATED)

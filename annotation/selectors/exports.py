@@ -46,3 +46,15 @@ def iter_snapshot_rows(snapshot: ExportSnapshot, split: str | None = None) -> It
             for row in batch.to_pylist():
                 if split is None or row["split"] == split:
                     yield row
+
+
+def iter_snapshot_judgements(snapshot: ExportSnapshot) -> Iterator[dict]:
+    """Yield the A/B/tie judgement rows of a snapshot (one per judge, pair and dimension); none
+    for a snapshot exported before judgements were part of snapshots."""
+    if "judgements_parquet" not in snapshot.files:
+        return
+    import pyarrow.parquet as pq  # as in iter_snapshot_rows: not at start-up
+
+    with open_snapshot_file(snapshot, "judgements_parquet") as fh:
+        for batch in pq.ParquetFile(fh).iter_batches(batch_size=READ_BATCH_ROWS):
+            yield from batch.to_pylist()

@@ -27,6 +27,10 @@ def task_for_judge(lease: PairwiseLease) -> dict:
         "expires_at": lease.expires_at.isoformat(),
         "prompt": task.condition.prompt,
         "condition_image_url": media_url(left, "condition"),
+        "character_reference_url": media_url(left, "character")
+        if task.condition.character_reference
+        else "",
+        "fps": task.clip_a.fps,  # one frame step of the shared player (the clips are transcoded alike)
         "left": {"video_url": media_url(left, "video"), "poster_url": media_url(left, "poster")},
         "right": {"video_url": media_url(right, "video"), "poster_url": media_url(right, "poster")},
     }

@@ -24,7 +24,7 @@ from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from annotation.export_files import FORMATS, ExportParams, write_export_files
+from annotation.export_params import FORMATS, ExportParams
 from annotation.models import ExportSnapshot, Round
 from labelhub.files import sha256_file
 from labelhub.heartbeat import Heartbeat
@@ -140,6 +140,9 @@ def build_snapshot(
     )
     try:
         with heartbeat:
+            # The writers load pyarrow and numpy: only a build pays for them, not every page.
+            from annotation.export_files import write_export_files
+
             with _consistent_read():
                 written, row_counts = write_export_files(scratch, params, progress=progress)
             files = {kind: _store(snapshot_id, path) for kind, path in written.items()}

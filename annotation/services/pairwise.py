@@ -73,6 +73,46 @@ def create_pairwise_tasks(
     return PairwiseTask.objects.bulk_create(tasks)
 
 
+def create_tasks_for_clip_pairs(
+    *,
+    clip_pairs: list[tuple[int, int]],
+    judges_needed: int = DEFAULT_JUDGES,
+    batch: str = "",
+    rng: random.Random | None = None,
+) -> list[PairwiseTask]:
+    """One task per given (clip, clip) of one condition, sides shuffled per task; a pair that
+    already has a task (either way round) is left alone. Returns every pair's task, in order."""
+    if judges_needed < 1:
+        raise PairwiseError("judges_needed must be at least 1")
+    rng = rng or random.SystemRandom()
+    ids = {clip_id for pair in clip_pairs for clip_id in pair}
+    condition_of = dict(Clip.objects.filter(pk__in=ids).values_list("pk", "condition_id"))
+    for a, b in clip_pairs:
+        if a == b or a not in condition_of or b not in condition_of:
+            raise PairwiseError(f"clips {a} and {b} are not two existing clips")
+        if condition_of[a] != condition_of[b]:
+            raise PairwiseError(f"clips {a} and {b} are of different conditions")
+    existing = {
+        frozenset((task.clip_a_id, task.clip_b_id)): task
+        for task in PairwiseTask.objects.filter(clip_a_id__in=ids, clip_b_id__in=ids)
+    }
+    new = [
+        PairwiseTask(
+            condition_id=condition_of[a],
+            clip_a_id=a,
+            clip_b_id=b,
+            a_on_left=rng.random() < 0.5,
+            judges_needed=judges_needed,
+            batch=batch[:200],
+        )
+        for a, b in clip_pairs
+        if frozenset((a, b)) not in existing
+    ]
+    for task in PairwiseTask.objects.bulk_create(new):
+        existing[frozenset((task.clip_a_id, task.clip_b_id))] = task
+    return [existing[frozenset(pair)] for pair in clip_pairs]
+
+
 def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> PairwiseLease | None:
     """The judge's lease on their next task (an active one first), or None when none is left."""
     now = now or timezone.now()
@@ -80,7 +120,7 @@ def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> Pair
     held = (
         PairwiseLease.objects.filter(judge=judge, expires_at__gt=now)
         .exclude(task_id__in=exclude)
-        .select_related("task")
+        .select_related("task__condition", "task__clip_a")
         .order_by("created_at", "pk")
         .first()
     )
@@ -102,7 +142,7 @@ def lease_next_pair(*, judge, exclude: list[int] | tuple = (), now=None) -> Pair
     lease_id = claim_next(take=take, any_open=any_open, exclude=exclude)
     if lease_id is None:
         return None
-    return PairwiseLease.objects.select_related("task").get(pk=lease_id)
+    return PairwiseLease.objects.select_related("task__condition", "task__clip_a").get(pk=lease_id)
 
 
 # Open tasks for this judge: both clips ready, not excluded, not judged or leased by them, with

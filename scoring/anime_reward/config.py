@@ -172,6 +172,9 @@ def get_preset(name: str) -> RewardPreset:
 
 
 OVERRIDABLE = ("epochs", "learning_rate", "encoder_learning_rate", "contrastive_weight")
+# What a reward model learns from: the 1-5 label means, the A/B/tie judgements, or both.
+OBJECTIVES = ("regression", "pairs", "joint")
+TIE_MODELS = ("rao_kupper", "davidson")  # scoring.anime_reward.comparisons
 
 
 @dataclass
@@ -185,7 +188,28 @@ class RewardTrainConfig:
     epochs: int = field(
         default=40, metadata={"help": "Passes over the training clips per dimension."}
     )
-    batch_size: int = field(default=16, metadata={"help": "Clips per optimiser step."})
+    batch_size: int = field(
+        default=16, metadata={"help": "Clips (or judgements, for pairs) per optimiser step."}
+    )
+    objective: str = field(
+        default="regression",
+        metadata={
+            "help": "What the heads learn from: regression (MSE to the 1-5 label means on [0, 1]), "
+            "pairs (Bradley-Terry with ties on the snapshot's per-dimension A/B/tie judgements) "
+            "or joint (both: MSE + pair_weight x the pairs loss)."
+        },
+    )
+    tie_model: str = field(
+        default="rao_kupper",
+        metadata={
+            "help": "How pairs model a tie: rao_kupper (a learnt threshold eta) or davidson "
+            "(a learnt tie strength nu); the tie parameter is learnt per dimension."
+        },
+    )
+    pair_weight: float = field(
+        default=1.0,
+        metadata={"help": "joint: weight of the pairs loss beside the regression loss."},
+    )
     encode_batch_size: int = field(
         default=8, metadata={"help": "Clips per encoder pass (feature caching)."}
     )
@@ -303,6 +327,18 @@ class RewardTrainConfig:
         if not 0 <= self.contrastive_jitter < 1:
             raise ValueError("contrastive_jitter must be in [0, 1)")
         self._check_overrides()
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}"
+            )
+        if self.tie_model not in TIE_MODELS:
+            raise ValueError(
+                f"tie_model must be one of {', '.join(TIE_MODELS)}, not {self.tie_model!r}"
+            )
+        if not (isinstance(self.pair_weight, int | float) and math.isfinite(self.pair_weight)) or (
+            self.pair_weight <= 0
+        ):
+            raise ValueError(f"pair_weight must be a positive number, got {self.pair_weight!r}")
         if self.keyframes is not None and self.keyframes < 1:
             raise ValueError("keyframes must be at least 1")
         if self.track_frames is not None and not (self.track_frames == 0 or self.track_frames >= 2):

@@ -94,3 +94,79 @@ def evaluate_rewards(
 ) -> dict[str, dict]:
     """Metrics per key of ``predicted`` (six dimensions and ``overall``), same clip order everywhere."""
     return {key: evaluate_dimension(predicted[key], human[key], conditions) for key in predicted}
+
+
+# --- accuracy on held-out A/B/tie judgements ---------------------------------------------------
+
+
+def comparison_accuracy(
+    predicted_a: Sequence[float], predicted_b: Sequence[float], choices: Sequence[str]
+) -> tuple[float | None, int]:
+    """Accuracy without ties: over the judgements that chose a side, the share the model orders
+    the same way (a predicted tie counts half). Returns (accuracy, decisive judgements)."""
+    correct, n = 0.0, 0
+    for a, b, choice in zip(predicted_a, predicted_b, choices, strict=True):
+        if choice == "tie":
+            continue
+        n += 1
+        if a == b:
+            correct += 0.5
+        elif (a > b) == (choice == "a"):
+            correct += 1
+    return (correct / n if n else None), n
+
+
+def tie_aware_accuracy(
+    predicted_a: Sequence[float], predicted_b: Sequence[float], choices: Sequence[str]
+) -> tuple[float | None, int, float | None]:
+    """Accuracy with ties, as VideoGen-RewardBench reports it (tie calibration of Deutsch et al.,
+    "Ties Matter", 2023): the model calls a pair a tie when its rewards are within ``epsilon``,
+    and ``epsilon`` is the threshold that maximises accuracy over all judgements, ties included.
+    The calibration makes the figure an upper bound for the model at its best threshold; it is
+    comparable between models evaluated the same way. Returns (accuracy, judgements, epsilon)."""
+    n = len(choices)
+    if not n:
+        return None, 0, None
+    gap = np.asarray(predicted_a, float) - np.asarray(predicted_b, float)
+    human = np.asarray(choices)
+    order = np.argsort(np.abs(gap), kind="stable")
+    distance, gap, human = np.abs(gap)[order], gap[order], human[order]
+    is_tie = human == "tie"
+    agrees = ((gap > 0) & (human == "a")) | ((gap < 0) & (human == "b"))
+    # Threshold at the k-th smallest distance: the first k+1 pairs are called ties.
+    ties_called = np.cumsum(is_tie)  # human ties among the pairs called ties
+    sides_after = np.concatenate([np.cumsum(agrees[::-1])[::-1][1:], [0]])
+    correct = ties_called + sides_after
+    # Thresholds must separate distinct distances: only the last of equal distances counts.
+    last = np.append(distance[1:] != distance[:-1], True)
+    correct, thresholds = correct[last], distance[last]
+    # No pair called a tie (only pairs with an exact zero gap would be; counted as wrong sides).
+    none_called = int(agrees.sum())
+    best = int(np.argmax(correct))
+    if none_called >= correct[best] and distance[0] > 0:
+        return none_called / n, n, 0.0
+    return float(correct[best]) / n, n, float(thresholds[best])
+
+
+def evaluate_comparisons(predicted: dict[str, dict], comparisons: Sequence) -> dict[str, dict]:
+    """Per dimension key (and ``overall``): accuracy without and with ties on held-out judgements.
+
+    ``predicted``: key -> {clip_id: reward}; ``comparisons``: objects with ``clip_a``, ``clip_b``,
+    ``dimension`` and ``choice`` whose clips are all in ``predicted``.
+    """
+    out = {}
+    for key, rewards in predicted.items():
+        rows = [c for c in comparisons if c.dimension == key]
+        a = [rewards[c.clip_a] for c in rows]
+        b = [rewards[c.clip_b] for c in rows]
+        choices = [c.choice for c in rows]
+        accuracy, decisive = comparison_accuracy(a, b, choices)
+        with_ties, judged, epsilon = tie_aware_accuracy(a, b, choices)
+        out[key] = {
+            "comparison_accuracy": accuracy,
+            "comparison_accuracy_ties": with_ties,
+            "comparisons": judged,
+            "decisive_comparisons": decisive,
+            "tie_threshold": epsilon,
+        }
+    return out

@@ -1,18 +1,26 @@
-"""Train AnimeReward's six regressors on averaged human labels, evaluate them on the held-out split.
+"""Train AnimeReward's six per-dimension models on human labels, evaluate them on the held-out split.
 
 Read top to bottom: config -> data -> model -> features (frozen encoders run once per clip and are
-cached, so epochs only touch the heads) -> one visible training loop per dimension -> evaluation on
-the test split -> checkpoints (safetensors + config.json per dimension).
+cached, so epochs only touch the heads) -> the objectives and the per-dimension losses -> one
+visible training loop per dimension -> evaluation on the test split -> checkpoints (safetensors +
+config.json per dimension).
 
-Targets are the 1-5 label means mapped to [0, 1] with ``(mean - 1) / 4``. The split comes with the
-items (the export's grouped split): no condition image or prompt is in both train and test.
+Objectives (``RewardTrainConfig.objective``):
+- ``regression``: MSE to the 1-5 label means mapped to [0, 1] with ``(mean - 1) / 4``;
+- ``pairs``: Bradley-Terry with ties on the A/B/tie judgements of the train split
+  (``comparisons``), on the head's logits; the tie parameter is learnt per dimension;
+- ``joint``: the two summed, the pairs loss weighted by ``pair_weight``.
+Whatever it learnt from, a dimension's reward stays ``sigmoid(logit)`` in [0, 1].
+
+The split comes with the items (the export's grouped split): no condition image or prompt is in
+both train and test, and a judgement's two clips are on one side.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,8 +33,9 @@ from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from labelhub.progress import Progress
 
 from .anisora.train import train_anisora
+from .comparisons import Comparison, TieParameter, choice_indices, comparison_loss
 from .config import RewardTrainConfig, get_preset
-from .evaluate import evaluate_rewards
+from .evaluate import evaluate_comparisons, evaluate_rewards
 from .frames import ClipSpec, DecodedClip, FrameCache, collate, iter_decoded_batches
 from .models import AnimeReward, CharacterCrops, Features, shrink_pixels
 
@@ -77,15 +86,17 @@ class RewardItem:
 @dataclass
 class TrainResult:
     output_dir: str
-    metrics: (
-        dict  # key (six dimensions + overall) -> pearson, spearman, kendall, mae, pairwise_accuracy
-    )
+    # key (six dimensions + overall) -> pearson, spearman, kendall, mae, pairwise_accuracy, and
+    # on held-out judgements comparison_accuracy (without ties), comparison_accuracy_ties, counts
+    metrics: dict
     evaluation: list  # per test clip: clip_id, condition_id, predicted {key: r}, human {key: r}
     losses: dict  # dimension -> mean training loss per epoch
     skipped: dict  # clip_id -> why it could not be decoded
     train_clips: int
     test_clips: int
     seconds: float
+    comparisons: dict | None = None  # train / test / left_out judgement counts
+    tie_parameters: dict | None = None  # dimension -> the learnt tie parameter (pairs, joint)
 
 
 def stack_features(parts: Sequence[Features]) -> Features:
@@ -99,6 +110,82 @@ def stack_features(parts: Sequence[Features]) -> Features:
     return torch.cat(values_out), torch.cat(masks_out)
 
 
+# --- losses: the objectives, and what each dimension adds when it fine-tunes ----------------------
+
+
+@dataclass
+class LabelledBatch:
+    """A batch of labelled training clips of one dimension, as its auxiliary loss sees it."""
+
+    dimension: torch.nn.Module
+    values: torch.Tensor  # the dimension's live features of the clips
+    targets: torch.Tensor  # their labels on [0, 1]
+    prompts: list[str]
+    crops: Callable[[], CharacterCrops]  # the clips' tracked character crops (fine-tuned BLIP)
+    jitter: float
+
+
+def character_contrastive(batch: LabelledBatch) -> torch.Tensor:
+    """BLIP learns to tie a character's mask crops to its gallery entry (``contrastive_loss``)."""
+    return batch.dimension.contrastive_loss(batch.crops(), batch.targets, jitter=batch.jitter)
+
+
+def text_contrastive(batch: LabelledBatch) -> torch.Tensor:
+    """The video and text towers learn to match a clip to its prompt, weighted by the label."""
+    return batch.dimension.contrastive_loss(batch.values, batch.prompts, batch.targets)
+
+
+# Losses a dimension adds to the regression loss when its encoders are fine-tuned on labelled clips
+# (weighted by its ``contrastive_weight``); a dimension not named here adds none.
+AUXILIARY_LOSSES: dict[str, Callable[[LabelledBatch], torch.Tensor]] = {
+    "character_consistency": character_contrastive,
+    "text_consistency": text_contrastive,
+}
+
+
+def regression_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MSE between the rewards ``sigmoid(logits)`` and the labels on [0, 1]."""
+    return F.mse_loss(torch.sigmoid(logits.float()), targets.float())
+
+
+def _batch_rows(order: torch.Tensor, step: int, size: int) -> list[int]:
+    """The ``step``-th batch of ``order``; a list shorter than the epoch wraps around."""
+    start = (step * size) % len(order)
+    return order[start : start + size].tolist()
+
+
+def check_comparisons(
+    comparisons: Sequence[Comparison], items: Sequence[RewardItem], config: RewardTrainConfig
+) -> None:
+    """Judgements must name known dimensions and clips of the items, on their clips' side of the
+    split; ``pairs`` and ``joint`` need training judgements on every trained dimension."""
+    split = {item.clip_id: item.split for item in items}
+    known = {*DIMENSION_KEYS, "overall"}
+    for c in comparisons:
+        if c.dimension not in known:
+            raise ValueError(f"judgement on unknown dimension {c.dimension!r}")
+        for clip_id in (c.clip_a, c.clip_b):
+            if clip_id not in split:
+                raise ValueError(f"a judgement names clip {clip_id}, which is not a training item")
+            if split[clip_id] != c.split:
+                raise ValueError(
+                    f"a judgement on clip {clip_id} is in {c.split} but the clip is in "
+                    f"{split[clip_id]}: a judged pair must lie on one side of the split"
+                )
+    if config.objective == "regression":
+        return
+    counts = {
+        key: sum(c.split == "train" and c.dimension == key for c in comparisons)
+        for key in config.dimensions
+    }
+    empty = [key for key, n in counts.items() if n == 0]
+    if empty:
+        raise ValueError(
+            f"objective {config.objective} needs training judgements on every trained dimension; "
+            f"none on {', '.join(empty)} (train judgements per dimension: {counts})"
+        )
+
+
 def train_reward(
     items: Sequence[RewardItem],
     config: RewardTrainConfig,
@@ -106,13 +193,21 @@ def train_reward(
     on_progress: Progress | None = None,
     *,
     gallery: dict | None = None,
+    comparisons: Sequence[Comparison] = (),
 ) -> TrainResult:
     """Train heads (and, per dimension, encoders) on the train split, evaluate on the test split,
     save checkpoints. ``gallery``: character id -> reference image paths, for items that carry a
-    ``character_id`` (character consistency compares the tracked crops with that character)."""
+    ``character_id`` (character consistency compares the tracked crops with that character).
+    ``comparisons``: the A/B/tie judgements between items; ``pairs`` and ``joint`` learn from the
+    train split's, and every objective is evaluated on the test split's."""
     if config.preset == "anisora":  # the released models: their own loader, heads and objectives
+        if config.objective != "regression":
+            raise ValueError("the anisora preset trains its released objectives: regression only")
         return TrainResult(**train_anisora(items, config, output_dir, on_progress, gallery=gallery))
     started = time.monotonic()
+    check_comparisons(comparisons, items, config)
+    uses_labels = config.objective in ("regression", "joint")
+    uses_pairs = config.objective in ("pairs", "joint")
     report = on_progress or (lambda step, total, metrics, message: None)
     torch.manual_seed(config.seed)
 
@@ -155,12 +250,18 @@ def train_reward(
 
     # --- features: decode each clip once, run the frozen encoders once --------------------------
     encode_batches = -(-len(items) // config.encode_batch_size)
-    train_steps = {
-        key: config.for_dimension(key, "epochs")
-        * -(-sum(i.split == "train" for i in items) // config.batch_size)
+
+    def steps_per_epoch(key: str, clips: int, judgements: Sequence[Comparison]) -> int:
+        """Batches per epoch: a pass over the longer of the labelled clips and the judgements."""
+        n_pairs = sum(c.split == "train" and c.dimension == key for c in judgements)
+        longest = max(clips if uses_labels else 0, n_pairs if uses_pairs else 0)
+        return -(-longest // config.batch_size)
+
+    n_train = sum(i.split == "train" for i in items)
+    total = encode_batches + sum(
+        config.for_dimension(key, "epochs") * steps_per_epoch(key, n_train, comparisons)
         for key in config.dimensions
-    }
-    total = encode_batches + sum(train_steps.values())
+    )
     step = 0
     cached: dict[str, dict] = {key: {} for key in DIMENSION_KEYS}  # key -> clip_id -> features
     # Fine-tuned encoders need the clips again every epoch: their frames (at each fine-tuned
@@ -278,8 +379,31 @@ def train_reward(
         )
         return dimension.features(inputs, {})
 
+    # Judgements whose clips could not be decoded are dropped (and counted) with them.
+    decoded = [c for c in comparisons if c.clip_a not in skipped and c.clip_b not in skipped]
+    comparison_counts = {
+        "train": sum(c.split == "train" for c in decoded),
+        "test": sum(c.split == "test" for c in decoded),
+        "left_out_undecodable": len(comparisons) - len(decoded),
+    }
+    if uses_pairs:
+        check_comparisons(decoded, [by_id[i] for i in (*train_ids, *test_ids)], config)
+    total = step + sum(
+        config.for_dimension(key, "epochs") * steps_per_epoch(key, len(train_ids), decoded)
+        for key in config.dimensions
+    )
+
+    def dimension_features(dimension, ids: list, live: bool) -> Features:
+        """The clips' features on the device: live through a fine-tuned encoder, else cached."""
+        if live:
+            values, mask = live_features(dimension, ids)
+        else:
+            values, mask = stack_features([cached[dimension.key][i] for i in ids])
+        return values.to(accelerator.device), mask.to(accelerator.device)
+
     # --- training: one loop per dimension ------------------------------------------------------
     losses: dict[str, list[float]] = {}
+    tie_parameters: dict[str, dict] = {}
     for key in config.dimensions:
         # Each dimension draws its batches, dropout and jitter from its own seed, so training one
         # dimension alone gives the model a run of all six gives it (up to float rounding).
@@ -306,52 +430,84 @@ def train_reward(
                     "lr": config.for_dimension(key, "encoder_learning_rate"),
                 }
             )
+        pairs = [c for c in decoded if c.split == "train" and c.dimension == key]
+        tie = TieParameter(config.tie_model).to(accelerator.device) if uses_pairs else None
+        if tie is not None:
+            param_groups.append(
+                {
+                    "params": list(tie.parameters()),
+                    "lr": config.for_dimension(key, "learning_rate"),
+                    "weight_decay": 0.0,
+                }
+            )
+        auxiliary = AUXILIARY_LOSSES.get(key) if finetune and uses_labels else None
         contrastive_weight = config.for_dimension(key, "contrastive_weight")
         epochs = config.for_dimension(key, "epochs")
+        batches = steps_per_epoch(key, len(train_ids), decoded)
         optimizer = torch.optim.AdamW(param_groups, weight_decay=config.weight_decay)
         targets = torch.tensor([by_id[i].targets()[key] for i in train_ids])
+        pair_choices = choice_indices([c.choice for c in pairs])
         losses[key] = []
         dimension.train()
         for epoch in range(epochs):
-            order = torch.randperm(len(train_ids), generator=generator)
-            epoch_loss = 0.0
-            for start in range(0, len(order), config.batch_size):
-                rows = order[start : start + config.batch_size].tolist()
-                batch_ids = [train_ids[r] for r in rows]
+            clip_order = torch.randperm(len(train_ids), generator=generator)
+            pair_order = torch.randperm(len(pairs), generator=generator) if uses_pairs else None
+            epoch_loss, seen = 0.0, 0
+            for batch in range(batches):
+                loss = torch.zeros((), device=accelerator.device)
                 with accelerator.autocast():
-                    if finetune:
-                        values, mask = live_features(dimension, batch_ids)
-                    else:
-                        values, mask = stack_features([cached[key][i] for i in batch_ids])
-                    predicted = dimension.reward(
-                        values.to(accelerator.device), mask.to(accelerator.device)
-                    )
-                    loss = F.mse_loss(predicted.float(), targets[rows].to(accelerator.device))
-                    if finetune and key == character.key and contrastive_weight:
-                        contrastive = character.contrastive_loss(
-                            cached_crops(batch_ids),
-                            targets[rows],
-                            jitter=config.contrastive_jitter,
+                    if uses_labels:
+                        rows = _batch_rows(clip_order, batch, config.batch_size)
+                        batch_ids = [train_ids[r] for r in rows]
+                        values, mask = dimension_features(dimension, batch_ids, finetune)
+                        batch_targets = targets[rows].to(accelerator.device)
+                        loss = loss + regression_loss(dimension.head(values, mask), batch_targets)
+                        if auxiliary is not None and contrastive_weight:
+                            loss = loss + contrastive_weight * auxiliary(
+                                LabelledBatch(
+                                    dimension,
+                                    values,
+                                    targets[rows],
+                                    [by_id[i].prompt for i in batch_ids],
+                                    lambda ids=batch_ids: cached_crops(ids),
+                                    config.contrastive_jitter,
+                                )
+                            )
+                    if uses_pairs:
+                        pair_rows = _batch_rows(pair_order, batch, config.batch_size)
+                        batch_pairs = [pairs[r] for r in pair_rows]
+                        # each clip's features once, however many of the batch's pairs it is in
+                        clip_ids = list(
+                            dict.fromkeys(x for c in batch_pairs for x in (c.clip_a, c.clip_b))
                         )
-                        loss = loss + contrastive_weight * contrastive
-                    elif finetune and key == "text_consistency" and contrastive_weight:
-                        contrastive = dimension.contrastive_loss(
-                            values, [by_id[i].prompt for i in batch_ids], targets[rows]
+                        row_of = {clip_id: row for row, clip_id in enumerate(clip_ids)}
+                        logits = dimension.head(*dimension_features(dimension, clip_ids, finetune))
+                        pair_loss = comparison_loss(
+                            logits[[row_of[c.clip_a] for c in batch_pairs]],
+                            logits[[row_of[c.clip_b] for c in batch_pairs]],
+                            pair_choices[pair_rows].to(accelerator.device),
+                            tie(),
+                            model=config.tie_model,
                         )
-                        loss = loss + contrastive_weight * contrastive
+                        weight = config.pair_weight if uses_labels else 1.0
+                        loss = loss + weight * pair_loss
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
                 optimizer.step()
-                epoch_loss += loss.item() * len(rows)
+                size = len(rows) if uses_labels else len(pair_rows)
+                epoch_loss += loss.item() * size
+                seen += size
                 step += 1
                 report(step, total, {}, "")
-            losses[key].append(epoch_loss / len(train_ids))
+            losses[key].append(epoch_loss / seen)
             report(
                 step,
                 total,
                 {f"{key}/loss": losses[key][-1]},
                 f"{key} epoch {epoch + 1}/{epochs} loss {losses[key][-1]:.4f}",
             )
+        if tie is not None:
+            tie_parameters[key] = tie.describe()
         dimension.eval()
         if finetune:
             for name in dimension.tuned_encoder_names:
@@ -392,6 +548,11 @@ def train_reward(
             for i in test_ids
         ]
         metrics = evaluate_rewards(predicted, human, conditions)
+        if comparisons:  # every objective is measured on the held-out judgements
+            by_clip = {key: dict(zip(test_ids, predicted[key], strict=True)) for key in predicted}
+            held_out = [c for c in decoded if c.split == "test"]
+            for key, figures in evaluate_comparisons(by_clip, held_out).items():
+                metrics[key].update(figures)
         evaluation = [
             {
                 "clip_id": clip_id,
@@ -413,11 +574,22 @@ def train_reward(
     train_config["finetuned_dimensions"] = list(finetuned)
     model.save(
         output_dir,
-        extra_config={"train_config": train_config, "trained_dimensions": list(config.dimensions)},
+        extra_config={
+            "train_config": train_config,
+            "trained_dimensions": list(config.dimensions),
+            "tie_parameters": tie_parameters,
+        },
     )
     (output_dir / "evaluation.json").write_text(
         json.dumps(
-            {"metrics": metrics, "evaluation": evaluation, "losses": losses, "skipped": skipped},
+            {
+                "metrics": metrics,
+                "evaluation": evaluation,
+                "losses": losses,
+                "skipped": skipped,
+                "comparisons": comparison_counts,
+                "tie_parameters": tie_parameters,
+            },
             indent=1,
         )
     )
@@ -431,4 +603,6 @@ def train_reward(
         len(train_ids),
         len(test_ids),
         time.monotonic() - started,
+        comparison_counts,
+        tie_parameters,
     )

@@ -30,6 +30,7 @@ from scoring.anime_reward.config import RewardTrainConfig
 from scoring.models import RewardModel
 from training.alignment.config import TrainConfig
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
+from training.services import evaluation
 from training.services.launch import (
     TRAINING_KINDS,
     InvalidParams,
@@ -58,6 +59,7 @@ STEPS = (
     Step("training", "Policy training", "checkpoint_id"),
     Step("generation", "Generate and import", "generation_run_id"),
     Step("scoring_next", "Score the new candidates", "next_scoring_run_id"),
+    Step("evaluation", "Human evaluation against the base", "evaluation_tasks"),
 )
 STEP_BY_KEY = {step.key: step for step in STEPS}
 
@@ -70,6 +72,8 @@ def plan(params: dict) -> list[Step]:
     """The steps a round with ``params`` runs, in order (no export or reward training when a
     reward model was given)."""
     skip = {"export", "reward_training"} if params.get("reward_model_id") else set()
+    if not params.get("evaluate"):
+        skip.add("evaluation")
     return [step for step in STEPS if step.key not in skip]
 
 
@@ -95,8 +99,10 @@ def validate_round_params(params: dict) -> dict:
     ``round_id`` (rated round), ``next_round`` (name; created if new), one of ``reward_model_id``
     or ``train_reward``, ``loss`` (gapo/dpo/sft), ``steps``, ``candidates`` (K per condition);
     optional ``init_checkpoint_id`` (default: the policy that generated most of the round),
-    ``reward_epochs``, ``test_fraction``, ``seed``, ``chunk_conditions`` (generation) and
-    ``chunk_clips`` (scoring): how much work each gpu task of a fanned-out step takes.
+    ``reward_epochs``, ``reward_objective``, ``test_fraction``, ``seed``, ``chunk_conditions``
+    (generation) and ``chunk_clips`` (scoring): how much work each gpu task of a fanned-out step
+    takes; ``evaluate`` (``held_out`` or ``round``: end with policy-vs-base pairwise tasks on those
+    conditions).
     """
     params = dict(params or {})
     round_id = _int(params, "round_id")
@@ -145,6 +151,7 @@ def validate_round_params(params: dict) -> dict:
         "candidates": _int(params, "candidates", 4, low=1, high=64),
         "init_checkpoint_id": _int(params, "init_checkpoint_id"),
         "reward_epochs": _int(params, "reward_epochs", low=1, high=100_000),
+        "reward_objective": str(params.pop("reward_objective", "") or "regression"),
         "seed": _int(params, "seed", 0),
         # How generation and scoring fan out over the gpu workers (None: the runs' defaults).
         "chunk_conditions": _int(params, "chunk_conditions", low=1, high=10_000),
@@ -155,7 +162,12 @@ def validate_round_params(params: dict) -> dict:
         # Names of the round's outputs (defaults: named after their runs).
         "reward_model_name": str(params.pop("reward_model_name", "") or "").strip(),
         "checkpoint_name": str(params.pop("checkpoint_name", "") or "").strip(),
+        "evaluate": str(params.pop("evaluate", "") or ""),
     }
+    if cleaned["evaluate"] not in ("", *evaluation.SCOPES):
+        raise InvalidParams(
+            f"evaluate must be one of {', '.join(evaluation.SCOPES)}, got {cleaned['evaluate']!r}"
+        )
     if PolicyCheckpoint.objects.filter(name=cleaned["checkpoint_name"] or None).exists():
         raise InvalidParams(
             f"a policy checkpoint named {cleaned['checkpoint_name']!r} exists already"
@@ -180,8 +192,9 @@ def validate_round_params(params: dict) -> dict:
             model_path=settings.LABELHUB_COGVIDEOX_PATH,
             max_steps=cleaned["steps"],
         )
-        if cleaned["reward_epochs"] is not None:
-            RewardTrainConfig(epochs=cleaned["reward_epochs"])
+        RewardTrainConfig(
+            epochs=cleaned["reward_epochs"] or 1, objective=cleaned["reward_objective"]
+        )
     except (TypeError, ValueError) as error:
         raise InvalidParams(str(error).removeprefix("invalid training config: ")) from error
     if params:
@@ -281,6 +294,7 @@ def round_job(run: TrainingRun, report: Progress) -> dict:
         "training": _training,
         "generation": _generation,
         "scoring_next": lambda state: _scoring(state, round_id=state.artifacts["next_round_id"]),
+        "evaluation": _evaluation,
     }
     for index, step in enumerate(state.steps):
         state.index = index
@@ -335,6 +349,8 @@ def _export(state: _Round) -> None:
 def _reward_training(state: _Round) -> None:
     p = state.params
     config = {"epochs": p["reward_epochs"]} if p.get("reward_epochs") else {}
+    if p.get("reward_objective", "regression") != "regression":
+        config["objective"] = p["reward_objective"]
     child = scoring.request_reward_training(
         snapshot_id=state.artifacts["snapshot_id"],
         config=config,
@@ -456,4 +472,10 @@ def _generation(state: _Round) -> None:
         next_round_id=child.artifacts["round_id"],
         imported=child.artifacts.get("imported"),
         already_in_round=child.artifacts.get("already_in_round", 0),
+    )
+
+
+def _evaluation(state: _Round) -> None:
+    evaluation.run_evaluation_step(
+        state, STEP_BY_KEY["evaluation"], reward_model_id=_reward_model_id(state)
     )

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from labelhub.dimensions import DIMENSION_KEYS
 from runs.cli import run_here
 from scoring import services
-from scoring.anime_reward.config import RewardTrainConfig
+from scoring.anime_reward.config import OBJECTIVES, TIE_MODELS, RewardTrainConfig
 from scoring.models import RewardModel
 
 HELP = RewardTrainConfig.help()
@@ -28,6 +28,9 @@ class Command(BaseCommand):
         parser.add_argument("--preset", help=HELP["preset"])
         parser.add_argument("--epochs", type=int, help=HELP["epochs"])
         parser.add_argument("--batch-size", type=int, help=HELP["batch_size"])
+        parser.add_argument("--objective", choices=OBJECTIVES, help=HELP["objective"])
+        parser.add_argument("--tie-model", choices=TIE_MODELS, help=HELP["tie_model"])
+        parser.add_argument("--pair-weight", type=float, help=HELP["pair_weight"])
         parser.add_argument("--learning-rate", type=float, help=HELP["learning_rate"])
         parser.add_argument(
             "--encoder-learning-rate", type=float, help=HELP["encoder_learning_rate"]
@@ -69,6 +72,9 @@ class Command(BaseCommand):
                 "preset",
                 "epochs",
                 "batch_size",
+                "objective",
+                "tie_model",
+                "pair_weight",
                 "learning_rate",
                 "encoder_learning_rate",
                 "contrastive_weight",

@@ -3,6 +3,8 @@
     manage.py run_round --round 1 --train-reward --steps 20 --candidates 4 --next-round round-2
     manage.py run_round --round 1 --reward-model 3 --loss dpo --next-round round-2
     manage.py run_round --resume 17          # a failed round, from the step that failed
+    manage.py run_round --round 1 --train-reward --next-round round-2 --evaluate
+                                             # ... then policy-vs-base tasks for the judges
 
 Export -> reward training (or the given model) -> scoring -> pairs -> training -> generation ->
 import into the next round -> scoring the new candidates, as one "round" run whose steps are
@@ -17,7 +19,9 @@ from annotation.models import Clip, Round
 from runs.cli import run_here
 from runs.models import TrainingRun
 from runs.services import queue_for
+from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
+from training.services.evaluation import SCOPES
 from training.services.launch import InvalidParams
 from training.services.loop import LOSSES, launch_round, resume_round
 
@@ -58,6 +62,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--reward-epochs", type=int, help="reward training epochs")
         parser.add_argument(
+            "--reward-objective",
+            choices=OBJECTIVES,
+            default="regression",
+            help="what the new reward model learns from: label means, A/B judgements or both",
+        )
+        parser.add_argument(
             "--test-fraction", type=float, help="held-out share of the export (default 0.1)"
         )
         parser.add_argument("--seed", type=int, default=0, help="export split and sampling seed")
@@ -71,6 +81,14 @@ class Command(BaseCommand):
             "--chunk-conditions", type=int, help="conditions per generation chunk (default 2)"
         )
         parser.add_argument("--chunk-clips", type=int, help="clips per scoring chunk (default 200)")
+        parser.add_argument(
+            "--evaluate",
+            nargs="?",
+            const="held_out",
+            choices=SCOPES,
+            help="end with a human evaluation: policy-vs-base pairwise tasks (3 judges) on the "
+            "held-out conditions of the export (default) or all of the round's conditions",
+        )
         parser.add_argument("--resume", type=int, metavar="RUN", help="resume a failed round run")
         parser.add_argument("--user", help="username recorded as the launcher")
         parser.add_argument(
@@ -121,11 +139,13 @@ class Command(BaseCommand):
             "candidates": o["candidates"],
             "init_checkpoint_id": o["init_checkpoint"],
             "reward_epochs": o["reward_epochs"],
+            "reward_objective": o["reward_objective"],
             "test_fraction": o["test_fraction"],
             "seed": o["seed"],
             "gpus": o["gpus"],
             "chunk_conditions": o["chunk_conditions"],
             "chunk_clips": o["chunk_clips"],
+            "evaluate": o["evaluate"] or "",
         }
         run = launch_round(params=params, created_by=launcher, send=o["enqueue"])
         self.stdout.write(f"launched {run}")
