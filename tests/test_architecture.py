@@ -96,3 +96,10 @@ def test_no_app_writes_another_apps_models():
             for write in cross_app_writes(path.read_text(), foreign):
                 offenders.append(f"{path.relative_to(ROOT)}:{write}")
     assert offenders == []
+
+
+def test_models_and_migrations_agree(db):
+    """A model change without its migration fails here, not on a deployment's ``migrate``."""
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
