@@ -63,12 +63,12 @@ from django.core.files.storage import default_storage  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 
 from annotation.models import Clip, Condition, Round  # noqa: E402
-from runs.models import TrainingRun  # noqa: E402
+from runs.models import Run  # noqa: E402
 from scoring.models import RewardModel  # noqa: E402
 from scoring.services import request_scoring  # noqa: E402
 from training.services.launch import launch_run  # noqa: E402
 
-ENDED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
+ENDED = {Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED}
 
 
 def start_worker(name: str, queue: str, core: int | None, log: Path) -> subprocess.Popen:
@@ -85,12 +85,12 @@ def start_worker(name: str, queue: str, core: int | None, log: Path) -> subproce
     )
 
 
-def wait(run: TrainingRun, timeout: float = 3600) -> TrainingRun:
+def wait(run: Run, timeout: float = 3600) -> Run:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if run.status in ENDED:
-            if run.status != TrainingRun.Status.SUCCEEDED:
+            if run.status != Run.Status.SUCCEEDED:
                 raise SystemExit(f"run {run.pk} {run.status}: {run.error}")
             return run
         time.sleep(0.2)

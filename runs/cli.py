@@ -10,9 +10,9 @@ from django.core.management.base import CommandError
 from tqdm import tqdm
 
 from runs import services
-from runs.models import TrainingRun
+from runs.models import Run
 
-FINISHED = {TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED}
+FINISHED = {Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED}
 
 
 class ProgressBar:
@@ -38,7 +38,7 @@ class ProgressBar:
         self.bar.close()
 
 
-def run_here(run: TrainingRun, description: str) -> TrainingRun:
+def run_here(run: Run, description: str) -> Run:
     """Execute a queued run in this process with a progress bar; CommandError unless it succeeds."""
     bar = ProgressBar(description)
     try:
@@ -48,11 +48,11 @@ def run_here(run: TrainingRun, description: str) -> TrainingRun:
     return _succeeded(run.pk)
 
 
-def follow(run_id: int, stdout) -> TrainingRun:
+def follow(run_id: int, stdout) -> Run:
     """Poll a run a worker executes, drawing its progress, until it ends; print how it ended."""
     with tqdm(desc=f"run {run_id}", unit="step", dynamic_ncols=True) as bar:
         while True:
-            run = TrainingRun.objects.get(pk=run_id)
+            run = Run.objects.get(pk=run_id)
             bar.total = run.total_steps or None
             bar.n = run.step
             if run.metrics:
@@ -68,9 +68,9 @@ def follow(run_id: int, stdout) -> TrainingRun:
     return _succeeded(run_id)
 
 
-def _succeeded(run_id: int) -> TrainingRun:
-    run = TrainingRun.objects.get(pk=run_id)
-    if run.status != TrainingRun.Status.SUCCEEDED:
+def _succeeded(run_id: int) -> Run:
+    run = Run.objects.get(pk=run_id)
+    if run.status != Run.Status.SUCCEEDED:
         detail = run.error.strip().splitlines()[0] if run.error.strip() else "no error recorded"
         raise CommandError(f"run {run.pk} {run.status}: {detail}")
     return run

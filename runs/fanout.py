@@ -26,9 +26,9 @@ from django.db import transaction
 from labelhub.progress import Progress
 from labelhub.queue import enqueue
 from runs import services
-from runs.models import TrainingRun
+from runs.models import Run
 
-Status = TrainingRun.Status
+Status = Run.Status
 ENDED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
 POLL_SECONDS = 0.5
 
@@ -37,10 +37,10 @@ POLL_SECONDS = 0.5
 class ChunkOutcome:
     """How the chunks of a parent ended: all succeeded, or which failed and why."""
 
-    chunks: list[TrainingRun]
+    chunks: list[Run]
 
     @property
-    def failed(self) -> list[TrainingRun]:
+    def failed(self) -> list[Run]:
         return [c for c in self.chunks if c.status != Status.SUCCEEDED]
 
     def summary(self) -> str:
@@ -60,7 +60,7 @@ def chunked(items: list, size: int) -> list[list]:
 
 
 def run_chunks(
-    parent: TrainingRun,
+    parent: Run,
     report: Progress,
     *,
     kind: str,
@@ -85,12 +85,12 @@ def run_chunks(
         while True:
             bar.show()  # raises RunCancelled once the parent is cancelled
             services.fail_stale_runs(parent_id=parent.pk)
-            for child in TrainingRun.objects.filter(parent_id=parent.pk, status=Status.FAILED):
+            for child in Run.objects.filter(parent_id=parent.pk, status=Status.FAILED):
                 if child.attempts < allowed.get(child.pk, max_attempts):
                     report(bar.done, bar.total, None, f"chunk run {child.pk} failed; retrying it")
                     services.requeue(child.pk)
             queued = (
-                TrainingRun.objects.filter(parent_id=parent.pk, status=Status.QUEUED)
+                Run.objects.filter(parent_id=parent.pk, status=Status.QUEUED)
                 .order_by("-pk")
                 .values_list("pk", flat=True)
                 .first()
@@ -98,22 +98,22 @@ def run_chunks(
             if queued is not None:
                 services.execute_run(queued, worker=parent.worker, on_progress=bar.forward)
                 continue
-            if not TrainingRun.objects.filter(parent_id=parent.pk).exclude(status__in=ENDED):
+            if not Run.objects.filter(parent_id=parent.pk).exclude(status__in=ENDED):
                 break
             time.sleep(POLL_SECONDS)
     except services.RunCancelled:
         services.request_cancel(parent.pk)  # the chunks still queued or running stop too
         raise
     bar.show(final=True)
-    return ChunkOutcome(list(TrainingRun.objects.filter(parent_id=parent.pk).order_by("pk")))
+    return ChunkOutcome(list(Run.objects.filter(parent_id=parent.pk).order_by("pk")))
 
 
-def _chunk_runs(parent: TrainingRun, kind: str, chunks: list[dict]) -> list[TrainingRun]:
+def _chunk_runs(parent: Run, kind: str, chunks: list[dict]) -> list[Run]:
     """The parent's chunk rows, created on its first execution (numbered by ``chunk``)."""
     with transaction.atomic():
         existing = {
             c.params.get("chunk"): c
-            for c in TrainingRun.objects.select_for_update().filter(parent_id=parent.pk, kind=kind)
+            for c in Run.objects.select_for_update().filter(parent_id=parent.pk, kind=kind)
         }
         rows = []
         for number, params in enumerate(chunks, 1):
@@ -139,7 +139,7 @@ class _ParentBar:
 
     def show(self, *, final: bool = False) -> None:
         done = 0
-        for status, step, size in TrainingRun.objects.filter(parent_id=self.parent_id).values_list(
+        for status, step, size in Run.objects.filter(parent_id=self.parent_id).values_list(
             "status", "step", "params__size"
         ):
             done += int(size or 0) if status == Status.SUCCEEDED else min(step, int(size or 0))

@@ -1,4 +1,4 @@
-"""Every GPU job is one TrainingRun row: reward training, scoring, pairs, GAPO/DPO/SFT, generation.
+"""Every GPU job is one Run row: reward training, scoring, pairs, GAPO/DPO/SFT, generation.
 
 The bottom layer of the apps: annotation, scoring and training point at it; it points at none of them.
 Its lifecycle (claim, heartbeat, progress, cancel, fail, finish, resume) lives in ``runs.services``.
@@ -9,7 +9,7 @@ from django.db import models
 from django.db.models import Q
 
 
-class TrainingRun(models.Model):
+class Run(models.Model):
     """One launched GPU job: reward training, scoring, pairs, GAPO/DPO/SFT, or generation.
 
     Progress, the metric series and the log tail are written here as the job runs, so admins can

@@ -27,10 +27,10 @@ from labelhub.heartbeat import Heartbeat
 from labelhub.progress import Progress
 from labelhub.queue import enqueue
 from runs.jobs import job_function
-from runs.models import TrainingRun
+from runs.models import Run
 
 log = logging.getLogger(__name__)
-Status = TrainingRun.Status
+Status = Run.Status
 LOG_TAIL_CHARS = 8000
 EXECUTE_TASK = "runs.execute"
 
@@ -55,7 +55,7 @@ class IllegalTransition(Exception):
     """A status change that the lifecycle does not allow (e.g. failed -> succeeded)."""
 
 
-def _move(run: TrainingRun, to: str, **fields) -> None:
+def _move(run: Run, to: str, **fields) -> None:
     """Change a locked run's status (and ``fields``) if the lifecycle allows it, and save."""
     if to not in TRANSITIONS[run.status]:
         raise IllegalTransition(f"run {run.pk} cannot go from {run.status} to {to}")
@@ -73,11 +73,11 @@ def _move(run: TrainingRun, to: str, **fields) -> None:
     run.save()
 
 
-def _locked(run_id: int) -> TrainingRun:
-    return TrainingRun.objects.select_for_update().get(pk=run_id)
+def _locked(run_id: int) -> Run:
+    return Run.objects.select_for_update().get(pk=run_id)
 
 
-def _append_log(run: TrainingRun, message: str) -> str:
+def _append_log(run: Run, message: str) -> str:
     stamp = timezone.now().strftime("%H:%M:%S")
     return (run.log_tail + f"[{stamp}] {message}\n")[-LOG_TAIL_CHARS:]
 
@@ -97,20 +97,18 @@ def create_run(
     kind: str,
     params: dict,
     created_by=None,
-    resumed_from: TrainingRun | None = None,
-    parent: TrainingRun | None = None,
+    resumed_from: Run | None = None,
+    parent: Run | None = None,
     output_name: str = "",
-) -> TrainingRun:
+) -> Run:
     """A queued run row (not yet sent to a worker: see ``launch``); ``parent`` makes it one step
     of a chain (a "round" run) that executes it in its own process. ``output_name`` reserves the
     name its output will take while it is queued or running (NameTaken if another run has it)."""
-    if kind not in TrainingRun.Kind.values:
-        raise ValueError(
-            f"unknown run kind {kind!r}; expected one of {', '.join(TrainingRun.Kind.values)}"
-        )
+    if kind not in Run.Kind.values:
+        raise ValueError(f"unknown run kind {kind!r}; expected one of {', '.join(Run.Kind.values)}")
     try:
         with transaction.atomic():
-            return TrainingRun.objects.create(
+            return Run.objects.create(
                 kind=kind,
                 params=params,
                 created_by=created_by,
@@ -119,7 +117,7 @@ def create_run(
                 output_name=output_name,
             )
     except IntegrityError:
-        holder = TrainingRun.objects.filter(
+        holder = Run.objects.filter(
             output_name=output_name, status__in=[Status.QUEUED, Status.RUNNING]
         ).first()
         raise NameTaken(
@@ -130,9 +128,7 @@ def create_run(
 
 def adopt(run_id: int, *, parent_id: int) -> None:
     """Make a queued run (created by its owner's launch service, not sent) a step of ``parent_id``."""
-    updated = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        parent_id=parent_id
-    )
+    updated = Run.objects.filter(pk=run_id, status=Status.QUEUED).update(parent_id=parent_id)
     if not updated:
         raise IllegalTransition(f"run {run_id} is not queued; only a queued run can be adopted")
 
@@ -142,10 +138,10 @@ def launch(
     kind: str,
     params: dict,
     created_by=None,
-    resumed_from: TrainingRun | None = None,
+    resumed_from: Run | None = None,
     send: bool = True,
     output_name: str = "",
-) -> TrainingRun:
+) -> Run:
     """Create a queued run and send it to the ``gpu`` queue once the transaction commits."""
     with transaction.atomic():
         run = create_run(
@@ -160,7 +156,7 @@ def launch(
     return run
 
 
-def requeue(run_id: int, *, send: bool = True) -> TrainingRun:
+def requeue(run_id: int, *, send: bool = True) -> Run:
     """Send a failed or cancelled run again, as the same row (its params unchanged); with
     ``send=False`` it is only queued again, for a command to execute in its own process."""
     with transaction.atomic():
@@ -179,7 +175,7 @@ def this_worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def claim_run(run_id: int, *, worker: str = "") -> TrainingRun | None:
+def claim_run(run_id: int, *, worker: str = "") -> Run | None:
     """Move a queued run to RUNNING and return it; None when this delivery must not run it.
     ``worker`` (the Celery node name, or ``this_worker()``) is recorded with the attempt count.
 
@@ -214,7 +210,7 @@ def execute_run(run_id: int, *, on_progress: Progress | None = None, worker: str
     if run is None:
         return
     heartbeat = Heartbeat(
-        lambda: TrainingRun.objects.filter(pk=run_id, status=Status.RUNNING).update(
+        lambda: Run.objects.filter(pk=run_id, status=Status.RUNNING).update(
             heartbeat_at=timezone.now()
         ),
         interval=settings.LABELHUB_RUN_HEARTBEAT_SECONDS,
@@ -279,7 +275,7 @@ class RunReporter:
 
 
 def save_checkpoint_path(run_id: int, path: str) -> None:
-    TrainingRun.objects.filter(pk=run_id).update(checkpoint_path=path, heartbeat_at=timezone.now())
+    Run.objects.filter(pk=run_id).update(checkpoint_path=path, heartbeat_at=timezone.now())
 
 
 def record_artifacts(run_id: int, **artifacts) -> None:
@@ -304,7 +300,7 @@ def fail_run(run_id: int, *, error: str) -> None:
         _fail(_locked(run_id), error)
 
 
-def _fail(run: TrainingRun, error: str) -> None:
+def _fail(run: Run, error: str) -> None:
     _move(run, Status.FAILED, error=error, log_tail=_append_log(run, f"FAILED: {error}"))
 
 
@@ -313,7 +309,7 @@ def _end(run_id: int, status: str) -> None:
         _move(_locked(run_id), status)
 
 
-def request_cancel(run_id: int) -> TrainingRun:
+def request_cancel(run_id: int) -> Run:
     """Ask a run to stop: a queued run is cancelled at once, a running one at its next report.
     Its queued and running child runs (chunks, a round's steps) are asked too, so they stop even
     while the parent's own worker is gone."""
@@ -326,7 +322,7 @@ def request_cancel(run_id: int) -> TrainingRun:
             run.save(update_fields=["cancel_requested"])
     # Children are locked one by one after the parent (parents before children, pk order).
     for child_id in (
-        TrainingRun.objects.filter(parent_id=run_id, status__in=[Status.QUEUED, Status.RUNNING])
+        Run.objects.filter(parent_id=run_id, status__in=[Status.QUEUED, Status.RUNNING])
         .order_by("pk")
         .values_list("pk", flat=True)
     ):
@@ -341,7 +337,7 @@ def fail_stale_runs(*, now=None, parent_id: int | None = None) -> int:
     now = now or timezone.now()
     stale_after = timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
     count = 0
-    stale = TrainingRun.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - stale_after)
+    stale = Run.objects.filter(status=Status.RUNNING, heartbeat_at__lt=now - stale_after)
     if parent_id is not None:
         stale = stale.filter(parent_id=parent_id)
     for run_id in stale.values_list("pk", flat=True):
@@ -353,7 +349,7 @@ def fail_stale_runs(*, now=None, parent_id: int | None = None) -> int:
     return count
 
 
-def eta_seconds(run: TrainingRun) -> float | None:
+def eta_seconds(run: Run) -> float | None:
     """Seconds left at the run's average pace so far; None before the first step."""
     if run.status != Status.RUNNING or not run.started_at or not run.step or not run.total_steps:
         return None

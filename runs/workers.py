@@ -15,7 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from labelhub.celery import app
-from runs.models import TrainingRun
+from runs.models import Run
 
 GPUS_COMMAND = "labelhub_gpus"  # the inspect command labelhub.celery registers on every worker
 
@@ -33,8 +33,8 @@ def live_workers(*, timeout: float = 1.0) -> list[dict]:
     except Exception as error:  # the broker is down: the run rows still say who was working
         queues, gpus, broker_error = {}, {}, f"{type(error).__name__}: {error}"
     stale_before = timezone.now() - timedelta(seconds=settings.LABELHUB_RUN_STALE_SECONDS)
-    held: dict[str, list[TrainingRun]] = {}
-    for run in TrainingRun.objects.filter(status=TrainingRun.Status.RUNNING).exclude(worker=""):
+    held: dict[str, list[Run]] = {}
+    for run in Run.objects.filter(status=Run.Status.RUNNING).exclude(worker=""):
         held.setdefault(run.worker, []).append(run)
     rows = []
     for name in sorted(set(queues) | set(held)):

@@ -1,5 +1,5 @@
 """AnimeReward API, thin: leads and admins read reward models and scores; admins launch training
-and scoring (both run on the ``gpu`` queue and report on their TrainingRun)."""
+and scoring (both run on the ``gpu`` queue and report on their Run)."""
 
 from __future__ import annotations
 

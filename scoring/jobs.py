@@ -15,7 +15,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.progress import Progress, no_progress
 from labelhub.storage import artifacts_dir, local_path, local_tree, store_tree
 from runs.fanout import chunked, run_chunks
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.comparisons import Comparison
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import ClipSpec, cores_shared_with_decoding, iter_decoded_batches
@@ -77,7 +77,7 @@ def gallery_for_items(items: list[RewardItem]) -> dict[int, list[str]]:
     }
 
 
-def train_reward_job(run: TrainingRun, report: Progress) -> dict:
+def train_reward_job(run: Run, report: Progress) -> dict:
     """Train AnimeReward on the run's snapshot, evaluate on its test split, store a RewardModel."""
     snapshot = ExportSnapshot.objects.get(pk=run.params["snapshot_id"])
     config = RewardTrainConfig(
@@ -138,7 +138,7 @@ SCORING_CHUNK_CLIPS = 200  # clips per chunk: a few minutes of a GPU at full pre
 CHUNK_ATTEMPTS = 3
 
 
-def scoring_job(run: TrainingRun, report: Progress) -> dict:
+def scoring_job(run: Run, report: Progress) -> dict:
     """Score the run's clips (a round's, or a list) with its reward model, as chunks of
     ``chunk_clips`` clips that every gpu worker takes (``runs.fanout``); then refresh the rounds'
     model-ordered queue signals."""
@@ -156,7 +156,7 @@ def scoring_job(run: TrainingRun, report: Progress) -> dict:
     outcome = run_chunks(
         run,
         report,
-        kind=TrainingRun.Kind.SCORING_CHUNK,
+        kind=Run.Kind.SCORING_CHUNK,
         chunks=chunks,
         max_attempts=run.params.get("chunk_attempts") or CHUNK_ATTEMPTS,
     )
@@ -186,7 +186,7 @@ def cached_reward_model(reward_model: RewardModel) -> AnimeReward:
     return _model_cache[key]
 
 
-def scoring_chunk_job(run: TrainingRun, report: Progress) -> dict:
+def scoring_chunk_job(run: Run, report: Progress) -> dict:
     """One chunk of a scoring run: its clips not yet scored by the model (idempotent)."""
     reward_model = RewardModel.objects.get(pk=run.params["reward_model_id"])
     return score_clips(

@@ -16,7 +16,7 @@ class RewardModel(models.Model):
         help_text="Storage prefix of the checkpoint: safetensors + config.json per dimension",
     )
     run = models.ForeignKey(
-        "runs.TrainingRun",
+        "runs.Run",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,

@@ -12,7 +12,7 @@ from annotation.services.assignment import QueueSignal, set_queue_signals
 from labelhub.dimensions import DIMENSION_KEYS, score_to_unit
 from labelhub.errors import ServiceError
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.anisora.layout import ReleaseLayoutError, check_release_dir
 from scoring.anime_reward.config import RewardTrainConfig, missing_source_files
 from scoring.models import ClipScore, RewardModel
@@ -34,7 +34,7 @@ def request_reward_training(
     name: str = "",
     created_by=None,
     enqueue: bool = True,
-) -> TrainingRun:
+) -> Run:
     """Validate the launch, record a queued run and (after commit) send it to the ``gpu`` queue."""
     snapshot = ExportSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
@@ -66,7 +66,7 @@ def request_reward_training(
         raise RewardRunError(f"a reward model named {name!r} already exists", code="conflict")
     try:
         return runs.launch(
-            kind=TrainingRun.Kind.REWARD_TRAINING,
+            kind=Run.Kind.REWARD_TRAINING,
             created_by=created_by,
             params={"snapshot_id": snapshot_id, "name": name, "config": config},
             send=enqueue,
@@ -108,7 +108,7 @@ def request_scoring(
     batch_size: int = 8,
     chunk_clips: int | None = None,
     enqueue: bool = True,
-) -> TrainingRun:
+) -> Run:
     """Record a queued scoring run for a round's clips or a list of clips, enqueue it after commit.
     It scores in chunks of ``chunk_clips`` clips (default ``scoring.jobs.SCORING_CHUNK_CLIPS``),
     each a gpu task that any worker takes."""
@@ -127,9 +127,7 @@ def request_scoring(
         params["round_id"] = round_id
     else:
         params["clip_ids"] = sorted({int(c) for c in clip_ids})
-    return runs.launch(
-        kind=TrainingRun.Kind.SCORING, params=params, created_by=created_by, send=enqueue
-    )
+    return runs.launch(kind=Run.Kind.SCORING, params=params, created_by=created_by, send=enqueue)
 
 
 def update_queue_signals(*, reward_model_id: int, round_id: int) -> int:

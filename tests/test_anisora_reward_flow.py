@@ -13,7 +13,7 @@ from django.urls import reverse
 from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.anisora import layout
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
@@ -79,8 +79,8 @@ def _train(client, snapshot, name, config, capture):
             content_type="application/json",
         )
     assert response.status_code == 202, response.content
-    run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.log_tail
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.status == Run.Status.SUCCEEDED, run.log_tail
     return RewardModel.objects.get(name=name)
 
 
@@ -130,8 +130,8 @@ def test_released_models_evaluate_fine_tune_and_score_a_round(
             content_type="application/json",
         )
     assert response.status_code == 202
-    run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.log_tail
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.status == Run.Status.SUCCEEDED, run.log_tail
     assert {k: run.artifacts[k] for k in ("scored", "failed", "already_scored")} == {
         "scored": 8,
         "failed": 0,
@@ -162,7 +162,7 @@ def test_a_release_folder_missing_a_file_is_refused_at_launch(
     )
     assert response.status_code == 400
     assert layout.CHARACTER_CKPT in response.json()["detail"]
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()
     shutil.rmtree(release_settings / "weights" / "bert-base-uncased")
     response = client.post(
         reverse("scoring:api_train"),
@@ -187,7 +187,7 @@ def test_the_runs_form_and_the_command_start_from_the_release(
             {"snapshot_id": snapshot.pk, "name": "as-released", "release_finetune": "none"},
         )
     assert response.status_code == 302
-    run = TrainingRun.objects.get()
+    run = Run.objects.get()
     assert run.params["config"]["preset"] == "anisora"
     assert run.params["config"]["release_finetune"] == "none"
     assert run.params["config"]["release_dir"] == str(release_settings)
@@ -195,6 +195,4 @@ def test_the_runs_form_and_the_command_start_from_the_release(
         call_command(
             "train_reward", snapshot=snapshot.pk, name="cli", release_finetune="heads", enqueue=True
         )
-    assert (
-        TrainingRun.objects.order_by("-pk").first().params["config"]["release_finetune"] == "heads"
-    )
+    assert Run.objects.order_by("-pk").first().params["config"]["release_finetune"] == "heads"

@@ -11,7 +11,7 @@ import pytest
 from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring import services
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
@@ -23,11 +23,11 @@ from tests.workers import celery_worker
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def wait_for_run(run_id, *, worker, log_path, timeout=600.0) -> TrainingRun:
+def wait_for_run(run_id, *, worker, log_path, timeout=600.0) -> Run:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        run = TrainingRun.objects.get(pk=run_id)
-        if run.status in (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED):
+        run = Run.objects.get(pk=run_id)
+        if run.status in (Run.Status.SUCCEEDED, Run.Status.FAILED):
             return run
         assert worker.poll() is None, log_path.read_text()[-3000:]
         time.sleep(0.5)
@@ -86,12 +86,12 @@ def test_a_gpu_worker_scores_a_round_with_the_released_models(isolated_media, se
             snapshot_id=snapshot.pk, config={"release_finetune": "none"}, name="released"
         )
         run = wait_for_run(run.pk, worker=worker, log_path=log_path)
-        assert run.status == TrainingRun.Status.SUCCEEDED, run.log_tail
+        assert run.status == Run.Status.SUCCEEDED, run.log_tail
         reward_model = RewardModel.objects.get(name="released")
         assert reward_model.preset == "anisora"
         scoring = services.request_scoring(reward_model_id=reward_model.pk, round_id=round_.pk)
         scoring = wait_for_run(scoring.pk, worker=worker, log_path=log_path)
-        assert scoring.status == TrainingRun.Status.SUCCEEDED, scoring.log_tail
+        assert scoring.status == Run.Status.SUCCEEDED, scoring.log_tail
     scores = ClipScore.objects.filter(reward_model=reward_model)
     assert scores.count() == 4
     for score in scores:

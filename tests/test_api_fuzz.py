@@ -19,7 +19,7 @@ from rest_framework.test import APIClient
 
 from annotation.services.rounds import RoundSettingsError, update_round_settings
 from labelhub.security import issue_token
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import RewardModel
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round
@@ -163,11 +163,11 @@ def test_superscript_round_filter_is_a_400_not_a_500(api):
 
 def test_resume_with_a_list_for_max_steps_is_a_400_and_starts_nothing(api):
     admin = api("admin")
-    run = TrainingRun.objects.create(kind=TrainingRun.Kind.GAPO, status="failed")
+    run = Run.objects.create(kind=Run.Kind.GAPO, status="failed")
     for body in ({"max_steps": [1]}, {"max_steps": "many"}, {"max_steps": 0}, [1], None):
         response = admin.post(f"/api/training/runs/{run.pk}/resume/", body, format="json")
         assert response.status_code == 400, (body, response.content)
-    assert TrainingRun.objects.count() == 1
+    assert Run.objects.count() == 1
 
 
 def test_a_gold_rate_too_small_for_a_block_is_refused(db):
@@ -224,7 +224,7 @@ def test_nul_bytes_in_free_form_parameters_are_a_400(api):
         "/api/reward-models/train/", {"snapshot_id": 1, "config": {"x": ["\x00"]}}, format="json"
     )
     assert train.status_code == 400
-    assert TrainingRun.objects.count() == 0
+    assert Run.objects.count() == 0
 
 
 def test_unknown_api_addresses_answer_json(api):

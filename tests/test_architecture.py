@@ -33,9 +33,9 @@ def test_urlconf_and_default_worker_tasks_import_no_ml_libraries():
 
 def test_every_job_kind_has_a_registered_job_function():
     from runs.jobs import job_function
-    from runs.models import TrainingRun
+    from runs.models import Run
 
-    for kind in TrainingRun.Kind.values:
+    for kind in Run.Kind.values:
         assert callable(job_function(kind)), kind
 
 

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from annotation.models import ImportRow
 from annotation.services.ingest import import_manifest_file
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.services import fail_stale_runs
 from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
@@ -90,7 +90,7 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
             },
         )
         wait_for(
-            lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path,
+            lambda: Run.objects.get(pk=run.pk).checkpoint_path,
             worker=worker,
             log_path=log_path,
             timeout=300,
@@ -99,16 +99,16 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
         worker.wait(timeout=30)
 
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.RUNNING  # nobody has noticed yet
+    assert run.status == Run.Status.RUNNING  # nobody has noticed yet
     assert fail_stale_runs(now=timezone.now() + timedelta(hours=1)) == 1
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.FAILED and run.checkpoint_path
+    assert run.status == Run.Status.FAILED and run.checkpoint_path
     resumed_at = int(run.checkpoint_path.rstrip("/").rsplit("-", 1)[1])
 
     with django_capture_on_commit_callbacks(execute=True):
         resumed = launch.resume(run_id=run.pk, created_by=admin_user, max_steps=resumed_at + 2)
     resumed.refresh_from_db()
-    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert resumed.status == Run.Status.SUCCEEDED, resumed.error
     assert f"at step {resumed_at}" in resumed.log_tail
     assert resumed.metrics[0]["step"] == resumed_at + 1  # continued, not restarted
     assert PolicyCheckpoint.objects.filter(run=resumed).exists()

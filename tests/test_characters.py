@@ -264,7 +264,7 @@ def test_export_has_the_character_columns(tmp_path):
 
 
 def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_threads):
-    from runs.models import TrainingRun
+    from runs.models import Run
     from runs.services import execute_run
     from scoring.anime_reward.synthetic import CHARACTERS, make_gallery, make_rule_clips
     from scoring.jobs import load_reward_model, score_clips
@@ -330,7 +330,7 @@ def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_th
     )
     execute_run(run.pk)
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == Run.Status.SUCCEEDED, run.error
     reward_model = RewardModel.objects.get(name="gallery-reward")
     ids = sorted(c.pk for c in cast.values())
     assert reward_model.config["gallery_characters"] == ids

@@ -25,7 +25,7 @@ from annotation.models import (
 )
 from annotation.services.labels import recompute_all_labels
 from annotation.services.pairwise import lease_next_pair
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from training import demo as demo_loop
 from training.models import Candidate, PolicyCheckpoint, PreferencePair
@@ -87,7 +87,7 @@ def _counts() -> dict[str, int]:
         Rating,
         ImportBatch,
         ExportSnapshot,
-        TrainingRun,
+        Run,
         RewardModel,
         ClipScore,
         PreferencePair,
@@ -122,8 +122,8 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     call_command("seed_demo_loop")
     out = capsys.readouterr().out
     assert "the loop is closed" in out
-    runs = TrainingRun.objects.all()
-    assert {run.status for run in runs} == {TrainingRun.Status.SUCCEEDED}
+    runs = Run.objects.all()
+    assert {run.status for run in runs} == {Run.Status.SUCCEEDED}
     # One round run, launched as a user launches one; its steps are its children, and
     # generation and scoring fanned out into chunks of their own.
     round_run = runs.get(parent__isnull=True)

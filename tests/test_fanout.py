@@ -9,11 +9,11 @@ import pytest
 
 from annotation.models import Clip, Condition
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from training.services import launch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-Status = TrainingRun.Status
+Status = Run.Status
 
 
 def test_a_failing_chunk_fails_alone_after_bounded_retries_and_resumes_alone(
@@ -67,17 +67,17 @@ def test_a_failing_chunk_fails_alone_after_bounded_retries_and_resumes_alone(
 
 def test_cancelling_a_parent_cancels_its_queued_and_running_chunks(db, admin_user):
     parent = runs.create_run(kind="generation", params={}, created_by=admin_user)
-    TrainingRun.objects.filter(pk=parent.pk).update(status=Status.RUNNING)
+    Run.objects.filter(pk=parent.pk).update(status=Status.RUNNING)
     queued = runs.create_run(kind="generation_chunk", params={}, parent=parent)
     running = runs.create_run(kind="generation_chunk", params={}, parent=parent)
     done = runs.create_run(kind="generation_chunk", params={}, parent=parent)
-    TrainingRun.objects.filter(pk=running.pk).update(status=Status.RUNNING)
-    TrainingRun.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED)
+    Run.objects.filter(pk=running.pk).update(status=Status.RUNNING)
+    Run.objects.filter(pk=done.pk).update(status=Status.SUCCEEDED)
 
     runs.request_cancel(parent.pk)
     states = {
         r.pk: (r.status, r.cancel_requested)
-        for r in TrainingRun.objects.filter(pk__in=[parent.pk, queued.pk, running.pk, done.pk])
+        for r in Run.objects.filter(pk__in=[parent.pk, queued.pk, running.pk, done.pk])
     }
     assert states[parent.pk] == (Status.RUNNING, True)  # stops at its next progress report
     assert states[queued.pk] == (Status.CANCELLED, True)  # never starts

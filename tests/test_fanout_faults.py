@@ -20,7 +20,7 @@ import pytest
 from annotation.models import Clip, ImportRow
 from annotation.services.ingest import referenced_names
 from labelhub.storage import list_objects, run_dir
-from runs.models import TrainingRun
+from runs.models import Run
 from tests.workers import celery_worker, wait_for
 from training.models import Candidate
 from training.services import launch
@@ -33,15 +33,15 @@ RECOVERY_ENV = {
     "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
     "OMP_NUM_THREADS": "1",
 }
-ENDED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+ENDED = (Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED)
 LIMIT = 300
 
 
-def _run(pk: int) -> TrainingRun:
-    return TrainingRun.objects.get(pk=pk)
+def _run(pk: int) -> Run:
+    return Run.objects.get(pk=pk)
 
 
-def _assert_exactly_once(run: TrainingRun, seed_round, k: int, base_seed: int) -> None:
+def _assert_exactly_once(run: Run, seed_round, k: int, base_seed: int) -> None:
     """The target round holds K candidates per condition, none twice, every file referenced."""
     clips = Clip.objects.filter(round_id=run.artifacts["round_id"])
     conditions = set(seed_round.clips.values_list("condition_id", flat=True))
@@ -99,7 +99,7 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
         # its chunk made and handed over, the next one in flight.
         def victim_mid_chunk():
             parent = _run(run.pk)
-            for chunk in parent.children.filter(status=TrainingRun.Status.RUNNING, step__gte=1):
+            for chunk in parent.children.filter(status=Run.Status.RUNNING, step__gte=1):
                 if chunk.worker and chunk.worker != parent.worker and chunk.step < k:
                     return chunk
             return None
@@ -117,10 +117,10 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
             log_path=logs["gpu1" if victim == "gpu2" else "gpu2"],
         )
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == Run.Status.SUCCEEDED, run.error
     lost.refresh_from_db()
     # The lost chunk was failed for its silent heartbeat and retried by the surviving worker.
-    assert lost.status == TrainingRun.Status.SUCCEEDED and lost.attempts == 2
+    assert lost.status == Run.Status.SUCCEEDED and lost.attempts == 2
     assert "no heartbeat" in lost.log_tail and lost.worker.split("@")[0] != victim
     others = run.children.exclude(pk=lost.pk)
     assert {c.attempts for c in others} == {1}  # the other chunks ran once
@@ -189,10 +189,10 @@ def test_disk_full_while_a_chunk_writes_fails_it_and_the_run_resumes(
         )
         wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
         run.refresh_from_db()
-        assert run.status == TrainingRun.Status.FAILED
+        assert run.status == Run.Status.FAILED
         assert "2 of 2 chunks failed" in run.error and "disk full" in run.error
         for chunk in run.children.all():
-            assert chunk.status == TrainingRun.Status.FAILED
+            assert chunk.status == Run.Status.FAILED
             assert "disk full: no space left on the device while writing" in chunk.error
         # Nothing half-written was handed over or imported.
         assert not Clip.objects.filter(round_id=run.artifacts["round_id"]).exists()
@@ -203,6 +203,6 @@ def test_disk_full_while_a_chunk_writes_fails_it_and_the_run_resumes(
         launch.resume(run_id=run.pk, created_by=admin_user)
         wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == Run.Status.SUCCEEDED, run.error
     assert {c.attempts for c in run.children.all()} == {2}
     _assert_exactly_once(run, seed_round, k, base_seed)

@@ -153,7 +153,7 @@ def test_a_missing_file_or_a_hub_id_is_named(sources, tmp_path):
 @pytest.mark.django_db
 def test_launching_full_with_a_missing_file_is_refused(client, settings, sources, tmp_path):
     from annotation.services.exports import create_snapshot
-    from runs.models import TrainingRun
+    from runs.models import Run
     from tests.lead_data import make_round
 
     snapshot = create_snapshot(round_ids=[make_round("full-r").pk], test_fraction=0.25, seed=0)
@@ -170,4 +170,4 @@ def test_launching_full_with_a_missing_file_is_refused(client, settings, sources
         f"LABELHUB_REWARD_SOURCE_XCLIP={tmp_path / 'gone'}: not a local folder"
         in (response.json()["detail"])
     )
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()

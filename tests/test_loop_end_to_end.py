@@ -31,7 +31,7 @@ from annotation.services.exports import request_snapshot_build
 from annotation.services.ingest import import_manifest_file
 from annotation.services.ratings import submit_rating
 from labelhub.storage import list_objects
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
@@ -102,16 +102,16 @@ class Workers:
             time.sleep(0.3)
         raise AssertionError(f"timed out waiting for {what}\n{self.tail()}")
 
-    def finish(self, run: TrainingRun) -> TrainingRun:
+    def finish(self, run: Run) -> Run:
         """Wait for a run to end on the gpu worker; it must have succeeded."""
         ended = {
-            TrainingRun.Status.SUCCEEDED,
-            TrainingRun.Status.FAILED,
-            TrainingRun.Status.CANCELLED,
+            Run.Status.SUCCEEDED,
+            Run.Status.FAILED,
+            Run.Status.CANCELLED,
         }
         self.wait_for(f"{run.kind} run {run.pk}", lambda: _reload(run).status in ended)
         run.refresh_from_db()
-        assert run.status == TrainingRun.Status.SUCCEEDED, f"{run.error}\n{self.tail()}"
+        assert run.status == Run.Status.SUCCEEDED, f"{run.error}\n{self.tail()}"
         return run
 
 
@@ -254,7 +254,7 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
             )
         )
         assert scoring_run.artifacts["scored"] == clips_in_round1, scoring_run.artifacts
-        assert scoring_run.children.filter(status=TrainingRun.Status.SUCCEEDED).count() == 2
+        assert scoring_run.children.filter(status=Run.Status.SUCCEEDED).count() == 2
         scores = ClipScore.objects.filter(reward_model=reward_model, clip__round=round1)
         assert scores.count() == clips_in_round1 and not scores.exclude(error="").exists()
         lap("scoring")
@@ -323,7 +323,7 @@ def test_the_loop_closes_through_real_workers(storage_backend, isolated_media, t
     # one chunk per condition, and each gpu worker made one (the parent's worker helps; the
     # other takes the first chunk from the queue)
     chunks = list(generation_run.children.order_by("pk"))
-    assert [c.status for c in chunks] == [TrainingRun.Status.SUCCEEDED] * conditions
+    assert [c.status for c in chunks] == [Run.Status.SUCCEEDED] * conditions
     assert {c.worker.split("@")[0] for c in chunks} == {"worker-gpu1", "worker-gpu2"}
     assert not list_objects(("generated",))  # every hand-over video was taken over by ingest
     for clip in clips:

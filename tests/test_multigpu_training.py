@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from runs.models import TrainingRun
+from runs.models import Run
 from tests.test_run_crash import pairs_scored_by_brightness
 from tests.workers import celery_worker, wait_for
 from training.services import launch
@@ -26,7 +26,7 @@ ENV = {
     "LABELHUB_RUN_STALE_SECONDS": "60",
     "OMP_NUM_THREADS": "1",
 }
-ENDED = (TrainingRun.Status.SUCCEEDED, TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED)
+ENDED = (Run.Status.SUCCEEDED, Run.Status.FAILED, Run.Status.CANCELLED)
 
 
 def rank_pids(rank: int) -> list[int]:
@@ -67,20 +67,18 @@ def test_gpus_2_runs_on_two_ranks_fails_when_one_dies_and_resumes(
             },
         )
         assert run.params["gpus"] == 2
-        wait_for(
-            lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path, timeout=300, log_path=log
-        )
-        assert TrainingRun.objects.get(pk=run.pk).worker.startswith("gpu-x2@")
+        wait_for(lambda: Run.objects.get(pk=run.pk).checkpoint_path, timeout=300, log_path=log)
+        assert Run.objects.get(pk=run.pk).worker.startswith("gpu-x2@")
         victims = rank_pids(1)
         assert len(victims) == 1, victims  # two ranks: rank 1 is one process
         assert len(rank_pids(0)) == 1
         os.kill(victims[0], signal.SIGKILL)
         killed_at = time.monotonic()
         failed_at = wait_for(
-            lambda: TrainingRun.objects.get(pk=run.pk).status in ENDED, timeout=120, log_path=log
+            lambda: Run.objects.get(pk=run.pk).status in ENDED, timeout=120, log_path=log
         )
         run.refresh_from_db()
-        assert run.status == TrainingRun.Status.FAILED
+        assert run.status == Run.Status.FAILED
         assert "a training process died" in run.error and "no heartbeat" not in run.error
         assert failed_at - killed_at < float(ENV["LABELHUB_RUN_STALE_SECONDS"])
         wait_for(lambda: not rank_pids(0) and not rank_pids(1), timeout=60)  # no rank left behind
@@ -89,12 +87,12 @@ def test_gpus_2_runs_on_two_ranks_fails_when_one_dies_and_resumes(
         resumed = launch.resume(run_id=run.pk, created_by=admin_user, max_steps=checkpoint_step + 2)
         assert resumed.params["gpus"] == 2
         wait_for(
-            lambda: TrainingRun.objects.get(pk=resumed.pk).status in ENDED,
+            lambda: Run.objects.get(pk=resumed.pk).status in ENDED,
             timeout=300,
             log_path=log,
         )
     resumed.refresh_from_db()
-    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert resumed.status == Run.Status.SUCCEEDED, resumed.error
     assert f"at step {checkpoint_step}" in resumed.log_tail  # continued, not restarted
     assert resumed.artifacts["steps"] == checkpoint_step + 2
     print(f"\n2-rank run failed {failed_at - killed_at:.1f}s after rank 1 was killed")

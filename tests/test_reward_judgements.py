@@ -21,7 +21,7 @@ from annotation.services.pairwise import (
     submit_judgement,
 )
 from labelhub.dimensions import DIMENSION_KEYS
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring import services
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import RewardModel
@@ -254,7 +254,7 @@ def test_pairs_and_joint_are_refused_without_judgements_on_both_sides(judged_rou
     with pytest.raises(RewardRunError, match="0 in train and 0 in test"):
         services.request_reward_training(snapshot_id=empty.pk, config={"objective": "pairs"})
     # regression still launches on it, and nothing was queued by the refusals
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()
     services.request_reward_training(snapshot_id=empty.pk, enqueue=False)
 
 
@@ -283,8 +283,8 @@ def test_a_pairs_model_trains_through_the_api_and_shows_tie_aware_accuracy(
             content_type="application/json",
         )
     assert response.status_code == 202
-    run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.status == Run.Status.SUCCEEDED, run.error
     model = RewardModel.objects.get(name="from-judgements")
     assert model.config["comparisons"] == {
         "train": 9 * 2 * 7,

@@ -10,7 +10,7 @@ from django.core.management import CommandError, call_command
 
 from annotation.models import PairwiseTask, Round
 from annotation.selectors.pairwise import wilson_interval
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore
 from tests.conftest import make_user
 from tests.test_run_round import CONDITIONS, K, _args, rated_round  # noqa: F401 (fixture)
@@ -50,8 +50,8 @@ def test_a_round_ends_with_policy_vs_base_tasks_judged_into_the_scoreboard(
     Round.objects.create(name=BASE_ROUND, status=Round.Status.CLOSED)
     with pytest.raises(CommandError, match="Human evaluation against the base"):
         call_command("run_round", *_args(rated_round), "--evaluate", "round")
-    parent = TrainingRun.objects.get(kind=TrainingRun.Kind.ROUND)
-    assert parent.status == TrainingRun.Status.FAILED
+    parent = Run.objects.get(kind=Run.Kind.ROUND)
+    assert parent.status == Run.Status.FAILED
     assert f"round {BASE_ROUND!r} is closed" in parent.error
     kept = {
         key: parent.artifacts[key]
@@ -62,7 +62,7 @@ def test_a_round_ends_with_policy_vs_base_tasks_judged_into_the_scoreboard(
     Round.objects.filter(name=BASE_ROUND).update(status=Round.Status.OPEN)
     call_command("run_round", "--resume", str(parent.pk))
     parent.refresh_from_db()
-    assert parent.status == TrainingRun.Status.SUCCEEDED, parent.error
+    assert parent.status == Run.Status.SUCCEEDED, parent.error
     assert {key: parent.artifacts[key] for key in kept} == kept  # nothing before it redone
     checkpoint_id = kept["checkpoint_id"]
 
@@ -94,7 +94,7 @@ def test_a_round_ends_with_policy_vs_base_tasks_judged_into_the_scoreboard(
     ).count() == len(base_clips)
 
     # Resuming again or rerunning the step creates nothing twice; the next round reuses the base.
-    generations = TrainingRun.objects.filter(kind=TrainingRun.Kind.GENERATION).count()
+    generations = Run.objects.filter(kind=Run.Kind.GENERATION).count()
 
     # Three judges prefer the base on every task, through the API.
     judges = [make_user(f"judge{i}", "annotator") for i in range(3)]
@@ -130,5 +130,5 @@ def test_a_round_ends_with_policy_vs_base_tasks_judged_into_the_scoreboard(
     client.force_login(make_user("adam", "admin"))  # run pages are for admins
     run_page = client.get(f"/runs/{parent.pk}/").content.decode()
     assert f'data-checkpoint="{checkpoint_id}"' in run_page
-    assert TrainingRun.objects.filter(kind=TrainingRun.Kind.GENERATION).count() == generations
+    assert Run.objects.filter(kind=Run.Kind.GENERATION).count() == generations
     capsys.readouterr()

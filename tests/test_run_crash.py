@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from tests.toy import mean_brightness
 from tests.workers import celery_worker, start_beat, wait_for
@@ -71,14 +71,14 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
             },
         )
         wait_for(
-            lambda: TrainingRun.objects.get(pk=run.pk).checkpoint_path,
+            lambda: Run.objects.get(pk=run.pk).checkpoint_path,
             log_path=gpu_log,
             timeout=120,
         )
         os.kill(gpu.pid, signal.SIGKILL)  # the GPU host dies mid-run
         killed_at = time.monotonic()
         gpu.wait(timeout=30)
-    assert TrainingRun.objects.get(pk=run.pk).status == TrainingRun.Status.RUNNING
+    assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING
 
     beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
     try:
@@ -90,7 +90,7 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
             flush_broker=False,
         ):
             failed_at = wait_for(
-                lambda: TrainingRun.objects.get(pk=run.pk).status == TrainingRun.Status.FAILED,
+                lambda: Run.objects.get(pk=run.pk).status == Run.Status.FAILED,
                 log_path=default_log,
                 timeout=LIMIT,
                 interval=0.5,

@@ -4,7 +4,7 @@ loss, a GAPO run its preference metrics, a pairs run no empty charts."""
 import pytest
 
 from labelhub.dimensions import DIMENSION_KEYS
-from runs.models import TrainingRun
+from runs.models import Run
 from tests.browser import chromium_page, login
 from tests.conftest import make_user
 
@@ -13,9 +13,9 @@ from tests.conftest import make_user
 @pytest.mark.django_db(transaction=True)
 def test_run_pages_plot_the_metrics_their_kind_reports(live_server):
     epochs = 3
-    reward = TrainingRun.objects.create(
-        kind=TrainingRun.Kind.REWARD_TRAINING,
-        status=TrainingRun.Status.SUCCEEDED,
+    reward = Run.objects.create(
+        kind=Run.Kind.REWARD_TRAINING,
+        status=Run.Status.SUCCEEDED,
         step=18,
         total_steps=18,
         params={"config": {"dimension_overrides": {"text_consistency": {"contrastive_weight": 2}}}},
@@ -26,19 +26,17 @@ def test_run_pages_plot_the_metrics_their_kind_reports(live_server):
             for e in range(epochs)
         ],
     )
-    gapo = TrainingRun.objects.create(
-        kind=TrainingRun.Kind.GAPO,
-        status=TrainingRun.Status.SUCCEEDED,
+    gapo = Run.objects.create(
+        kind=Run.Kind.GAPO,
+        status=Run.Status.SUCCEEDED,
         metrics=[
             {"step": s, "loss": 0.7 - s / 10, "implicit_accuracy": 0.5, "grad_norm": 1.0}
             for s in (1, 2)
         ],
     )
-    pairs = TrainingRun.objects.create(
-        kind=TrainingRun.Kind.PAIRS, status=TrainingRun.Status.SUCCEEDED
-    )
-    running = TrainingRun.objects.create(
-        kind=TrainingRun.Kind.GAPO, status=TrainingRun.Status.RUNNING, step=1, total_steps=4
+    pairs = Run.objects.create(kind=Run.Kind.PAIRS, status=Run.Status.SUCCEEDED)
+    running = Run.objects.create(
+        kind=Run.Kind.GAPO, status=Run.Status.RUNNING, step=1, total_steps=4
     )
     make_user("ada", "admin")
     with chromium_page() as page:
@@ -73,7 +71,7 @@ def test_run_pages_plot_the_metrics_their_kind_reports(live_server):
         # a run that ends while watched: the page follows it and drops the cancel button
         page.goto(f"{live_server.url}/runs/{running.pk}/")
         assert page.locator("#cancel").is_visible()
-        TrainingRun.objects.filter(pk=running.pk).update(status=TrainingRun.Status.SUCCEEDED)
+        Run.objects.filter(pk=running.pk).update(status=Run.Status.SUCCEEDED)
         page.wait_for_function(
             "document.getElementById('status').textContent === 'succeeded'", timeout=15000
         )

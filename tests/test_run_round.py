@@ -20,7 +20,7 @@ from annotation.models import (
 from annotation.services.assignment import lease_next_clip
 from annotation.services.ratings import submit_rating
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
 from tests.conftest import make_user, store_file
@@ -96,12 +96,12 @@ def _args(round_: Round, next_round: str = "loop-r2") -> list[str]:
     ]
 
 
-def _assert_round_done(parent: TrainingRun, round_: Round) -> None:
+def _assert_round_done(parent: Run, round_: Round) -> None:
     parent.refresh_from_db()
-    assert parent.status == TrainingRun.Status.SUCCEEDED, parent.error
+    assert parent.status == Run.Status.SUCCEEDED, parent.error
     children = list(parent.children.order_by("pk"))
     assert [c.kind for c in children] == CHILD_KINDS
-    assert all(c.status == TrainingRun.Status.SUCCEEDED for c in children)
+    assert all(c.status == Run.Status.SUCCEEDED for c in children)
     a = parent.artifacts
     snapshot = ExportSnapshot.objects.get(pk=a["snapshot_id"])
     assert snapshot.status == ExportSnapshot.Status.READY
@@ -114,10 +114,10 @@ def _assert_round_done(parent: TrainingRun, round_: Round) -> None:
     next_round = Round.objects.get(name="loop-r2")
     assert a["next_round_id"] == next_round.pk
     # generation fanned out into chunks (2 conditions each), each importing what it made
-    generation = TrainingRun.objects.get(pk=a["generation_run_id"])
+    generation = Run.objects.get(pk=a["generation_run_id"])
     chunks = list(generation.children.order_by("pk"))
     assert [c.params["condition_ids"].__len__() for c in chunks] == [2, 1]
-    assert {c.kind for c in chunks} == {TrainingRun.Kind.GENERATION_CHUNK}
+    assert {c.kind for c in chunks} == {Run.Kind.GENERATION_CHUNK}
     batch_ids = [b for c in chunks for b in c.artifacts["import_batch_ids"]]
     rows = ImportRow.objects.filter(batch_id__in=batch_ids)
     clips = Clip.objects.filter(round=next_round)
@@ -145,7 +145,7 @@ def _assert_round_done(parent: TrainingRun, round_: Round) -> None:
 def test_run_round_chains_every_step_into_the_next_round(rated_round, capsys):
     call_command("run_round", *_args(rated_round))
     out = capsys.readouterr()
-    parent = TrainingRun.objects.get(kind=TrainingRun.Kind.ROUND)
+    parent = Run.objects.get(kind=Run.Kind.ROUND)
     _assert_round_done(parent, rated_round)
     printed = out.out
     assert f"round run {parent.pk} succeeded" in printed
@@ -164,7 +164,7 @@ def test_bad_round_parameters_are_refused_before_anything_runs(rated_round):
         call_command(
             "run_round", "--round", "loop-r1", "--reward-model", "999", "--next-round", "x"
         )
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()
 
 
 def test_a_failed_round_resumes_from_its_failed_step(rated_round, capsys):
@@ -190,7 +190,7 @@ def test_a_failed_round_resumes_from_its_failed_step(rated_round, capsys):
 
     runs.execute_run(parent.pk, on_progress=close_target_during_training)
     parent.refresh_from_db()
-    assert parent.status == TrainingRun.Status.FAILED
+    assert parent.status == Run.Status.FAILED
     assert "step 6/7 (Generate and import) cannot start: round 'loop-r2' is closed" in parent.error
     done = {k: parent.artifacts[k] for k in ("snapshot_id", "reward_model_id", "checkpoint_id")}
     assert "generation_run_id" not in parent.artifacts

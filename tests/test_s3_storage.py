@@ -30,7 +30,7 @@ from annotation.services.exports import create_snapshot
 from annotation.services.ingest import import_rows
 from annotation.services.ratings import submit_rating
 from labelhub.storage import list_objects, local_path
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from scoring.services import request_reward_training, request_scoring
 from tests.conftest import make_user
@@ -239,7 +239,7 @@ def test_reward_training_and_scoring_read_their_clips_from_the_bucket(
             created_by=admin_user,
         )
     training.refresh_from_db()
-    assert training.status == TrainingRun.Status.SUCCEEDED, training.error
+    assert training.status == Run.Status.SUCCEEDED, training.error
     reward_model = RewardModel.objects.get(pk=training.artifacts["reward_model_id"])
     assert reward_model.config["train_clips"] + reward_model.config["test_clips"] == 4
     assert reward_model.config["skipped"] in (0, [], {})
@@ -249,7 +249,7 @@ def test_reward_training_and_scoring_read_their_clips_from_the_bucket(
             reward_model_id=reward_model.pk, round_id=s3_round.pk, created_by=admin_user
         )
     scoring.refresh_from_db()
-    assert scoring.status == TrainingRun.Status.SUCCEEDED, scoring.error
+    assert scoring.status == Run.Status.SUCCEEDED, scoring.error
     assert scoring.artifacts["scored"] == 4 and scoring.artifacts["failed"] == 0
     scores = ClipScore.objects.filter(reward_model=reward_model)
     assert scores.count() == 4 and not scores.exclude(error="").exists()
@@ -267,11 +267,11 @@ def test_a_gapo_run_resumes_on_another_host_from_its_checkpoint_in_the_bucket(
     """Resumable checkpoints go to the bucket (retention too): a GAPO run whose host is gone
     (its local output directory deleted) resumes from the stored checkpoint, not from step 0."""
 
-    def run(kind: str, **params) -> TrainingRun:
+    def run(kind: str, **params) -> Run:
         with django_capture_on_commit_callbacks(execute=True):
             launched = launch.launch_run(kind=kind, params=params, created_by=admin_user)
         launched.refresh_from_db()
-        assert launched.status == TrainingRun.Status.SUCCEEDED, launched.error
+        assert launched.status == Run.Status.SUCCEEDED, launched.error
         return launched
 
     run(
@@ -308,12 +308,12 @@ def test_a_gapo_run_resumes_on_another_host_from_its_checkpoint_in_the_bucket(
     assert stored and all(name.startswith(f"{prefix}/checkpoint-4/") for name in stored)
 
     # The GPU host is gone: its output directory with the local checkpoints with it.
-    TrainingRun.objects.filter(pk=gapo.pk).update(status=TrainingRun.Status.FAILED)
+    Run.objects.filter(pk=gapo.pk).update(status=Run.Status.FAILED)
     shutil.rmtree(gapo.artifacts["output_dir"])
     with django_capture_on_commit_callbacks(execute=True):
         resumed = launch.resume(run_id=gapo.pk, created_by=admin_user, max_steps=6)
     resumed.refresh_from_db()
-    assert resumed.status == TrainingRun.Status.SUCCEEDED, resumed.error
+    assert resumed.status == Run.Status.SUCCEEDED, resumed.error
     assert "at step 4" in resumed.log_tail
     assert resumed.metrics[0]["step"] == 5  # continued, not restarted
     assert resumed.checkpoint_path == f"{prefix}/checkpoint-6"  # one folder per lineage

@@ -13,7 +13,7 @@ from annotation.models import Clip
 from annotation.selectors.pairwise import wilson_interval
 from annotation.services.pairwise import create_pairwise_tasks, lease_next_pair, submit_judgement
 from labelhub.dimensions import DIMENSION_KEYS
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from tests.conftest import make_user
 from tests.lead_data import make_clip, make_condition, make_round, rate
@@ -40,8 +40,8 @@ def loop(db):
     anna, bob = make_user("anna", "annotator"), make_user("bob", "annotator")
     r1, r2 = make_round("round-1"), make_round("round-2")
     c0, c1 = make_condition("c0", "a girl waves"), make_condition("c1", "a cat jumps")
-    train = TrainingRun.objects.create(kind="gapo", status="succeeded", params={})
-    gen = TrainingRun.objects.create(kind="generation", status="succeeded", params={})
+    train = Run.objects.create(kind="gapo", status="succeeded", params={})
+    gen = Run.objects.create(kind="generation", status="succeeded", params={})
     policy = PolicyCheckpoint.objects.create(
         name="gapo-1", base_preset="tiny", lora_path="/x", run=train
     )
@@ -195,7 +195,7 @@ def test_scoreboard_page_and_api(loop, client):
 
 
 def test_run_pages_read_as_labelled_tables(client, db):
-    run = TrainingRun.objects.create(
+    run = Run.objects.create(
         kind="gapo",
         params={
             "round_id": 3,
@@ -243,7 +243,7 @@ def test_a_round_launches_from_the_training_runs_page_and_the_api(
             reverse("training:launch_round"),
             {"round_id": loop["r2"].pk, "next_round": "round-3", "steps": "5", "candidates": "2"},
         )
-    run = TrainingRun.objects.get(kind="round")
+    run = Run.objects.get(kind="round")
     assert response.status_code == 302 and response.url == reverse("training:run", args=[run.pk])
     assert len(sent) == 1  # sent to the gpu queue after commit
     assert run.status == "queued" and run.created_by == admin
@@ -260,7 +260,7 @@ def test_a_round_launches_from_the_training_runs_page_and_the_api(
     response = client.post(
         reverse("training:launch_round"), {"round_id": loop["r2"].pk, "next_round": "round-2"}
     )
-    assert TrainingRun.objects.filter(kind="round").count() == 1
+    assert Run.objects.filter(kind="round").count() == 1
     assert "next_round must be a different round" in str(list(response.wsgi_request._messages))
 
     response = client.post(

@@ -6,7 +6,7 @@ import pytest
 from django.conf import settings
 
 from annotation.models import ExportSnapshot
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.config import get_preset
 from scoring.models import RewardModel
 from tests.conftest import client_for
@@ -66,11 +66,11 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
     response = client_for(admin_user).post(
         "/reward-models/launch/", {"snapshot_id": snapshot.pk, "epochs": "3", "name": "v1"}
     )
-    run = TrainingRun.objects.get(kind=TrainingRun.Kind.REWARD_TRAINING)
+    run = Run.objects.get(kind=Run.Kind.REWARD_TRAINING)
     assert response["Location"] == f"/runs/{run.pk}/"
     # the deployment's preset (LABELHUB_REWARD_PRESET) is recorded with the run
     assert run.params["config"] == {"epochs": 3, "preset": "tiny"}
-    assert run.status == TrainingRun.Status.QUEUED
+    assert run.status == Run.Status.QUEUED
 
     tuned = client_for(admin_user).post(
         "/reward-models/launch/",
@@ -84,7 +84,7 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         },
     )
     assert tuned.status_code == 302
-    assert TrainingRun.objects.get(params__name="v2").params["config"] == {
+    assert Run.objects.get(params__name="v2").params["config"] == {
         "finetune_encoders": True,
         "encoder_learning_rate": 3e-4,
         "keyframes": 6,
@@ -106,11 +106,11 @@ def test_admin_launches_training_and_scoring_from_the_page(admin_user, lead):
         )
         assert bad.status_code == 200, fields
         assert "Not launched" in bad.content.decode() and message in bad.content.decode(), fields
-    assert TrainingRun.objects.count() == 2
+    assert Run.objects.count() == 2
 
     model = RewardModel.objects.create(name="rm", preset="tiny", checkpoint_dir="-")
     client_for(admin_user).post(
         "/reward-models/score/", {"reward_model_id": model.pk, "round_id": round_.pk}
     )
-    scoring = TrainingRun.objects.get(kind=TrainingRun.Kind.SCORING)
+    scoring = Run.objects.get(kind=Run.Kind.SCORING)
     assert scoring.params["round_id"] == round_.pk and scoring.params["reward_model_id"] == model.pk

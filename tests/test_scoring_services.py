@@ -10,7 +10,7 @@ from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.storage import local_tree
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.tasks import execute_run
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
@@ -89,10 +89,8 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
             content_type="application/json",
         )
     assert response.status_code == 202
-    run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert (
-        run.kind == TrainingRun.Kind.REWARD_TRAINING and run.status == TrainingRun.Status.SUCCEEDED
-    )
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.kind == Run.Kind.REWARD_TRAINING and run.status == Run.Status.SUCCEEDED
     assert run.step == run.total_steps > 0
     assert any("visual_appeal/loss" in point for point in run.metrics)
     reward_model = RewardModel.objects.get(name="toy-reward")
@@ -134,8 +132,8 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
             content_type="application/json",
         )
     assert response.status_code == 202
-    scoring_run = TrainingRun.objects.get(pk=response.json()["run_id"])
-    assert scoring_run.status == TrainingRun.Status.SUCCEEDED
+    scoring_run = Run.objects.get(pk=response.json()["run_id"])
+    assert scoring_run.status == Run.Status.SUCCEEDED
     assert scoring_run.artifacts == {"scored": 23, "failed": 1, "already_scored": 0, "chunks": 1}
     (chunk,) = scoring_run.children.all()  # one chunk of 24 clips; the clip's error is in its log
     assert f"clip {broken.pk} not scored" in chunk.log_tail
@@ -156,7 +154,7 @@ def test_admin_trains_a_reward_model_then_scores_the_round(
             {"round_id": round_.pk},
             content_type="application/json",
         )
-    again = TrainingRun.objects.filter(kind=TrainingRun.Kind.SCORING).order_by("-pk").first()
+    again = Run.objects.filter(kind=Run.Kind.SCORING).order_by("-pk").first()
     assert again.artifacts == {"scored": 0, "failed": 1, "already_scored": 23, "chunks": 1}
     assert (
         dict(ClipScore.objects.filter(reward_model=reward_model).values_list("clip_id", "pk"))
@@ -183,7 +181,7 @@ def test_commands_train_and_score_with_progress(labelled_round, capsys):
     reward_model = RewardModel.objects.get(name="from-command")
     assert "from-command" in out.out and "visual_appeal" in out.out
     assert "reward run" in out.err  # the tqdm bar
-    assert reward_model.run.status == TrainingRun.Status.SUCCEEDED
+    assert reward_model.run.status == Run.Status.SUCCEEDED
 
     clip_ids = list(Clip.objects.filter(round=round_).values_list("pk", flat=True)[:3])
     call_command(

@@ -8,7 +8,7 @@ from django.core.management import CommandError, call_command
 from annotation.models import Clip
 from annotation.services.assignment import lease_next_clip
 from annotation.services.ratings import submit_rating
-from runs.models import TrainingRun
+from runs.models import Run
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
 from training.models import PreferencePair
@@ -33,7 +33,7 @@ def test_launch_pairs_from_human_labels_and_wait(capsys):
     pair = PreferencePair.objects.get()
     assert (pair.winner_id, pair.loser_id) == (good.pk, bad.pk)
     assert (pair.winner_reward, pair.loser_reward) == (pytest.approx(1.0), pytest.approx(0.25))
-    assert TrainingRun.objects.get().status == TrainingRun.Status.SUCCEEDED
+    assert Run.objects.get().status == Run.Status.SUCCEEDED
 
 
 def test_launch_rejects_bad_parameters_with_a_clear_error():
@@ -47,7 +47,7 @@ def test_launch_rejects_bad_parameters_with_a_clear_error():
             "origin=human_labels",
             "colour=red",
         )
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()
 
 
 def test_gapo_launch_checks_the_checkpoint_it_starts_from(tmp_path):
@@ -73,4 +73,4 @@ def test_gapo_launch_checks_the_checkpoint_it_starts_from(tmp_path):
     )
     with pytest.raises(CommandError, match="init_lora has no"):
         call_command("launch_run", *base, f"init_checkpoint_id={empty.pk}")
-    assert not TrainingRun.objects.exists()
+    assert not Run.objects.exists()

@@ -8,7 +8,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from annotation.models import Clip, Round
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import ClipScore, RewardModel
 from tests.toy import mean_brightness
 from training.alignment.pairs import write_pairs_jsonl
@@ -24,7 +24,7 @@ def run_now(captured, *, kind, params, user):
     with captured(execute=True):
         run = launch.launch_run(kind=kind, params=params, created_by=user)
     run.refresh_from_db()
-    assert run.status == TrainingRun.Status.SUCCEEDED, run.error
+    assert run.status == Run.Status.SUCCEEDED, run.error
     return run
 
 
@@ -87,7 +87,7 @@ def test_the_loop_end_to_end_through_runs(
     client.force_login(admin_user)
     form = {"round_id": round0.pk, "origin": "reward_model", "reward_model_id": brightness.pk}
     response = client.post(reverse("training:launch"), {"kind": "dpo", **form, "max_steps": "1000"})
-    from_form = TrainingRun.objects.get(kind="dpo")
+    from_form = Run.objects.get(kind="dpo")
     assert response["Location"] == reverse("training:run", args=[from_form.pk])
     assert from_form.params["trainer"]["max_steps"] == 1000
     launch.cancel(run_id=from_form.pk)
@@ -189,7 +189,7 @@ def test_only_admins_launch_and_cancel_leads_watch(
         assert (
             client.post(reverse("training:api_runs"), body, format="json").status_code == expected
         )
-    assert TrainingRun.objects.count() == 0
+    assert Run.objects.count() == 0
 
     client.force_authenticate(admin_user)
     bad = client.post(
@@ -224,10 +224,8 @@ def test_admin_pages_render_and_reject_others(seed_round, admin_user, lead, clie
         reverse("training:launch"),
         {"kind": "pairs", "round_id": seed_round.pk, "origin": "reward_model"},
     )
-    assert (
-        response.status_code == 302 and TrainingRun.objects.count() == 0
-    )  # invalid: no reward model
-    run = TrainingRun.objects.create(
+    assert response.status_code == 302 and Run.objects.count() == 0  # invalid: no reward model
+    run = Run.objects.create(
         kind="gapo",
         params={"trainer": {"max_steps": 10}},
         metrics=[{"step": 1, "loss": 0.5, "implicit_accuracy": 1.0}],
@@ -251,10 +249,10 @@ def test_output_names_are_reserved_at_launch_not_after_training(seed_round, admi
     )
     params = {"round_id": seed_round.pk, "origin": "human_labels", "checkpoint_name": "ckpt-a"}
     first = launch.launch_run(kind="gapo", params=params, created_by=admin_user)  # not committed
-    assert first.status == TrainingRun.Status.QUEUED and first.output_name == "checkpoint:ckpt-a"
+    assert first.status == Run.Status.QUEUED and first.output_name == "checkpoint:ckpt-a"
     with pytest.raises(launch.InvalidParams, match="'ckpt-a' is already the output name of GAPO"):
         launch.launch_run(kind="dpo", params=params, created_by=admin_user)
-    assert TrainingRun.objects.count() == 1
+    assert Run.objects.count() == 1
     launch.cancel(run_id=first.pk)  # a queued run is cancelled at once: the name is free
     again = launch.launch_run(kind="dpo", params=params, created_by=admin_user)
     assert again.output_name == "checkpoint:ckpt-a"
@@ -292,7 +290,7 @@ def test_a_generation_whose_candidates_do_not_import_fails_and_names_the_rows(
             kind="generation", params={**params, "chunk_attempts": 1}, created_by=admin_user
         )
     second.refresh_from_db()
-    assert second.status == TrainingRun.Status.FAILED
+    assert second.status == Run.Status.FAILED
     assert "2 of 2 chunks failed" in second.error
     assert "2 of 2 candidates of this chunk are not in twice (2 import errors" in second.error
     assert "duplicate: this video is already a clip in this round" in second.error
@@ -317,7 +315,7 @@ def test_a_repeated_generation_makes_only_the_candidates_not_yet_in_the_round(
     second = run_now(
         django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
     )
-    assert second.status == TrainingRun.Status.SUCCEEDED, second.error
+    assert second.status == Run.Status.SUCCEEDED, second.error
     assert second.artifacts["videos"] == 1 and second.artifacts["imported"] == 1
     assert second.artifacts["already_in_round"] == 3 and second.artifacts["import_errors"] == 0
     regenerated = Clip.objects.get(round__name="again", condition_id=condition_id)
@@ -330,6 +328,6 @@ def test_a_repeated_generation_makes_only_the_candidates_not_yet_in_the_round(
     third = run_now(
         django_capture_on_commit_callbacks, kind="generation", params=params, user=admin_user
     )
-    assert third.status == TrainingRun.Status.SUCCEEDED, third.error
+    assert third.status == Run.Status.SUCCEEDED, third.error
     assert third.artifacts["videos"] == 0 and third.artifacts["already_in_round"] == 4
     assert Clip.objects.filter(round__name="again").count() == 4

@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from runs.models import TrainingRun
+from runs.models import Run
 from tests.conftest import make_user
 from tests.workers import celery_worker
 
@@ -20,17 +20,17 @@ def test_workers_api_and_page_show_idle_busy_and_lost_workers(client, isolated_m
     lead = make_user("watcher", "lead")
     admin = make_user("boss", "admin")
     now = timezone.now()
-    TrainingRun.objects.create(
+    Run.objects.create(
         kind="generation_chunk",
-        status=TrainingRun.Status.RUNNING,
+        status=Run.Status.RUNNING,
         worker="gpu7@host-b",
         heartbeat_at=now,
         step=3,
         total_steps=8,
     )
-    lost = TrainingRun.objects.create(
+    lost = Run.objects.create(
         kind="scoring_chunk",
-        status=TrainingRun.Status.RUNNING,
+        status=Run.Status.RUNNING,
         worker="gpu3@host-c",
         heartbeat_at=now - timedelta(hours=2),
     )

@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 
 from labelhub.api import JSONObjectField, errors
 from labelhub.roles import IsAdmin, IsLead
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.workers import live_workers
 from training import selectors
 from training.services import launch
@@ -100,7 +100,7 @@ class RunDetailView(APIView):
 
     @extend_schema(responses={200: RunProgressSerializer, **errors(404)})
     def get(self, request, run_id: int):
-        return Response(selectors.run_progress(get_object_or_404(TrainingRun, pk=run_id)))
+        return Response(selectors.run_progress(get_object_or_404(Run, pk=run_id)))
 
 
 class RunCancelView(APIView):
@@ -110,7 +110,7 @@ class RunCancelView(APIView):
 
     @extend_schema(request=None, responses={200: RunProgressSerializer, **errors(404)})
     def post(self, request, run_id: int):
-        get_object_or_404(TrainingRun, pk=run_id)
+        get_object_or_404(Run, pk=run_id)
         return Response(selectors.run_progress(launch.cancel(run_id=run_id)))
 
 
@@ -123,7 +123,7 @@ class RunResumeView(APIView):
         request=ResumeSerializer, responses={201: RunProgressSerializer, **errors(400, 404, 409)}
     )
     def post(self, request, run_id: int):
-        get_object_or_404(TrainingRun, pk=run_id)
+        get_object_or_404(Run, pk=run_id)
         data = ResumeSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         run = launch.resume(

@@ -11,7 +11,7 @@ from rest_framework.views import APIView
 
 from labelhub.api import errors
 from labelhub.roles import IsAdmin, IsLead
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
 from training.services.evaluation import SCOPES
@@ -41,7 +41,7 @@ class RoundLaunchSerializer(serializers.Serializer):
     )
 
 
-def _round(run: TrainingRun) -> dict:
+def _round(run: Run) -> dict:
     data = selectors.run_progress(run)
     data["steps"] = [
         {
@@ -79,7 +79,7 @@ class RoundDetailView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT, **errors(404)})
     def get(self, request, run_id: int):
-        run = get_object_or_404(TrainingRun, pk=run_id, kind=TrainingRun.Kind.ROUND)
+        run = get_object_or_404(Run, pk=run_id, kind=Run.Kind.ROUND)
         return Response(_round(run))
 
 
@@ -90,7 +90,7 @@ class RoundResumeView(APIView):
 
     @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT, **errors(400, 404)})
     def post(self, request, run_id: int):
-        get_object_or_404(TrainingRun, pk=run_id, kind=TrainingRun.Kind.ROUND)
+        get_object_or_404(Run, pk=run_id, kind=Run.Kind.ROUND)
         run = resume_round(run_id=run_id)
         return Response(_round(run), status=status.HTTP_202_ACCEPTED)
 

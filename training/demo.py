@@ -21,11 +21,11 @@ from annotation.demo import DEMO_ROUND, hash_text
 from annotation.models import Clip, PairwiseTask, Round
 from annotation.services.pairwise import create_pairwise_tasks, lease_next_pair, submit_judgement
 from labelhub.roles import ANNOTATOR
-from runs.models import TrainingRun
+from runs.models import Run
 from training.models import PolicyCheckpoint
 from training.services.loop import launch_round, resume_round
 
-Status = TrainingRun.Status
+Status = Run.Status
 
 NEXT_ROUND = "demo-round-2"
 REWARD_MODEL_NAME = "demo-animereward"
@@ -59,7 +59,7 @@ class DemoLoop:
     pairwise_tasks: int
 
 
-Follow = Callable[[TrainingRun], TrainingRun]
+Follow = Callable[[Run], Run]
 Say = Callable[[str], None]
 
 
@@ -70,8 +70,8 @@ def run_demo_loop(*, follow: Follow, say: Say) -> DemoLoop:
         raise RuntimeError(f"round {DEMO_ROUND!r} has no rated clips yet: run seed_demo first")
 
     run = (
-        TrainingRun.objects.filter(
-            kind=TrainingRun.Kind.ROUND, params__round_id=round_.pk, params__next_round=NEXT_ROUND
+        Run.objects.filter(
+            kind=Run.Kind.ROUND, params__round_id=round_.pk, params__next_round=NEXT_ROUND
         )
         .order_by("-pk")
         .first()

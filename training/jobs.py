@@ -36,7 +36,7 @@ from labelhub.storage import (
     store_tree,
 )
 from runs.fanout import chunked, run_chunks
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.services import record_artifacts, save_checkpoint_path
 from training.alignment.cogvideox import load_generator
 from training.alignment.config import TrainConfig
@@ -49,7 +49,7 @@ from training.services.launch import CHUNK_ATTEMPTS, GENERATION_CHUNK_CONDITIONS
 from training.services.pairs import build_round_pairs, pairs_for_training
 
 
-def pairs_job(run: TrainingRun, report: Progress) -> dict:
+def pairs_job(run: Run, report: Progress) -> dict:
     p = run.params
     report(0, 1, None, f"building pairs for round {p['round_id']} from {p['origin']}")
     pairs = build_round_pairs(
@@ -63,7 +63,7 @@ def pairs_job(run: TrainingRun, report: Progress) -> dict:
     return {"pairs": len(pairs), "pair_ids": [pair.pk for pair in pairs]}
 
 
-def train_policy_job(run: TrainingRun, report: Progress) -> dict:
+def train_policy_job(run: Run, report: Progress) -> dict:
     p = run.params
     output_dir = Path(p.get("output_dir") or run_dir(run.pk))
     record_artifacts(run.pk, output_dir=str(output_dir))
@@ -79,7 +79,7 @@ def train_policy_job(run: TrainingRun, report: Progress) -> dict:
     )
     root = run
     while root.resumed_from_id:
-        root = TrainingRun.objects.get(pk=root.resumed_from_id)
+        root = Run.objects.get(pk=root.resumed_from_id)
     config = TrainConfig(
         **{**p["trainer"], "init_lora": str(local_tree(parent.lora_path)) if parent else ""},
         output_dir=str(output_dir),
@@ -151,7 +151,7 @@ def resume_point(resume_from: str) -> str:
 # --- generation: a parent run fanned out into chunks of conditions ---------------------------------
 
 
-def generation_job(run: TrainingRun, report: Progress) -> dict:
+def generation_job(run: Run, report: Progress) -> dict:
     """Generate K candidates per condition of the source round into the target round, as chunks
     of ``chunk_conditions`` conditions that every gpu worker takes (``runs.fanout``); each chunk
     imports its candidates as it makes them. A resumed (or repeated) run makes only what is
@@ -187,7 +187,7 @@ def generation_job(run: TrainingRun, report: Progress) -> dict:
     outcome = run_chunks(
         run,
         report,
-        kind=TrainingRun.Kind.GENERATION_CHUNK,
+        kind=Run.Kind.GENERATION_CHUNK,
         chunks=chunks,
         max_attempts=p.get("chunk_attempts") or CHUNK_ATTEMPTS,
     )
@@ -226,7 +226,7 @@ def cached_generator(preset: str):
     return _generator_cache[key]
 
 
-def generation_chunk_job(run: TrainingRun, report: Progress) -> dict:
+def generation_chunk_job(run: Run, report: Progress) -> dict:
     """One chunk: the missing candidates of a few conditions, each handed to ingest (the trusted
     entry point, through storage) as soon as its video exists; then it waits until they are
     imported and links them to the policy as Candidates."""
@@ -397,7 +397,7 @@ def _wait_for_rows(
 
 
 def _link_candidates(
-    target: Round, source: str, condition_ids: list[int], checkpoint, run: TrainingRun
+    target: Round, source: str, condition_ids: list[int], checkpoint, run: Run
 ) -> int:
     """Record every clip this source has for these conditions as the policy's Candidate (those
     a killed attempt imported too), attributed to the generation run."""

@@ -13,7 +13,7 @@ class PolicyCheckpoint(models.Model):
         max_length=1000, help_text="Storage prefix of the LoRA safetensors (diffusers layout)"
     )
     run = models.ForeignKey(
-        "runs.TrainingRun",
+        "runs.Run",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
@@ -47,7 +47,7 @@ class Candidate(models.Model):
     )
     seed = models.BigIntegerField()
     run = models.ForeignKey(
-        "runs.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -80,7 +80,7 @@ class PreferencePair(models.Model):
         related_name="pairs",
     )
     run = models.ForeignKey(
-        "runs.TrainingRun", null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
+        "runs.Run", null=True, blank=True, on_delete=models.SET_NULL, related_name="pairs"
     )
     created_at = models.DateTimeField(auto_now_add=True)
 

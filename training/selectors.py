@@ -15,25 +15,25 @@ from annotation.selectors.pairwise import (
     win_rates_against,
 )
 from labelhub.dimensions import DIMENSION_KEYS, DIMENSIONS
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.services import eta_seconds
 from scoring.models import ClipScore, RewardModel
 from training.models import Candidate, PolicyCheckpoint
 from training.services.loop import plan
 
-CHUNK_KINDS = (TrainingRun.Kind.GENERATION_CHUNK, TrainingRun.Kind.SCORING_CHUNK)
+CHUNK_KINDS = (Run.Kind.GENERATION_CHUNK, Run.Kind.SCORING_CHUNK)
 
 
-def runs(*, limit: int = 100) -> QuerySet[TrainingRun]:
+def runs(*, limit: int = 100) -> QuerySet[Run]:
     """Recent runs, without chunks (a fanned-out run's page lists its own)."""
     return (
-        TrainingRun.objects.exclude(kind__in=CHUNK_KINDS)
+        Run.objects.exclude(kind__in=CHUNK_KINDS)
         .select_related("created_by")
         .order_by("-created_at")[:limit]
     )
 
 
-def chunks(run: TrainingRun) -> list[dict]:
+def chunks(run: Run) -> list[dict]:
     """A fanned-out run's chunks for its page: number, status, worker, attempts, progress."""
     return [
         {
@@ -51,7 +51,7 @@ def chunks(run: TrainingRun) -> list[dict]:
     ]
 
 
-def run_progress(run: TrainingRun) -> dict:
+def run_progress(run: Run) -> dict:
     """Everything the watch page polls: status, step/total, ETA, metric series, log tail."""
     fraction = (
         run.step / run.total_steps
@@ -177,10 +177,10 @@ PREFERENCE_PLOTS = (
 )
 
 
-def run_plots(run: TrainingRun) -> list[dict]:
+def run_plots(run: Run) -> list[dict]:
     """The metric series a run's page plots, as {metric, label}: a GAPO/DPO/SFT run its step
     metrics, a reward training run each dimension's training loss per epoch, others none."""
-    kind = TrainingRun.Kind
+    kind = Run.Kind
     if run.kind in (kind.GAPO, kind.DPO):
         plots = PREFERENCE_PLOTS
     elif run.kind == kind.SFT:
@@ -192,7 +192,7 @@ def run_plots(run: TrainingRun) -> list[dict]:
     return [{"metric": metric, "label": label} for metric, label in plots]
 
 
-def run_summary(run: TrainingRun) -> dict:
+def run_summary(run: Run) -> dict:
     """A list row: no metric series or log."""
     data = run_progress(run)
     for key in ("metrics", "log_tail", "params", "artifacts"):
@@ -204,7 +204,7 @@ def checkpoints() -> QuerySet[PolicyCheckpoint]:
     return PolicyCheckpoint.objects.select_related("run", "parent").order_by("-created_at")
 
 
-def round_steps(run: TrainingRun) -> list[dict]:
+def round_steps(run: Run) -> list[dict]:
     """A round run's steps for its page and the command: state, child runs, recorded output."""
     children = {child.pk: child for child in run.children.all()}
     step_runs = run.artifacts.get("step_runs", {})

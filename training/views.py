@@ -16,7 +16,7 @@ from labelhub.dimensions import DIMENSIONS
 from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.workers import live_workers
 from scoring.anime_reward.config import OBJECTIVES
 from scoring.models import RewardModel
@@ -69,7 +69,7 @@ def runs_page(request):
             "rounds": Round.objects.order_by("-created_at")[:200],
             "reward_models": RewardModel.objects.order_by("-created_at")[:100],
             "policy_checkpoints": PolicyCheckpoint.objects.order_by("-created_at")[:100],
-            "kinds": [(k, TrainingRun.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
+            "kinds": [(k, Run.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
             "trainer_help": launch.TRAINER_HELP,
             "losses": loop.LOSSES,
             "reward_objectives": OBJECTIVES,
@@ -135,7 +135,7 @@ def launch_view(request):
 
 @role_required(ADMIN)
 def run_page(request, run_id: int):
-    run = get_object_or_404(TrainingRun.objects.select_related("parent"), pk=run_id)
+    run = get_object_or_404(Run.objects.select_related("parent"), pk=run_id)
     return render(
         request,
         "training/run.html",
@@ -145,18 +145,18 @@ def run_page(request, run_id: int):
             "params": selectors.labelled_rows(run.params),
             "artifacts": selectors.labelled_rows(run.artifacts),
             "plots": selectors.run_plots(run),
-            "steps": selectors.round_steps(run) if run.kind == TrainingRun.Kind.ROUND else None,
+            "steps": selectors.round_steps(run) if run.kind == Run.Kind.ROUND else None,
             "chunks": selectors.chunks(run),
             "human_evaluation": _checkpoint_evaluation(run),
         },
     )
 
 
-def _checkpoint_evaluation(run: TrainingRun) -> dict | None:
+def _checkpoint_evaluation(run: Run) -> dict | None:
     """The policy checkpoint a run made (or a round trained), against the base generator, under
     the reward model the run used (else the scoreboard's)."""
     checkpoint_id = run.artifacts.get("policy_checkpoint_id") or run.artifacts.get("checkpoint_id")
-    if not checkpoint_id or run.kind == TrainingRun.Kind.GENERATION:
+    if not checkpoint_id or run.kind == Run.Kind.GENERATION:
         return None
     reward_model_id = run.params.get("reward_model_id") or run.artifacts.get("reward_model_id")
     if reward_model_id is None:
@@ -168,7 +168,7 @@ def _checkpoint_evaluation(run: TrainingRun) -> dict | None:
 @role_required(ADMIN)
 @require_POST
 def cancel_view(request, run_id: int):
-    get_object_or_404(TrainingRun, pk=run_id)
+    get_object_or_404(Run, pk=run_id)
     launch.cancel(run_id=run_id)
     messages.success(request, f"Cancel requested for run {run_id}.")
     return redirect("training:run", run_id=run_id)
@@ -177,8 +177,8 @@ def cancel_view(request, run_id: int):
 @role_required(ADMIN)
 @require_POST
 def resume_view(request, run_id: int):
-    run = get_object_or_404(TrainingRun, pk=run_id)
-    if run.kind == TrainingRun.Kind.ROUND:  # the same row again, done steps skipped
+    run = get_object_or_404(Run, pk=run_id)
+    if run.kind == Run.Kind.ROUND:  # the same row again, done steps skipped
         try:
             loop.resume_round(run_id=run_id)
         except launch.InvalidParams as error:

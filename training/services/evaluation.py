@@ -19,7 +19,7 @@ from annotation.models import Clip, ExportSnapshot
 from annotation.selectors.exports import iter_snapshot_rows
 from annotation.services.pairwise import create_tasks_for_clip_pairs
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring import services as scoring
 from scoring.models import ClipScore, RewardModel
 from training.models import Candidate, PolicyCheckpoint
@@ -106,7 +106,7 @@ def run_evaluation_step(state, step, *, reward_model_id: int) -> None:
     if missing:
         state.say(f"  base candidates missing for {len(missing)} conditions: generating them")
         params = validate_params(
-            TrainingRun.Kind.GENERATION,
+            Run.Kind.GENERATION,
             {
                 "source_round_id": p["round_id"],
                 "target_round": BASE_ROUND,
@@ -116,7 +116,7 @@ def run_evaluation_step(state, step, *, reward_model_id: int) -> None:
             },
         )
         child = runs.create_run(
-            kind=TrainingRun.Kind.GENERATION, params=params, created_by=state.run.created_by
+            kind=Run.Kind.GENERATION, params=params, created_by=state.run.created_by
         )
         state.execute(step, child)
         pairs, missing = policy_vs_base_pairs(checkpoint_id=checkpoint.pk, condition_ids=conditions)

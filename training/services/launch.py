@@ -16,13 +16,13 @@ from django.db import transaction
 from annotation.models import Round
 from labelhub.errors import ServiceError
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring.models import RewardModel
 from training.alignment.config import LORA_WEIGHT_NAME, SAMPLERS, SHAPES, TrainConfig
 from training.alignment.release import GeneratorFolderError, check_generator_folder
 from training.models import PolicyCheckpoint, PreferencePair
 
-Kind = TrainingRun.Kind
+Kind = Run.Kind
 GENERATION_CHUNK_CONDITIONS = 2  # conditions per chunk (K candidates each): minutes on an H100
 CHUNK_ATTEMPTS = 3  # claims a chunk gets before its run fails (a resume allows as many more)
 TRAINING_KINDS = (Kind.GAPO, Kind.DPO, Kind.SFT)
@@ -265,7 +265,7 @@ def validate_gpus(value) -> int:
     return gpus
 
 
-def launch_run(*, kind: str, params: dict, created_by) -> TrainingRun:
+def launch_run(*, kind: str, params: dict, created_by) -> Run:
     """Validate, create a queued run and enqueue its task on the gpu queue (after commit)."""
     cleaned = validate_params(kind, params)
     try:
@@ -285,7 +285,7 @@ def checkpoint_output_name(params: dict) -> str:
     return f"checkpoint:{name}" if name else ""
 
 
-def cancel(*, run_id: int) -> TrainingRun:
+def cancel(*, run_id: int) -> Run:
     """Cancel a queued run now, a running one at its next progress report."""
     return runs.request_cancel(run_id)
 
@@ -293,14 +293,14 @@ def cancel(*, run_id: int) -> TrainingRun:
 FANNED_OUT_KINDS = (Kind.GENERATION, Kind.SCORING, Kind.GENERATION_CHUNK, Kind.SCORING_CHUNK)
 
 
-def resume(*, run_id: int, created_by, max_steps: int | None = None) -> TrainingRun:
+def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Run:
     """Continue a failed or cancelled run. A training run: a new run from its last checkpoint.
     A generation or scoring run (or one of its chunks, alone): the same row queued again; its
     chunks that succeeded are kept and the rest make only what is still missing."""
     with transaction.atomic():
-        old = TrainingRun.objects.select_for_update().get(pk=run_id)
+        old = Run.objects.select_for_update().get(pk=run_id)
         if old.kind in FANNED_OUT_KINDS:
-            if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+            if old.status not in (Run.Status.FAILED, Run.Status.CANCELLED):
                 raise InvalidParams(
                     f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed"
                 )
@@ -310,7 +310,7 @@ def resume(*, run_id: int, created_by, max_steps: int | None = None) -> Training
                 "only GAPO/DPO/SFT, generation and scoring runs can be resumed; launch other "
                 "kinds again"
             )
-        if old.status not in (TrainingRun.Status.FAILED, TrainingRun.Status.CANCELLED):
+        if old.status not in (Run.Status.FAILED, Run.Status.CANCELLED):
             raise InvalidParams(
                 f"run {old.pk} is {old.status}; only failed or cancelled runs can be resumed",
                 code="conflict",

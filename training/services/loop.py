@@ -24,7 +24,7 @@ from annotation.models import Clip, ClipLabel, ExportSnapshot, Round
 from annotation.services.exports import build_snapshot, request_snapshot
 from labelhub.progress import Progress
 from runs import services as runs
-from runs.models import TrainingRun
+from runs.models import Run
 from scoring import services as scoring
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.models import RewardModel
@@ -38,8 +38,8 @@ from training.services.launch import (
     validate_params,
 )
 
-Kind = TrainingRun.Kind
-Status = TrainingRun.Status
+Kind = Run.Kind
+Status = Run.Status
 LOSSES = tuple(str(k) for k in TRAINING_KINDS)
 PERCENT = 100  # the parent's progress: percent of the round, each step an equal share
 
@@ -202,16 +202,16 @@ def validate_round_params(params: dict) -> dict:
     return cleaned
 
 
-def launch_round(*, params: dict, created_by=None, send: bool = True) -> TrainingRun:
+def launch_round(*, params: dict, created_by=None, send: bool = True) -> Run:
     """Validate and create a queued round run; ``send`` puts it on the gpu queue after commit
     (``manage.py run_round`` executes it in its own process instead)."""
     cleaned = validate_round_params(params)
     return runs.launch(kind=Kind.ROUND, params=cleaned, created_by=created_by, send=send)
 
 
-def resume_round(*, run_id: int, send: bool = True) -> TrainingRun:
+def resume_round(*, run_id: int, send: bool = True) -> Run:
     """Queue a failed or cancelled round again; its recorded steps are skipped when it runs."""
-    run = TrainingRun.objects.filter(pk=run_id).first()
+    run = Run.objects.filter(pk=run_id).first()
     if run is None or run.kind != Kind.ROUND:
         raise InvalidParams(f"run {run_id} is not a round run")
     if run.status not in (Status.FAILED, Status.CANCELLED):
@@ -227,7 +227,7 @@ def resume_round(*, run_id: int, send: bool = True) -> TrainingRun:
 class _Round:
     """The state of one execution of a round run: its params, artifacts so far and reporter."""
 
-    def __init__(self, run: TrainingRun, report: Progress):
+    def __init__(self, run: Run, report: Progress):
         self.run, self.report = run, report
         self.params = run.params
         self.artifacts = dict(run.artifacts)
@@ -244,7 +244,7 @@ class _Round:
     def say(self, message: str, fraction: float = 0.0) -> None:
         self.report(self.percent(fraction), PERCENT, None, message)
 
-    def execute(self, step: Step, child: TrainingRun) -> TrainingRun:
+    def execute(self, step: Step, child: Run) -> Run:
         """Run a child now, in this process, forwarding its progress; StepFailed unless it
         succeeds."""
         runs.adopt(child.pk, parent_id=self.run.pk)
@@ -283,7 +283,7 @@ class _Round:
         return child
 
 
-def round_job(run: TrainingRun, report: Progress) -> dict:
+def round_job(run: Run, report: Progress) -> dict:
     """The job of a "round" run: every step not yet done, in order, as child runs."""
     state = _Round(run, report)
     actions: dict[str, Callable[[_Round], None]] = {
@@ -389,7 +389,7 @@ def _pair_source(state: _Round) -> dict:
     }
 
 
-def _child(state: _Round, kind: str, params: dict, **kwargs) -> TrainingRun:
+def _child(state: _Round, kind: str, params: dict, **kwargs) -> Run:
     return runs.create_run(kind=kind, params=params, created_by=state.run.created_by, **kwargs)
 
 
@@ -421,7 +421,7 @@ def _training(state: _Round) -> None:
     p = state.params
     step = STEP_BY_KEY["training"]
     previous = (
-        TrainingRun.objects.filter(
+        Run.objects.filter(
             pk__in=state.artifacts.get("step_runs", {}).get("training", []),
             status__in=(Status.FAILED, Status.CANCELLED),
         )

@@ -17,7 +17,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from annotation.models import Clip, Round
 from runs.cli import run_here
-from runs.models import TrainingRun
+from runs.models import Run
 from runs.services import queue_for
 from scoring.anime_reward.config import OBJECTIVES
 from training import selectors
@@ -112,14 +112,14 @@ class Command(BaseCommand):
         try:
             run = run_here(run, f"round run {run.pk}")
         except CommandError as error:
-            self._summary(TrainingRun.objects.get(pk=run.pk))
+            self._summary(Run.objects.get(pk=run.pk))
             raise CommandError(
                 f"{error}\nfix the cause, then resume: manage.py run_round --resume {run.pk}"
             ) from None
         self._summary(run)
         self.stdout.write(self.style.SUCCESS(f"round run {run.pk} succeeded"))
 
-    def _launch(self, o) -> TrainingRun:
+    def _launch(self, o) -> Run:
         if not o["round"] or not o["next_round"]:
             raise CommandError("--round and --next-round are required (or --resume RUN)")
         if o["reward_model"] is None and not o["train_reward"]:
@@ -151,7 +151,7 @@ class Command(BaseCommand):
         self.stdout.write(f"launched {run}")
         return run
 
-    def _summary(self, run: TrainingRun) -> None:
+    def _summary(self, run: Run) -> None:
         """Each step: state, its runs, its output; then the next round's clip count."""
         for number, step in enumerate(selectors.round_steps(run), start=1):
             attempts = ", ".join(f"run {r.pk} {r.status}" for r in step["runs"]) or "no run"
