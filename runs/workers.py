@@ -14,7 +14,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from labelhub.celery import app
 from runs.models import Run
 
 GPUS_COMMAND = "labelhub_gpus"  # the inspect command labelhub.celery registers on every worker
@@ -22,6 +21,8 @@ GPUS_COMMAND = "labelhub_gpus"  # the inspect command labelhub.celery registers 
 
 def live_workers(*, timeout: float = 1.0) -> list[dict]:
     """One row per worker: name, host, queues, GPUs, state, the runs it holds, last heartbeat."""
+    from labelhub.celery import app  # Celery loads with the page that asks, not with every command
+
     inspect = app.control.inspect(timeout=timeout)
     try:
         queues = inspect.active_queues() or {}
