@@ -6,6 +6,7 @@ from __future__ import annotations
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.db.models import Case, When
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -23,6 +24,7 @@ from scoring.models import RewardModel
 from training import selectors
 from training.models import PolicyCheckpoint
 from training.services import launch, loop
+from training.services.evaluation import BASE_ROUND
 
 SOURCE_FIELDS = ("round_id", "origin", "reward_model_id")
 TRAIN_FORM_FIELDS = (
@@ -66,7 +68,11 @@ def runs_page(request):
             "runs": [selectors.run_summary(run) for run in selectors.runs()],
             "workers": live_workers(timeout=0.5),
             "checkpoints": selectors.checkpoints()[:50],
-            "rounds": Round.objects.order_by("-created_at")[:200],
+            # Newest first; the base generator's shared round is a place to keep candidates, not a
+            # round to learn from, so it never comes first (it stays selectable).
+            "rounds": Round.objects.order_by(
+                Case(When(name=BASE_ROUND, then=1), default=0), "-created_at"
+            )[:200],
             "reward_models": RewardModel.objects.order_by("-created_at")[:100],
             "policy_checkpoints": PolicyCheckpoint.objects.order_by("-created_at")[:100],
             "kinds": [(k, Run.Kind(k).label) for k in launch.LAUNCHABLE_KINDS],
