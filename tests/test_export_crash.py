@@ -27,19 +27,12 @@ from annotation.services.exports import content_hash, request_snapshot_build
 from tests.conftest import make_user
 from tests.faults import backends_waiting_on_lock, table_locked
 from tests.lead_data import make_clip, make_condition, make_round, rate
-from tests.workers import celery_worker, start_beat, wait_for
+from tests.workers import celery_worker, recovery_env, start_beat, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 Status = ExportSnapshot.Status
 
-RECOVERY_ENV = {
-    "LABELHUB_EXPORT_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_EXPORT_STALE_SECONDS": "3",
-    "LABELHUB_EXPORT_SWEEP_SECONDS": "1",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("EXPORT", stale=3)
 LIMIT = 60 if RECOVERY_ENV else 900
 
 

@@ -18,23 +18,12 @@ import pytest
 from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import clean_unreferenced, import_manifest_file
 from labelhub import storage
-from tests.conftest import render_test_video
-from tests.factories import count_decoded_frames, make_round, write_manifest
-from tests.workers import celery_worker, start_beat, wait_for
+from tests.factories import count_decoded_frames, distinct_videos_manifest, make_round
+from tests.workers import celery_worker, recovery_env, start_beat, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-RECOVERY_ENV = {
-    "LABELHUB_IMPORT_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_IMPORT_STALE_SECONDS": "4",
-    "LABELHUB_IMPORT_SWEEP_SECONDS": "2",
-    "LABELHUB_IMPORT_RESEND_SECONDS": "30",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-# To measure recovery with the production defaults (takes a few minutes):
-# LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_ingest_crash.py -s
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("IMPORT", sweep=2, resend=30)
 LIMIT = 120 if RECOVERY_ENV else 600
 
 
@@ -45,20 +34,7 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
         if name.startswith("LABELHUB_IMPORT"):
             setattr(settings, name, float(value))
     make_round("r1")
-    videos = [
-        render_test_video(
-            tmp_path / f"clip{i:02d}.mp4",
-            seconds=1.5 + i / 10,  # distinct content per clip
-            fps=12,
-            size="256x192",
-            source="testsrc2",
-        )
-        for i in range(20)
-    ]
-    manifest = write_manifest(
-        tmp_path / "m.jsonl",
-        [{"video": str(v), "prompt": f"clip {i}", "round": "r1"} for i, v in enumerate(videos)],
-    )
+    manifest = distinct_videos_manifest(tmp_path, 20)
     log_path = tmp_path / "worker.log"
     beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
     try:

@@ -13,6 +13,23 @@ from django.db import connection
 from labelhub.celery import app
 
 BROKER = os.environ.get("LABELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_<x>_crash.py -s measures recovery
+# with the production defaults (minutes) instead of the crash tests' short timings.
+PRODUCTION_TIMINGS = os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1"
+
+
+def recovery_env(
+    kind: str, *, heartbeat: int = 1, stale: int = 4, sweep: int = 1, **seconds: int
+) -> dict[str, str]:
+    """Short recovery timings for a crash test's workers and beat, so a killed worker is noticed
+    in seconds: ``LABELHUB_<KIND>_HEARTBEAT/STALE/SWEEP_SECONDS`` (plus any ``seconds``, e.g.
+    ``resend=3`` for ``LABELHUB_<KIND>_RESEND_SECONDS``) and a broker visibility timeout of 8 s.
+    Empty (the production defaults) under LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1."""
+    if PRODUCTION_TIMINGS:
+        return {}
+    timings = {"heartbeat": heartbeat, "stale": stale, "sweep": sweep, **seconds}
+    env = {f"LABELHUB_{kind}_{name.upper()}_SECONDS": str(value) for name, value in timings.items()}
+    return {**env, "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8"}
 
 
 def _reset_broker_pools() -> None:
