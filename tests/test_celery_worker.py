@@ -1,7 +1,5 @@
 """Work on real Celery worker processes over the real Redis broker (no eager mode)."""
 
-import os
-import signal
 from datetime import timedelta
 
 import pytest
@@ -13,7 +11,7 @@ from runs.models import Run
 from runs.services import fail_stale_runs
 from tests.factories import make_round, write_manifest
 from tests.gapo_runs import launch_endless_gapo, pairs_scored_by_brightness
-from tests.workers import celery_worker, wait_for
+from tests.workers import celery_worker, sigkill, wait_for
 from training.models import PolicyCheckpoint
 from training.services import launch
 
@@ -75,8 +73,7 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
             log_path=log_path,
             timeout=300,
         )
-        os.kill(worker.pid, signal.SIGKILL)  # the GPU host dies mid-run
-        worker.wait(timeout=30)
+        sigkill(worker)  # the GPU host dies mid-run
 
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING  # nobody has noticed yet

@@ -7,9 +7,6 @@ The worker and beat run with short recovery settings (heartbeat 1 s, stale after
 600 s, i.e. recovery in one to two minutes.
 """
 
-import os
-import signal
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,7 +16,7 @@ from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import clean_unreferenced, import_manifest_file
 from labelhub import storage
 from tests.factories import count_decoded_frames, distinct_videos_manifest, make_round
-from tests.workers import celery_worker, recovery_env, start_beat, wait_for
+from tests.workers import beat_running, celery_worker, recovery_env, sigkill, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,8 +33,7 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
     make_round("r1")
     manifest = distinct_videos_manifest(tmp_path, 20)
     log_path = tmp_path / "worker.log"
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with celery_worker(
             queues="default", media_root=isolated_media, log_path=log_path, extra_env=RECOVERY_ENV
         ) as worker:
@@ -52,9 +48,7 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
                 timeout=120,
             )
             in_flight = list(rows.filter(status="processing").values_list("pk", flat=True))
-            os.kill(worker.pid, signal.SIGKILL)  # the host dies mid-row
-            killed_at = time.monotonic()
-            worker.wait(timeout=30)
+            killed_at = sigkill(worker)  # the host dies mid-row
         done_at_kill = rows.filter(status__in=["ok", "error"]).count()
         assert done_at_kill < 20
 
@@ -84,9 +78,6 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
                 log_path=log_path,
                 timeout=LIMIT,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
 
     print(
         f"\nkilled with {done_at_kill}/20 rows done and row(s) {in_flight} in flight; "

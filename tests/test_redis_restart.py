@@ -15,7 +15,7 @@ from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import import_manifest_file
 from tests.factories import distinct_videos_manifest, make_round
 from tests.faults import PrivateRedis
-from tests.workers import celery_worker, recovery_env, start_beat, wait_for
+from tests.workers import beat_running, celery_worker, recovery_env, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -39,8 +39,7 @@ def test_redis_restart_mid_import_loses_no_row(isolated_media, tmp_path, setting
     make_round("r1")
     manifest = distinct_videos_manifest(tmp_path, CLIPS)
     log_path = tmp_path / "worker.log"
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV, broker=broker.url)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV, broker=broker.url):
         with celery_worker(
             queues="default",
             media_root=isolated_media,
@@ -65,9 +64,6 @@ def test_redis_restart_mid_import_loses_no_row(isolated_media, tmp_path, setting
                 log_path=log_path,
                 timeout=LIMIT,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
 
     print(
         f"\nRedis killed with {waiting_at_kill}/{CLIPS} rows queued; "

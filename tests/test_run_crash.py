@@ -7,15 +7,11 @@ Short settings here (heartbeat 1 s, stale after 4 s, sweep every 1 s); productio
 30 s / 600 s / 60 s. Measure those with LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 ... -s.
 """
 
-import os
-import signal
-import time
-
 import pytest
 
 from runs.models import Run
 from tests.gapo_runs import launch_endless_gapo, pairs_scored_by_brightness
-from tests.workers import celery_worker, recovery_env, start_beat, wait_for
+from tests.workers import beat_running, celery_worker, recovery_env, sigkill, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -42,13 +38,10 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
             log_path=gpu_log,
             timeout=120,
         )
-        os.kill(gpu.pid, signal.SIGKILL)  # the GPU host dies mid-run
-        killed_at = time.monotonic()
-        gpu.wait(timeout=30)
+        killed_at = sigkill(gpu)  # the GPU host dies mid-run
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING
 
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with celery_worker(
             queues="default",
             media_root=isolated_media,
@@ -62,9 +55,6 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
                 timeout=LIMIT,
                 interval=0.5,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
     print(f"\ntraining run marked failed (resumable) {failed_at - killed_at:.1f}s after the kill")
 
     run.refresh_from_db()

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -109,6 +110,26 @@ def celery_worker(
         log.close()
         app.conf.update(saved)
         _reset_broker_pools()
+
+
+@contextlib.contextmanager
+def beat_running(tmp_path: Path, *, extra_env: dict | None = None, broker: str = BROKER):
+    """``celery beat`` (the sweepers) against the test database while the block runs."""
+    beat = start_beat(tmp_path, extra_env=extra_env, broker=broker)
+    try:
+        yield beat
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+
+
+def sigkill(process: subprocess.Popen) -> float:
+    """Kill a worker as a dying host does (SIGKILL: no clean-up runs); the moment it died
+    (``time.monotonic()``), once it is gone."""
+    os.kill(process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    process.wait(timeout=30)
+    return killed_at
 
 
 def start_beat(
