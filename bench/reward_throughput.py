@@ -131,7 +131,7 @@ def bench_anisora(args) -> None:
 
             release = anisora_replica.write_release(Path(tmp) / "reward")
             sam = Path(tmp) / "sam"
-            anisora_replica.sam(sam)
+            anisora_replica.sam2(sam)
         t0 = time.perf_counter()
         model = AnisoraReward.from_release(
             release, sam_source=str(sam), device=args.device, dtype=dtype
@@ -189,7 +189,11 @@ def main() -> None:
     )
     parser.add_argument("--preset", choices=["tiny", "full", "anisora"], default="tiny")
     parser.add_argument("--release-dir", default="", help="anisora: the release's reward/ folder")
-    parser.add_argument("--sam-dir", default="", help="anisora: a facebook/sam-vit-* folder")
+    parser.add_argument(
+        "--sam-dir",
+        default="",
+        help="anisora: a facebook/sam2.1-hiera-* folder (transformers layout)",
+    )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )

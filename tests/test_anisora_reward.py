@@ -41,8 +41,8 @@ def release(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sam_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("sam") / "sam-vit-base"
-    replica.sam(folder)
+    folder = tmp_path_factory.mktemp("sam") / "sam2.1-hiera-base-plus"
+    replica.sam2(folder)
     return folder
 
 

@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.usefixtures(
 @pytest.fixture
 def release_settings(settings, tmp_path_factory):
     root = replica.write_release(tmp_path_factory.mktemp("anisora") / "reward")
-    sam = tmp_path_factory.mktemp("sam") / "sam-vit-base"
-    replica.sam(sam)
+    sam = tmp_path_factory.mktemp("sam") / "sam2.1-hiera-base-plus"
+    replica.sam2(sam)
     settings.LABELHUB_REWARD_PRESET = "anisora"
     settings.LABELHUB_ANISORA_REWARD_DIR = str(root)
     settings.LABELHUB_REWARD_SOURCES = {"sam": str(sam)}

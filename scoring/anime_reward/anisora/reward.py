@@ -11,9 +11,10 @@ thresholds 0.5, at most the 5 largest boxes), masks tracked through the frames, 
 frames where its mask is non-empty, each cropped to the mask's box, background black, padded to a
 square, 224 px bilinear; the recogniser's embeddings against the gallery (dot products averaged
 per gallery character), softmax over characters, mean over the 8 frames, the best character's
-probability, averaged over the detected characters. The release tracks with SAMURAI (SAM 2 + a
-Kalman filter) on every frame; here SAM (a facebook/sam-vit-* folder) follows each character
-through the sampled frames, the box of its last mask prompting the next frame.
+probability, averaged over the detected characters. The release tracks with SAMURAI (SAM 2.1 +
+a Kalman filter on the box) on every frame; here SAM 2.1 (transformers' ``Sam2VideoModel`` from a
+facebook/sam2.1-hiera-* folder) tracks the characters' boxes from the first sampled frame through
+the sampled frames with its memory, candidate masks chosen by SAMURAI's rule (``tracking``).
 """
 
 from __future__ import annotations
@@ -34,8 +35,7 @@ from transformers import (
     BertTokenizer,
     CLIPTokenizer,
     GroundingDinoForObjectDetection,
-    SamModel,
-    SamProcessor,
+    Sam2VideoModel,
 )
 
 from labelhub.dimensions import DIMENSION_KEYS
@@ -46,6 +46,7 @@ from . import layout
 from . import preprocess as pre
 from .checkpoints import read_release_state
 from .models import ActionClip, BlipConsistency, CharacterRecogniser, Idefics2Regressor
+from .tracking import Sam2Input, load_sam2, track_boxes
 
 log = logging.getLogger(__name__)
 
@@ -131,9 +132,9 @@ class AnisoraReward(nn.Module):
         self.motion: ActionClip = parts["motion"]
         self.recogniser: CharacterRecogniser = parts["recogniser"]
         self.grounding_dino: GroundingDinoForObjectDetection = parts["grounding_dino"]
-        self.sam: SamModel = parts["sam"]
+        self.sam2: Sam2VideoModel = parts["sam2"]
+        self.sam2_input: Sam2Input = parts["sam2_input"]
         self.processors = {k: parts[k] for k in ("smooth_proc", "quality_proc", "gdino_proc")}
-        self.sam_processor: SamProcessor = parts["sam_proc"]
         self.bert_tokenizer = parts["bert_tokenizer"]
         self.clip_tokenizer = parts["clip_tokenizer"]
         self.release_dir = release_dir
@@ -154,7 +155,7 @@ class AnisoraReward(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> AnisoraReward:
-        """Load every released file (``layout``) and the SAM folder. The Idefics2 regressors run
+        """Load every released file (``layout``) and the SAM 2.1 folder. The Idefics2 regressors run
         in ``dtype`` (the release: bf16); the BLIP and CLIP models in fp32, as the release."""
         root = layout.check_release_dir(release_dir, sam_source=sam_source)
         text_ckpt = root / layout.TEXT_CONSISTENCY_CKPT
@@ -185,9 +186,8 @@ class AnisoraReward(nn.Module):
             ),
             "grounding_dino": GroundingDinoForObjectDetection.from_pretrained(gdino_dir),
             "gdino_proc": AutoProcessor.from_pretrained(gdino_dir),
-            "sam": SamModel.from_pretrained(sam_source),
-            "sam_proc": SamProcessor.from_pretrained(sam_source),
         }
+        parts["sam2"], parts["sam2_input"] = load_sam2(sam_source)
         model = cls(parts, release_dir=str(root), sources={"sam": str(sam_source)})
         model.requires_grad_(False)
         return model.to(device).eval()
@@ -326,30 +326,9 @@ class AnisoraReward(nn.Module):
         found[:, 1::2] = found[:, 1::2].clamp(0, height)
         return found
 
-    @torch.inference_mode()
     def track(self, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """(T, K, H, W) bool masks: SAM prompted on each frame by the box of the previous mask."""
-        device, masks, prompt = self.sam.device, [], boxes.clone()
-        for frame in frames:
-            inputs = self.sam_processor(
-                images=pre.to_pil(frame), input_boxes=[prompt.tolist()], return_tensors="pt"
-            )
-            out = self.sam(
-                pixel_values=inputs["pixel_values"].to(device),
-                input_boxes=inputs["input_boxes"].to(device),
-                multimask_output=False,
-            )
-            mask = self.sam_processor.image_processor.post_process_masks(
-                out.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
-            )[0][:, 0].bool()  # (K, H, W)
-            masks.append(mask)
-            for k, m in enumerate(mask):
-                if m.any():
-                    ys, xs = torch.nonzero(m, as_tuple=True)
-                    prompt[k] = torch.tensor(
-                        [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=prompt.dtype
-                    )
-        return torch.stack(masks)
+        """(T, K, H, W) bool masks: SAM 2.1 tracks the boxes from the first frame (``tracking``)."""
+        return track_boxes(self.sam2, self.sam2_input, frames, boxes)
 
     @torch.inference_mode()
     def gallery_embeddings(self, extra: list[Image.Image]) -> tuple[torch.Tensor, list[str]]:
