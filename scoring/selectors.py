@@ -158,9 +158,12 @@ def starting_weights(reward_model: RewardModel) -> dict:
         chosen = config.get("dimensions") or DIMENSION_KEYS
         trained = {k for k in HEAD_DIMENSIONS if k in chosen} if mode != "none" else set()
         whole = {"image_consistency", "text_consistency"} & trained if mode == "full" else set()
+        adapted = {"visual_smoothness", "visual_appeal"} & trained if mode == "lora" else set()
         summaries = {
             "heads": " with its heads trained on this snapshot",
             "full": " with its heads and BLIP consistency models trained on this snapshot",
+            "lora": " with its heads and LoRA adapters on its Idefics2 regressors "
+            f"(rank {config.get('release_lora_rank', 8)}) trained on this snapshot",
         }
         return {
             "summary": "Bilibili's released AnimeReward" + summaries.get(mode, ", as released"),
@@ -170,6 +173,8 @@ def starting_weights(reward_model: RewardModel) -> dict:
                     "files": [f"{root}/{rel}" if root else rel for rel in DIMENSION_FILES[d.key]],
                     "trained": "whole model"
                     if d.key in whole
+                    else "LoRA + head"
+                    if d.key in adapted
                     else "head"
                     if d.key in trained
                     else "as released",
