@@ -61,15 +61,10 @@ def _meta(*shape, dtype=torch.float32) -> torch.Tensor:
 def mantis_idefics2_config():
     from transformers import Idefics2Config
 
+    from ..presets import _full_configs
+
     return Idefics2Config(
-        vision_config=dict(
-            hidden_size=1152,
-            intermediate_size=4304,
-            num_hidden_layers=27,
-            num_attention_heads=16,
-            image_size=980,
-            patch_size=14,
-        ),
+        vision_config=_full_configs()["idefics2"].to_dict(),  # the full preset's: SigLIP-so400m
         perceiver_config=dict(
             hidden_act="silu",
             resampler_n_latents=64,

@@ -40,7 +40,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.progress import Progress
 
 from ..config import RewardTrainConfig
-from ..evaluate import evaluate_rewards
+from ..evaluate import evaluate_held_out
 from ..frames import NATIVE, FrameCache, iter_decoded_batches
 from . import preprocess as pre
 from .layout import HEAD_DIMENSIONS
@@ -271,21 +271,7 @@ def train_anisora(
             sum(predicted[key][row] for key in DIMENSION_KEYS) / len(DIMENSION_KEYS)
             for row in range(len(test_ids))
         ]
-        human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
-        conditions = [
-            by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
-            for i in test_ids
-        ]
-        metrics = evaluate_rewards(predicted, human, conditions)
-        evaluation = [
-            {
-                "clip_id": clip_id,
-                "condition_id": conditions[row],
-                "predicted": {key: predicted[key][row] for key in predicted},
-                "human": {key: human[key][row] for key in human},
-            }
-            for row, clip_id in enumerate(test_ids)
-        ]
+        metrics, evaluation = evaluate_held_out(predicted, by_id, test_ids)
 
     # --- checkpoint ------------------------------------------------------------------------------
     output_dir = Path(output_dir)
