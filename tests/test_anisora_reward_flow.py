@@ -120,6 +120,7 @@ def test_released_models_evaluate_fine_tune_and_score_a_round(
     assert "with its heads trained on this snapshot" in page
     assert f"{release_settings}/{layout.MOTION_CKPT}" in page
     assert f"{release_settings}/{layout.TEXT_CONSISTENCY_CKPT}" in page
+    assert "sam2.1-hiera-base-plus" in page  # character tracking's SAM 2.1 folder
     assert 'id="same-split"' in page and ">released</a>" in page and ">tuned</a>" in page
 
     # scoring the round with the fine-tuned model: every clip, rewards in [0, 1]
