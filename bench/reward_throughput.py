@@ -109,8 +109,9 @@ def anisora_parts(model, specs, *, batch_size, device) -> tuple[float, dict[str,
                     [spec.prompt], padding="max_length", truncation=True, max_length=30,
                     return_tensors="pt",
                 ).to(dev)  # fmt: skip
-                timed("smoothness", model.regression, "smoothness", clip.frames, spec.prompt)
-                timed("appeal", model.regression, "quality", clip.frames, spec.prompt)
+                hidden = model.last_hidden
+                timed("smoothness", hidden, "visual_smoothness", clip.frames, spec.prompt)
+                timed("appeal", hidden, "visual_appeal", clip.frames, spec.prompt)
                 timed("image consistency", model.image_consistency.score, pixels, key)
                 timed("text consistency", model.text_consistency.score, pixels, dict(tokens))
                 timed("motion", model.motion_reward, pixels)
