@@ -404,15 +404,12 @@ def test_character_consistency_prefers_the_clip_s_own_gallery_character(model):
         model.gallery = {}
 
 
-def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir, tmp_path):
-    """release_finetune="full": the image consistency model's ViT changes (L1 on its sigmoid),
-    the frames wait on disk, and the saved model gives back the held-out predictions."""
-    from scoring.anime_reward.anisora.train import train_anisora
-    from scoring.anime_reward.config import RewardTrainConfig
+def labelled_items(tmp_path: Path, *, seed: int) -> tuple[list, list]:
+    """Six synthetic labelled clips as trainer items: clips 0 and 1 held out."""
     from scoring.anime_reward.synthetic import make_labelled_clips
     from scoring.anime_reward.train import RewardItem
 
-    clips = make_labelled_clips(tmp_path / "clips", 6, seed=2)
+    clips = make_labelled_clips(tmp_path / "clips", 6, seed=seed)
     items = [
         RewardItem(
             clip_id=c.index,
@@ -425,6 +422,28 @@ def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir,
         )
         for c in clips
     ]
+    return clips, items
+
+
+def assert_rescored_as_evaluated(model, clips, evaluation: list, key: str) -> None:
+    """Each held-out clip scored by ``model`` gets what the trainer's evaluation recorded."""
+    for row in evaluation:
+        clip = next(c for c in clips if c.index == row["clip_id"])
+        frames = read_clip_frames(clip.video_path, size=NATIVE)
+        with Image.open(clip.condition_image_path) as image:
+            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
+        scored = model.score_batch(inputs)
+        assert float(scored[key][0]) == pytest.approx(row["predicted"][key], abs=1e-4)
+
+
+def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir, tmp_path):
+    """release_finetune="full": the image consistency model's ViT changes (L1 on its sigmoid),
+    the frames wait on disk, and the saved model gives back the held-out predictions."""
+    from scoring.anime_reward.anisora.train import train_anisora
+    from scoring.anime_reward.config import RewardTrainConfig
+
+    clips, items = labelled_items(tmp_path, seed=2)
     config = RewardTrainConfig(
         preset="anisora",
         release_dir=str(release),
@@ -452,16 +471,7 @@ def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir,
             strict=True,
         )
     )  # not asked for: as released
-    for row in result["evaluation"]:
-        clip = next(c for c in clips if c.index == row["clip_id"])
-        frames = read_clip_frames(clip.video_path, size=NATIVE)
-        with Image.open(clip.condition_image_path) as image:
-            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
-        scored = reloaded.score_batch(inputs)
-        assert float(scored["image_consistency"][0]) == pytest.approx(
-            row["predicted"]["image_consistency"], abs=1e-4
-        )
+    assert_rescored_as_evaluated(reloaded, clips, result["evaluation"], "image_consistency")
 
 
 def test_lora_trains_adapters_on_a_regressor_and_reloads_it(release, sam_dir, tmp_path):
@@ -470,22 +480,8 @@ def test_lora_trains_adapters_on_a_regressor_and_reloads_it(release, sam_dir, tm
     are saved beside the model and the reloaded model scores the held-out clips as in memory."""
     from scoring.anime_reward.anisora.train import train_anisora
     from scoring.anime_reward.config import RewardTrainConfig
-    from scoring.anime_reward.synthetic import make_labelled_clips
-    from scoring.anime_reward.train import RewardItem
 
-    clips = make_labelled_clips(tmp_path / "clips", 6, seed=4)
-    items = [
-        RewardItem(
-            clip_id=c.index,
-            video_path=str(c.video_path),
-            condition_image_path=str(c.condition_image_path),
-            prompt=c.prompt,
-            labels=c.labels,
-            split="test" if c.index < 2 else "train",
-            condition_id=c.index,
-        )
-        for c in clips
-    ]
+    clips, items = labelled_items(tmp_path, seed=4)
     config = RewardTrainConfig(
         preset="anisora",
         release_dir=str(release),
@@ -525,16 +521,7 @@ def test_lora_trains_adapters_on_a_regressor_and_reloads_it(release, sam_dir, tm
     reloaded = AnisoraReward.load(tmp_path / "model")
     assert reloaded.lora == {"visual_smoothness": 4}
     assert not any("lora_" in k for k in reloaded.quality.state_dict())  # not asked for
-    for row in result["evaluation"]:
-        clip = next(c for c in clips if c.index == row["clip_id"])
-        frames = read_clip_frames(clip.video_path, size=NATIVE)
-        with Image.open(clip.condition_image_path) as image:
-            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
-        scored = reloaded.score_batch(inputs)
-        assert float(scored["visual_smoothness"][0]) == pytest.approx(
-            row["predicted"]["visual_smoothness"], abs=1e-4
-        )
+    assert_rescored_as_evaluated(reloaded, clips, result["evaluation"], "visual_smoothness")
 
 
 def test_release_lora_rank_is_validated():
