@@ -98,6 +98,35 @@ def test_sam2_tracks_every_character_through_the_frames(sam2_dir):
     assert plain.shape == masks.shape
 
 
+class Recorder(Samurai):
+    """A motion state that records what SAM 2 offers it and always keeps candidate ``pick``."""
+
+    def __init__(self, pick: int):
+        super().__init__()
+        self.pick, self.offers = pick, []
+
+    def choose(self, boxes, ious):
+        self.offers.append((boxes.shape, ious.shape))
+        return self.pick
+
+
+def test_sam2_keeps_the_candidate_the_motion_state_chooses(sam2_dir):
+    """On every tracked frame (not the prompted first one) each character's state is offered
+    SAM 2's three candidates and SAM 2 keeps the one it picks."""
+    model, spec = load_sam2(sam2_dir)
+    torch.manual_seed(1)
+    frames = torch.randint(0, 255, (5, 3, 48, 64), dtype=torch.uint8)
+    boxes = torch.tensor([[2.0, 2.0, 30.0, 40.0], [20.0, 8.0, 60.0, 46.0]])
+    by_pick = {}
+    for pick in (0, 1, 2):
+        states = [Recorder(pick), Recorder(pick)]
+        by_pick[pick] = track_boxes(model, spec, frames, boxes, choosers=states)
+        for state in states:
+            assert state.offers == [((3, 4), (3,))] * (len(frames) - 1)
+    assert torch.equal(by_pick[0][0], by_pick[2][0])  # the prompted frame: no choice
+    assert not all(torch.equal(by_pick[0], by_pick[p]) for p in (1, 2))
+
+
 def test_a_missing_sam2_file_or_key_is_named(sam2_dir, tmp_path):
     folder = tmp_path / "sam2"
     shutil.copytree(sam2_dir, folder)

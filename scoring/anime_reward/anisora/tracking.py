@@ -207,10 +207,12 @@ def track_boxes(
     boxes: torch.Tensor,
     *,
     motion_cue: bool = True,
+    choosers: list[Samurai] | None = None,
 ) -> torch.Tensor:
     """(T, K, H, W) bool masks of K characters given by their (K, 4) xyxy boxes on frame 0,
     tracked through the (T, 3, H, W) uint8 frames by SAM 2's memory (one session, every
-    character an object), the candidate masks chosen by SAMURAI's rule when ``motion_cue``."""
+    character an object), the candidate masks chosen by SAMURAI's rule when ``motion_cue``
+    (``choosers``: one motion state per character, fresh ones by default)."""
     height, width = frames.shape[-2:]
     device = model.device
     session = Sam2VideoInferenceSession(
@@ -228,7 +230,9 @@ def track_boxes(
         session.add_point_inputs(obj_idx, 0, {"point_coords": corners, "point_labels": labels})
     session.obj_with_new_inputs = list(range(len(boxes)))
 
-    states = [Samurai() for _ in range(len(boxes))]
+    states = choosers if choosers is not None else [Samurai() for _ in range(len(boxes))]
+    if len(states) != len(boxes):
+        raise ValueError(f"{len(states)} motion states for {len(boxes)} characters")
     calls: list[int] = []
 
     def choose(_module, _args, output):
