@@ -170,8 +170,8 @@ class Sam2Input:
         x = F.interpolate(
             frames.float(), size=(self.height, self.width), mode="bilinear", antialias=True
         )
-        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        mean = torch.tensor(self.mean, device=frames.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=frames.device).view(1, 3, 1, 1)
         return (x * self.rescale - mean) / std
 
 
@@ -216,7 +216,7 @@ def track_boxes(
     height, width = frames.shape[-2:]
     device = model.device
     session = Sam2VideoInferenceSession(
-        video=spec.pixels(frames).to(device),
+        video=spec.pixels(frames.to(device)),  # resized where the model runs
         video_height=height,
         video_width=width,
         inference_device=device,
