@@ -181,7 +181,11 @@ TIE_MODELS = ("rao_kupper", "davidson")  # scoring.anime_reward.comparisons
 @dataclass
 class RewardTrainConfig:
     preset: str = field(
-        default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."}
+        default="tiny",
+        metadata={
+            "help": "Encoder preset: tiny (random, CPU), full (pretrained encoders from local "
+            "folders) or anisora (Bilibili's released AnimeReward, LABELHUB_ANISORA_REWARD_DIR)."
+        },
     )
     dimensions: tuple[str, ...] = field(
         default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."}
