@@ -211,27 +211,19 @@ def write_export_files(
     sql_params = compute_placements(params)
     written: dict[str, Path] = {}
     row_counts: dict[str, int] = {}
-    for fmt in formats:
-        path = directory / f"labels.{fmt}"
-        row_counts["clips"] = _WRITERS[fmt](
-            path, label_rows_sql(), sql_params, LABEL_COLUMNS, progress
-        )
-        written[f"labels_{fmt}"] = path
+
+    def write(table: str, counted_as: str, sql: str, sql_args: dict, columns) -> None:
+        for fmt in formats:
+            path = directory / f"{table}.{fmt}"
+            row_counts[counted_as] = _WRITERS[fmt](path, sql, sql_args, columns, progress)
+            written[f"{table}_{fmt}"] = path
+
+    write("labels", "clips", label_rows_sql(), sql_params, LABEL_COLUMNS)
     if params.include_ratings:
         rating_params = {**sql_params, "salt": _pseudonym_salt()}
-        for fmt in formats:
-            path = directory / f"ratings.{fmt}"
-            row_counts["ratings"] = _WRITERS[fmt](
-                path, rating_rows_sql(), rating_params, RATING_COLUMNS, progress
-            )
-            written[f"ratings_{fmt}"] = path
+        write("ratings", "ratings", rating_rows_sql(), rating_params, RATING_COLUMNS)
     judgement_params = {**sql_params, "salt": _pseudonym_salt()}
-    for fmt in formats:
-        path = directory / f"judgements.{fmt}"
-        row_counts["judgements"] = _WRITERS[fmt](
-            path, judgement_rows_sql(), judgement_params, JUDGEMENT_COLUMNS, progress
-        )
-        written[f"judgements_{fmt}"] = path
+    write("judgements", "judgements", judgement_rows_sql(), judgement_params, JUDGEMENT_COLUMNS)
     row_counts.update(judged_pair_counts(sql_params))
     row_counts.update(_split_counts(sql_params))
     card = directory / "README.md"

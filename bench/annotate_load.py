@@ -42,14 +42,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-DIMENSIONS = (
-    "visual_smoothness",
-    "visual_motion",
-    "visual_appeal",
-    "text_consistency",
-    "image_consistency",
-    "character_consistency",
-)
+from labelhub.dimensions import DIMENSION_KEYS  # noqa: E402
+
 PASSWORD = "bench-password"
 
 
@@ -313,7 +307,7 @@ def annotate(
             continue
         clip_id = response.json()["clip"]["id"]
         time.sleep(rng.uniform(0, 2 * think))
-        body = {key: rng.randint(1, 5) for key in DIMENSIONS}
+        body = {key: rng.randint(1, 5) for key in DIMENSION_KEYS}
         body.update(seconds_spent=round(rng.uniform(5, 30), 1), idempotency_key=str(uuid.uuid4()))
         t0 = time.perf_counter()
         response = client.post(f"/api/clips/{clip_id}/ratings/", json=body)
@@ -443,7 +437,7 @@ def profile_endpoints(round_id: int, *, repeat: int = 30) -> dict[str, tuple[int
         if response.status_code != 200:  # nothing left (204) or refused: stop measuring
             print(f"  profile: next answered HTTP {response.status_code}; stopped")
             break
-        body = dict.fromkeys(DIMENSIONS, 3) | {"idempotency_key": str(uuid.uuid4())}
+        body = dict.fromkeys(DIMENSION_KEYS, 3) | {"idempotency_key": str(uuid.uuid4())}
         call(
             "submit",
             client.post,

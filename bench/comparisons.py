@@ -52,7 +52,9 @@ from scoring.anime_reward.synthetic import make_gallery, make_rule_clips  # noqa
 from scoring.anime_reward.train import RewardItem, train_reward  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reward_learning import bench_config, rule_items  # noqa: E402
+from reward_learning import bench_config  # noqa: E402
+
+from tests.reward_data import reward_items  # noqa: E402
 
 NOISE = 0.75  # sd of a judge's perception on the 1-5 scale (about what real annotators spread)
 TIE_GAP = 0.5  # a comparer calls a tie below this perceived gap
@@ -128,7 +130,7 @@ def one_seed(
     test_pairs: int,
 ) -> dict:
     gallery = make_gallery(directory / "gallery")
-    items = rule_items(make_rule_clips(directory / "clips", clips, seed=seed))
+    items = reward_items(make_rule_clips(directory / "clips", clips, seed=seed))
     for item in items:
         item.true = dict(item.labels)  # the rule's labels: what every judge perceives with noise
         if not finetune:

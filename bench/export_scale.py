@@ -26,7 +26,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelhub.settings")
 os.environ.setdefault("LABELHUB_DB_NAME", "labelhub_bench_export")
 os.environ.setdefault("LABELHUB_MEDIA_ROOT", tempfile.mkdtemp(prefix="labelhub-bench-media-"))
 
-import psycopg  # noqa: E402
+from _common import ensure_database  # noqa: E402
 
 CLIPS, RATINGS_PER_CLIP, ANNOTATORS, ROUNDS, SOURCES = (
     30_000,
@@ -35,15 +35,6 @@ CLIPS, RATINGS_PER_CLIP, ANNOTATORS, ROUNDS, SOURCES = (
     3,
     ("ground_truth", "hailuo", "vidu"),
 )
-
-
-def ensure_database() -> None:
-    name = os.environ["LABELHUB_DB_NAME"]
-    with psycopg.connect(
-        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
 
 
 ensure_database()

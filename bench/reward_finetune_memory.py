@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from scoring.anime_reward import config as reward_config  # noqa: E402
 from scoring.anime_reward.synthetic import make_labelled_clips  # noqa: E402
-from scoring.anime_reward.train import RewardItem, train_reward  # noqa: E402
+from scoring.anime_reward.train import train_reward  # noqa: E402
+from tests.reward_data import reward_items  # noqa: E402
 
 
 def main() -> None:
@@ -40,18 +41,7 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory() as tmp:
         clips = make_labelled_clips(Path(tmp) / "clips", args.clips, seed=0)
-        items = [
-            RewardItem(
-                clip_id=c.index,
-                video_path=str(c.video_path),
-                condition_image_path=str(c.condition_image_path),
-                prompt=c.prompt,
-                labels=c.labels,
-                split="test" if c.index % 4 == 0 else "train",
-                condition_id=c.index,
-            )
-            for c in clips
-        ]
+        items = reward_items(clips)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         start = time.perf_counter()
         train_reward(

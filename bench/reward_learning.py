@@ -33,26 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from labelhub.dimensions import DIMENSION_KEYS  # noqa: E402
 from scoring.anime_reward.config import RewardTrainConfig  # noqa: E402
 from scoring.anime_reward.synthetic import SIX_RULES, make_gallery, make_rule_clips  # noqa: E402
-from scoring.anime_reward.train import RewardItem, train_reward  # noqa: E402
-
-
-def rule_items(clips, *, test_every: int = 4) -> list[RewardItem]:
-    """Every ``test_every``-th clip is held out (each clip is its own condition)."""
-    return [
-        RewardItem(
-            clip_id=c.index,
-            video_path=str(c.video_path),
-            condition_image_path=str(c.condition_image_path),
-            prompt=c.prompt,
-            labels=c.labels,
-            split="test" if c.index % test_every == 0 else "train",
-            group=str(c.index),
-            condition_id=c.index,
-            character_id=c.character_id,
-        )
-        for c in clips
-    ]
-
+from scoring.anime_reward.train import train_reward  # noqa: E402
+from tests.reward_data import reward_items  # noqa: E402
 
 # Encoder learning rates for the tiny preset's random encoders (the full preset's default, 1e-5, is
 # for pretrained ones). Motion (X-CLIP) and text (both CLIP towers) train from random weights and
@@ -96,7 +78,7 @@ def learn(
 ) -> dict[str, dict[str, float]]:
     """Held-out Spearman per dimension, ``{"frozen": {...}, "finetuned": {...}}``, for one seed."""
     gallery = make_gallery(directory / "gallery")
-    items = rule_items(make_rule_clips(directory / "clips", clips, seed=seed))
+    items = reward_items(make_rule_clips(directory / "clips", clips, seed=seed))
     out = {}
     for mode, finetune in (("frozen", False), ("finetuned", True)):
         config = bench_config(preset=preset, epochs=epochs, seed=seed, finetune=finetune)

@@ -14,7 +14,7 @@ from django.http import JsonResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers
 from rest_framework.authtoken.serializers import AuthTokenSerializer
 from rest_framework.permissions import AllowAny
@@ -24,6 +24,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from labelhub.errors import ServiceError
 from labelhub.pages import status_for
+from labelhub.schema_docs import extend_schema
 from labelhub.security import issue_token
 
 BIGINT_MAX = 2**63 - 1  # Postgres bigint: ids and seeds past it cannot be stored or looked up

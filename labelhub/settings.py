@@ -324,6 +324,8 @@ SPECTACULAR_SETTINGS = {
     # The schema is served to logged-in users only (labelhub/urls.py).
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    # Applies the views' lazily recorded @extend_schema first (labelhub/schema_docs.py).
+    "DEFAULT_GENERATOR_CLASS": "labelhub.schema.SchemaGenerator",
 }
 
 LOGGING = {

@@ -4,7 +4,6 @@ and scoring (both run on the ``gpu`` queue and report on their Run)."""
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -12,6 +11,7 @@ from rest_framework.views import APIView
 from labelhub.api import JSONObjectField, errors, id_field
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAdmin, IsLead
+from labelhub.schema_docs import extend_schema
 from scoring import selectors, services
 from scoring.models import ClipScore, RewardModel
 

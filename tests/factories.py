@@ -9,11 +9,25 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from annotation.models import Clip, Condition, Round
+from tests.conftest import render_test_video
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     return path
+
+
+def distinct_videos_manifest(folder: Path, count: int, *, round_name: str = "r1") -> Path:
+    """``count`` real 256x192 MP4s of distinct content (1.5 s + i/10 long) and a manifest that
+    imports them into ``round_name``: an import long enough to break something in its middle."""
+    videos = [
+        render_test_video(folder / f"clip{i:02d}.mp4", seconds=1.5 + i / 10, fps=12, size="256x192")
+        for i in range(count)
+    ]
+    rows = [
+        {"video": str(v), "prompt": f"clip {i}", "round": round_name} for i, v in enumerate(videos)
+    ]
+    return write_manifest(folder / "m.jsonl", rows)
 
 
 def make_round(name: str = "r1", **kwargs) -> Round:

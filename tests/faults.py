@@ -1,16 +1,45 @@
 """Fault-injection helpers: a Postgres connection of the test's own (to hold locks while a worker or
-a request waits on them) and a private Redis server a test may kill and restart."""
+a request waits on them), a private Redis server a test may kill and restart, and many users
+acting at once on threads of their own (``all_at_once``)."""
 
 import contextlib
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import psycopg
 import redis
-from django.db import connection
+from django.db import close_old_connections, connection
+
+
+def all_at_once(work: Callable[[object], object], args: Sequence, *, timeout: float = 120) -> None:
+    """Run ``work(arg)`` for every arg on a thread of its own (so a database connection of its
+    own, closed after), all released together by a barrier. Fails the test when a thread raised,
+    or still runs after ``timeout`` seconds."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(args))
+
+    def run(arg) -> None:
+        try:
+            barrier.wait()
+            work(arg)
+        except BaseException as exc:  # noqa: BLE001 - surfaced below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(arg,)) for arg in args]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    close_old_connections()
+    assert not any(thread.is_alive() for thread in threads), f"still running after {timeout} s"
+    assert not errors, errors
 
 
 def own_connection() -> psycopg.Connection:

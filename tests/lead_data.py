@@ -9,9 +9,10 @@ from datetime import timedelta
 
 from django.utils import timezone
 
-from annotation.models import Clip, Condition, Lease, Rating, Round
+from annotation.models import Clip, ClipLabel, Condition, Lease, Rating, Round
 from annotation.services.ratings import submit_rating
 from labelhub.dimensions import DIMENSION_KEYS
+from tests.conftest import store_file
 
 _counter = itertools.count(1)
 
@@ -86,3 +87,54 @@ def rate(
 def link_character(condition: Condition, character) -> None:
     """Link a condition to a gallery character (ingest does it for a manifest's ``character``)."""
     Condition.objects.filter(pk=condition.pk).update(character=character)
+
+
+def synthetic_condition(synthetic, *, key: str, **fields) -> Condition:
+    """A condition from a synthetic clip (``scoring.anime_reward.synthetic``): its first frame
+    stored as the image, its prompt made unique by ``key``; ``fields`` set the rest (character)."""
+    return Condition.objects.create(
+        content_hash=sha("cond" + key),
+        image=store_file(synthetic.condition_image_path, f"conditions/c{key}.png"),
+        image_sha256=sha("image" + key),
+        prompt=f"{synthetic.prompt} (take {key})",
+        prompt_sha256=sha("p" + key),
+        **fields,
+    )
+
+
+def labelled_clip(
+    round_: Round, condition: Condition, synthetic, *, key: str, source_name: str = "toy"
+) -> Clip:
+    """A ready clip of a synthetic video whose label is the clip's rule labels, as if three
+    annotators had agreed on them (std 0)."""
+    video = store_file(synthetic.video_path, f"clips/v{key}.mp4")
+    clip = Clip.objects.create(
+        round=round_,
+        condition=condition,
+        source_kind="external",
+        source_name=source_name,
+        original=video,
+        original_sha256=sha("orig" + key),
+        video=video,
+        status=Clip.Status.READY,
+        target_ratings=3,
+        rating_count=3,
+    )
+    ClipLabel.objects.create(
+        clip=clip,
+        count=3,
+        overall=sum(synthetic.labels.values()) / len(DIMENSION_KEYS),
+        **{f"{k}_mean": v for k, v in synthetic.labels.items()},
+        **dict.fromkeys((f"{k}_std" for k in DIMENSION_KEYS), 0.0),
+    )
+    return clip
+
+
+def make_labelled_round(name: str, synthetic_clips) -> Round:
+    """A round of one labelled clip per condition, one per synthetic clip (ready to export)."""
+    round_ = make_round(name)
+    for synthetic in synthetic_clips:
+        key = f"{name}-{synthetic.index}"
+        condition = synthetic_condition(synthetic, key=key)
+        labelled_clip(round_, condition, synthetic, key=key)
+    return round_

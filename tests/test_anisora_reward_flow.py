@@ -10,7 +10,6 @@ import shutil
 import pytest
 from django.urls import reverse
 
-from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
 from runs.models import Run
@@ -18,8 +17,8 @@ from scoring.anime_reward.anisora import layout
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
 from tests import anisora_replica as replica
-from tests.conftest import make_user, store_file
-from tests.lead_data import make_round, sha
+from tests.conftest import make_user
+from tests.lead_data import make_labelled_round
 
 pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.usefixtures("two_threads")]
 
@@ -37,36 +36,7 @@ def release_settings(settings, tmp_path_factory):
 
 @pytest.fixture
 def labelled_round(tmp_path):
-    round_ = make_round("anisora-r1")
-    for synthetic in make_labelled_clips(tmp_path / "clips", 8, seed=3):
-        key = f"{synthetic.index}"
-        condition = Condition.objects.create(
-            content_hash=sha("cond" + key),
-            image=store_file(synthetic.condition_image_path, f"conditions/a{key}.png"),
-            image_sha256=sha("image" + key),
-            prompt=f"{synthetic.prompt} (take {key})",
-            prompt_sha256=sha("p" + key),
-        )
-        video = store_file(synthetic.video_path, f"clips/a{key}.mp4")
-        clip = Clip.objects.create(
-            round=round_,
-            condition=condition,
-            source_kind="external",
-            source_name="toy",
-            original=video,
-            original_sha256=sha("orig" + key),
-            video=video,
-            status=Clip.Status.READY,
-            target_ratings=3,
-            rating_count=3,
-        )
-        ClipLabel.objects.create(
-            clip=clip,
-            count=3,
-            overall=sum(synthetic.labels.values()) / 6,
-            **{f"{k}_mean": v for k, v in synthetic.labels.items()},
-            **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
-        )
+    round_ = make_labelled_round("anisora-r1", make_labelled_clips(tmp_path / "clips", 8, seed=3))
     snapshot = create_snapshot(round_ids=[round_.pk], test_fraction=0.25, seed=0)
     return round_, snapshot
 

@@ -8,16 +8,13 @@ import time
 
 import pytest
 
-from annotation.models import Clip, ClipLabel, Condition
 from annotation.services.exports import create_snapshot
-from labelhub.dimensions import DIMENSION_KEYS
 from runs.models import Run
 from scoring import services
 from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import ClipScore, RewardModel
 from tests import anisora_replica as replica
-from tests.conftest import store_file
-from tests.lead_data import make_round, sha
+from tests.lead_data import make_labelled_round
 from tests.workers import celery_worker
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -42,36 +39,9 @@ def test_a_gpu_worker_scores_a_round_with_the_released_models(isolated_media, se
     settings.LABELHUB_REWARD_PRESET = "anisora"
     settings.LABELHUB_ANISORA_REWARD_DIR = str(root)
     settings.LABELHUB_REWARD_SOURCES = {"sam": str(sam)}
-    round_ = make_round("anisora-worker")
-    for synthetic in make_labelled_clips(tmp_path / "clips", 4, seed=9):
-        key = str(synthetic.index)
-        condition = Condition.objects.create(
-            content_hash=sha("wc" + key),
-            image=store_file(synthetic.condition_image_path, f"conditions/w{key}.png"),
-            image_sha256=sha("wi" + key),
-            prompt=synthetic.prompt,
-            prompt_sha256=sha("wp" + key),
-        )
-        video = store_file(synthetic.video_path, f"clips/w{key}.mp4")
-        clip = Clip.objects.create(
-            round=round_,
-            condition=condition,
-            source_kind="external",
-            source_name="toy",
-            original=video,
-            original_sha256=sha("wo" + key),
-            video=video,
-            status=Clip.Status.READY,
-            target_ratings=3,
-            rating_count=3,
-        )
-        ClipLabel.objects.create(
-            clip=clip,
-            count=3,
-            overall=3.0,
-            **{f"{k}_mean": v for k, v in synthetic.labels.items()},
-            **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
-        )
+    round_ = make_labelled_round(
+        "anisora-worker", make_labelled_clips(tmp_path / "clips", 4, seed=9)
+    )
     snapshot = create_snapshot(round_ids=[round_.pk], test_fraction=0.25, seed=0)
     log_path = tmp_path / "gpu-worker.log"
     env = {

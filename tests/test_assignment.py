@@ -1,12 +1,11 @@
 """Assignment and ratings on the real Postgres: quotas, leases, skips, idempotency, concurrency."""
 
 import random
-import threading
 import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, close_old_connections, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from annotation.models import Clip, ClipLabel, Lease, Rating
@@ -16,6 +15,7 @@ from annotation.services.ratings import RatingError, skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round, scores
+from tests.faults import all_at_once
 from tests.lead_data import rate
 
 
@@ -167,37 +167,20 @@ def test_concurrent_annotators_never_overfill_or_double_rate_or_lose_aggregates(
     round_ = make_round(ratings_per_clip=3)
     make_ready_clips(round_, 20)
     users = [make_user(f"ann{i}", "annotator") for i in range(12)]
-    errors: list[BaseException] = []
     submitted = []
-    barrier = threading.Barrier(len(users))
 
     def work(user):
         rng = random.Random(user.pk)
-        try:
-            barrier.wait()
-            while True:
-                lease = lease_next_clip(round_id=round_.pk, annotator=user)
-                if lease is None:
-                    return
-                result = submit_rating(
-                    clip_id=lease.clip_id,
-                    annotator=user,
-                    scores=scores(rng.randint(1, 5), visual_motion=rng.randint(1, 5)),
-                    idempotency_key=uuid.uuid4(),
-                )
-                submitted.append(result.rating.pk)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
+        while (lease := lease_next_clip(round_id=round_.pk, annotator=user)) is not None:
+            result = submit_rating(
+                clip_id=lease.clip_id,
+                annotator=user,
+                scores=scores(rng.randint(1, 5), visual_motion=rng.randint(1, 5)),
+                idempotency_key=uuid.uuid4(),
+            )
+            submitted.append(result.rating.pk)
 
-    threads = [threading.Thread(target=work, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    close_old_connections()
-    assert not errors, errors
+    all_at_once(work, users)
     assert len(submitted) == 60
     for clip in Clip.objects.filter(round=round_):
         ratings = Rating.objects.filter(clip=clip)

@@ -1,7 +1,5 @@
 """Work on real Celery worker processes over the real Redis broker (no eager mode)."""
 
-import os
-import signal
 from datetime import timedelta
 
 import pytest
@@ -11,13 +9,11 @@ from annotation.models import ImportRow
 from annotation.services.ingest import import_manifest_file
 from runs.models import Run
 from runs.services import fail_stale_runs
-from scoring.models import ClipScore, RewardModel
 from tests.factories import make_round, write_manifest
-from tests.toy import mean_brightness
-from tests.workers import celery_worker, wait_for
+from tests.gapo_runs import launch_endless_gapo, pairs_scored_by_brightness
+from tests.workers import celery_worker, sigkill, wait_for
 from training.models import PolicyCheckpoint
 from training.services import launch
-from training.services.pairs import build_round_pairs
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,33 +57,15 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
     tmp_path,
     django_capture_on_commit_callbacks,  # noqa: F811
 ):
-    reward_model = RewardModel.objects.create(name="brightness", preset="exact", checkpoint_dir="-")
-    for clip in seed_round.clips.all():
-        ClipScore.objects.create(
-            clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path)
-        )
-    # Pairs need two clips of one condition: reuse the seed conditions by pairing clips across them.
-    clips = list(seed_round.clips.order_by("pk"))
-    for loser in clips[1::2]:
-        loser.condition = clips[clips.index(loser) - 1].condition
-        loser.save(update_fields=["condition"])
-    assert build_round_pairs(
-        round_id=seed_round.pk, origin="reward_model", reward_model_id=reward_model.pk
-    )
+    reward_model = pairs_scored_by_brightness(seed_round)
 
     log_path = tmp_path / "gpu-worker.log"
     with celery_worker(queues="gpu", media_root=isolated_media, log_path=log_path) as worker:
-        run = launch.launch_run(
-            kind="gapo",
+        run = launch_endless_gapo(
+            round_=seed_round,
+            reward_model=reward_model,
             created_by=admin_user,
-            params={
-                "round_id": seed_round.pk,
-                "origin": "reward_model",
-                "reward_model_id": reward_model.pk,
-                "max_steps": 100000,
-                "checkpoint_every": 2,
-                "learning_rate": 1e-3,
-            },
+            learning_rate=1e-3,
         )
         wait_for(
             lambda: Run.objects.get(pk=run.pk).checkpoint_path,
@@ -95,8 +73,7 @@ def test_worker_killed_mid_gapo_run_leaves_a_failed_run_that_resumes(
             log_path=log_path,
             timeout=300,
         )
-        os.kill(worker.pid, signal.SIGKILL)  # the GPU host dies mid-run
-        worker.wait(timeout=30)
+        sigkill(worker)  # the GPU host dies mid-run
 
     run.refresh_from_db()
     assert run.status == Run.Status.RUNNING  # nobody has noticed yet

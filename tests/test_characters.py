@@ -12,12 +12,20 @@ from django.core.files.storage import default_storage
 from django.urls import reverse
 from PIL import Image
 
-from annotation.models import Character, CharacterImage, Clip, ClipLabel, Condition, ImportRow
+from annotation.models import Character, CharacterImage, Clip, Condition, ImportRow
 from annotation.services import characters, ingest
 from annotation.services.exports import create_snapshot
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
-from tests.lead_data import link_character, make_clip, make_condition, make_round, rate, sha
+from tests.lead_data import (
+    labelled_clip,
+    link_character,
+    make_clip,
+    make_condition,
+    make_round,
+    rate,
+    synthetic_condition,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -290,36 +298,10 @@ def test_reward_training_gets_the_gallery_and_scores_against_it(tmp_path, two_th
     assert len(synthetic) == 8
     for n, rule in enumerate(synthetic):
         key = str(rule.index)
-        condition = Condition.objects.create(
-            content_hash=sha("cond" + key),
-            image=default_storage.save(
-                f"conditions/c{key}.png", ContentFile(rule.condition_image_path.read_bytes())
-            ),
-            image_sha256=sha("image" + key),
-            prompt=f"{rule.prompt} (take {key})",
-            prompt_sha256=sha("p" + key),
-            # one clip names a character without references: it trains without the gallery
-            character=extra if n == 0 else cast[rule.character_id],
-        )
-        video = default_storage.save(f"clips/v{key}.mp4", ContentFile(rule.video_path.read_bytes()))
-        clip = Clip.objects.create(
-            round=round_,
-            condition=condition,
-            source_kind="external",
-            source_name="toy",
-            original=video,
-            original_sha256=sha("orig" + key),
-            video=video,
-            target_ratings=3,
-            rating_count=3,
-        )
-        ClipLabel.objects.create(
-            clip=clip,
-            count=3,
-            overall=sum(rule.labels.values()) / 6,
-            **{f"{k}_mean": v for k, v in rule.labels.items()},
-            **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
-        )
+        # one clip names a character without references: it trains without the gallery
+        character = extra if n == 0 else cast[rule.character_id]
+        condition = synthetic_condition(rule, key=key, character=character)
+        labelled_clip(round_, condition, rule, key=key)
     snapshot = create_snapshot(round_ids=[round_.pk], test_fraction=0.25, seed=0)
 
     run = request_reward_training(

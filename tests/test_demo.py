@@ -1,17 +1,22 @@
 """The demo: rendered clips are real, decodable, deterministic videos with a first frame and a prompt
 of their own per condition; ``seed_demo`` + ``seed_demo_loop`` (what ``make demo`` runs) leave a
 rated round, a reward model with held-out metrics, a GAPO checkpoint, a generated round 2 and
-pairwise tasks, and running them again adds nothing."""
+pairwise tasks, and running them again adds nothing (``check_make_demo``).
+
+Building the demo takes minutes, so the suite builds it once: ``tests/test_readme_loop.py`` runs
+``check_make_demo`` with its demo workers and then runs the README's commands on that database.
+"""
 
 import hashlib
 from collections import Counter
+from collections.abc import Callable
 
 import av
 import numpy as np
-import pytest
+from django.conf import global_settings
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import User
-from django.core.management import call_command
+from django.test import override_settings
 
 from annotation import demo
 from annotation.models import (
@@ -99,11 +104,10 @@ def _counts() -> dict[str, int]:
     return {model.__name__: model.objects.count() for model in models}
 
 
-@pytest.mark.slow
-@pytest.mark.django_db(transaction=True)
-def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
-    call_command("seed_demo")
-    out = capsys.readouterr().out
+def check_make_demo(manage: Callable[[str], str]) -> None:
+    """``make demo``'s data steps close the loop once, and again add nothing. ``manage(command)``
+    runs a ``manage.py`` command on the test database and returns what it printed."""
+    out = manage("seed_demo")
     assert "48 imported, 0 error(s)" in out and "annotator-demo" in out
     round_1 = Round.objects.get(name=demo.DEMO_ROUND)
     clips = Clip.objects.filter(round=round_1)
@@ -112,15 +116,16 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert Counter(clips.values_list("source_name", flat=True)) == dict.fromkeys(demo.SOURCES, 12)
     assert clips.values("condition").distinct().count() == Condition.objects.count() == 12
     assert Rating.objects.count() == 96  # two demo raters, every clip
-    for username, password in (
-        ("annotator", "annotator-demo"),
-        ("lead", "lead-demo"),
-        ("admin", "admin-demo"),
-    ):
-        assert authenticate(username=username, password=password) is not None
+    # The demo's commands hash as production does (the tests' own users use a fast hasher).
+    with override_settings(PASSWORD_HASHERS=global_settings.PASSWORD_HASHERS):
+        for username, password in (
+            ("annotator", "annotator-demo"),
+            ("lead", "lead-demo"),
+            ("admin", "admin-demo"),
+        ):
+            assert authenticate(username=username, password=password) is not None
 
-    call_command("seed_demo_loop")
-    out = capsys.readouterr().out
+    out = manage("seed_demo_loop")
     assert "the loop is closed" in out
     runs = Run.objects.all()
     assert {run.status for run in runs} == {Run.Status.SUCCEEDED}
@@ -188,9 +193,7 @@ def test_make_demo_closes_the_loop_once_and_again_adds_nothing(capsys):
     assert lease_next_pair(judge=User.objects.get(username="annotator")) is not None
 
     before = _counts()
-    call_command("seed_demo")
-    call_command("seed_demo_loop")
-    out = capsys.readouterr().out
+    out = manage("seed_demo") + manage("seed_demo_loop")
     assert "already imported" in out and f"round: run {round_run.pk} already succeeded" in out
     after = _counts()
     assert after == {**before, "User": before["User"]}, "a second make demo added rows"

@@ -14,9 +14,6 @@ those: LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_export_crash.p
 
 import hashlib
 import io
-import os
-import signal
-import time
 
 import pyarrow.parquet as pq
 import pytest
@@ -27,19 +24,12 @@ from annotation.services.exports import content_hash, request_snapshot_build
 from tests.conftest import make_user
 from tests.faults import backends_waiting_on_lock, table_locked
 from tests.lead_data import make_clip, make_condition, make_round, rate
-from tests.workers import celery_worker, start_beat, wait_for
+from tests.workers import beat_running, celery_worker, recovery_env, sigkill, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 Status = ExportSnapshot.Status
 
-RECOVERY_ENV = {
-    "LABELHUB_EXPORT_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_EXPORT_STALE_SECONDS": "3",
-    "LABELHUB_EXPORT_SWEEP_SECONDS": "1",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("EXPORT", stale=3)
 LIMIT = 60 if RECOVERY_ENV else 900
 
 
@@ -84,15 +74,12 @@ def test_worker_sigkilled_mid_export_build_is_rebuilt_complete(isolated_media, t
                 timeout=60,
             )
             assert (scratch_root / str(snapshot.pk)).is_dir()
-            os.kill(worker.pid, signal.SIGKILL)  # the host dies mid-build
-            killed_at = time.monotonic()
-            worker.wait(timeout=30)
+            killed_at = sigkill(worker)  # the host dies mid-build
     # The lock is released; the dead worker's backend finishes its read and goes away.
     snapshot.refresh_from_db()
     assert snapshot.status == Status.RUNNING and snapshot.files == {}  # nobody noticed yet
 
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with celery_worker(
             queues="default",
             media_root=isolated_media,
@@ -105,9 +92,6 @@ def test_worker_sigkilled_mid_export_build_is_rebuilt_complete(isolated_media, t
                 log_path=log_path,
                 timeout=LIMIT,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
     print(f"\nexport snapshot rebuilt and ready {ready_at - killed_at:.1f}s after the kill")
 
     snapshot.refresh_from_db()
@@ -149,8 +133,7 @@ def test_a_live_build_waiting_longer_than_the_stale_window_is_not_built_twice(
         rate(make_clip(round_, make_condition(f"img{i}", f"prompt {i}")), rater, 1 + i % 5)
     log_a, log_b = tmp_path / "worker-a.log", tmp_path / "worker-b.log"
     stale = float(RECOVERY_ENV.get("LABELHUB_EXPORT_STALE_SECONDS", 300))
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with (
             celery_worker(
                 queues="default", media_root=isolated_media, log_path=log_a, extra_env=RECOVERY_ENV
@@ -192,9 +175,6 @@ def test_a_live_build_waiting_longer_than_the_stale_window_is_not_built_twice(
             # A sweep in flight when the build finished has logged what it re-sent, if anything.
             swept = sweeps_finished(log_a, log_b)
             wait_for(lambda: sweeps_finished(log_a, log_b) > swept, log_path=log_b, timeout=LIMIT)
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
     snapshot.refresh_from_db()
     assert snapshot.status == Status.READY, snapshot.error
     for entry in snapshot.files.values():

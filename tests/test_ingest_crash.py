@@ -7,9 +7,6 @@ The worker and beat run with short recovery settings (heartbeat 1 s, stale after
 600 s, i.e. recovery in one to two minutes.
 """
 
-import os
-import signal
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,23 +15,12 @@ import pytest
 from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import clean_unreferenced, import_manifest_file
 from labelhub import storage
-from tests.conftest import render_test_video
-from tests.factories import count_decoded_frames, make_round, write_manifest
-from tests.workers import celery_worker, start_beat, wait_for
+from tests.factories import count_decoded_frames, distinct_videos_manifest, make_round
+from tests.workers import beat_running, celery_worker, recovery_env, sigkill, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-RECOVERY_ENV = {
-    "LABELHUB_IMPORT_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_IMPORT_STALE_SECONDS": "4",
-    "LABELHUB_IMPORT_SWEEP_SECONDS": "2",
-    "LABELHUB_IMPORT_RESEND_SECONDS": "30",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-# To measure recovery with the production defaults (takes a few minutes):
-# LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_ingest_crash.py -s
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("IMPORT", sweep=2, resend=30)
 LIMIT = 120 if RECOVERY_ENV else 600
 
 
@@ -45,23 +31,9 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
         if name.startswith("LABELHUB_IMPORT"):
             setattr(settings, name, float(value))
     make_round("r1")
-    videos = [
-        render_test_video(
-            tmp_path / f"clip{i:02d}.mp4",
-            seconds=1.5 + i / 10,  # distinct content per clip
-            fps=12,
-            size="256x192",
-            source="testsrc2",
-        )
-        for i in range(20)
-    ]
-    manifest = write_manifest(
-        tmp_path / "m.jsonl",
-        [{"video": str(v), "prompt": f"clip {i}", "round": "r1"} for i, v in enumerate(videos)],
-    )
+    manifest = distinct_videos_manifest(tmp_path, 20)
     log_path = tmp_path / "worker.log"
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with celery_worker(
             queues="default", media_root=isolated_media, log_path=log_path, extra_env=RECOVERY_ENV
         ) as worker:
@@ -76,9 +48,7 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
                 timeout=120,
             )
             in_flight = list(rows.filter(status="processing").values_list("pk", flat=True))
-            os.kill(worker.pid, signal.SIGKILL)  # the host dies mid-row
-            killed_at = time.monotonic()
-            worker.wait(timeout=30)
+            killed_at = sigkill(worker)  # the host dies mid-row
         done_at_kill = rows.filter(status__in=["ok", "error"]).count()
         assert done_at_kill < 20
 
@@ -108,9 +78,6 @@ def test_worker_sigkilled_mid_import_leaves_nothing_stuck_or_orphaned(
                 log_path=log_path,
                 timeout=LIMIT,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
 
     print(
         f"\nkilled with {done_at_kill}/20 rows done and row(s) {in_flight} in flight; "

@@ -1,10 +1,8 @@
 """Gold mixing and adaptive overlap through the real assignment and rating services."""
 
-import threading
 import time
 
 import pytest
-from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from annotation.models import Clip, ClipLabel, Lease, Rating
@@ -12,6 +10,7 @@ from annotation.services.assignment import lease_next_clip
 from annotation.services.gold import gold_block_size, set_gold_reference
 from labelhub.dimensions import DIMENSION_KEYS
 from tests.conftest import make_user
+from tests.faults import all_at_once
 from tests.lead_data import make_clip, make_condition, make_round, rate
 
 
@@ -96,35 +95,22 @@ def test_adaptive_overlap_is_race_free_with_concurrent_annotators():
     clip = make_clip(round_, make_condition("race", "race"))
     rate(clip, make_user("first", "annotator"), 1)
     users = [make_user(f"t{i}", "annotator") for i in range(8)]
-    errors, rated = [], []
-    barrier = threading.Barrier(len(users))
+    rated = []
 
     def work(user):
-        try:
-            barrier.wait()
-            while True:
-                lease = lease_next_clip(round_id=round_.pk, annotator=user)
-                if lease is not None:
-                    rate(lease.clip_id, user, 5, seconds=3)
-                    rated.append(user.pk)
-                    return
-                # Nothing for this user: done once nobody else holds the clip either (a holder's
-                # submit may still raise the target and free a slot). No clock involved.
-                if not Lease.objects.filter(clip=clip, expires_at__gt=timezone.now()).exists():
-                    return
-                time.sleep(0.01)
-        except Exception as exc:  # pragma: no cover - reported below
-            errors.append(repr(exc))
-        finally:
-            close_old_connections()
-            connection.close()
+        while True:
+            lease = lease_next_clip(round_id=round_.pk, annotator=user)
+            if lease is not None:
+                rate(lease.clip_id, user, 5, seconds=3)
+                rated.append(user.pk)
+                return
+            # Nothing for this user: done once nobody else holds the clip either (a holder's
+            # submit may still raise the target and free a slot). No clock involved.
+            if not Lease.objects.filter(clip=clip, expires_at__gt=timezone.now()).exists():
+                return
+            time.sleep(0.01)
 
-    threads = [threading.Thread(target=work, args=(u,)) for u in users]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors
+    all_at_once(work, users)
     clip.refresh_from_db()
     assert clip.target_ratings == 4
     assert clip.rating_count == 4 == Rating.objects.filter(clip=clip, is_current=True).count()

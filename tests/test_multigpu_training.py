@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runs.models import Run
-from tests.test_run_crash import pairs_scored_by_brightness
+from tests.gapo_runs import launch_endless_gapo, pairs_scored_by_brightness
 from tests.workers import celery_worker, wait_for
 from training.services import launch
 
@@ -53,18 +53,12 @@ def test_gpus_2_runs_on_two_ranks_fails_when_one_dies_and_resumes(
     with celery_worker(
         queues="gpu-x2", media_root=isolated_media, log_path=log, extra_env=ENV, name="gpu-x2"
     ):
-        run = launch.launch_run(
-            kind="gapo",
+        run = launch_endless_gapo(
+            round_=seed_round,
+            reward_model=reward_model,
             created_by=admin_user,
-            params={
-                "round_id": seed_round.pk,
-                "origin": "reward_model",
-                "reward_model_id": reward_model.pk,
-                "max_steps": 100000,
-                "checkpoint_every": 2,
-                "batch_pairs": 2,
-                "gpus": 2,
-            },
+            batch_pairs=2,
+            gpus=2,
         )
         assert run.params["gpus"] == 2
         wait_for(lambda: Run.objects.get(pk=run.pk).checkpoint_path, timeout=300, log_path=log)

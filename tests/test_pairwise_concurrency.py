@@ -1,14 +1,13 @@
 """Pairwise assignment on the real Postgres under concurrency: judges lease and judge at once."""
 
 import random
-import threading
 
 import pytest
-from django.db import close_old_connections, connection
 
 from annotation.models import PairwiseJudgement, PairwiseTask
 from annotation.services.pairwise import create_pairwise_tasks, lease_next_pair, submit_judgement
 from tests.conftest import make_user
+from tests.faults import all_at_once
 from tests.lead_data import make_clip, make_condition, make_round
 
 TASKS, JUDGES_NEEDED, JUDGES = 5, 3, 10
@@ -30,38 +29,20 @@ def test_concurrent_judges_never_overfill_a_task_or_judge_it_twice():
     )
     assert len(tasks) == TASKS
     judges = [make_user(f"judge{i}", "annotator") for i in range(JUDGES)]
-    errors: list[BaseException] = []
     judged: list[tuple[int, int]] = []
-    barrier = threading.Barrier(len(judges))
 
     def work(judge):
         rng = random.Random(judge.pk)
-        try:
-            barrier.wait()
-            while True:
-                lease = lease_next_pair(judge=judge)
-                if lease is None:
-                    return
-                submit_judgement(
-                    task_id=lease.task_id,
-                    judge=judge,
-                    side=rng.choice(["left", "right", "tie"]),
-                    seconds_spent=1,
-                )
-                judged.append((lease.task_id, judge.pk))
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
+        while (lease := lease_next_pair(judge=judge)) is not None:
+            submit_judgement(
+                task_id=lease.task_id,
+                judge=judge,
+                side=rng.choice(["left", "right", "tie"]),
+                seconds_spent=1,
+            )
+            judged.append((lease.task_id, judge.pk))
 
-    threads = [threading.Thread(target=work, args=(j,)) for j in judges]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    close_old_connections()
-    assert not any(t.is_alive() for t in threads)
-    assert not errors, errors
+    all_at_once(work, judges)
     # Every slot filled exactly once, never twice by one judge.
     assert len(judged) == TASKS * JUDGES_NEEDED == len(set(judged))
     for task in PairwiseTask.objects.all():

@@ -5,7 +5,9 @@ that fails, or whose output no longer shows what the README prints under it, fai
 
 The demo database is the real one: `manage.py seed_demo` and `manage.py seed_demo_loop` (what
 `make demo` runs), in a fresh test database whose ids start at 1, so the README's literal ids
-(`--round 1`, `--snapshot 2`, ...) are those of a fresh demo. `make docs-check` runs this file. At the end, the demo's snapshot is exported as a dataset
+(`--round 1`, `--snapshot 2`, ...) are those of a fresh demo. The demo is checked on the way
+(`tests.test_demo.check_make_demo`: what it leaves, and that running it again adds nothing), so
+the suite builds it once. `make docs-check` runs this file. At the end, the demo's snapshot is exported as a dataset
 folder (`export_dataset --archive`) and loaded offline with `datasets` from the extracted tar.
 """
 
@@ -23,6 +25,7 @@ from django.db import connection
 
 from tests.readme_blocks import blocks, section, unmatched
 from tests.test_dataset_folder import load_offline
+from tests.test_demo import check_make_demo
 from tests.workers import BROKER
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,14 +110,18 @@ def test_every_command_of_the_loop_by_hand_runs_as_written(tmp_path):
         [sys.executable, "-c", f"import redis; redis.Redis.from_url({BROKER!r}).flushdb()"],
         check=True,
     )
+
+    def manage(step: str) -> str:
+        done = _shell(f".venv/bin/python manage.py {step}", env, timeout=900)
+        assert done.returncode == 0, f"{step} failed:\n{done.stdout[-4000:]}"
+        return done.stdout
+
     workers = [
         _worker("worker", "default", env, tmp_path / "worker.log"),
         _worker("worker-gpu", "gpu", env, tmp_path / "worker-gpu.log"),
     ]
     try:
-        for step in ("seed_demo", "seed_demo_loop"):  # make demo's own data steps
-            done = _shell(f".venv/bin/python manage.py {step}", env, timeout=900)
-            assert done.returncode == 0, f"{step} failed:\n{done.stdout[-4000:]}"
+        check_make_demo(manage)  # make demo's own data steps, checked (tests/test_demo.py)
 
         readme = (ROOT / "README.md").read_text(encoding="utf-8")
         assignments: list[str] = []

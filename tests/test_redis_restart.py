@@ -7,30 +7,20 @@ Postgres, and the import sweeper sends them again after LABELHUB_IMPORT_RESEND_S
 300 s in production; measure those with LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 ... -s).
 """
 
-import os
 import time
 
 import pytest
 
 from annotation.models import Clip, ImportBatch, ImportRow
 from annotation.services.ingest import import_manifest_file
-from tests.conftest import render_test_video
-from tests.factories import make_round, write_manifest
+from tests.factories import distinct_videos_manifest, make_round
 from tests.faults import PrivateRedis
-from tests.workers import celery_worker, start_beat, wait_for
+from tests.workers import beat_running, celery_worker, recovery_env, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 CLIPS = 10
-RECOVERY_ENV = {
-    "LABELHUB_IMPORT_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_IMPORT_STALE_SECONDS": "4",
-    "LABELHUB_IMPORT_SWEEP_SECONDS": "1",
-    "LABELHUB_IMPORT_RESEND_SECONDS": "3",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("IMPORT", resend=3)
 LIMIT = 60 if RECOVERY_ENV else 900
 
 
@@ -47,22 +37,9 @@ def test_redis_restart_mid_import_loses_no_row(isolated_media, tmp_path, setting
         if name.startswith("LABELHUB_IMPORT"):
             setattr(settings, name, float(value))
     make_round("r1")
-    videos = [
-        render_test_video(
-            tmp_path / f"clip{i:02d}.mp4",
-            seconds=1.5 + i / 10,  # distinct content per clip
-            fps=12,
-            size="256x192",
-        )
-        for i in range(CLIPS)
-    ]
-    manifest = write_manifest(
-        tmp_path / "m.jsonl",
-        [{"video": str(v), "prompt": f"clip {i}", "round": "r1"} for i, v in enumerate(videos)],
-    )
+    manifest = distinct_videos_manifest(tmp_path, CLIPS)
     log_path = tmp_path / "worker.log"
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV, broker=broker.url)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV, broker=broker.url):
         with celery_worker(
             queues="default",
             media_root=isolated_media,
@@ -87,9 +64,6 @@ def test_redis_restart_mid_import_loses_no_row(isolated_media, tmp_path, setting
                 log_path=log_path,
                 timeout=LIMIT,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
 
     print(
         f"\nRedis killed with {waiting_at_kill}/{CLIPS} rows queued; "

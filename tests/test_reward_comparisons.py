@@ -4,8 +4,6 @@ alone (labels scrambled) where regression on the same scrambled labels cannot.""
 
 import math
 import random
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -22,9 +20,7 @@ from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.evaluate import comparison_accuracy, tie_aware_accuracy
 from scoring.anime_reward.synthetic import make_rule_clips
 from scoring.anime_reward.train import AUXILIARY_LOSSES, check_comparisons, train_reward
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from reward_learning import rule_items  # noqa: E402
+from tests.reward_data import reward_items
 
 
 def _probs(d: float, tie: float, model: str) -> list[float]:
@@ -103,7 +99,7 @@ def test_accuracy_without_and_with_ties_by_hand():
 
 
 def test_judgements_are_checked_against_the_items(tmp_path):
-    items = rule_items(make_rule_clips(tmp_path, 8, seed=0))
+    items = reward_items(make_rule_clips(tmp_path, 8, seed=0))
     config = RewardTrainConfig(objective="pairs", dimensions=("visual_appeal",))
     train = [i.clip_id for i in items if i.split == "train"]
     test = [i.clip_id for i in items if i.split == "test"]
@@ -150,7 +146,7 @@ def test_pairs_learn_from_judgements_alone(tmp_path):
     Measured (seed 0, 48 clips, 20 epochs): pairs 1.00 without ties (0.90 with), reversed 1.00,
     regression 0.48 (0.35); the thresholds leave room for other seeds and float rounding."""
     key = "visual_appeal"
-    items = rule_items(make_rule_clips(tmp_path / "clips", 48, seed=0))
+    items = reward_items(make_rule_clips(tmp_path / "clips", 48, seed=0))
     rng = random.Random(0)
     comparisons = _judge(items, key, 200, "train", rng) + _judge(items, key, 60, "test", rng)
     flip = {"a": "b", "b": "a", "tie": "tie"}

@@ -28,6 +28,7 @@ from scoring.anime_reward.synthetic import (
 )
 from scoring.anime_reward.train import RewardItem, RewardTrainConfig, train_reward
 from scoring.anime_reward.video import write_video
+from tests.reward_data import reward_items
 
 pytestmark = pytest.mark.usefixtures("two_threads")  # tests/conftest.py
 
@@ -104,27 +105,10 @@ def test_decoding_reads_sampled_frames_and_reports_broken_files(tmp_path):
 # --- learning ------------------------------------------------------------------------------------
 
 
-def _items(clips, *, test_every: int = 4) -> list[RewardItem]:
-    # Two clips per condition; whole conditions go to the test split (grouped, never by clip).
-    return [
-        RewardItem(
-            clip_id=c.index,
-            video_path=str(c.video_path),
-            condition_image_path=str(c.condition_image_path),
-            prompt=c.prompt,
-            labels=c.labels,
-            condition_id=c.index // 2,
-            group=str(c.index // 2),
-            split="test" if (c.index // 2) % test_every == 0 else "train",
-        )
-        for c in clips
-    ]
-
-
 @pytest.mark.slow
 def test_tiny_preset_learns_the_rules_on_held_out_clips(tmp_path):
     clips = make_labelled_clips(tmp_path / "clips", 96, seed=2)
-    items = _items(clips)
+    items = reward_items(clips, clips_per_condition=2)
     progress = []
     result = train_reward(
         items,
@@ -172,7 +156,12 @@ def test_untrained_motion_reward_is_the_zero_shot_prompt_probability(tmp_path):
     clips = make_labelled_clips(tmp_path, 2, seed=3)
     model = AnimeReward.from_preset("tiny")
     batch = next(
-        iter_decoded_batches([i.spec for i in _items(clips)], size=64, batch_size=2, workers=1)
+        iter_decoded_batches(
+            [i.spec for i in reward_items(clips, clips_per_condition=2)],
+            size=64,
+            batch_size=2,
+            workers=1,
+        )
     )
     values, mask = model.dimensions["visual_motion"].features(batch.inputs, {})
     logit_gap = values[:, 0, 0]

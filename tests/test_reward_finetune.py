@@ -18,8 +18,9 @@ from scoring.anime_reward.models import (
     select_keyframes,
 )
 from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
-from scoring.anime_reward.train import RewardItem, train_reward
+from scoring.anime_reward.train import train_reward
 from scoring.management.commands.train_reward import parse_overrides
+from tests.reward_data import reward_items
 
 pytestmark = pytest.mark.usefixtures("two_threads")  # tests/conftest.py
 
@@ -125,26 +126,10 @@ def test_smoothness_uses_the_idefics2_vision_transformer_and_layers_can_be_froze
     assert not any(p.requires_grad for p in model.encoders.idefics2.parameters())
 
 
-def _items(clips):
-    return [
-        RewardItem(
-            clip_id=c.index,
-            video_path=str(c.video_path),
-            condition_image_path=str(c.condition_image_path),
-            prompt=c.prompt,
-            labels=c.labels,
-            split="test" if c.index % 4 == 0 else "train",
-            condition_id=c.index,
-            character_id=c.character_id,
-        )
-        for c in clips
-    ]
-
-
 @pytest.mark.slow
 def test_fine_tuning_trains_encoders_and_the_gallery_round_trips(tmp_path):
     gallery = make_gallery(tmp_path / "gallery")
-    items = _items(make_rule_clips(tmp_path / "clips", 16, seed=1))
+    items = reward_items(make_rule_clips(tmp_path / "clips", 16, seed=1))
     tuned = ("visual_smoothness", "text_consistency", "character_consistency")
     result = train_reward(
         items,
@@ -203,7 +188,7 @@ def test_character_score_compares_with_the_clips_gallery_character(tmp_path):
     gallery = make_gallery(tmp_path / "gallery")
     clips = make_rule_clips(tmp_path / "clips", 2, seed=4)
     model = AnimeReward.from_preset("tiny", gallery=gallery)
-    specs = [i.spec for i in _items(clips)]
+    specs = [i.spec for i in reward_items(clips)]
     batch = next(iter_decoded_batches(specs, size=64, batch_size=2, workers=1))
     character = model.dimensions["character_consistency"]
     crops = character.track(batch.inputs)
@@ -212,7 +197,7 @@ def test_character_score_compares_with_the_clips_gallery_character(tmp_path):
     crop = character.embed(crops.crops[0, 3, 1][None].float() / 255)[0]
     assert sims[0, 3, 1].item() == pytest.approx(float(crop @ features), abs=1e-5)
     with pytest.raises(ValueError, match="not in the gallery"):
-        train_reward(_items(clips), RewardTrainConfig(epochs=1), tmp_path / "m", gallery={})
+        train_reward(reward_items(clips), RewardTrainConfig(epochs=1), tmp_path / "m", gallery={})
 
 
 def test_mask_solidity_tells_regions_from_speckle_at_any_frame_size():
@@ -273,7 +258,7 @@ def test_text_contrastive_loss_pulls_a_matching_video_to_its_own_prompt():
 def test_a_dimension_trains_the_same_alone_as_beside_the_others(tmp_path):
     """Each dimension draws its batch order and dropout from its own seed: retraining one
     dimension reproduces it, whichever dimensions train before it."""
-    items = _items(make_rule_clips(tmp_path / "clips", 16, seed=2))
+    items = reward_items(make_rule_clips(tmp_path / "clips", 16, seed=2))
     results = {}
     for name, dimensions in (("alone", ("text_consistency",)), ("after", DIMENSION_KEYS)):
         results[name] = train_reward(

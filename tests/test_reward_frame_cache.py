@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from scoring.anime_reward.config import PRESETS, RewardTrainConfig
 from scoring.anime_reward.frames import FrameCache
 from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
-from scoring.anime_reward.train import RewardItem, train_reward
+from scoring.anime_reward.train import train_reward
+from tests.reward_data import reward_items
 
 pytestmark = pytest.mark.usefixtures("two_threads")
 
@@ -34,19 +35,7 @@ def test_frame_cache_round_trips_and_names_its_own_files(tmp_path):
 def test_fine_tuning_reads_clips_from_disk_at_the_encoders_size(tmp_path):
     clips = make_rule_clips(tmp_path / "clips", 8, seed=1)
     gallery = make_gallery(tmp_path / "gallery")
-    items = [
-        RewardItem(
-            clip_id=c.index,
-            video_path=str(c.video_path),
-            condition_image_path=str(c.condition_image_path),
-            prompt=c.prompt,
-            labels=c.labels,
-            split="test" if c.index % 4 == 0 else "train",
-            condition_id=c.index,
-            character_id=c.character_id,
-        )
-        for c in clips
-    ]
+    items = reward_items(clips)
     output = tmp_path / "model"
     cache_dir = tmp_path / ".model-frames"
     seen: list[dict] = []

@@ -27,33 +27,9 @@ from scoring.anime_reward.synthetic import make_labelled_clips
 from scoring.models import RewardModel
 from scoring.services import RewardRunError
 from tests.conftest import make_user, store_file
-from tests.lead_data import make_round, sha
+from tests.lead_data import labelled_clip, make_round, sha
 
 pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.usefixtures("two_threads")]
-
-
-def _clip(round_, condition, synthetic, source: str, key: str) -> Clip:
-    video = store_file(synthetic.video_path, f"clips/v{key}.mp4")
-    clip = Clip.objects.create(
-        round=round_,
-        condition=condition,
-        source_kind="external",
-        source_name=source,
-        original=video,
-        original_sha256=sha("orig" + key),
-        video=video,
-        status=Clip.Status.READY,
-        target_ratings=3,
-        rating_count=3,
-    )
-    ClipLabel.objects.create(
-        clip=clip,
-        count=3,
-        overall=sum(synthetic.labels.values()) / 6,
-        **{f"{k}_mean": v for k, v in synthetic.labels.items()},
-        **{f"{k}_std": 0.0 for k in DIMENSION_KEYS},
-    )
-    return clip
 
 
 @pytest.fixture
@@ -74,7 +50,9 @@ def judged_round(tmp_path):
         )
         for offset, source in enumerate(("hailuo", "vidu")):
             synthetic = clips[2 * index + offset]
-            clip = _clip(round_, condition, synthetic, source, f"{index}-{source}")
+            clip = labelled_clip(
+                round_, condition, synthetic, key=f"{index}-{source}", source_name=source
+            )
             labels[clip.pk] = synthetic.labels
     create_pairwise_tasks(source_a="hailuo", source_b="vidu", judges_needed=2, rng=random.Random(0))
     judges = [make_user(f"judge{i}", "annotator") for i in range(2)]

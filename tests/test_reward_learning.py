@@ -19,9 +19,10 @@ from labelhub.dimensions import DIMENSION_KEYS
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.synthetic import make_gallery, make_rule_clips
 from scoring.anime_reward.train import train_reward
+from tests.reward_data import reward_items
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from reward_learning import bench_config, rule_items  # noqa: E402
+from reward_learning import bench_config  # noqa: E402
 
 CLIPS, EPOCHS, SEED, LEARNS, BEATS_FROZEN = 128, 30, 0, 0.7, 0.3
 
@@ -36,7 +37,7 @@ def _config(**overrides) -> RewardTrainConfig:
 @pytest.mark.slow
 def test_all_six_dimensions_learn_and_fine_tuning_beats_frozen_on_text_and_character(tmp_path):
     gallery = make_gallery(tmp_path / "gallery")
-    items = rule_items(make_rule_clips(tmp_path / "clips", CLIPS, seed=SEED))
+    items = reward_items(make_rule_clips(tmp_path / "clips", CLIPS, seed=SEED))
     assert sum(i.split == "test" for i in items) == CLIPS // 4
     # the held-out clips cover every gallery character (a held-out set of one character would
     # test recognising a character never seen as a clip's own)

@@ -7,47 +7,16 @@ Short settings here (heartbeat 1 s, stale after 4 s, sweep every 1 s); productio
 30 s / 600 s / 60 s. Measure those with LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 ... -s.
 """
 
-import os
-import signal
-import time
-
 import pytest
 
 from runs.models import Run
-from scoring.models import ClipScore, RewardModel
-from tests.toy import mean_brightness
-from tests.workers import celery_worker, start_beat, wait_for
-from training.services import launch
-from training.services.pairs import build_round_pairs
+from tests.gapo_runs import launch_endless_gapo, pairs_scored_by_brightness
+from tests.workers import beat_running, celery_worker, recovery_env, sigkill, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
-RECOVERY_ENV = {
-    "LABELHUB_RUN_HEARTBEAT_SECONDS": "1",
-    "LABELHUB_RUN_STALE_SECONDS": "4",
-    "LABELHUB_RUN_SWEEP_SECONDS": "1",
-    "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8",
-}
-if os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1":
-    RECOVERY_ENV = {}
+RECOVERY_ENV = recovery_env("RUN")
 LIMIT = 60 if RECOVERY_ENV else 900
-
-
-def pairs_scored_by_brightness(round_) -> RewardModel:
-    """Preference pairs for GAPO from a brightness 'reward model' over the seed round's clips."""
-    reward_model = RewardModel.objects.create(name="brightness", preset="exact", checkpoint_dir="-")
-    for clip in round_.clips.all():
-        ClipScore.objects.create(
-            clip=clip, reward_model=reward_model, overall=mean_brightness(clip.original.path)
-        )
-    clips = list(round_.clips.order_by("pk"))
-    for loser in clips[1::2]:  # pairs need two clips of one condition
-        loser.condition = clips[clips.index(loser) - 1].condition
-        loser.save(update_fields=["condition"])
-    assert build_round_pairs(
-        round_id=round_.pk, origin="reward_model", reward_model_id=reward_model.pk
-    )
-    return reward_model
 
 
 def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
@@ -58,30 +27,21 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
     with celery_worker(
         queues="gpu", media_root=isolated_media, log_path=gpu_log, extra_env=RECOVERY_ENV
     ) as gpu:
-        run = launch.launch_run(
-            kind="gapo",
+        run = launch_endless_gapo(
+            round_=seed_round,
+            reward_model=reward_model,
             created_by=admin_user,
-            params={
-                "round_id": seed_round.pk,
-                "origin": "reward_model",
-                "reward_model_id": reward_model.pk,
-                "max_steps": 100000,
-                "checkpoint_every": 2,
-                "learning_rate": 1e-3,
-            },
+            learning_rate=1e-3,
         )
         wait_for(
             lambda: Run.objects.get(pk=run.pk).checkpoint_path,
             log_path=gpu_log,
             timeout=120,
         )
-        os.kill(gpu.pid, signal.SIGKILL)  # the GPU host dies mid-run
-        killed_at = time.monotonic()
-        gpu.wait(timeout=30)
+        killed_at = sigkill(gpu)  # the GPU host dies mid-run
     assert Run.objects.get(pk=run.pk).status == Run.Status.RUNNING
 
-    beat = start_beat(tmp_path, extra_env=RECOVERY_ENV)
-    try:
+    with beat_running(tmp_path, extra_env=RECOVERY_ENV):
         with celery_worker(
             queues="default",
             media_root=isolated_media,
@@ -95,9 +55,6 @@ def test_gpu_worker_sigkilled_mid_run_is_failed_resumable_by_beat(
                 timeout=LIMIT,
                 interval=0.5,
             )
-    finally:
-        beat.terminate()
-        beat.wait(timeout=30)
     print(f"\ntraining run marked failed (resumable) {failed_at - killed_at:.1f}s after the kill")
 
     run.refresh_from_db()

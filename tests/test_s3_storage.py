@@ -29,6 +29,7 @@ from annotation.services.assignment import lease_next_clip
 from annotation.services.exports import create_snapshot
 from annotation.services.ingest import import_rows
 from annotation.services.ratings import submit_rating
+from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.storage import list_objects, local_path
 from runs.models import Run
 from scoring.models import ClipScore, RewardModel
@@ -86,17 +87,7 @@ def rate_every_clip(round_: Round, raters: int = 2) -> None:
                 clip_id=lease.clip_id,
                 annotator=rater,
                 scores={
-                    key: 1 + (lease.clip_id + r + i) % 5
-                    for i, key in enumerate(
-                        (
-                            "visual_smoothness",
-                            "visual_motion",
-                            "visual_appeal",
-                            "text_consistency",
-                            "image_consistency",
-                            "character_consistency",
-                        )
-                    )
+                    key: 1 + (lease.clip_id + r + i) % 5 for i, key in enumerate(DIMENSION_KEYS)
                 },
                 seconds_spent=3.0,
                 idempotency_key=uuid.uuid4(),

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -13,6 +14,23 @@ from django.db import connection
 from labelhub.celery import app
 
 BROKER = os.environ.get("LABELHUB_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+# LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1 pytest tests/test_<x>_crash.py -s measures recovery
+# with the production defaults (minutes) instead of the crash tests' short timings.
+PRODUCTION_TIMINGS = os.environ.get("LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS") == "1"
+
+
+def recovery_env(
+    kind: str, *, heartbeat: int = 1, stale: int = 4, sweep: int = 1, **seconds: int
+) -> dict[str, str]:
+    """Short recovery timings for a crash test's workers and beat, so a killed worker is noticed
+    in seconds: ``LABELHUB_<KIND>_HEARTBEAT/STALE/SWEEP_SECONDS`` (plus any ``seconds``, e.g.
+    ``resend=3`` for ``LABELHUB_<KIND>_RESEND_SECONDS``) and a broker visibility timeout of 8 s.
+    Empty (the production defaults) under LABELHUB_CRASH_TEST_PRODUCTION_TIMINGS=1."""
+    if PRODUCTION_TIMINGS:
+        return {}
+    timings = {"heartbeat": heartbeat, "stale": stale, "sweep": sweep, **seconds}
+    env = {f"LABELHUB_{kind}_{name.upper()}_SECONDS": str(value) for name, value in timings.items()}
+    return {**env, "LABELHUB_BROKER_VISIBILITY_TIMEOUT": "8"}
 
 
 def _reset_broker_pools() -> None:
@@ -92,6 +110,26 @@ def celery_worker(
         log.close()
         app.conf.update(saved)
         _reset_broker_pools()
+
+
+@contextlib.contextmanager
+def beat_running(tmp_path: Path, *, extra_env: dict | None = None, broker: str = BROKER):
+    """``celery beat`` (the sweepers) against the test database while the block runs."""
+    beat = start_beat(tmp_path, extra_env=extra_env, broker=broker)
+    try:
+        yield beat
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+
+
+def sigkill(process: subprocess.Popen) -> float:
+    """Kill a worker as a dying host does (SIGKILL: no clean-up runs); the moment it died
+    (``time.monotonic()``), once it is gone."""
+    os.kill(process.pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    process.wait(timeout=30)
+    return killed_at
 
 
 def start_beat(

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelhub.api import JSONObjectField, errors
 from labelhub.roles import IsAdmin, IsLead
+from labelhub.schema_docs import extend_schema
 from runs.models import Run
 from runs.workers import live_workers
 from training import selectors

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from labelhub.api import errors
 from labelhub.roles import IsAdmin, IsLead
+from labelhub.schema_docs import extend_schema
 from runs.models import Run
 from scoring.anime_reward.config import OBJECTIVES
 from training import selectors

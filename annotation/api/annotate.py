@@ -6,7 +6,7 @@ Thin: parse with a serializer, call one service or selector, shape the answer.
 from __future__ import annotations
 
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import IsAuthenticated
@@ -21,6 +21,7 @@ from annotation.services.assignment import next_clip
 from annotation.services.ratings import skip_clip, submit_rating
 from labelhub.dimensions import DIMENSION_KEYS, SCORE_MAX, SCORE_MIN
 from labelhub.roles import IsAnnotator, IsLead, user_roles
+from labelhub.schema_docs import extend_schema
 
 # Database ids are bigints: a larger number can name no row, and Postgres would refuse it.
 MAX_ID = 2**63 - 1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +10,7 @@ from rest_framework.views import APIView
 from annotation.models import Round
 from annotation.services.guidelines import mark_guidelines_seen
 from labelhub.roles import IsAnnotator
+from labelhub.schema_docs import extend_schema
 
 
 class GuidelinesSeenView(APIView):

@@ -6,7 +6,7 @@ A correction never edits a rating: ``correct_rating`` writes a new row that supe
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -17,6 +17,7 @@ from annotation.selectors.me import rating_for_revision, recent_ratings
 from annotation.services.ratings import correct_rating
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator
+from labelhub.schema_docs import extend_schema
 
 
 class HistoryQuery(serializers.Serializer):

@@ -7,7 +7,7 @@ import json
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers, status
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
@@ -22,6 +22,7 @@ from annotation.services.pairwise import lease_next_pair, submit_judgement
 from labelhub.api import BIGINT_MAX, errors, id_field
 from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.roles import IsAnnotator, IsLead
+from labelhub.schema_docs import extend_schema
 
 
 class SnapshotSerializer(serializers.ModelSerializer):

@@ -1,11 +1,10 @@
 """Reads of import batches: the per-row report shown on the page, the API and the command."""
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.utils import timezone
 
 from annotation.models import ImportBatch, ImportRow
+from labelhub.heartbeat import silent
 
 
 def row_state(row: ImportRow, *, now=None) -> str:
@@ -17,10 +16,7 @@ def row_state(row: ImportRow, *, now=None) -> str:
     if row.status == ImportRow.Status.QUEUED:
         return "retrying" if row.attempts else "queued"
     if row.status == ImportRow.Status.PROCESSING:
-        stale_before = (now or timezone.now()) - timedelta(
-            seconds=settings.LABELHUB_IMPORT_STALE_SECONDS
-        )
-        if row.heartbeat_at is None or row.heartbeat_at < stale_before:
+        if silent(row.heartbeat_at, settings.LABELHUB_IMPORT_STALE_SECONDS, now=now):
             return "stalled"
         return "in_progress"
     return row.status

@@ -18,14 +18,10 @@ import logging
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.utils import timezone
 
 from annotation.dataset_folder import (
     TarMember,
@@ -37,14 +33,18 @@ from annotation.dataset_folder import (
     tar_size,
 )
 from annotation.models import DatasetFolder, ExportSnapshot
+from annotation.services.builds import RowBuild
 from labelhub.errors import ServiceError
-from labelhub.heartbeat import Heartbeat
-from labelhub.queue import enqueue
 from labelhub.storage import artifacts_dir, list_objects, on_local_disk
 
 logger = logging.getLogger(__name__)
 Status = DatasetFolder.Status
-BUILD_TASK = "annotation.build_dataset_folder"
+BUILD = RowBuild(
+    DatasetFolder,
+    task="annotation.build_dataset_folder",
+    id_argument="folder_id",
+    label="dataset folder",
+)
 
 
 class DatasetFolderError(ServiceError):
@@ -75,42 +75,14 @@ def request_dataset_folder(
         with_originals=with_originals,
         defaults={"prefix": _prefix(snapshot_id, with_originals), "created_by": created_by},
     )
-    if send and (folder.status in (Status.PENDING, Status.FAILED) or _abandoned(folder)):
-        enqueue(BUILD_TASK, folder_id=folder.pk)
+    if send and (folder.status in (Status.PENDING, Status.FAILED) or BUILD.abandoned(folder)):
+        BUILD.send(folder.pk)
     return folder
-
-
-def _stale_before():
-    return timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_STALE_SECONDS)
-
-
-def _abandoned(folder: DatasetFolder) -> bool:
-    return folder.status == Status.RUNNING and (
-        folder.heartbeat_at is None or folder.heartbeat_at < _stale_before()
-    )
 
 
 def sweep_stuck_dataset_folders() -> list[int]:
     """Send folders whose builder stopped beating back to the queue (they resume); their ids."""
-    stuck = list(
-        DatasetFolder.objects.filter(
-            status=Status.RUNNING, heartbeat_at__lt=_stale_before()
-        ).values_list("pk", flat=True)
-    )
-    for folder_id in stuck:
-        logger.warning("dataset folder %s: builder lost, resuming it", folder_id)
-        enqueue(BUILD_TASK, folder_id=folder_id)
-    return stuck
-
-
-def _claim(folder_id: int) -> bool:
-    with transaction.atomic():
-        folder = DatasetFolder.objects.select_for_update().get(pk=folder_id)
-        if folder.status not in (Status.PENDING, Status.FAILED) and not _abandoned(folder):
-            return False  # ready, or a live worker builds it
-        folder.status, folder.error, folder.heartbeat_at = Status.RUNNING, "", timezone.now()
-        folder.save(update_fields=["status", "error", "heartbeat_at"])
-        return True
+    return BUILD.sweep()
 
 
 def build_dataset_folder(
@@ -118,34 +90,23 @@ def build_dataset_folder(
 ) -> DatasetFolder:
     """Build the folder (see the module docstring); a delivery for one that is ready or being
     built by a live worker does nothing. Raises after cleaning up when the build fails."""
-    if not _claim(folder_id):
+    if not BUILD.claim(folder_id):
         return DatasetFolder.objects.get(pk=folder_id)
     folder = DatasetFolder.objects.select_related("snapshot").get(pk=folder_id)
-    heartbeat = Heartbeat(
-        lambda: DatasetFolder.objects.filter(pk=folder_id, status=Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        ),
-        interval=settings.LABELHUB_EXPORT_HEARTBEAT_SECONDS,
-        name=f"dataset-folder-{folder_id}-heartbeat",
-    )
     scratch = artifacts_dir("dataset-scratch") / str(folder_id)
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir(parents=True)
     try:
-        with heartbeat:
+        with BUILD.heartbeat(folder_id):
             totals = _write(folder, scratch, progress or (lambda _message: None))
     except Exception as exc:
         logger.exception("dataset folder %s failed; removing what it wrote", folder_id)
         remove_written(folder)
-        DatasetFolder.objects.filter(pk=folder_id).update(
-            status=Status.FAILED, error=f"{type(exc).__name__}: {exc}"
-        )
+        BUILD.fail(folder_id, exc)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    DatasetFolder.objects.filter(pk=folder_id, status=Status.RUNNING).update(
-        status=Status.READY, finished_at=timezone.now(), **totals
-    )
+    BUILD.finish(folder_id, **totals)
     folder.refresh_from_db()
     return folder
 

@@ -15,25 +15,23 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.utils import timezone
 
 from annotation.export_params import FORMATS, ExportParams
 from annotation.models import ExportSnapshot, Round
+from annotation.services.builds import RowBuild
 from labelhub.files import sha256_file
-from labelhub.heartbeat import Heartbeat
-from labelhub.queue import enqueue
 from labelhub.storage import artifacts_dir
 
 logger = logging.getLogger(__name__)
 Status = ExportSnapshot.Status
-BUILD_TASK = "annotation.export_snapshot"
+BUILD = RowBuild(
+    ExportSnapshot, task="annotation.export_snapshot", id_argument="snapshot_id", label="export"
+)
 
 __all__ = [
     "FORMATS",
@@ -93,26 +91,8 @@ def create_snapshot(
 def request_snapshot_build(**kwargs) -> ExportSnapshot:
     """Record a pending snapshot and send ``annotation.export_snapshot`` after commit."""
     snapshot = request_snapshot(**kwargs)
-    enqueue(BUILD_TASK, snapshot_id=snapshot.pk)
+    BUILD.send(snapshot.pk)
     return snapshot
-
-
-def _stale_before():
-    return timezone.now() - timedelta(seconds=settings.LABELHUB_EXPORT_STALE_SECONDS)
-
-
-def _claim(snapshot_id: int) -> bool:
-    """Take the snapshot for this attempt: pending, failed, or running with a dead builder."""
-    with transaction.atomic():
-        snapshot = ExportSnapshot.objects.select_for_update().get(pk=snapshot_id)
-        abandoned = snapshot.status == Status.RUNNING and (
-            snapshot.heartbeat_at is None or snapshot.heartbeat_at < _stale_before()
-        )
-        if snapshot.status not in (Status.PENDING, Status.FAILED) and not abandoned:
-            return False  # ready (immutable) or being built by a live worker
-        snapshot.status, snapshot.error, snapshot.heartbeat_at = Status.RUNNING, "", timezone.now()
-        snapshot.save(update_fields=["status", "error", "heartbeat_at"])
-        return True
 
 
 def build_snapshot(
@@ -120,7 +100,7 @@ def build_snapshot(
 ) -> ExportSnapshot:
     """Write the files of a snapshot, store and hash them, mark it ready. A delivery for a
     snapshot that is ready or being built by a live worker does nothing."""
-    if not _claim(snapshot_id):
+    if not BUILD.claim(snapshot_id):
         return ExportSnapshot.objects.get(pk=snapshot_id)
     snapshot = ExportSnapshot.objects.get(pk=snapshot_id)
     p = snapshot.params
@@ -129,17 +109,8 @@ def build_snapshot(
     scratch = artifacts_dir("export-scratch") / str(snapshot_id)
     shutil.rmtree(scratch, ignore_errors=True)  # what a killed attempt left behind
     scratch.mkdir(parents=True)
-    # Beats for the whole build, also through one long query or a lock wait: a live builder is
-    # never taken for a dead one and built over by a second worker.
-    heartbeat = Heartbeat(
-        lambda: ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
-            heartbeat_at=timezone.now()
-        ),
-        interval=settings.LABELHUB_EXPORT_HEARTBEAT_SECONDS,
-        name=f"export-{snapshot_id}-heartbeat",
-    )
     try:
-        with heartbeat:
+        with BUILD.heartbeat(snapshot_id):
             # The writers load pyarrow and numpy: only a build pays for them, not every page.
             from annotation.export_files import write_export_files
 
@@ -148,19 +119,11 @@ def build_snapshot(
             files = {kind: _store(snapshot_id, path) for kind, path in written.items()}
     except Exception as exc:
         logger.exception("export snapshot %s failed", snapshot_id)
-        ExportSnapshot.objects.filter(pk=snapshot_id).update(
-            status=Status.FAILED, error=f"{type(exc).__name__}: {exc}"
-        )
+        BUILD.fail(snapshot_id, exc)
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    ExportSnapshot.objects.filter(pk=snapshot_id, status=Status.RUNNING).update(
-        status=Status.READY,
-        files=files,
-        row_counts=row_counts,
-        content_hash=content_hash(files),
-        finished_at=timezone.now(),
-    )
+    BUILD.finish(snapshot_id, files=files, row_counts=row_counts, content_hash=content_hash(files))
     snapshot.refresh_from_db()
     return snapshot
 
@@ -180,15 +143,7 @@ def _store(snapshot_id: int, path: Path) -> dict:
 
 def sweep_stuck_snapshots() -> list[int]:
     """Send snapshots whose builder stopped beating back to the queue; returns their ids."""
-    stuck = list(
-        ExportSnapshot.objects.filter(
-            status=Status.RUNNING, heartbeat_at__lt=_stale_before()
-        ).values_list("pk", flat=True)
-    )
-    for snapshot_id in stuck:
-        logger.warning("export snapshot %s: builder lost, building again", snapshot_id)
-        enqueue(BUILD_TASK, snapshot_id=snapshot_id)
-    return stuck
+    return BUILD.sweep()
 
 
 def content_hash(files: dict[str, dict]) -> str:

@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from annotation.models import CharacterImage, Clip, Condition, ImportBatch, ImportRow
 from annotation.services.ingest_validation import clean_text
-from labelhub import storage
+from labelhub import heartbeat, storage
 from labelhub.queue import enqueue
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ INGEST_TASK = "annotation.ingest_row"
 
 
 def stale_before(now=None):
-    return (now or timezone.now()) - timedelta(seconds=settings.LABELHUB_IMPORT_STALE_SECONDS)
+    return heartbeat.stale_before(settings.LABELHUB_IMPORT_STALE_SECONDS, now=now)
 
 
 def mark_failed(row_id: int, *, claimed_at, message: str) -> None:

@@ -26,7 +26,6 @@ from annotation.services.ingest_recovery import (
     finish_batch_if_done,
     give_up,
     mark_failed,
-    stale_before,
 )
 from annotation.services.ingest_validation import (
     MAX_SOURCE_CHARS,
@@ -36,7 +35,7 @@ from annotation.services.ingest_validation import (
     video_limits,
 )
 from labelhub import storage
-from labelhub.heartbeat import Heartbeat
+from labelhub.heartbeat import Heartbeat, silent
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +55,7 @@ def _claim(row_id: int) -> ImportRow | None:
         if row is None or row.status in {ImportRow.Status.OK, ImportRow.Status.ERROR}:
             return None  # gone, or done already (a duplicate delivery)
         if row.status == ImportRow.Status.PROCESSING:
-            if row.heartbeat_at and row.heartbeat_at >= stale_before():
+            if not silent(row.heartbeat_at, settings.LABELHUB_IMPORT_STALE_SECONDS):
                 return None  # a live worker holds it
             if row.attempts >= settings.LABELHUB_IMPORT_MAX_ATTEMPTS:
                 give_up(row)
@@ -74,10 +73,10 @@ def ingest_import_row(row_id: int) -> None:
     row = _claim(row_id)
     if row is None:
         return
-    heartbeat = Heartbeat(  # ffmpeg may run for minutes: show the sweeper this worker is alive
-        lambda: ImportRow.objects.filter(
+    heartbeat = Heartbeat.on_rows(  # ffmpeg may run for minutes: show the sweeper we are alive
+        ImportRow.objects.filter(
             pk=row.pk, status=ImportRow.Status.PROCESSING, claimed_at=row.claimed_at
-        ).update(heartbeat_at=timezone.now()),
+        ),
         interval=settings.LABELHUB_IMPORT_HEARTBEAT_SECONDS,
         name=f"import-row-{row.pk}-heartbeat",
     )

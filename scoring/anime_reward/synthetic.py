@@ -68,6 +68,14 @@ def render_frames(
     return out
 
 
+def _write_clip(frames: np.ndarray, directory: Path, index: int) -> tuple[Path, Path]:
+    """A clip's H.264 MP4 (8 fps) and its first frame as the condition image (PNG)."""
+    video = write_video(frames, directory / f"clip{index:03d}.mp4", fps=8)
+    condition = directory / f"condition{index:03d}.png"
+    Image.fromarray(frames[0]).save(condition)
+    return video, condition
+
+
 def make_labelled_clips(
     directory: Path, count: int, *, seed: int = 0, frames: int = 16, size: int = 64
 ) -> list[SyntheticClip]:
@@ -85,9 +93,7 @@ def make_labelled_clips(
             size=size,
             seed=seed * 100_003 + index,
         )
-        video = write_video(array, directory / f"clip{index:03d}.mp4", fps=8)
-        condition = directory / f"condition{index:03d}.png"
-        Image.fromarray(array[0]).save(condition)
+        video, condition = _write_clip(array, directory, index)
         labels = {
             "visual_appeal": 1 + 4 * (brightness - 0.25) / 0.75,
             "visual_motion": 1 + 4 * speed / (2.5 * 16 / frames),
@@ -273,9 +279,7 @@ def make_rule_clips(
             size=size,
             seed=seed * 100_003 + index,
         )
-        video = write_video(array, directory / f"clip{index:03d}.mp4", fps=8)
-        condition = directory / f"condition{index:03d}.png"
-        Image.fromarray(array[0]).save(condition)
+        video, condition = _write_clip(array, directory, index)
         labels = {
             "visual_smoothness": 5 - 4 * factors["flicker"] / MAX_FLICKER,
             "visual_motion": 1 + 4 * factors["speed"] / max_speed,
