@@ -17,6 +17,7 @@ LABELHUB_BENCH_REDIS_URL (default redis://127.0.0.1:6379/6), flushed before each
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import subprocess
@@ -129,6 +130,35 @@ def source_round(conditions: int) -> Round:
     return round_
 
 
+def scoring_round(generated: Round, clips: int) -> Round:
+    """A round of ``clips`` clips that reuse the generated round's videos and conditions (distinct
+    rows, as distinct clips would be): enough scoring work for chunks to stand for GPU minutes."""
+    round_ = Round.objects.create(name=f"bench-scoring-{uuid.uuid4().hex[:6]}")
+    sources = list(generated.clips.order_by("pk"))
+    Clip.objects.bulk_create(
+        Clip(
+            round=round_,
+            condition_id=source.condition_id,
+            source_kind=source.source_kind,
+            source_name="bench-scoring",
+            original=source.original.name,
+            original_sha256=f"{index:064x}",
+            video=source.video.name,
+            poster=source.poster.name,
+            status=Clip.Status.READY,
+            target_ratings=round_.ratings_per_clip,
+        )
+        for index, source in zip(range(clips), itertools.cycle(sources), strict=False)
+    )
+    return round_
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds of a live process and its waited-for children (ffmpeg under ingest)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def tiny_reward_model() -> RewardModel:
     """A tiny AnimeReward with random weights, stored as a trained one would be."""
     from labelhub.storage import store_tree
@@ -178,6 +208,7 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
             )
         )
         warm_up = time.monotonic() - started
+        ingest_cpu = cpu_seconds(processes[0].pid)
         generation = wait(
             launch_run(
                 kind="generation",
@@ -191,13 +222,15 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
                 },
             )
         )
+        ingest_cpu = cpu_seconds(processes[0].pid) - ingest_cpu
         target = Round.objects.get(pk=generation.artifacts["round_id"])
+        scored = scoring_round(target, args.score_clips)
         scoring = wait(
             request_scoring(
                 reward_model_id=reward_model.pk,
-                round_id=target.pk,
+                round_id=scored.pk,
                 chunk_clips=args.chunk_clips,
-                batch_size=args.chunk_clips,
+                batch_size=args.batch_size,
                 created_by=admin,
             )
         )
@@ -224,7 +257,20 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
             for a, b in zip(ran, ran[1:], strict=False)
         )
     first_clip = Clip.objects.filter(round=target).order_by("created_at").first()
+    scoring_chunks = list(scoring.children.order_by("pk"))
     return {
+        # after the last chunk ended: the parent waits for the last imports, links candidates
+        "import_tail": (
+            generation.finished_at - max(c.finished_at for c in chunks)
+        ).total_seconds(),
+        "ingest_cpu": ingest_cpu,
+        "scoring_chunks": len(scoring_chunks),
+        "scoring_chunk_seconds": sum(
+            (c.finished_at - c.started_at).total_seconds() for c in scoring_chunks
+        )
+        / len(scoring_chunks),
+        "scoring_workers": len({c.worker for c in scoring_chunks}),
+        "scored": sum(int(c.artifacts.get("scored") or 0) for c in scoring_chunks),
         "generation_wall": (generation.finished_at - generation.started_at).total_seconds(),
         "scoring_wall": (scoring.finished_at - scoring.started_at).total_seconds(),
         "chunks": len(chunks),
@@ -250,7 +296,15 @@ def main() -> None:
         "of its last video, to stand for a GPU chunk of minutes)",
     )
     parser.add_argument("--chunk-conditions", type=int, default=2)
-    parser.add_argument("--chunk-clips", type=int, default=4)
+    parser.add_argument(
+        "--score-clips",
+        type=int,
+        default=240,
+        help="clips scored (the generated videos reused as distinct clips: enough work for a "
+        "scoring chunk to stand for GPU minutes)",
+    )
+    parser.add_argument("--chunk-clips", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=8, help="scoring batch size")
     args = parser.parse_args()
 
     call_command("migrate", verbosity=0)
@@ -259,13 +313,17 @@ def main() -> None:
     source = source_round(args.conditions)
     reward_model = tiny_reward_model()
     logs = Path(tempfile.mkdtemp(prefix="labelhub-bench-fanout-logs-"))
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
     results = {n: measure(n, args, source, reward_model, logs) for n in (1, 2)}
+    load_after = Path("/proc/loadavg").read_text().split()[:3]
 
     videos = args.conditions * args.candidates
     print(
         f"\nfan-out on {os.cpu_count()} cores: {videos} tiny candidates ({args.conditions} "
         f"conditions x {args.candidates}, {args.steps} steps), chunks of {args.chunk_conditions} "
-        f"conditions; scoring in chunks of {args.chunk_clips} clips; logs in {logs}"
+        f"conditions; scoring {args.score_clips} clips in chunks of {args.chunk_clips}; logs in "
+        f"{logs}\nload average (1, 5, 15 min) before {' '.join(load_before)}, after "
+        f"{' '.join(load_after)} (other processes on these cores skew the ratios)"
     )
     print("workers  gen wall  speed-up  score wall  speed-up  chunk s  overhead  first cand.")
     one = results[1]
@@ -280,14 +338,25 @@ def main() -> None:
     for n, r in results.items():
         parts = ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
         print(
-            f"{n} worker(s), summed over chunks: {parts}; warm-up (generator and reward model "
-            f"loaded once per worker) {r['warm_up']:.1f}s"
+            f"{n} worker(s): generation chunks summed: {parts}; import tail after the last chunk "
+            f"{r['import_tail']:.1f}s; ingest worker CPU (ffmpeg included) {r['ingest_cpu']:.1f}s; "
+            f"scoring: {r['scoring_chunks']} chunks of {r['scoring_chunk_seconds']:.1f}s on "
+            f"{r['scoring_workers']} workers, {r['scored']} clips; warm-up (generator and reward "
+            f"model loaded once per worker) {r['warm_up']:.1f}s"
         )
+    generate = one["seconds"]["generate"]
+    print(
+        f"On these {os.cpu_count()} cores the CPU stand-ins share the cores with ingest (ffmpeg), "
+        f"which a GPU host runs beside its GPUs: generation's speed-up with 2 workers is bounded "
+        f"by 2 x generate / (generate + ingest CPU) = "
+        f"{2 * generate / (generate + one['ingest_cpu']):.2f}x here."
+    )
     two = results[2]
     t_chunk, share = two["chunk_seconds"], two["overhead_share"]
     print(
         "\nModel (stated, not measured): a round of C chunks on N GPUs takes about\n"
-        "  T(N) = load + ceil(C / N) * t_chunk, t_chunk = t_generate / (1 - overhead share),\n"
+        "  T(N) = load + ceil(C / N) * t_chunk + import tail, t_chunk = t_generate / (1 - overhead"
+        " share),\n"
         "so the speed-up is C / ceil(C / N) * (1 - overhead share) / (1 - overhead share at 1 GPU)"
         " while chunks outnumber GPUs;\nthe broker and Postgres see one claim, a few progress "
         "writes and one import row per candidate, far below their limits at these rates."
