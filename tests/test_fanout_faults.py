@@ -1,5 +1,6 @@
 """Fan-out under faults, with real processes (issue 24): a generation run's chunks spread over two
-gpu workers, one of them SIGKILLed mid-chunk; the disk filling up while a chunk writes videos.
+gpu workers, one of them SIGKILLed mid-chunk; the disk filling up while a chunk writes videos; a
+parent that lasts longer than the soft time limit of one job.
 
 Short recovery settings as in ``test_run_crash`` (heartbeat 1 s, stale after 4 s); production
 defaults are 30 s / 600 s. No clock is faked and nothing of ours is mocked.
@@ -19,7 +20,9 @@ import pytest
 
 from annotation.models import Clip, ImportRow
 from annotation.services.ingest import referenced_names
+from labelhub.celery import app
 from labelhub.storage import list_objects, run_dir
+from runs import tasks as _tasks  # noqa: F401  (registers runs.execute with the app)
 from runs.models import Run
 from tests.workers import celery_worker, wait_for
 from training.models import Candidate
@@ -126,6 +129,56 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
     assert {c.attempts for c in others} == {1}  # the other chunks ran once
     assert run.artifacts["imported"] + run.artifacts["already_in_round"] >= k * 4
     _assert_exactly_once(run, seed_round, k, base_seed)
+
+
+def test_a_parent_run_outlives_the_soft_time_limit_of_one_job(
+    seed_round, admin_user, isolated_media, tmp_path, monkeypatch
+):
+    """A generation parent waits for all its chunks, so it lasts longer than one job may: its
+    task carries LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT, not the per-job limit (3 s here, on a
+    prefork gpu worker as in production, where Celery enforces it). Under the per-job limit the
+    chunk the parent was running in its task when the limit struck would fail and be retried."""
+    # Celery stamps the sender's limit on each message (this process launches the run; the
+    # worker sends the chunks): both get the 3 s per-job limit, as LABELHUB_TASK_SOFT_TIME_LIMIT
+    # set for the web and worker processes would give them.
+    task = app.tasks["runs.execute"]
+    monkeypatch.setattr(task, "soft_time_limit", 3)
+    monkeypatch.setattr(task, "_exec_options", None)  # Celery's cache of the task's options
+    env = {**RECOVERY_ENV, "LABELHUB_TASK_SOFT_TIME_LIMIT": "3"}
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
+    with ExitStack() as stack:
+        for name, log in logs.items():
+            stack.enter_context(
+                celery_worker(
+                    queues=name,
+                    media_root=isolated_media,
+                    log_path=log,
+                    extra_env=env,
+                    name=name,
+                    flush_broker=name == "default",
+                    pool="prefork" if name == "gpu" else "solo",
+                )
+            )
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"long-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": 2,
+                "base_seed": 3,
+                "inference_steps": 8,
+                "chunk_conditions": 1,
+            },
+        )
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert (run.finished_at - run.started_at).total_seconds() > 3  # past the per-job limit
+    # The limit never fired: no chunk the parent ran in its own task was cut short and retried.
+    assert {c.attempts for c in run.children.all()} == {1}
+    assert "SoftTimeLimitExceeded" not in run.log_tail
+    _assert_exactly_once(run, seed_round, 2, 3)
 
 
 @pytest.fixture
