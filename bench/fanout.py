@@ -173,6 +173,21 @@ def tiny_reward_model() -> RewardModel:
     )
 
 
+def claim_gaps(chunks: list[Run]) -> float:
+    """Claim latency: on each worker, the gaps between one chunk's end and its next one's start."""
+    gaps = 0.0
+    by_worker: dict[str, list] = {}
+    for c in chunks:
+        by_worker.setdefault(c.worker, []).append(c)
+    for ran in by_worker.values():
+        ran.sort(key=lambda c: c.started_at)
+        gaps += sum(
+            (b.started_at - a.finished_at).total_seconds()
+            for a, b in zip(ran, ran[1:], strict=False)
+        )
+    return gaps
+
+
 def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: Path) -> dict:
     redis.Redis.from_url(BROKER).flushdb()
     processes = [start_worker("default", "default", None, logs / "default.log")]
@@ -245,17 +260,8 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
     }
     chunk_time = sum((c.finished_at - c.started_at).total_seconds() for c in chunks)
     generating = sum(c.artifacts["seconds"]["generate"] for c in chunks)
-    # Claim latency: on each worker, the gap between one chunk's end and its next chunk's start.
-    gaps = 0.0
-    by_worker: dict[str, list] = {}
-    for c in chunks:
-        by_worker.setdefault(c.worker, []).append(c)
-    for ran in by_worker.values():
-        ran.sort(key=lambda c: c.started_at)
-        gaps += sum(
-            (b.started_at - a.finished_at).total_seconds()
-            for a, b in zip(ran, ran[1:], strict=False)
-        )
+    gaps = claim_gaps(chunks)
+    by_worker = {c.worker for c in chunks}
     first_clip = Clip.objects.filter(round=target).order_by("created_at").first()
     scoring_chunks = list(scoring.children.order_by("pk"))
     return {
@@ -270,6 +276,17 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
         )
         / len(scoring_chunks),
         "scoring_workers": len({c.worker for c in scoring_chunks}),
+        "scoring_seconds": {
+            k: sum(c.artifacts["seconds"][k] for c in scoring_chunks)
+            for k in scoring_chunks[0].artifacts["seconds"]
+        },
+        "scoring_gaps": claim_gaps(scoring_chunks),
+        "scoring_chunk_total": sum(
+            (c.finished_at - c.started_at).total_seconds() for c in scoring_chunks
+        ),
+        "scoring_tail": (
+            scoring.finished_at - max(c.finished_at for c in scoring_chunks)
+        ).total_seconds(),
         "scored": sum(int(c.artifacts.get("scored") or 0) for c in scoring_chunks),
         "generation_wall": (generation.finished_at - generation.started_at).total_seconds(),
         "scoring_wall": (scoring.finished_at - scoring.started_at).total_seconds(),
@@ -284,6 +301,13 @@ def measure(workers: int, args, source: Round, reward_model: RewardModel, logs: 
     }
 
 
+def scoring_overhead(r: dict) -> float:
+    """The share of scoring chunks' time (claim gaps included) not spent decoding or scoring."""
+    spent = r["scoring_chunk_total"] + r["scoring_gaps"]
+    work = r["scoring_seconds"]["decode_wait"] + r["scoring_seconds"]["score"]
+    return (spent - work) / spent
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conditions", type=int, default=8)
@@ -291,9 +315,12 @@ def main() -> None:
     parser.add_argument(
         "--steps",
         type=int,
-        default=64,
-        help="inference steps per video (64: a chunk generates long enough, next to the ingest "
-        "of its last video, to stand for a GPU chunk of minutes)",
+        default=192,
+        help="inference steps per video. On a GPU host a video is minutes of GPU and about a "
+        "second of ingest on the host's CPU; here the stand-ins and ingest (ffmpeg) share the "
+        "same 2 cores, so a tiny video must cost far more than its ingest to stand for that: at "
+        "64 steps ingest takes about half a video's CPU time and caps 2 workers near 1.3x; at "
+        "192 about a sixth (the bound is printed)",
     )
     parser.add_argument("--chunk-conditions", type=int, default=2)
     parser.add_argument(
@@ -340,9 +367,15 @@ def main() -> None:
         print(
             f"{n} worker(s): generation chunks summed: {parts}; import tail after the last chunk "
             f"{r['import_tail']:.1f}s; ingest worker CPU (ffmpeg included) {r['ingest_cpu']:.1f}s; "
-            f"scoring: {r['scoring_chunks']} chunks of {r['scoring_chunk_seconds']:.1f}s on "
-            f"{r['scoring_workers']} workers, {r['scored']} clips; warm-up (generator and reward "
-            f"model loaded once per worker) {r['warm_up']:.1f}s"
+            f"warm-up (generator and reward model loaded once per worker) {r['warm_up']:.1f}s"
+        )
+        parts = ", ".join(f"{k} {v:.1f}s" for k, v in r["scoring_seconds"].items())
+        print(
+            f"{n} worker(s): scoring: {r['scoring_chunks']} chunks of "
+            f"{r['scoring_chunk_seconds']:.1f}s on {r['scoring_workers']} workers, {r['scored']} "
+            f"clips; summed over chunks: {parts}; claim gaps {r['scoring_gaps']:.1f}s; parent's "
+            f"tail after the last chunk (queue signals) {r['scoring_tail']:.1f}s; overhead (chunk "
+            f"time and claim gaps not decoding or scoring) {100 * scoring_overhead(r):.1f}%"
         )
     generate = one["seconds"]["generate"]
     print(
