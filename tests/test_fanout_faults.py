@@ -131,6 +131,78 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
     _assert_exactly_once(run, seed_round, k, base_seed)
 
 
+def test_a_candidate_whose_import_fails_after_its_chunk_ended_is_made_again(
+    seed_round, admin_user, isolated_media, tmp_path
+):
+    """Chunks end once their videos are handed over; the parent waits for the imports. A hand-
+    over video spoilt before ingest reads it (its import fails) sends its chunk round again as a
+    fresh chunk row, which makes only that candidate: the round ends with exactly K each."""
+    k, base_seed = 2, 11
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
+    with ExitStack() as stack:
+        stack.enter_context(
+            celery_worker(
+                queues="gpu",
+                media_root=isolated_media,
+                log_path=logs["gpu"],
+                extra_env=RECOVERY_ENV,
+                name="gpu",
+            )
+        )
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"spoilt-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": k,
+                "base_seed": base_seed,
+                "inference_steps": 2,
+                "chunk_conditions": 2,
+            },
+        )
+        # No ingest worker yet: every chunk ends with its videos handed over, none imported.
+        wait_for(
+            lambda: _run(run.pk).children.filter(status=Run.Status.SUCCEEDED).count() == 2,
+            timeout=LIMIT,
+            log_path=logs["gpu"],
+        )
+        assert _run(run.pk).status == Run.Status.RUNNING  # the parent waits for the imports
+        handed_over = sorted(o.name for o in list_objects(("generated",)))
+        assert len(handed_over) == 4 * k
+        (isolated_media / handed_over[0]).write_bytes(b"not a video")
+        stack.enter_context(
+            celery_worker(
+                queues="default",
+                media_root=isolated_media,
+                log_path=logs["default"],
+                extra_env=RECOVERY_ENV,
+                name="default",
+                flush_broker=False,
+            )
+        )
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    chunks = list(run.children.order_by("pk"))
+    assert len(chunks) == 3  # the two chunks, and the spoilt one's chunk again
+    assert chunks[2].params["chunk"] in {c.params["chunk"] for c in chunks[:2]}
+    assert chunks[2].artifacts["videos"] == 1 and chunks[2].artifacts["already_in_round"] == 3
+    assert run.artifacts["videos"] == 4 * k + 1
+    assert (
+        ImportRow.objects.filter(
+            payload__round_id=run.artifacts["round_id"], status=ImportRow.Status.ERROR
+        ).count()
+        == 1
+    )
+    clips = Clip.objects.filter(round_id=run.artifacts["round_id"])
+    assert Counter(clips.values_list("condition_id", flat=True)) == dict.fromkeys(
+        set(seed_round.clips.values_list("condition_id", flat=True)), k
+    )
+    assert Candidate.objects.filter(clip__in=clips, run=run).count() == 4 * k
+    assert not list_objects(("generated",))
+
+
 def test_a_parent_run_outlives_the_soft_time_limit_of_one_job(
     seed_round, admin_user, isolated_media, tmp_path, monkeypatch
 ):

@@ -263,7 +263,7 @@ def generation_job(run: Run, report: Progress) -> dict:
     if missing:
         details = "; ".join(f"{row.video_path}: {row.message}" for row in errors[:10])
         raise RuntimeError(
-            f"{missing} candidates are not in {target.name} after {passes} passes "
+            f"{missing} candidates are not in {target.name} after {attempt} pass(es) over the chunks "
             f"({len(errors)} import errors{': ' + details if details else ''}); resume the run "
             "to make only them"
         )
