@@ -229,14 +229,19 @@ def generation_job(run: Run, report: Progress) -> dict:
     linked = _link_candidates(target, source, condition_ids, checkpoint, run)
     for chunk in run.children.all():  # ingest has its own copies now (originals/)
         _discard_orphans(f"{GENERATED_FOLDER}/run-{chunk.pk}", keep=set())
-    rows = _generated_rows(target, source, condition_ids)
+    children = list(run.children.all())
+    # This run's import rows (every attempt of every chunk, redone ones included).
+    rows = list(
+        ImportRow.objects.filter(
+            batch_id__in=[b for c in children for b in c.artifacts.get("import_batch_ids", [])]
+        ).order_by("pk")
+    )
     errors = [
         row
         for row in rows
         if row.status == ImportRow.Status.ERROR
         and (str(row.payload["condition_id"]), row.payload["seed"]) not in imported
     ]
-    children = list(run.children.all())
     totals = {
         # videos: made by any row (a redone chunk's first row too); already: the current rows
         "videos": sum(int(c.artifacts.get("videos") or 0) for c in children),
@@ -418,18 +423,6 @@ def _discard_orphans(prefix: str, *, keep: set[str]) -> None:
     for obj in list_objects((prefix,)):
         if obj.name not in keep:
             delete_stored(obj.name)
-
-
-def _generated_rows(target: Round, source: str, condition_ids: list[int]) -> list[ImportRow]:
-    """Every import row of this source's generated candidates for these conditions."""
-    return list(
-        ImportRow.objects.filter(
-            payload__trusted=True,
-            payload__round_id=target.pk,
-            payload__source=source,
-            payload__condition_id__in=condition_ids,
-        ).order_by("pk")
-    )
 
 
 def _wait_for_imports(target: Round, source: str, report: Progress, total: int) -> None:
