@@ -158,7 +158,7 @@ def generation_job(run: Run, report: Progress) -> dict:
     A chunk hands each video to ingest as soon as it is written and ends without waiting for the
     imports (the default-queue workers import while the gpu workers generate the next chunks);
     this parent waits for every import once the chunks have ended, links the imported clips to
-    the policy as Candidates and removes the hand-over files. A chunk whose candidates are still
+    the policy as Candidates and removes the hand-over files ingest did not take. A chunk whose candidates are still
     missing then (an import failed) runs again as a fresh chunk, within ``chunk_attempts`` passes.
     A resumed (or repeated) run makes only what is missing from the target round."""
     p = run.params
@@ -227,7 +227,9 @@ def generation_job(run: Run, report: Progress) -> dict:
             f"chunks {sorted(redo)} ended with candidates not imported; making them again",
         )
     linked = _link_candidates(target, source, condition_ids, checkpoint, run)
-    for chunk in run.children.all():  # ingest has its own copies now (originals/)
+    # Ingest removes each hand-over it imported; what is left is a failed import's or a killed
+    # attempt's (stored, its row never created).
+    for chunk in run.children.all():
         _discard_orphans(f"{GENERATED_FOLDER}/run-{chunk.pk}", keep=set())
     children = list(run.children.all())
     # This run's import rows (every attempt of every chunk, redone ones included).
