@@ -324,11 +324,14 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
         f"chunk {p.get('chunk', '?')}/{p.get('chunks', '?')}: {len(wanted) - len(present)} of "
         f"{len(wanted)} candidates to make ({len(present)} already in {target.name} or importing)",
     )
-    batches: list[int] = []
+    # This chunk's import batches, a killed attempt's included (the parent counts their rows).
+    batches: list[int] = list(run.artifacts.get("import_batch_ids", []))
+    handed_over = 0
     # Where the chunk's time goes (bench/fanout.py reads it): loading, generating, handing over.
     seconds = {"load": 0.0, "generate": 0.0, "hand_over": 0.0}
 
     def hand_over(candidate) -> None:
+        nonlocal handed_over
         started = time.monotonic()
         video = Path(candidate.video)
         stored = save_verified(video, f"{handover}/{video.name}").name
@@ -345,7 +348,9 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
             created_by=run.created_by,
             manifest_name=f"generation run {run.parent_id or run.pk} chunk {run.pk}",
         )
+        handed_over += 1
         batches.append(batch.pk)
+        record_artifacts(run.pk, import_batch_ids=batches)
         video.unlink(missing_ok=True)  # storage holds it now
         seconds["hand_over"] += time.monotonic() - started
 
@@ -377,7 +382,7 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
             raise OSError(
                 error.errno,
                 f"disk full: no space left on the device while writing candidate videos under "
-                f"{out_dir} ({len(batches)} handed over before it filled; nothing half-written is "
+                f"{out_dir} ({handed_over} handed over before it filled; nothing half-written is "
                 "imported). Free space and resume the run: only the missing candidates are made",
             ) from error
         finally:
@@ -388,7 +393,7 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
         "videos": len(made),
         "sampler": sorted({c.sampler for c in made}),
         "already_in_round": len(present),
-        "handed_over": len(batches),
+        "handed_over": handed_over,
         "import_batch_ids": batches,
         "seconds": {key: round(value, 3) for key, value in seconds.items()},
     }
