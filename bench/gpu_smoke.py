@@ -9,8 +9,12 @@
     # production load_generator (CI runs this through tests/test_gpu_smoke.py)
     python bench/gpu_smoke.py --cpu-small
 
-Not yet covered: the full AnimeReward preset fine-tuning one epoch (its encoders' replicas are
-the reward side's); run ``bench/reward_throughput.py`` for the reward models.
+The table ends with the anisora reward's full-size plan (``scoring/anime_reward/anisora/plan.py``):
+per released model its parameters and bf16 weight memory, counted on models built on the meta
+device from the released configs' numbers (nothing downloaded), its TFLOP per clip, and the clips/s
+one H100 is expected to reach. Not yet covered: the full AnimeReward preset fine-tuning one epoch
+(its encoders' replicas are the reward side's); run ``bench/reward_throughput.py`` for the reward
+models on replicas.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scoring.anime_reward.anisora.plan import anisora_reward_plan, plan_rows  # noqa: E402
 from training.alignment.cogvideox import load_generator  # noqa: E402
 from training.alignment.pairs import Pair  # noqa: E402
 from training.alignment.replica import build_full_size_random  # noqa: E402
@@ -144,6 +149,7 @@ def smoke(args) -> list[tuple[str, str]]:
         ),
     )  # fmt: skip
     rows.append(("generated", f"{len(generated)} video(s), sampler {generated[0].sampler}"))
+    rows += plan_rows(anisora_reward_plan())  # computed, not run: the same on either device
     return rows
 
 

@@ -109,8 +109,9 @@ def anisora_parts(model, specs, *, batch_size, device) -> tuple[float, dict[str,
                     [spec.prompt], padding="max_length", truncation=True, max_length=30,
                     return_tensors="pt",
                 ).to(dev)  # fmt: skip
-                timed("smoothness", model.regression, "smoothness", clip.frames, spec.prompt)
-                timed("appeal", model.regression, "quality", clip.frames, spec.prompt)
+                hidden = model.last_hidden
+                timed("smoothness", hidden, "visual_smoothness", clip.frames, spec.prompt)
+                timed("appeal", hidden, "visual_appeal", clip.frames, spec.prompt)
                 timed("image consistency", model.image_consistency.score, pixels, key)
                 timed("text consistency", model.text_consistency.score, pixels, dict(tokens))
                 timed("motion", model.motion_reward, pixels)
@@ -131,7 +132,7 @@ def bench_anisora(args) -> None:
 
             release = anisora_replica.write_release(Path(tmp) / "reward")
             sam = Path(tmp) / "sam"
-            anisora_replica.sam(sam)
+            anisora_replica.sam2(sam)
         t0 = time.perf_counter()
         model = AnisoraReward.from_release(
             release, sam_source=str(sam), device=args.device, dtype=dtype
@@ -189,7 +190,11 @@ def main() -> None:
     )
     parser.add_argument("--preset", choices=["tiny", "full", "anisora"], default="tiny")
     parser.add_argument("--release-dir", default="", help="anisora: the release's reward/ folder")
-    parser.add_argument("--sam-dir", default="", help="anisora: a facebook/sam-vit-* folder")
+    parser.add_argument(
+        "--sam-dir",
+        default="",
+        help="anisora: a facebook/sam2.1-hiera-* folder (transformers layout)",
+    )
     parser.add_argument(
         "--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu"
     )

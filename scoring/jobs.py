@@ -105,6 +105,7 @@ def train_reward_job(run: Run, report: Progress) -> dict:
         run=run,
         config={
             **run.params.get("config", {}),
+            "encoder_sources": config.encoder_sources,  # the folders it loaded (settings + run)
             "snapshot_id": snapshot.pk,
             "snapshot_hash": snapshot.content_hash,
             "train_clips": result.train_clips,

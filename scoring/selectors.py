@@ -158,18 +158,30 @@ def starting_weights(reward_model: RewardModel) -> dict:
         chosen = config.get("dimensions") or DIMENSION_KEYS
         trained = {k for k in HEAD_DIMENSIONS if k in chosen} if mode != "none" else set()
         whole = {"image_consistency", "text_consistency"} & trained if mode == "full" else set()
+        adapted = {"visual_smoothness", "visual_appeal"} & trained if mode == "lora" else set()
+        # character tracking's SAM 2.1 folder (LABELHUB_REWARD_SOURCE_SAM), outside the release
+        sam2 = (
+            [config["encoder_sources"]["sam"]]
+            if config.get("encoder_sources", {}).get("sam")
+            else []
+        )
         summaries = {
             "heads": " with its heads trained on this snapshot",
             "full": " with its heads and BLIP consistency models trained on this snapshot",
+            "lora": " with its heads and LoRA adapters on its Idefics2 regressors "
+            f"(rank {config.get('release_lora_rank', 8)}) trained on this snapshot",
         }
         return {
             "summary": "Bilibili's released AnimeReward" + summaries.get(mode, ", as released"),
             "rows": [
                 {
                     "name": d.name,
-                    "files": [f"{root}/{rel}" if root else rel for rel in DIMENSION_FILES[d.key]],
+                    "files": [f"{root}/{rel}" if root else rel for rel in DIMENSION_FILES[d.key]]
+                    + (sam2 if d.key == "character_consistency" else []),
                     "trained": "whole model"
                     if d.key in whole
+                    else "LoRA + head"
+                    if d.key in adapted
                     else "head"
                     if d.key in trained
                     else "as released",

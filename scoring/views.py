@@ -16,7 +16,7 @@ from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, has_role, role_required
 from labelhub.svg import scatter_svg
 from scoring import selectors, services
-from scoring.anime_reward.config import OBJECTIVES, TIE_MODELS, get_preset
+from scoring.anime_reward.config import ANISORA_FINETUNE, OBJECTIVES, TIE_MODELS, get_preset
 from scoring.models import RewardModel
 from scoring.selectors import model_disagreements
 
@@ -60,6 +60,7 @@ FORM_NUMBERS = (
     ("keyframes", int),
     ("track_frames", int),
     ("pair_weight", float),
+    ("release_lora_rank", int),
 )
 
 
@@ -79,9 +80,9 @@ def training_form_config(form) -> dict:
         if form.get(name, "").strip():
             config[name] = form[name].strip()
     release = form.get("release_finetune", "")
-    if release:  # the anisora preset: train the released heads, or evaluate the release as is
-        if release not in ("heads", "full", "none"):
-            raise ValueError("start from the release must be heads, full or none")
+    if release:  # the anisora preset: what of the released models trains on the snapshot
+        if release not in ANISORA_FINETUNE:
+            raise ValueError(f"start from the release must be one of {', '.join(ANISORA_FINETUNE)}")
         config["release_finetune"] = release
     finetune = form.get("finetune_encoders", "")
     if finetune not in FINETUNE_CHOICES:

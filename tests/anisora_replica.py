@@ -19,8 +19,8 @@ from transformers import (
     Idefics2Config,
     Idefics2ImageProcessor,
     PreTrainedTokenizerFast,
-    SamImageProcessor,
-    SamModel,
+    Sam2VideoConfig,
+    Sam2VideoModel,
 )
 from transformers.models.idefics2.modeling_idefics2 import Idefics2Model
 
@@ -249,15 +249,74 @@ def grounding_dino(folder: Path) -> None:
     _set_processor_class(folder, "GroundingDinoProcessor")
 
 
-def sam(folder: Path) -> None:
-    """A facebook/sam-vit-base-laid-out folder at tiny widths (64 px input)."""
+SAM2_SIZE = 64  # the replica's input side (the release: 1024)
+
+
+def sam2(folder: Path) -> None:
+    """A facebook/sam2.1-hiera-base-plus folder as transformers ships it, at tiny widths and
+    depths (64 px input): ``Sam2VideoConfig`` + weights through ``save_pretrained``; the
+    processor files written as the hub folder has them (``Sam2VideoProcessor`` itself needs
+    torchvision, which is not installed)."""
     folder.mkdir(parents=True, exist_ok=True)
+    side = SAM2_SIZE
+    config = Sam2VideoConfig(
+        vision_config=dict(
+            backbone_config=dict(
+                model_type="sam2_hiera_det_model",
+                hidden_size=16,
+                image_size=[side, side],
+                blocks_per_stage=[1, 2, 2, 1],
+                embed_dim_per_stage=[16, 32, 64, 128],
+                num_attention_heads_per_stage=[1, 1, 1, 1],
+                window_size_per_stage=[4, 4, 4, 2],
+                global_attention_blocks=[4],
+                window_positional_embedding_background_size=[2, 2],
+            ),
+            backbone_channel_list=[128, 64, 32, 16],
+            backbone_feature_sizes=[[side // 4] * 2, [side // 8] * 2, [side // 16] * 2],
+            fpn_hidden_size=128,
+        ),
+        prompt_encoder_config=dict(
+            hidden_size=128, image_size=side, patch_size=16, mask_input_channels=4
+        ),
+        mask_decoder_config=dict(
+            hidden_size=128, mlp_dim=64, num_attention_heads=2, iou_head_hidden_dim=32
+        ),
+        image_size=side,
+        num_maskmem=3,
+        memory_attention_hidden_size=128,
+        memory_attention_num_layers=1,
+        memory_attention_feed_forward_hidden_size=64,
+        memory_attention_rope_feat_sizes=[side // 16, side // 16],
+        memory_encoder_hidden_size=128,
+        memory_encoder_output_channels=64,
+        mask_downsampler_embed_dim=128,
+        memory_fuser_embed_dim=128,
+        memory_fuser_intermediate_dim=64,
+        max_object_pointers_in_encoder=4,
+    )
     torch.manual_seed(4)
-    SamModel(_tiny_configs()["sam"]).save_pretrained(folder)
-    SamImageProcessor(
-        size={"longest_edge": 64}, pad_size={"height": 64, "width": 64}
-    ).save_pretrained(folder)
-    _set_processor_class(folder, "SamProcessor")
+    Sam2VideoModel(config).save_pretrained(folder)
+    common = {
+        "do_convert_rgb": True,
+        "do_normalize": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.485, 0.456, 0.406],
+        "image_std": [0.229, 0.224, 0.225],
+        "processor_class": "Sam2VideoProcessor",
+        "resample": 2,
+        "rescale_factor": 1 / 255,
+        "size": {"height": side, "width": side},
+    }
+    image = {**common, "image_processor_type": "Sam2ImageProcessorFast"}
+    image["mask_size"] = {"height": side // 4, "width": side // 4}
+    video = {**common, "video_processor_type": "Sam2VideoVideoProcessor"}
+    (folder / "preprocessor_config.json").write_text(json.dumps(image, indent=2))
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(video, indent=2))
+    (folder / "processor_config.json").write_text(
+        json.dumps({"point_pad_value": -10, "processor_class": "Sam2VideoProcessor"}, indent=2)
+    )
 
 
 def _set_processor_class(folder: Path, name: str) -> None:

@@ -41,8 +41,8 @@ def release(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sam_dir(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("sam") / "sam-vit-base"
-    replica.sam(folder)
+    folder = tmp_path_factory.mktemp("sam") / "sam2.1-hiera-base-plus"
+    replica.sam2(folder)
     return folder
 
 
@@ -404,15 +404,12 @@ def test_character_consistency_prefers_the_clip_s_own_gallery_character(model):
         model.gallery = {}
 
 
-def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir, tmp_path):
-    """release_finetune="full": the image consistency model's ViT changes (L1 on its sigmoid),
-    the frames wait on disk, and the saved model gives back the held-out predictions."""
-    from scoring.anime_reward.anisora.train import train_anisora
-    from scoring.anime_reward.config import RewardTrainConfig
+def labelled_items(tmp_path: Path, *, seed: int) -> tuple[list, list]:
+    """Six synthetic labelled clips as trainer items: clips 0 and 1 held out."""
     from scoring.anime_reward.synthetic import make_labelled_clips
     from scoring.anime_reward.train import RewardItem
 
-    clips = make_labelled_clips(tmp_path / "clips", 6, seed=2)
+    clips = make_labelled_clips(tmp_path / "clips", 6, seed=seed)
     items = [
         RewardItem(
             clip_id=c.index,
@@ -425,6 +422,28 @@ def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir,
         )
         for c in clips
     ]
+    return clips, items
+
+
+def assert_rescored_as_evaluated(model, clips, evaluation: list, key: str) -> None:
+    """Each held-out clip scored by ``model`` gets what the trainer's evaluation recorded."""
+    for row in evaluation:
+        clip = next(c for c in clips if c.index == row["clip_id"])
+        frames = read_clip_frames(clip.video_path, size=NATIVE)
+        with Image.open(clip.condition_image_path) as image:
+            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
+        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
+        scored = model.score_batch(inputs)
+        assert float(scored[key][0]) == pytest.approx(row["predicted"][key], abs=1e-4)
+
+
+def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir, tmp_path):
+    """release_finetune="full": the image consistency model's ViT changes (L1 on its sigmoid),
+    the frames wait on disk, and the saved model gives back the held-out predictions."""
+    from scoring.anime_reward.anisora.train import train_anisora
+    from scoring.anime_reward.config import RewardTrainConfig
+
+    clips, items = labelled_items(tmp_path, seed=2)
     config = RewardTrainConfig(
         preset="anisora",
         release_dir=str(release),
@@ -452,13 +471,64 @@ def test_full_fine_tuning_trains_the_blip_model_and_reloads_it(release, sam_dir,
             strict=True,
         )
     )  # not asked for: as released
-    for row in result["evaluation"]:
-        clip = next(c for c in clips if c.index == row["clip_id"])
-        frames = read_clip_frames(clip.video_path, size=NATIVE)
-        with Image.open(clip.condition_image_path) as image:
-            condition = torch.from_numpy(np.asarray(image.convert("RGB")).copy()).permute(2, 0, 1)
-        inputs = collate([DecodedClip(frames, condition, None)], [clip.prompt], native=True)
-        scored = reloaded.score_batch(inputs)
-        assert float(scored["image_consistency"][0]) == pytest.approx(
-            row["predicted"]["image_consistency"], abs=1e-4
-        )
+    assert_rescored_as_evaluated(reloaded, clips, result["evaluation"], "image_consistency")
+
+
+def test_lora_trains_adapters_on_a_regressor_and_reloads_it(release, sam_dir, tmp_path):
+    """release_finetune="lora": peft adapters on the regressor's language model attention learn
+    with its score head (regression on 0-100); the base weights stay as released; the adapters
+    are saved beside the model and the reloaded model scores the held-out clips as in memory."""
+    from scoring.anime_reward.anisora.train import train_anisora
+    from scoring.anime_reward.config import RewardTrainConfig
+
+    clips, items = labelled_items(tmp_path, seed=4)
+    config = RewardTrainConfig(
+        preset="anisora",
+        release_dir=str(release),
+        release_finetune="lora",
+        release_lora_rank=4,
+        encoder_sources={"sam": str(sam_dir)},
+        dimensions=("visual_smoothness",),
+        epochs=2,
+        batch_size=2,
+        encoder_learning_rate=1e-2,
+    )
+    model = AnisoraReward.from_release(release, sam_source=str(sam_dir))
+    text_model = model.smoothness.model.text_model
+    base = {k: v.clone() for k, v in model.smoothness.state_dict().items()}
+    result = train_anisora(items, config, tmp_path / "model", model=model)
+    assert len(result["losses"]["visual_smoothness"]) == 2
+    assert set(result["metrics"]["visual_smoothness"]) >= {"pearson", "spearman", "mae"}
+    assert not (tmp_path / ".model-frames").exists()
+    lora = model.lora_state("visual_smoothness")
+    targets = {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert {k.split(".")[-4] for k in lora} == targets  # ...self_attn.q_proj.lora_A.default.weight
+    assert any(k.endswith("lora_B.default.weight") and v.abs().sum() > 0 for k, v in lora.items())
+    rank = next(v for k, v in lora.items() if "lora_A" in k).shape[0]
+    assert rank == 4
+    # the base weights (now under base_layer) are the released ones; the head was trained
+    after = model.smoothness.state_dict()
+    for key, value in base.items():
+        if key.startswith("score."):
+            continue
+        name = key.replace(".weight", ".base_layer.weight") if key not in after else key
+        assert torch.equal(after[name], value), key
+    assert not torch.equal(after["score.weight"], base["score.weight"])
+    assert all(p.requires_grad is False for p in text_model.parameters())
+    # saved: the adapters and the head only, beside reward_config.json
+    saved = load_file(str(tmp_path / "model" / "visual_smoothness" / "lora.safetensors"))
+    assert set(saved) == set(lora)
+    reloaded = AnisoraReward.load(tmp_path / "model")
+    assert reloaded.lora == {"visual_smoothness": 4}
+    assert not any("lora_" in k for k in reloaded.quality.state_dict())  # not asked for
+    assert_rescored_as_evaluated(reloaded, clips, result["evaluation"], "visual_smoothness")
+
+
+def test_release_lora_rank_is_validated():
+    from scoring.anime_reward.config import RewardTrainConfig
+
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="release_lora_rank"):
+            RewardTrainConfig(preset="anisora", release_finetune="lora", release_lora_rank=bad)
+    with pytest.raises(ValueError, match="release_finetune must be one of none, heads, full, lora"):
+        RewardTrainConfig(preset="anisora", release_finetune="adapters")

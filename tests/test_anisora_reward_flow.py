@@ -27,8 +27,8 @@ pytestmark = [pytest.mark.django_db(transaction=False), pytest.mark.usefixtures(
 @pytest.fixture
 def release_settings(settings, tmp_path_factory):
     root = replica.write_release(tmp_path_factory.mktemp("anisora") / "reward")
-    sam = tmp_path_factory.mktemp("sam") / "sam-vit-base"
-    replica.sam(sam)
+    sam = tmp_path_factory.mktemp("sam") / "sam2.1-hiera-base-plus"
+    replica.sam2(sam)
     settings.LABELHUB_REWARD_PRESET = "anisora"
     settings.LABELHUB_ANISORA_REWARD_DIR = str(root)
     settings.LABELHUB_REWARD_SOURCES = {"sam": str(sam)}
@@ -120,6 +120,7 @@ def test_released_models_evaluate_fine_tune_and_score_a_round(
     assert "with its heads trained on this snapshot" in page
     assert f"{release_settings}/{layout.MOTION_CKPT}" in page
     assert f"{release_settings}/{layout.TEXT_CONSISTENCY_CKPT}" in page
+    assert "sam2.1-hiera-base-plus" in page  # character tracking's SAM 2.1 folder
     assert 'id="same-split"' in page and ">released</a>" in page and ">tuned</a>" in page
 
     # scoring the round with the fine-tuned model: every clip, rewards in [0, 1]
@@ -196,3 +197,48 @@ def test_the_runs_form_and_the_command_start_from_the_release(
             "train_reward", snapshot=snapshot.pk, name="cli", release_finetune="heads", enqueue=True
         )
     assert Run.objects.order_by("-pk").first().params["config"]["release_finetune"] == "heads"
+
+
+def test_lora_is_offered_by_the_form_the_command_and_the_api(
+    client, release_settings, labelled_round, django_capture_on_commit_callbacks
+):
+    from django.core.management import call_command
+
+    _, snapshot = labelled_round
+    client.force_login(make_user("adam", "admin"))
+    page = client.get(reverse("scoring:reward_models")).content.decode()
+    assert '<option value="lora">' in page and 'name="release_lora_rank"' in page
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            reverse("scoring:launch_training"),
+            {
+                "snapshot_id": snapshot.pk,
+                "name": "form-lora",
+                "release_finetune": "lora",
+                "release_lora_rank": "16",
+            },
+        )
+    assert response.status_code == 302
+    config = Run.objects.get().params["config"]
+    assert (config["release_finetune"], config["release_lora_rank"]) == ("lora", 16)
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command(
+            "train_reward",
+            snapshot=snapshot.pk,
+            name="cli-lora",
+            release_finetune="lora",
+            release_lora_rank=4,
+            enqueue=True,
+        )
+    assert Run.objects.order_by("-pk").first().params["config"]["release_lora_rank"] == 4
+    response = client.post(
+        reverse("scoring:api_train"),
+        {
+            "snapshot_id": snapshot.pk,
+            "name": "api-lora",
+            "config": {"release_finetune": "lora", "release_lora_rank": 0},
+        },
+        content_type="application/json",
+    )
+    assert response.status_code == 400 and "release_lora_rank" in response.json()["detail"]
+    assert Run.objects.count() == 2

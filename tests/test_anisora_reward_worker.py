@@ -37,8 +37,8 @@ def wait_for_run(run_id, *, worker, log_path, timeout=600.0) -> Run:
 @pytest.mark.slow
 def test_a_gpu_worker_scores_a_round_with_the_released_models(isolated_media, settings, tmp_path):
     root = replica.write_release(tmp_path / "reward")
-    sam = tmp_path / "sam-vit-base"
-    replica.sam(sam)
+    sam = tmp_path / "sam2.1-hiera-base-plus"
+    replica.sam2(sam)
     settings.LABELHUB_REWARD_PRESET = "anisora"
     settings.LABELHUB_ANISORA_REWARD_DIR = str(root)
     settings.LABELHUB_REWARD_SOURCES = {"sam": str(sam)}

@@ -28,3 +28,21 @@ def test_gpu_smoke_runs_in_its_cpu_small_mode():
     assert "1 video(s), sampler dpm" in table
     for row in ("encoding phase", "full decode", "GAPO seconds/step", "SFT seconds/step"):
         assert row in table
+    assert "anisora plan: expected clips/s on one H100" in table
+
+
+def test_the_anisora_plan_counts_the_released_architectures():
+    """Parameter counts of the meta-built released architectures against their published
+    sizes: SAM 2.1 Hiera-B+ 80.8 M, GroundingDINO-base ~233 M, BLIP ViT-L/16 ~304 M, the
+    Idefics2-8B-based regressors ~8 B; bf16 memory is 2 bytes a parameter."""
+    from scoring.anime_reward.anisora.plan import anisora_reward_plan, plan_rows
+
+    plan = {m.name.split(" (")[0]: m for m in anisora_reward_plan()}
+    assert round(plan["SAM 2.1 Hiera-B+"].params / 1e6, 1) == 80.9
+    assert 232e6 < plan["GroundingDINO-base"].params < 234e6
+    assert 303e6 < plan["BLIP ViT-L/16 IP recogniser"].params < 305e6
+    regressor = plan["Mantis-8B-Idefics2 regressor"]
+    assert 8.0e9 < regressor.params < 8.5e9
+    assert regressor.bf16_gib == regressor.params * 2 / 2**30
+    rows = dict(plan_rows(list(plan.values())))
+    assert "clips/s" in rows["anisora plan: expected clips/s on one H100"]

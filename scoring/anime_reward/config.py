@@ -159,7 +159,8 @@ PRESETS: dict[str, RewardPreset] = {
     ),
 }
 
-ANISORA_FINETUNE = ("none", "heads", "full")  # what train_reward changes of the released models
+# what train_reward changes of the released models (help: RewardTrainConfig.release_finetune)
+ANISORA_FINETUNE = ("none", "heads", "full", "lora")
 
 
 def get_preset(name: str) -> RewardPreset:
@@ -180,7 +181,11 @@ TIE_MODELS = ("rao_kupper", "davidson")  # scoring.anime_reward.comparisons
 @dataclass
 class RewardTrainConfig:
     preset: str = field(
-        default="tiny", metadata={"help": "Encoder preset: tiny (random, CPU) or full."}
+        default="tiny",
+        metadata={
+            "help": "Encoder preset: tiny (random, CPU), full (pretrained encoders from local "
+            "folders) or anisora (Bilibili's released AnimeReward, LABELHUB_ANISORA_REWARD_DIR)."
+        },
     )
     dimensions: tuple[str, ...] = field(
         default=DIMENSION_KEYS, metadata={"help": "Dimensions to train."}
@@ -302,7 +307,17 @@ class RewardTrainConfig:
             "with the release's objectives: L1 on the sigmoid for the BLIP consistency models, "
             "MSE on the 0-100 output for the Idefics2 regressors; motion and character have no "
             "head and stay as released), full (as heads, and the BLIP consistency models' ViT and "
-            "BERT trained too, at encoder_learning_rate) or none (evaluate the release as it is)."
+            "BERT trained too, at encoder_learning_rate), lora (as heads, and LoRA adapters on "
+            "the attention projections of the two Idefics2 regressors' language model trained "
+            "with their score heads on the regression objective, at encoder_learning_rate) or "
+            "none (evaluate the release as it is)."
+        },
+    )
+    release_lora_rank: int = field(
+        default=8,
+        metadata={
+            "help": "anisora preset, release_finetune lora: rank of the LoRA adapters on the "
+            "Idefics2 regressors' q/k/v/o projections (alpha = rank)."
         },
     )
 
@@ -372,6 +387,14 @@ class RewardTrainConfig:
             raise ValueError(
                 f"release_finetune must be one of {', '.join(ANISORA_FINETUNE)}, "
                 f"not {self.release_finetune!r}"
+            )
+        if (
+            isinstance(self.release_lora_rank, bool)
+            or not isinstance(self.release_lora_rank, int)
+            or self.release_lora_rank < 1
+        ):
+            raise ValueError(
+                f"release_lora_rank must be a whole number >= 1, got {self.release_lora_rank!r}"
             )
         unknown_encoders = set(self.encoder_sources) - set(ENCODER_NAMES)
         if unknown_encoders:

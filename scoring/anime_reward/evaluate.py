@@ -96,6 +96,29 @@ def evaluate_rewards(
     return {key: evaluate_dimension(predicted[key], human[key], conditions) for key in predicted}
 
 
+def evaluate_held_out(
+    predicted: dict[str, Sequence[float]], by_id: dict, test_ids: Sequence
+) -> tuple[dict[str, dict], list[dict]]:
+    """Metrics of ``predicted`` (per key, in ``test_ids`` order) against the held-out items'
+    label means, and one row per clip (clip, condition, predicted, human) for evaluation.json.
+    Pairs are same-condition clips (an item without a condition id: its group)."""
+    human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
+    conditions = [
+        by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
+        for i in test_ids
+    ]
+    rows = [
+        {
+            "clip_id": clip_id,
+            "condition_id": conditions[row],
+            "predicted": {key: predicted[key][row] for key in predicted},
+            "human": {key: human[key][row] for key in human},
+        }
+        for row, clip_id in enumerate(test_ids)
+    ]
+    return evaluate_rewards(predicted, human, conditions), rows
+
+
 # --- accuracy on held-out A/B/tie judgements ---------------------------------------------------
 
 

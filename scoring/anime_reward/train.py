@@ -35,7 +35,7 @@ from labelhub.progress import Progress
 from .anisora.train import train_anisora
 from .comparisons import Comparison, TieParameter, choice_indices, comparison_loss
 from .config import RewardTrainConfig, get_preset
-from .evaluate import evaluate_comparisons, evaluate_rewards
+from .evaluate import evaluate_comparisons, evaluate_held_out
 from .frames import ClipSpec, DecodedClip, FrameCache, collate, iter_decoded_batches
 from .models import AnimeReward, CharacterCrops, Features, shrink_pixels
 
@@ -542,26 +542,12 @@ def train_reward(
         predicted = {
             key: rewards[key].float().cpu().tolist() for key in (*DIMENSION_KEYS, "overall")
         }
-        human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
-        conditions = [
-            by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
-            for i in test_ids
-        ]
-        metrics = evaluate_rewards(predicted, human, conditions)
+        metrics, evaluation = evaluate_held_out(predicted, by_id, test_ids)
         if comparisons:  # every objective is measured on the held-out judgements
             by_clip = {key: dict(zip(test_ids, predicted[key], strict=True)) for key in predicted}
             held_out = [c for c in decoded if c.split == "test"]
             for key, figures in evaluate_comparisons(by_clip, held_out).items():
                 metrics[key].update(figures)
-        evaluation = [
-            {
-                "clip_id": clip_id,
-                "condition_id": conditions[row],
-                "predicted": {key: predicted[key][row] for key in predicted},
-                "human": {key: human[key][row] for key in human},
-            }
-            for row, clip_id in enumerate(test_ids)
-        ]
         summary = ", ".join(
             f"{key} {m['spearman']:.3f}" for key, m in metrics.items() if m["spearman"] is not None
         )

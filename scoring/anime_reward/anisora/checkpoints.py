@@ -133,23 +133,15 @@ def vit_released_name(prefix: str):
 
 def clip_released_name(prefix: str):
     """``CLIPModel`` key -> the OpenAI CLIP name under ``prefix`` (ActionCLIP: ``clip.``)."""
+    renames = [
+        (f"^{re.escape(hf)}" + ("" if hf.endswith(".") else "$"), released)
+        for released, hf in _CLIP_NAMES.items()
+    ]
     return _renamer(
         [
             (r"^vision_model\.encoder\.layers\.", "visual.transformer.resblocks."),
             (r"^text_model\.encoder\.layers\.", "transformer.resblocks."),
-            (r"^vision_model\.embeddings\.patch_embedding\.weight$", "visual.conv1.weight"),
-            (r"^vision_model\.embeddings\.class_embedding$", "visual.class_embedding"),
-            (
-                r"^vision_model\.embeddings\.position_embedding\.weight$",
-                "visual.positional_embedding",
-            ),
-            (r"^vision_model\.pre_layrnorm\.", "visual.ln_pre."),
-            (r"^vision_model\.post_layernorm\.", "visual.ln_post."),
-            (r"^visual_projection\.weight$", "visual.proj"),
-            (r"^text_model\.embeddings\.token_embedding\.", "token_embedding."),
-            (r"^text_model\.embeddings\.position_embedding\.weight$", "positional_embedding"),
-            (r"^text_model\.final_layer_norm\.", "ln_final."),
-            (r"^text_projection\.weight$", "text_projection"),
+            *renames,
             *_BLOCK_NAMES,
         ],
         prefix,
@@ -233,6 +225,33 @@ def _resblocks_to_hf(blocks: dict[str, torch.Tensor], prefix: str) -> dict[str, 
     return out
 
 
+# OpenAI CLIP's names (a whole key, or a prefix ending in ".") -> CLIPModel's; the two
+# projections are stored as (in, out) matrices, nn.Linear keeps (out, in)
+_CLIP_NAMES = {
+    "visual.conv1.weight": "vision_model.embeddings.patch_embedding.weight",
+    "visual.class_embedding": "vision_model.embeddings.class_embedding",
+    "visual.positional_embedding": "vision_model.embeddings.position_embedding.weight",
+    "visual.ln_pre.": "vision_model.pre_layrnorm.",
+    "visual.ln_post.": "vision_model.post_layernorm.",
+    "visual.proj": "visual_projection.weight",
+    "token_embedding.weight": "text_model.embeddings.token_embedding.weight",
+    "positional_embedding": "text_model.embeddings.position_embedding.weight",
+    "ln_final.": "text_model.final_layer_norm.",
+    "text_projection": "text_projection.weight",
+    "logit_scale": "logit_scale",
+}
+_CLIP_TRANSPOSED = ("visual.proj", "text_projection")
+
+
+def _clip_hf_name(key: str) -> str:
+    if key in _CLIP_NAMES:
+        return _CLIP_NAMES[key]
+    for released, hf in _CLIP_NAMES.items():
+        if released.endswith(".") and key.startswith(released):
+            return hf + key.removeprefix(released)
+    return key  # unknown: the strict load names it
+
+
 def openai_clip_to_hf(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """An OpenAI CLIP state dict (``visual.*``, ``transformer.*``, ...) as ``CLIPModel`` keys."""
     out = {}
@@ -242,30 +261,8 @@ def openai_clip_to_hf(clip: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             vision_blocks[key.removeprefix("visual.transformer.resblocks.")] = value
         elif key.startswith("transformer.resblocks."):
             text_blocks[key.removeprefix("transformer.resblocks.")] = value
-        elif key == "visual.conv1.weight":
-            out["vision_model.embeddings.patch_embedding.weight"] = value
-        elif key == "visual.class_embedding":
-            out["vision_model.embeddings.class_embedding"] = value
-        elif key == "visual.positional_embedding":
-            out["vision_model.embeddings.position_embedding.weight"] = value
-        elif key.startswith("visual.ln_pre."):
-            out["vision_model.pre_layrnorm." + key.rsplit(".", 1)[1]] = value
-        elif key.startswith("visual.ln_post."):
-            out["vision_model.post_layernorm." + key.rsplit(".", 1)[1]] = value
-        elif key == "visual.proj":
-            out["visual_projection.weight"] = value.t().contiguous()
-        elif key == "token_embedding.weight":
-            out["text_model.embeddings.token_embedding.weight"] = value
-        elif key == "positional_embedding":
-            out["text_model.embeddings.position_embedding.weight"] = value
-        elif key.startswith("ln_final."):
-            out["text_model.final_layer_norm." + key.rsplit(".", 1)[1]] = value
-        elif key == "text_projection":
-            out["text_projection.weight"] = value.t().contiguous()
-        elif key == "logit_scale":
-            out["logit_scale"] = value
         else:
-            out[key] = value  # unknown: the strict load names it
+            out[_clip_hf_name(key)] = value.t().contiguous() if key in _CLIP_TRANSPOSED else value
     out.update(_resblocks_to_hf(vision_blocks, "vision_model.encoder."))
     out.update(_resblocks_to_hf(text_blocks, "text_model.encoder."))
     return out

@@ -44,6 +44,10 @@ DIMENSION_FILES = {
 HEAD_DIMENSIONS = ("visual_smoothness", "visual_appeal", "image_consistency", "text_consistency")
 
 HF_FOLDER_FILES = ("config.json", "preprocessor_config.json", "tokenizer_config.json")
+# SAM 2.1 for character tracking (LABELHUB_REWARD_SOURCE_SAM): the release's SAMURAI reads Meta's
+# sam2.1_hiera_base_plus.pt; that pickle is not read, the transformers folder of the same weights
+# (facebook/sam2.1-hiera-base-plus) is
+SAM2_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
 class ReleaseLayoutError(ValueError):
@@ -91,8 +95,8 @@ def missing_files(root: str | Path, dimensions=None) -> list[str]:
 
 def check_release_dir(root: str | Path | None, *, sam_source: str | None = None) -> Path:
     """The release folder, or a ``ReleaseLayoutError`` naming the setting, the folder and the first
-    missing files. ``sam_source``: the SAM folder character tracking uses (the release's SAMURAI
-    checkpoint is not read; see README)."""
+    missing files. ``sam_source``: the SAM 2.1 folder character tracking uses (the release's
+    SAMURAI checkpoint, Meta's .pt, is not read; see README)."""
     if not root:
         raise ReleaseLayoutError(
             "LABELHUB_ANISORA_REWARD_DIR is not set: the anisora preset reads the released "
@@ -109,9 +113,22 @@ def check_release_dir(root: str | Path | None, *, sam_source: str | None = None)
             + (" ..." if len(missing) > 6 else "")
         )
     if sam_source is not None:
-        if not sam_source or not (Path(sam_source) / "config.json").is_file():
-            raise ReleaseLayoutError(
-                f"LABELHUB_REWARD_SOURCE_SAM={sam_source}: the anisora preset tracks characters "
-                "with a SAM folder laid out as facebook/sam-vit-base ships it; config.json missing"
-            )
+        check_sam2_dir(sam_source)
     return root
+
+
+def check_sam2_dir(source: str | Path | None) -> Path:
+    """The SAM 2.1 folder, or a ``ReleaseLayoutError`` naming the setting and the missing files."""
+    setting = "LABELHUB_REWARD_SOURCE_SAM"
+    where = "a folder laid out as facebook/sam2.1-hiera-base-plus ships it for transformers"
+    if not source:
+        raise ReleaseLayoutError(
+            f"{setting} is not set: the anisora preset tracks characters with SAM 2.1, {where}"
+        )
+    missing = [name for name in SAM2_FILES if not (Path(source) / name).is_file()]
+    if missing:
+        raise ReleaseLayoutError(
+            f"{setting}={source}: the anisora preset tracks characters with SAM 2.1, {where} "
+            f"(the release's sam2.1_hiera_base_plus.pt is not read); {', '.join(missing)} missing"
+        )
+    return Path(source)

@@ -91,12 +91,13 @@ def blip_vision_config(vit: dict, source: str, **extra) -> BlipVisionConfig:
     )
 
 
-def _vision_model(vit_state: dict, source: str) -> BlipVisionModel:
-    config = blip_vision_config(vit_state, source)
-    model = BlipVisionModel(config)
-    hf = blip_vit_to_hf(vit_state, source)
-    load_strict(model, hf, source, vit_released_name("visual_encoder."))
-    return model
+def _load_with_vit(model: nn.Module, vit: dict, state: dict, source: str) -> nn.Module:
+    """Load a model holding a BLIP ViT as ``visual_encoder``: the ViT's timm-layout tensors
+    mapped, the rest (heads, BERT) by their own names; strict, errors in released names."""
+    hf = {f"visual_encoder.{k}": v for k, v in blip_vit_to_hf(vit, source).items()}
+    hf.update({k: v for k, v in state.items() if not k.startswith("visual_encoder.")})
+    load_strict(model, hf, source, _outer_released_name)
+    return model.eval()
 
 
 def _outer_released_name(key: str) -> str:
@@ -152,11 +153,8 @@ class BlipConsistency(nn.Module):
                 eos_token_id=None,
             )
             text_encoder = BlipTextModel(config, add_pooling_layer=False)
-        model = cls(_vision_model(vit, source), text_encoder)
-        hf = {f"visual_encoder.{k}": v for k, v in blip_vit_to_hf(vit, source).items()}
-        hf.update({k: v for k, v in state.items() if not k.startswith("visual_encoder.")})
-        load_strict(model, hf, source, _outer_released_name)
-        return model.eval()
+        model = cls(BlipVisionModel(blip_vision_config(vit, source)), text_encoder)
+        return _load_with_vit(model, vit, state, source)
 
     def video_embedding(self, frames: torch.Tensor) -> torch.Tensor:
         """(T, 3, 224, 224) normalised frames -> (D,): CLS of the frames' mean token sequence."""
@@ -289,11 +287,8 @@ class CharacterRecogniser(nn.Module):
         state = _drop_ignored(state)
         vit = _take(state, "visual_encoder.", source)
         embed_dim = _shape(state, "vision_proj.weight", source)[0]
-        model = cls(_vision_model(vit, source), embed_dim)
-        hf = {f"visual_encoder.{k}": v for k, v in blip_vit_to_hf(vit, source).items()}
-        hf.update({k: v for k, v in state.items() if not k.startswith("visual_encoder.")})
-        load_strict(model, hf, source, _outer_released_name)
-        return model.eval()
+        model = cls(BlipVisionModel(blip_vision_config(vit, source)), embed_dim)
+        return _load_with_vit(model, vit, state, source)
 
     def embed(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.vision_proj(_cls(self.visual_encoder, pixels))

@@ -11,9 +11,10 @@ thresholds 0.5, at most the 5 largest boxes), masks tracked through the frames, 
 frames where its mask is non-empty, each cropped to the mask's box, background black, padded to a
 square, 224 px bilinear; the recogniser's embeddings against the gallery (dot products averaged
 per gallery character), softmax over characters, mean over the 8 frames, the best character's
-probability, averaged over the detected characters. The release tracks with SAMURAI (SAM 2 + a
-Kalman filter) on every frame; here SAM (a facebook/sam-vit-* folder) follows each character
-through the sampled frames, the box of its last mask prompting the next frame.
+probability, averaged over the detected characters. The release tracks with SAMURAI (SAM 2.1 +
+a Kalman filter on the box) on every frame; here SAM 2.1 (transformers' ``Sam2VideoModel`` from a
+facebook/sam2.1-hiera-* folder) tracks the characters' boxes from the first sampled frame through
+the sampled frames with its memory, candidate masks chosen by SAMURAI's rule (``tracking``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peft import LoraConfig, inject_adapter_in_model
 from PIL import Image
 from safetensors.torch import load_file, load_model, save_file, save_model
 from torch import nn
@@ -34,8 +36,7 @@ from transformers import (
     BertTokenizer,
     CLIPTokenizer,
     GroundingDinoForObjectDetection,
-    SamModel,
-    SamProcessor,
+    Sam2VideoModel,
 )
 
 from labelhub.dimensions import DIMENSION_KEYS
@@ -46,12 +47,16 @@ from . import layout
 from . import preprocess as pre
 from .checkpoints import read_release_state
 from .models import ActionClip, BlipConsistency, CharacterRecogniser, Idefics2Regressor
+from .tracking import Sam2Input, load_sam2, track_boxes
 
 log = logging.getLogger(__name__)
 
 REWARD_CONFIG = "reward_config.json"
 GALLERY_FILE = "character_gallery.safetensors"
+LORA_FILE = "lora.safetensors"
 PRESET = "anisora"
+# LoRA on the regressors' language model (Mistral): its attention projections
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj")
 
 
 def bytes_to_unicode() -> dict[int, str]:
@@ -131,9 +136,9 @@ class AnisoraReward(nn.Module):
         self.motion: ActionClip = parts["motion"]
         self.recogniser: CharacterRecogniser = parts["recogniser"]
         self.grounding_dino: GroundingDinoForObjectDetection = parts["grounding_dino"]
-        self.sam: SamModel = parts["sam"]
+        self.sam2: Sam2VideoModel = parts["sam2"]
+        self.sam2_input: Sam2Input = parts["sam2_input"]
         self.processors = {k: parts[k] for k in ("smooth_proc", "quality_proc", "gdino_proc")}
-        self.sam_processor: SamProcessor = parts["sam_proc"]
         self.bert_tokenizer = parts["bert_tokenizer"]
         self.clip_tokenizer = parts["clip_tokenizer"]
         self.release_dir = release_dir
@@ -142,6 +147,7 @@ class AnisoraReward(nn.Module):
         self.finetune = "none"
         self.tuned_heads: list[str] = []
         self.tuned_models: list[str] = []  # BLIP consistency models trained end to end (full)
+        self.lora: dict[str, int] = {}  # regressor dimension -> LoRA rank (release_finetune lora)
 
     # --- loading ---------------------------------------------------------------------------------
 
@@ -154,7 +160,7 @@ class AnisoraReward(nn.Module):
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
     ) -> AnisoraReward:
-        """Load every released file (``layout``) and the SAM folder. The Idefics2 regressors run
+        """Load every released file (``layout``) and the SAM 2.1 folder. The Idefics2 regressors run
         in ``dtype`` (the release: bf16); the BLIP and CLIP models in fp32, as the release."""
         root = layout.check_release_dir(release_dir, sam_source=sam_source)
         text_ckpt = root / layout.TEXT_CONSISTENCY_CKPT
@@ -185,9 +191,8 @@ class AnisoraReward(nn.Module):
             ),
             "grounding_dino": GroundingDinoForObjectDetection.from_pretrained(gdino_dir),
             "gdino_proc": AutoProcessor.from_pretrained(gdino_dir),
-            "sam": SamModel.from_pretrained(sam_source),
-            "sam_proc": SamProcessor.from_pretrained(sam_source),
         }
+        parts["sam2"], parts["sam2_input"] = load_sam2(sam_source)
         model = cls(parts, release_dir=str(root), sources={"sam": str(sam_source)})
         model.requires_grad_(False)
         return model.to(device).eval()
@@ -219,11 +224,15 @@ class AnisoraReward(nn.Module):
     def _device(self) -> torch.device:
         return self.image_consistency.img_proj.weight.device
 
-    @torch.inference_mode()
-    def regression(self, which: str, frames: torch.Tensor, prompt: str) -> torch.Tensor:
-        """Last-token hidden state of a regressor (its ``score`` input) for one clip."""
-        model = self.smoothness if which == "smoothness" else self.quality
-        processor = self.processors["smooth_proc" if which == "smoothness" else "quality_proc"]
+    def regressor(self, key: str) -> Idefics2Regressor:
+        """The Idefics2 regressor of ``visual_smoothness`` or ``visual_appeal``."""
+        return self.smoothness if key == "visual_smoothness" else self.quality
+
+    def last_hidden(self, key: str, frames: torch.Tensor, prompt: str) -> torch.Tensor:
+        """A regressor's last-token hidden state (its ``score`` input) for one clip, (1, D):
+        the evaluation prompt and the frames through the regressor's own processor."""
+        model = self.regressor(key)
+        processor = self.processors["smooth_proc" if key == "visual_smoothness" else "quality_proc"]
         images = [pre.to_pil(f) for f in frames]
         inputs = processor(
             text=pre.evaluation_prompt(prompt, len(images)), images=images, return_tensors="pt"
@@ -232,8 +241,20 @@ class AnisoraReward(nn.Module):
         inputs = {k: v.to(device) for k, v in inputs.items()}
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(model.score.weight.dtype)
-        hidden = model.model(**inputs).last_hidden_state
-        return hidden[:, -1]  # batch of one, no padding: the last token
+        return model.model(**inputs).last_hidden_state[:, -1]  # batch of one, no padding
+
+    def add_lora(self, key: str, rank: int) -> list[nn.Parameter]:
+        """LoRA adapters (peft, alpha = rank, B = 0 so the model is unchanged until trained) on
+        the attention projections of a regressor's language model; returns their parameters."""
+        text_model = self.regressor(key).model.text_model
+        config = LoraConfig(r=rank, lora_alpha=rank, lora_dropout=0.0, target_modules=LORA_TARGETS)
+        inject_adapter_in_model(config, text_model)
+        self.lora[key] = rank
+        return [p for name, p in text_model.named_parameters() if "lora_" in name]
+
+    def lora_state(self, key: str) -> dict[str, torch.Tensor]:
+        text_model = self.regressor(key).model.text_model
+        return {k: v for k, v in text_model.state_dict().items() if "lora_" in k}
 
     @torch.inference_mode()
     def features(self, frames: torch.Tensor, condition: torch.Tensor, prompt: str) -> dict:
@@ -241,18 +262,19 @@ class AnisoraReward(nn.Module):
         the two regressors' last hidden states, the BLIP video and key CLS embeddings."""
         device = self._device()
         pixels = pre.key_pixels(frames).to(device)
-        key = pre.key_pixels(condition[None]).to(device)
+        key_image = pre.key_pixels(condition[None]).to(device)
         tokens = self.bert_tokenizer(
             [prompt], padding="max_length", truncation=True, max_length=30, return_tensors="pt"
         ).to(device)
         ic, tc = self.image_consistency, self.text_consistency
         return {
-            "visual_smoothness": self.regression("smoothness", frames, prompt)[0].float().cpu(),
-            "visual_appeal": self.regression("quality", frames, prompt)[0].float().cpu(),
+            dim: self.last_hidden(dim, frames, prompt)[0].float().cpu()
+            for dim in ("visual_smoothness", "visual_appeal")
+        } | {
             "image_consistency": torch.cat(
                 [
                     ic.video_embedding(pixels),
-                    ic.visual_encoder(pixel_values=key).last_hidden_state[0, 0],
+                    ic.visual_encoder(pixel_values=key_image).last_hidden_state[0, 0],
                 ]
             ).cpu(),
             "text_consistency": torch.cat(
@@ -267,7 +289,7 @@ class AnisoraReward(nn.Module):
     def heads_reward(self, key: str, values: torch.Tensor) -> torch.Tensor:
         """Rewards from ``features`` values (B, F) through a dimension's head (differentiable)."""
         if key in ("visual_smoothness", "visual_appeal"):
-            model = self.smoothness if key == "visual_smoothness" else self.quality
+            model = self.regressor(key)
             logits = model.score(values.to(model.score.weight))[:, 0].float()
             return logits / 100
         model = self.image_consistency if key == "image_consistency" else self.text_consistency
@@ -326,30 +348,9 @@ class AnisoraReward(nn.Module):
         found[:, 1::2] = found[:, 1::2].clamp(0, height)
         return found
 
-    @torch.inference_mode()
     def track(self, frames: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-        """(T, K, H, W) bool masks: SAM prompted on each frame by the box of the previous mask."""
-        device, masks, prompt = self.sam.device, [], boxes.clone()
-        for frame in frames:
-            inputs = self.sam_processor(
-                images=pre.to_pil(frame), input_boxes=[prompt.tolist()], return_tensors="pt"
-            )
-            out = self.sam(
-                pixel_values=inputs["pixel_values"].to(device),
-                input_boxes=inputs["input_boxes"].to(device),
-                multimask_output=False,
-            )
-            mask = self.sam_processor.image_processor.post_process_masks(
-                out.pred_masks.cpu(), inputs["original_sizes"], inputs["reshaped_input_sizes"]
-            )[0][:, 0].bool()  # (K, H, W)
-            masks.append(mask)
-            for k, m in enumerate(mask):
-                if m.any():
-                    ys, xs = torch.nonzero(m, as_tuple=True)
-                    prompt[k] = torch.tensor(
-                        [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], dtype=prompt.dtype
-                    )
-        return torch.stack(masks)
+        """(T, K, H, W) bool masks: SAM 2.1 tracks the boxes from the first frame (``tracking``)."""
+        return track_boxes(self.sam2, self.sam2_input, frames, boxes)
 
     @torch.inference_mode()
     def gallery_embeddings(self, extra: list[Image.Image]) -> tuple[torch.Tensor, list[str]]:
@@ -460,6 +461,12 @@ class AnisoraReward(nn.Module):
             save_model(self.head_modules(key), str(directory / key / "head.safetensors"))
         for key in self.tuned_models:  # the whole BLIP model: ViT (+ BERT) and heads
             save_model(getattr(self, key), str(directory / key / "model.safetensors"))
+        for key in self.lora:  # a few MB beside the 8B regressor, which stays as released
+            (directory / key).mkdir(exist_ok=True)
+            save_file(
+                {k: v.contiguous() for k, v in self.lora_state(key).items()},
+                str(directory / key / LORA_FILE),
+            )
         if self.gallery:
             tensors = {}
             for i, images in enumerate(self.gallery.values()):
@@ -479,6 +486,7 @@ class AnisoraReward(nn.Module):
             "finetune": self.finetune,
             "tuned_heads": list(self.tuned_heads),
             "tuned_models": list(self.tuned_models),
+            "lora": dict(self.lora),
             "gallery_characters": {c: len(images) for c, images in self.gallery.items()},
             "dimensions": list(DIMENSION_KEYS),
             **(extra_config or {}),
@@ -515,6 +523,14 @@ class AnisoraReward(nn.Module):
             heads = model.head_modules(key)
             state = load_file(str(directory / key / "head.safetensors"))
             heads.load_state_dict(state, strict=True)
+        for key, rank in config.get("lora", {}).items():
+            model.add_lora(key, rank)
+            state = load_file(str(directory / key / LORA_FILE))
+            expected = set(model.lora_state(key))
+            if set(state) != expected:
+                odd = sorted(set(state) ^ expected)[0]
+                raise ValueError(f"{directory / key / LORA_FILE}: LoRA tensors differ at {odd!r}")
+            model.regressor(key).model.text_model.load_state_dict(state, strict=False)
         model.tuned_models = list(config.get("tuned_models", []))
         for key in model.tuned_models:
             load_model(getattr(model, key), str(directory / key / "model.safetensors"))

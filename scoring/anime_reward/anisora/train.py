@@ -16,6 +16,12 @@ mapped to [0, 1], ``(mean - 1) / 4``.
 Full (``release_finetune="full"``): as heads, and the BLIP consistency models' ViT (and BERT for
 text) train with their heads on the same L1 objective at ``encoder_learning_rate``. Their frames
 (224 px, uint8, as the release feeds them) wait in a disk cache between epochs, not in memory.
+
+LoRA (``release_finetune="lora"``): as heads, and peft LoRA adapters (rank ``release_lora_rank``)
+on the q/k/v/o projections of the two Idefics2 regressors' language model train with their
+``score`` heads on the regression objective at ``encoder_learning_rate``; the 8B base weights
+stay as released. Their inputs (the sampled frames at source resolution, uint8) wait in the
+disk cache; the adapters are saved beside the model (``<dimension>/lora.safetensors``).
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ from labelhub.dimensions import DIMENSION_KEYS
 from labelhub.progress import Progress
 
 from ..config import RewardTrainConfig
-from ..evaluate import evaluate_rewards
+from ..evaluate import evaluate_held_out
 from ..frames import NATIVE, FrameCache, iter_decoded_batches
 from . import preprocess as pre
 from .layout import HEAD_DIMENSIONS
@@ -59,9 +65,11 @@ def train_anisora(
     on_progress: Progress | None = None,
     *,
     gallery: dict | None = None,
+    model: AnisoraReward | None = None,
 ) -> dict:
     """Evaluate (and by default fine-tune the heads of) the released models on ``items``; the
-    fields of ``train.TrainResult`` (``train.train_reward`` hands the anisora preset here)."""
+    fields of ``train.TrainResult`` (``train.train_reward`` hands the anisora preset here).
+    ``model``: the released models already loaded (``from_release``), trained in place."""
     started = time.monotonic()
     report = on_progress or (lambda step, total, metrics, message: None)
     torch.manual_seed(config.seed)
@@ -71,22 +79,26 @@ def train_anisora(
     use_bf16 = config.mixed_precision == "bf16" or (
         config.mixed_precision == "auto" and device == "cuda"
     )
-    model = AnisoraReward.from_release(
-        config.release_dir,
-        sam_source=config.encoder_sources.get("sam", ""),
-        device=device,
-        dtype=torch.bfloat16 if use_bf16 else torch.float32,
-    )
+    if model is None:
+        model = AnisoraReward.from_release(
+            config.release_dir,
+            sam_source=config.encoder_sources.get("sam", ""),
+            device=device,
+            dtype=torch.bfloat16 if use_bf16 else torch.float32,
+        )
     if gallery:
         model.set_gallery(gallery)
     tuned = (
         [k for k in HEAD_DIMENSIONS if k in config.dimensions]
-        if config.release_finetune in ("heads", "full")
+        if config.release_finetune != "none"
         else []
     )
     whole = [k for k in BLIP_DIMENSIONS if k in tuned] if config.release_finetune == "full" else []
+    adapted = [k for k in REGRESSORS if k in tuned] if config.release_finetune == "lora" else []
     frame_cache = (
-        FrameCache(Path(output_dir).parent / f".{Path(output_dir).name}-frames") if whole else None
+        FrameCache(Path(output_dir).parent / f".{Path(output_dir).name}-frames")
+        if whole or adapted
+        else None
     )
 
     # --- data: each clip decoded once at source resolution, only the heads' inputs kept ---------
@@ -111,7 +123,7 @@ def train_anisora(
             batch.specs, (batch.inputs.native if batch.inputs else []), strict=True
         ):
             features = model.features(clip.frames, clip.condition, spec.prompt)
-            if frame_cache is not None:  # the BLIP models' inputs, for training them end to end
+            if whole:  # the BLIP models' inputs, for training them end to end
                 frame_cache.put(
                     spec.clip_id,
                     {
@@ -119,6 +131,8 @@ def train_anisora(
                         "key": pre.resize_224([pre.to_pil(clip.condition)]),
                     },
                 )
+            elif adapted:  # the regressors' inputs: their processor takes the source frames
+                frame_cache.put(spec.clip_id, {"native": clip.frames})
             for key in HEAD_DIMENSIONS:
                 head_inputs[key][spec.clip_id] = features[key]
             fixed["visual_motion"][spec.clip_id] = model.motion_reward(features["pixels"])
@@ -148,6 +162,10 @@ def train_anisora(
         )
         return frames, {k: v.to(dev) for k, v in tokens.items()}
 
+    def lora_hidden(key: str, clip_id) -> torch.Tensor:
+        """A cached clip's last hidden state through a LoRA-adapted regressor, (1, D)."""
+        return model.last_hidden(key, frame_cache.get(clip_id)["native"], by_id[clip_id].prompt)
+
     # --- heads (and, full, the BLIP models): one loop per dimension --------------------------------
     losses: dict[str, list[float]] = {}
     for key in tuned:
@@ -160,12 +178,19 @@ def train_anisora(
             {"params": list(heads.parameters()), "lr": config.for_dimension(key, "learning_rate")}
         ]
         blip = getattr(model, key) if key in whole else None
+        encoder_params = []
         if blip is not None:
             blip.float().requires_grad_(True).train()
             head_ids = {id(p) for p in heads.parameters()}
+            encoder_params = [p for p in blip.parameters() if id(p) not in head_ids]
+        elif key in adapted:  # base weights frozen (from_release), only the adapters learn
+            encoder_params = model.add_lora(key, config.release_lora_rank)
+            for p in encoder_params:
+                p.requires_grad_(True)
+        if encoder_params:
             groups.append(
                 {
-                    "params": [p for p in blip.parameters() if id(p) not in head_ids],
+                    "params": encoder_params,
                     "lr": config.for_dimension(key, "encoder_learning_rate"),
                 }
             )
@@ -181,6 +206,13 @@ def train_anisora(
                 if blip is not None:  # end to end through the ViT (and BERT)
                     predicted = torch.cat(
                         [blip.score(*blip_inputs(key, train_ids[r])) for r in rows.tolist()]
+                    )
+                elif key in adapted:  # end to end through the LoRA-adapted language model
+                    predicted = torch.cat(
+                        [
+                            model.heads_reward(key, lora_hidden(key, train_ids[r]))
+                            for r in rows.tolist()
+                        ]
                     )
                 else:
                     predicted = model.heads_reward(key, values[rows].to(heads_device(heads)))
@@ -199,6 +231,12 @@ def train_anisora(
                 f"{key} epoch {epoch + 1}/{epochs[key]} loss {losses[key][-1]:.4f}",
             )
         heads.requires_grad_(False).eval()
+        if key in adapted:  # the adapters changed the held-out clips' last hidden states
+            for p in encoder_params:
+                p.requires_grad_(False)
+            with torch.no_grad():
+                for clip_id in test_ids:
+                    head_inputs[key][clip_id] = lora_hidden(key, clip_id)[0].float().cpu()
         if blip is not None:  # the encoders changed: the held-out clips' head inputs too
             blip.requires_grad_(False).eval()
             with torch.no_grad():
@@ -233,21 +271,7 @@ def train_anisora(
             sum(predicted[key][row] for key in DIMENSION_KEYS) / len(DIMENSION_KEYS)
             for row in range(len(test_ids))
         ]
-        human = {key: [by_id[i].targets()[key] for i in test_ids] for key in predicted}
-        conditions = [
-            by_id[i].condition_id if by_id[i].condition_id is not None else by_id[i].group
-            for i in test_ids
-        ]
-        metrics = evaluate_rewards(predicted, human, conditions)
-        evaluation = [
-            {
-                "clip_id": clip_id,
-                "condition_id": conditions[row],
-                "predicted": {key: predicted[key][row] for key in predicted},
-                "human": {key: human[key][row] for key in human},
-            }
-            for row, clip_id in enumerate(test_ids)
-        ]
+        metrics, evaluation = evaluate_held_out(predicted, by_id, test_ids)
 
     # --- checkpoint ------------------------------------------------------------------------------
     output_dir = Path(output_dir)

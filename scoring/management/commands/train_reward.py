@@ -9,7 +9,12 @@ from django.core.management.base import BaseCommand, CommandError
 from labelhub.dimensions import DIMENSION_KEYS
 from runs.cli import run_here
 from scoring import services
-from scoring.anime_reward.config import OBJECTIVES, TIE_MODELS, RewardTrainConfig
+from scoring.anime_reward.config import (
+    ANISORA_FINETUNE,
+    OBJECTIVES,
+    TIE_MODELS,
+    RewardTrainConfig,
+)
 from scoring.models import RewardModel
 
 HELP = RewardTrainConfig.help()
@@ -54,8 +59,9 @@ class Command(BaseCommand):
             "--finetune-encoders", action="store_true", default=None, help=HELP["finetune_encoders"]
         )
         parser.add_argument(
-            "--release-finetune", choices=("heads", "full", "none"), help=HELP["release_finetune"]
+            "--release-finetune", choices=ANISORA_FINETUNE, help=HELP["release_finetune"]
         )
+        parser.add_argument("--release-lora-rank", type=int, help=HELP["release_lora_rank"])
         parser.add_argument("--keyframes", type=int, help=HELP["keyframes"])
         parser.add_argument("--track-frames", type=int, help=HELP["track_frames"])
         parser.add_argument("--device", help=HELP["device"])
@@ -80,6 +86,7 @@ class Command(BaseCommand):
                 "contrastive_weight",
                 "finetune_encoders",
                 "release_finetune",
+                "release_lora_rank",
                 "keyframes",
                 "track_frames",
                 "device",
