@@ -10,9 +10,12 @@ from __future__ import annotations
 from django.db import transaction
 
 
-def send_now(task_name: str, *, queue: str | None = None, **kwargs) -> None:
+def send_now(
+    task_name: str, *, queue: str | None = None, soft_time_limit: int | None = None, **kwargs
+) -> None:
     """Send the task at once (callers that are outside a transaction or already committed);
-    ``queue`` overrides the task's route (a run for a worker that owns several GPUs)."""
+    ``queue`` overrides the task's route (a run for a worker that owns several GPUs);
+    ``soft_time_limit`` (seconds) replaces the configured one for this message only."""
     # Celery loads with the first task sent, not with every page process and manage.py command.
     from labelhub.celery import app
 
@@ -20,9 +23,14 @@ def send_now(task_name: str, *, queue: str | None = None, **kwargs) -> None:
         app.loader.import_default_modules()
         app.tasks[task_name].apply(kwargs=kwargs, throw=True)
     else:
-        app.send_task(task_name, kwargs=kwargs, **({"queue": queue} if queue else {}))
+        options = {"queue": queue, "soft_time_limit": soft_time_limit}
+        app.send_task(task_name, kwargs=kwargs, **{k: v for k, v in options.items() if v})
 
 
-def enqueue(task_name: str, *, queue: str | None = None, **kwargs) -> None:
+def enqueue(
+    task_name: str, *, queue: str | None = None, soft_time_limit: int | None = None, **kwargs
+) -> None:
     """Send ``task_name(**kwargs)`` after the surrounding transaction commits (at once without one)."""
-    transaction.on_commit(lambda: send_now(task_name, queue=queue, **kwargs))
+    transaction.on_commit(
+        lambda: send_now(task_name, queue=queue, soft_time_limit=soft_time_limit, **kwargs)
+    )

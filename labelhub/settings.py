@@ -221,6 +221,11 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_TASK_SOFT_TIME_LIMIT", 6 * 3600)
+# A parent run (generation, scoring, a loop round) waits for all its chunks or steps: a paper-
+# scale round on one GPU is about 11 days of generation, so its task gets 30 days, not 6 h.
+LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT = env_int(
+    "LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT", 30 * 24 * 3600
+)
 # An unacknowledged message (its worker was killed) comes back after this, not after hours.
 # Long GPU runs are not redelivered into a second copy: their task checks the run's status and
 # heartbeat first (runs.services), and stale runs are recovered by fail-stale-runs.

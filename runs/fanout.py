@@ -66,10 +66,17 @@ def run_chunks(
     kind: str,
     chunks: list[dict],
     max_attempts: int = 3,
+    redo: frozenset[int] = frozenset(),
 ) -> ChunkOutcome:
     """Run ``chunks`` (each a params dict with a ``size``: its number of items, the unit of the
-    progress bar) as child runs of ``parent`` on every gpu worker, this process included."""
-    children = _chunk_runs(parent, kind, chunks)
+    progress bar) as child runs of ``parent`` on every gpu worker, this process included.
+
+    ``redo`` names chunks (by number, from 1) whose succeeded row must run again as a fresh row
+    (its output went missing after it ended: e.g. an import that failed after the chunk handed
+    its videos over); the old row stays as the record of what it did."""
+    children = _chunk_runs(parent, kind, chunks, redo=redo)
+    pks = [c.pk for c in children]
+    current = Run.objects.filter(parent_id=parent.pk, pk__in=pks)
     # The attempts this execution of the parent allows each chunk (a resumed parent: as many more).
     allowed = {
         c.pk: c.attempts + max_attempts if c.status != Status.QUEUED else max_attempts
@@ -80,17 +87,17 @@ def run_chunks(
             services.requeue(child.pk)
         elif child.status == Status.QUEUED:
             enqueue(services.EXECUTE_TASK, run_id=child.pk)
-    bar = _ParentBar(parent.pk, report, total=sum(int(c["size"]) for c in chunks))
+    bar = _ParentBar(current, report, total=sum(int(c["size"]) for c in chunks))
     try:
         while True:
             bar.show()  # raises RunCancelled once the parent is cancelled
             services.fail_stale_runs(parent_id=parent.pk)
-            for child in Run.objects.filter(parent_id=parent.pk, status=Status.FAILED):
+            for child in current.filter(status=Status.FAILED):
                 if child.attempts < allowed.get(child.pk, max_attempts):
                     report(bar.done, bar.total, None, f"chunk run {child.pk} failed; retrying it")
                     services.requeue(child.pk)
             queued = (
-                Run.objects.filter(parent_id=parent.pk, status=Status.QUEUED)
+                current.filter(status=Status.QUEUED)
                 .order_by("-pk")
                 .values_list("pk", flat=True)
                 .first()
@@ -98,27 +105,33 @@ def run_chunks(
             if queued is not None:
                 services.execute_run(queued, worker=parent.worker, on_progress=bar.forward)
                 continue
-            if not Run.objects.filter(parent_id=parent.pk).exclude(status__in=ENDED):
+            if not current.exclude(status__in=ENDED):
                 break
             time.sleep(POLL_SECONDS)
     except services.RunCancelled:
         services.request_cancel(parent.pk)  # the chunks still queued or running stop too
         raise
     bar.show(final=True)
-    return ChunkOutcome(list(Run.objects.filter(parent_id=parent.pk).order_by("pk")))
+    return ChunkOutcome(list(current.order_by("pk")))
 
 
-def _chunk_runs(parent: Run, kind: str, chunks: list[dict]) -> list[Run]:
-    """The parent's chunk rows, created on its first execution (numbered by ``chunk``)."""
+def _chunk_runs(parent: Run, kind: str, chunks: list[dict], *, redo: frozenset[int]) -> list[Run]:
+    """The parent's chunk rows, created on its first execution (numbered by ``chunk``; the newest
+    row of a number is the current one), and again for succeeded chunks named in ``redo``."""
     with transaction.atomic():
         existing = {
             c.params.get("chunk"): c
-            for c in Run.objects.select_for_update().filter(parent_id=parent.pk, kind=kind)
+            for c in Run.objects.select_for_update()
+            .filter(parent_id=parent.pk, kind=kind)
+            .order_by("pk")
         }
         rows = []
         for number, params in enumerate(chunks, 1):
+            row = existing.get(number)
+            if row is not None and number in redo and row.status == Status.SUCCEEDED:
+                row = None
             rows.append(
-                existing.get(number)
+                row
                 or services.create_run(
                     kind=kind,
                     params={**params, "chunk": number, "chunks": len(chunks)},
@@ -132,16 +145,14 @@ def _chunk_runs(parent: Run, kind: str, chunks: list[dict]) -> list[Run]:
 class _ParentBar:
     """The parent's one progress bar: the items its chunks have done over all their items."""
 
-    def __init__(self, parent_id: int, report: Progress, *, total: int):
-        self.parent_id, self.report, self.total = parent_id, report, total
+    def __init__(self, chunks, report: Progress, *, total: int):
+        self.chunks, self.report, self.total = chunks, report, total
         self.done = 0
         self._shown = 0.0
 
     def show(self, *, final: bool = False) -> None:
         done = 0
-        for status, step, size in Run.objects.filter(parent_id=self.parent_id).values_list(
-            "status", "step", "params__size"
-        ):
+        for status, step, size in self.chunks.values_list("status", "step", "params__size"):
             done += int(size or 0) if status == Status.SUCCEEDED else min(step, int(size or 0))
         self.done = done
         self._shown = time.monotonic()

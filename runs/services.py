@@ -92,6 +92,19 @@ def queue_for(params: dict) -> str:
     return "gpu" if gpus == 1 else f"gpu-x{gpus}"
 
 
+# Runs whose work is done by child runs (a generation or scoring run's chunks, a round's steps):
+# their task lasts as long as all of those together (days at paper scale on few GPUs), far past
+# the soft time limit that bounds one job. Their own message carries a longer limit; the chunks
+# they wait for keep the ordinary one (each is retried, bounded, and a silent one is failed).
+PARENT_KINDS = frozenset({Run.Kind.GENERATION, Run.Kind.SCORING, Run.Kind.ROUND})
+
+
+def soft_time_limit_for(kind: str) -> int | None:
+    """The soft time limit of a run's task: ``LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT`` for a parent
+    run, None (the configured ``CELERY_TASK_SOFT_TIME_LIMIT``) for any other."""
+    return settings.LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT if kind in PARENT_KINDS else None
+
+
 def create_run(
     *,
     kind: str,
@@ -152,7 +165,12 @@ def launch(
             output_name=output_name,
         )
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(params))
+            enqueue(
+                EXECUTE_TASK,
+                run_id=run.pk,
+                queue=queue_for(params),
+                soft_time_limit=soft_time_limit_for(kind),
+            )
     return run
 
 
@@ -163,7 +181,12 @@ def requeue(run_id: int, *, send: bool = True) -> Run:
         run = _locked(run_id)
         _move(run, Status.QUEUED, error="", log_tail=_append_log(run, "requeued"))
         if send:
-            enqueue(EXECUTE_TASK, run_id=run.pk, queue=queue_for(run.params))
+            enqueue(
+                EXECUTE_TASK,
+                run_id=run.pk,
+                queue=queue_for(run.params),
+                soft_time_limit=soft_time_limit_for(run.kind),
+            )
     return run
 
 
@@ -374,6 +397,7 @@ __all__ = [
     "request_cancel",
     "requeue",
     "save_checkpoint_path",
+    "soft_time_limit_for",
     "this_worker",
     "queue_for",
 ]

@@ -1,5 +1,6 @@
 """Fan-out under faults, with real processes (issue 24): a generation run's chunks spread over two
-gpu workers, one of them SIGKILLed mid-chunk; the disk filling up while a chunk writes videos.
+gpu workers, one of them SIGKILLed mid-chunk; the disk filling up while a chunk writes videos; a
+parent that lasts longer than the soft time limit of one job.
 
 Short recovery settings as in ``test_run_crash`` (heartbeat 1 s, stale after 4 s); production
 defaults are 30 s / 600 s. No clock is faked and nothing of ours is mocked.
@@ -19,7 +20,9 @@ import pytest
 
 from annotation.models import Clip, ImportRow
 from annotation.services.ingest import referenced_names
+from labelhub.celery import app
 from labelhub.storage import list_objects, run_dir
+from runs import tasks as _tasks  # noqa: F401  (registers runs.execute with the app)
 from runs.models import Run
 from tests.workers import celery_worker, wait_for
 from training.models import Candidate
@@ -124,8 +127,131 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
     assert "no heartbeat" in lost.log_tail and lost.worker.split("@")[0] != victim
     others = run.children.exclude(pk=lost.pk)
     assert {c.attempts for c in others} == {1}  # the other chunks ran once
-    assert run.artifacts["imported"] + run.artifacts["already_in_round"] >= k * 4
+    # Every candidate imported once, those the killed attempt handed over included.
+    assert run.artifacts["imported"] == k * 4
     _assert_exactly_once(run, seed_round, k, base_seed)
+
+
+def test_a_candidate_whose_import_fails_after_its_chunk_ended_is_made_again(
+    seed_round, admin_user, isolated_media, tmp_path
+):
+    """Chunks end once their videos are handed over; the parent waits for the imports. A hand-
+    over video spoilt before ingest reads it (its import fails) sends its chunk round again as a
+    fresh chunk row, which makes only that candidate: the round ends with exactly K each."""
+    k, base_seed = 2, 11
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
+    with ExitStack() as stack:
+        stack.enter_context(
+            celery_worker(
+                queues="gpu",
+                media_root=isolated_media,
+                log_path=logs["gpu"],
+                extra_env=RECOVERY_ENV,
+                name="gpu",
+            )
+        )
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"spoilt-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": k,
+                "base_seed": base_seed,
+                "inference_steps": 2,
+                "chunk_conditions": 2,
+            },
+        )
+        # No ingest worker yet: every chunk ends with its videos handed over, none imported.
+        wait_for(
+            lambda: _run(run.pk).children.filter(status=Run.Status.SUCCEEDED).count() == 2,
+            timeout=LIMIT,
+            log_path=logs["gpu"],
+        )
+        assert _run(run.pk).status == Run.Status.RUNNING  # the parent waits for the imports
+        handed_over = sorted(o.name for o in list_objects(("generated",)))
+        assert len(handed_over) == 4 * k
+        (isolated_media / handed_over[0]).write_bytes(b"not a video")
+        stack.enter_context(
+            celery_worker(
+                queues="default",
+                media_root=isolated_media,
+                log_path=logs["default"],
+                extra_env=RECOVERY_ENV,
+                name="default",
+                flush_broker=False,
+            )
+        )
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    chunks = list(run.children.order_by("pk"))
+    assert len(chunks) == 3  # the two chunks, and the spoilt one's chunk again
+    assert chunks[2].params["chunk"] in {c.params["chunk"] for c in chunks[:2]}
+    assert chunks[2].artifacts["videos"] == 1 and chunks[2].artifacts["already_in_round"] == 3
+    assert run.artifacts["videos"] == 4 * k + 1
+    assert (
+        ImportRow.objects.filter(
+            payload__round_id=run.artifacts["round_id"], status=ImportRow.Status.ERROR
+        ).count()
+        == 1
+    )
+    clips = Clip.objects.filter(round_id=run.artifacts["round_id"])
+    assert Counter(clips.values_list("condition_id", flat=True)) == dict.fromkeys(
+        set(seed_round.clips.values_list("condition_id", flat=True)), k
+    )
+    assert Candidate.objects.filter(clip__in=clips, run=run).count() == 4 * k
+    assert not list_objects(("generated",))
+
+
+def test_a_parent_run_outlives_the_soft_time_limit_of_one_job(
+    seed_round, admin_user, isolated_media, tmp_path, monkeypatch
+):
+    """A generation parent waits for all its chunks, so it lasts longer than one job may: its
+    task carries LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT, not the per-job limit (3 s here, on a
+    prefork gpu worker as in production, where Celery enforces it). Under the per-job limit the
+    chunk the parent was running in its task when the limit struck would fail and be retried."""
+    # Celery stamps the sender's limit on each message (this process launches the run; the
+    # worker sends the chunks): both get the 3 s per-job limit, as LABELHUB_TASK_SOFT_TIME_LIMIT
+    # set for the web and worker processes would give them.
+    task = app.tasks["runs.execute"]
+    monkeypatch.setattr(task, "soft_time_limit", 3)
+    monkeypatch.setattr(task, "_exec_options", None)  # Celery's cache of the task's options
+    env = {**RECOVERY_ENV, "LABELHUB_TASK_SOFT_TIME_LIMIT": "3"}
+    logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
+    with ExitStack() as stack:
+        for name, log in logs.items():
+            stack.enter_context(
+                celery_worker(
+                    queues=name,
+                    media_root=isolated_media,
+                    log_path=log,
+                    extra_env=env,
+                    name=name,
+                    flush_broker=name == "default",
+                    pool="prefork" if name == "gpu" else "solo",
+                )
+            )
+        run = launch.launch_run(
+            kind="generation",
+            created_by=admin_user,
+            params={
+                "source_round_id": seed_round.pk,
+                "target_round": f"long-{uuid.uuid4().hex[:6]}",
+                "candidates_per_condition": 2,
+                "base_seed": 3,
+                "inference_steps": 8,
+                "chunk_conditions": 1,
+            },
+        )
+        wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
+    run.refresh_from_db()
+    assert run.status == Run.Status.SUCCEEDED, run.error
+    assert (run.finished_at - run.started_at).total_seconds() > 3  # past the per-job limit
+    # The limit never fired: no chunk the parent ran in its own task was cut short and retried.
+    assert {c.attempts for c in run.children.all()} == {1}
+    assert "SoftTimeLimitExceeded" not in run.log_tail
+    _assert_exactly_once(run, seed_round, 2, 3)
 
 
 @pytest.fixture

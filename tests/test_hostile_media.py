@@ -389,6 +389,7 @@ def test_generated_candidates_ingest_on_storage_without_local_paths(
     assert clip.condition_id == condition.pk and clip.seed == 7
     assert clip.source_kind == Clip.SourceKind.POLICY and clip.frames == 8
     assert default_storage.exists(clip.video.name) and default_storage.exists(clip.poster.name)
+    assert not default_storage.exists(generated)  # the hand-over copy goes once imported
     assert Condition.objects.count() == 1
 
 

@@ -52,12 +52,15 @@ def celery_worker(
     flush_broker: bool = True,
     broker: str = BROKER,
     name: str = "",
+    pool: str = "solo",
 ):
     """Yield a running worker (subprocess.Popen); tasks sent meanwhile go through Redis, not eagerly.
 
     ``flush_broker=False`` keeps the messages already queued (a worker restarted after a crash);
     ``broker`` points the worker and this process at another Redis (a private one a test restarts);
-    ``name`` gives the worker its own node name (``name@host``: two gpu workers side by side).
+    ``name`` gives the worker its own node name (``name@host``: two gpu workers side by side);
+    ``pool="prefork"`` runs tasks in one child process, as production's gpu workers do
+    (``--concurrency 1``), where Celery enforces time limits (the solo pool does not).
     """
     saved = {"task_always_eager": app.conf.task_always_eager, "broker_url": app.conf.broker_url}
     app.conf.update(task_always_eager=False, broker_url=broker)
@@ -88,7 +91,8 @@ def celery_worker(
             "-Q",
             queues,
             "-P",
-            "solo",
+            pool,
+            *(["--concurrency", "1"] if pool == "prefork" else []),
             "--without-heartbeat",
             "--without-gossip",
             "--without-mingle",

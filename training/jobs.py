@@ -153,9 +153,14 @@ def resume_point(resume_from: str) -> str:
 
 def generation_job(run: Run, report: Progress) -> dict:
     """Generate K candidates per condition of the source round into the target round, as chunks
-    of ``chunk_conditions`` conditions that every gpu worker takes (``runs.fanout``); each chunk
-    imports its candidates as it makes them. A resumed (or repeated) run makes only what is
-    missing from the target round."""
+    of ``chunk_conditions`` conditions that every gpu worker takes (``runs.fanout``).
+
+    A chunk hands each video to ingest as soon as it is written and ends without waiting for the
+    imports (the default-queue workers import while the gpu workers generate the next chunks);
+    this parent waits for every import once the chunks have ended, links the imported clips to
+    the policy as Candidates and removes the hand-over files ingest did not take. A chunk whose candidates are still
+    missing then (an import failed) runs again as a fresh chunk, within ``chunk_attempts`` passes.
+    A resumed (or repeated) run makes only what is missing from the target round."""
     p = run.params
     condition_ids = sorted(
         Clip.objects.filter(round_id=p["source_round_id"])
@@ -167,6 +172,8 @@ def generation_job(run: Run, report: Progress) -> dict:
     target, _ = create_round(name=p["target_round"])
     k = p["candidates_per_condition"]
     size = p.get("chunk_conditions") or GENERATION_CHUNK_CONDITIONS
+    checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
+    source = f"policy:{checkpoint.name}" if checkpoint else "base"
     common = {
         key: p.get(key)
         for key in ("checkpoint_id", "candidates_per_condition", "base_seed", "inference_steps")
@@ -176,6 +183,11 @@ def generation_job(run: Run, report: Progress) -> dict:
         {**common, "target_round_id": target.pk, "condition_ids": ids, "size": len(ids) * k}
         for ids in chunked(condition_ids, size)
     ]
+    wanted = {
+        (str(condition_id), candidate_seed(p["base_seed"], index))
+        for condition_id in condition_ids
+        for index in range(k)
+    }
     report(
         0,
         len(condition_ids) * k,
@@ -184,28 +196,83 @@ def generation_job(run: Run, report: Progress) -> dict:
         f"{len(chunks)} chunks of up to {size} conditions",
     )
     record_artifacts(run.pk, round_id=target.pk, chunks=len(chunks))
-    outcome = run_chunks(
-        run,
-        report,
-        kind=Run.Kind.GENERATION_CHUNK,
-        chunks=chunks,
-        max_attempts=p.get("chunk_attempts") or CHUNK_ATTEMPTS,
+    passes = p.get("chunk_attempts") or CHUNK_ATTEMPTS
+    redo: frozenset[int] = frozenset()
+    for attempt in range(1, passes + 1):
+        outcome = run_chunks(
+            run,
+            report,
+            kind=Run.Kind.GENERATION_CHUNK,
+            chunks=chunks,
+            max_attempts=passes,
+            redo=redo,
+        )
+        _wait_for_imports(target, source, report, len(condition_ids) * k)
+        imported = _imported(target, source, condition_ids) & wanted
+        # A chunk that succeeded but whose candidates are not all in the round runs again (a
+        # failed chunk is run_chunks' to retry or to report).
+        failed_numbers = {c.params.get("chunk") for c in outcome.failed}
+        short = {int(condition_id) for condition_id, _ in wanted - imported}
+        redo = frozenset(
+            number
+            for number, chunk in enumerate(chunks, 1)
+            if number not in failed_numbers and short & set(chunk["condition_ids"])
+        )
+        if not redo or attempt == passes:
+            break
+        report(
+            len(imported),
+            len(condition_ids) * k,
+            None,
+            f"chunks {sorted(redo)} ended with candidates not imported; making them again",
+        )
+    linked = _link_candidates(target, source, condition_ids, checkpoint, run)
+    # Ingest removes each hand-over it imported; what is left is a failed import's or a killed
+    # attempt's (stored, its row never created).
+    for chunk in run.children.all():
+        _discard_orphans(f"{GENERATED_FOLDER}/run-{chunk.pk}", keep=set())
+    children = list(run.children.all())
+    # This run's import rows (every attempt of every chunk, redone ones included).
+    rows = list(
+        ImportRow.objects.filter(
+            batch_id__in=[b for c in children for b in c.artifacts.get("import_batch_ids", [])]
+        ).order_by("pk")
     )
-    totals = {key: 0 for key in ("videos", "already_in_round", "imported", "import_errors")}
-    for chunk in outcome.chunks:
-        for key in totals:
-            totals[key] += int(chunk.artifacts.get(key) or 0)
+    errors = [
+        row
+        for row in rows
+        if row.status == ImportRow.Status.ERROR
+        and (str(row.payload["condition_id"]), row.payload["seed"]) not in imported
+    ]
+    totals = {
+        # videos: made by any row (a redone chunk's first row too); already: the current rows
+        "videos": sum(int(c.artifacts.get("videos") or 0) for c in children),
+        "already_in_round": sum(
+            int(c.artifacts.get("already_in_round") or 0) for c in outcome.chunks
+        ),
+    }
     artifacts = {
         "round_id": target.pk,
         "chunks": len(chunks),
-        "chunk_workers": sorted({c.worker for c in outcome.chunks if c.worker}),
+        "chunk_workers": sorted({c.worker for c in children if c.worker}),
         **totals,
+        "imported": sum(row.status == ImportRow.Status.OK for row in rows),
+        "import_errors": len(errors),
+        "candidates": linked,
     }
     record_artifacts(run.pk, **artifacts)
     if outcome.failed:
         raise RuntimeError(
             f"{len(outcome.failed)} of {len(chunks)} chunks failed (their candidates made so far "
             f"are in {target.name}; resume the run to make only the rest): {outcome.summary()}"
+        )
+    missing = len(wanted - imported)
+    if missing:
+        details = "; ".join(f"{row.video_path}: {row.message}" for row in errors[:10])
+        raise RuntimeError(
+            f"{missing} candidates are not in {target.name} after {attempt} pass(es) over the chunks "
+            f"({len(errors)} import errors{': ' + details if details else ''}); resume the run "
+            "to make only them"
         )
     return artifacts
 
@@ -228,8 +295,9 @@ def cached_generator(preset: str):
 
 def generation_chunk_job(run: Run, report: Progress) -> dict:
     """One chunk: the missing candidates of a few conditions, each handed to ingest (the trusted
-    entry point, through storage) as soon as its video exists; then it waits until they are
-    imported and links them to the policy as Candidates."""
+    entry point, through storage) as soon as its video exists. It ends once its last video is
+    handed over: the parent waits for the imports and links the Candidates (``generation_job``),
+    so the GPU goes on to the next chunk while the default-queue workers import."""
     p = run.params
     checkpoint = PolicyCheckpoint.objects.get(pk=p["checkpoint_id"]) if p["checkpoint_id"] else None
     source = f"policy:{checkpoint.name}" if checkpoint else "base"
@@ -256,11 +324,14 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
         f"chunk {p.get('chunk', '?')}/{p.get('chunks', '?')}: {len(wanted) - len(present)} of "
         f"{len(wanted)} candidates to make ({len(present)} already in {target.name} or importing)",
     )
-    batches: list[int] = []
+    # This chunk's import batches, a killed attempt's included (the parent counts their rows).
+    batches: list[int] = list(run.artifacts.get("import_batch_ids", []))
+    handed_over = 0
     # Where the chunk's time goes (bench/fanout.py reads it): loading, generating, handing over.
-    seconds = {"load": 0.0, "generate": 0.0, "hand_over": 0.0, "import_wait": 0.0}
+    seconds = {"load": 0.0, "generate": 0.0, "hand_over": 0.0}
 
     def hand_over(candidate) -> None:
+        nonlocal handed_over
         started = time.monotonic()
         video = Path(candidate.video)
         stored = save_verified(video, f"{handover}/{video.name}").name
@@ -277,7 +348,9 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
             created_by=run.created_by,
             manifest_name=f"generation run {run.parent_id or run.pk} chunk {run.pk}",
         )
+        handed_over += 1
         batches.append(batch.pk)
+        record_artifacts(run.pk, import_batch_ids=batches)
         video.unlink(missing_ok=True)  # storage holds it now
         seconds["hand_over"] += time.monotonic() - started
 
@@ -309,37 +382,22 @@ def generation_chunk_job(run: Run, report: Progress) -> dict:
             raise OSError(
                 error.errno,
                 f"disk full: no space left on the device while writing candidate videos under "
-                f"{out_dir} ({len(batches)} handed over before it filled; nothing half-written is "
+                f"{out_dir} ({handed_over} handed over before it filled; nothing half-written is "
                 "imported). Free space and resume the run: only the missing candidates are made",
             ) from error
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
             seconds["generate"] = time.monotonic() - started - seconds["load"]
             seconds["generate"] -= seconds["hand_over"]
-    started = time.monotonic()
-    rows = _wait_for_rows(target, source, p["condition_ids"], batches, report, len(wanted))
-    seconds["import_wait"] = time.monotonic() - started
-    linked = _link_candidates(target, source, p["condition_ids"], checkpoint, run)
-    _discard_orphans(handover, keep=set())  # ingest keeps its own copy (originals/)
-    failed = [row for row in rows if row.status != ImportRow.Status.OK]
-    missing = len(wanted - _imported(target, source, p["condition_ids"]))
     artifacts = {
         "videos": len(made),
         "sampler": sorted({c.sampler for c in made}),
         "already_in_round": len(present),
-        "imported": len(rows) - len(failed),
-        "import_errors": len(failed),
-        "candidates": linked,
+        "handed_over": handed_over,
         "import_batch_ids": batches,
         "seconds": {key: round(value, 3) for key, value in seconds.items()},
     }
     record_artifacts(run.pk, **artifacts)
-    if failed or missing:
-        details = "; ".join(f"{row.video_path}: {row.message}" for row in failed[:10])
-        raise RuntimeError(
-            f"{missing} of {len(wanted)} candidates of this chunk are not in {target.name} "
-            f"({len(failed)} import errors{': ' + details if details else ''}); a retry makes them"
-        )
     return artifacts
 
 
@@ -374,26 +432,29 @@ def _discard_orphans(prefix: str, *, keep: set[str]) -> None:
             delete_stored(obj.name)
 
 
-def _wait_for_rows(
-    target: Round, source: str, condition_ids: list[int], batches: list[int], report, total: int
-) -> list[ImportRow]:
-    """Wait (on the default queue's ingest workers) until this chunk's conditions have no import
-    row pending (a killed attempt's included); return the rows this attempt created."""
+def _wait_for_imports(target: Round, source: str, report: Progress, total: int) -> None:
+    """Wait (on the default queue's ingest workers) until no import row of this source's
+    candidates for the target round is pending, the rows of killed chunk attempts included."""
+    pending = ImportRow.objects.filter(
+        status__in=(ImportRow.Status.QUEUED, ImportRow.Status.PROCESSING),
+        payload__trusted=True,
+        payload__round_id=target.pk,
+        payload__source=source,
+    )
     if connection.in_atomic_block:
         # Inside a transaction (a command or test wrapping the run) no worker can see the rows
         # before it commits: ingest them here instead of waiting forever.
-        for row in _pending_rows(target, source, condition_ids):
-            ingest_import_row(row.pk)
+        for row_id in pending.values_list("pk", flat=True):
+            ingest_import_row(row_id)
     deadline = time.monotonic() + settings.LABELHUB_GENERATION_IMPORT_TIMEOUT
-    while pending := _pending_rows(target, source, condition_ids):
+    while count := pending.count():
         if time.monotonic() > deadline:
             raise TimeoutError(
-                f"{len(pending)} generated candidates still not imported into {target.name}; "
+                f"{count} generated candidates still not imported into {target.name}; "
                 "is a default-queue worker running?"
             )
-        report(total, total, None, "")  # heartbeat and cancel check while ingest works
+        report(total - count, total, None, "")  # heartbeat and cancel check while ingest works
         time.sleep(0.5)
-    return list(ImportRow.objects.filter(batch_id__in=batches).order_by("pk"))
 
 
 def _link_candidates(

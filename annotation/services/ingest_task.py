@@ -223,6 +223,10 @@ def _ingest(row: ImportRow) -> None:
         locked.message = ""
         locked.written = []  # everything it wrote is referenced now
         locked.save(update_fields=["status", "clip", "message", "written"])
+    if trusted:
+        # The generation job's hand-over copy has done its work (the clip has its own under
+        # originals/): it goes now, not when the generation run ends days later.
+        storage.delete(payload["video"])
 
 
 def _live_character(character_id: int | None) -> int | None:
