@@ -1,5 +1,4 @@
-"""Set-up shared by the bench scripts that run against Postgres (``export_scale``; ``fanout``
-keeps its own copy for now)."""
+"""Set-up shared by the bench scripts that run against Postgres (``export_scale``, ``fanout``)."""
 
 from __future__ import annotations
 

@@ -44,18 +44,8 @@ BROKER = os.environ.get("LABELHUB_BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
 os.environ["LABELHUB_REDIS_URL"] = BROKER
 os.environ["LABELHUB_CELERY_EAGER"] = "0"
 
-import psycopg  # noqa: E402
 import redis  # noqa: E402
-
-
-def ensure_database() -> None:
-    name = os.environ["LABELHUB_DB_NAME"]
-    with psycopg.connect(
-        host="127.0.0.1", user="postgres", dbname="postgres", autocommit=True
-    ) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
-
+from _common import ensure_database  # noqa: E402
 
 ensure_database()
 import django  # noqa: E402
