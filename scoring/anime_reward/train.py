@@ -208,20 +208,11 @@ def check_comparisons(
 
 
 def refuse_on_processes(config: RewardTrainConfig, processes: int) -> None:
-    """ValueError for what is not exact on several processes yet: encoder fine-tuning (live
-    features and in-batch contrastive losses) and the anisora preset (its own trainer)."""
-    if processes == 1:
-        return
-    if config.preset == "anisora":
-        raise ValueError(
-            f"the anisora preset trains on 1 process, not {processes}: train it with gpus=1"
-        )
-    finetuned = config.finetuned_dimensions()
-    if finetuned:
-        raise ValueError(
-            f"fine-tuning encoders ({', '.join(finetuned)}) is not supported on {processes} "
-            "processes yet: train with gpus=1, or set finetune_encoders to false"
-        )
+    """ValueError for a run that is not exact on ``processes`` processes yet
+    (``RewardTrainConfig.refusal_on_processes``)."""
+    refusal = config.refusal_on_processes(processes)
+    if refusal:
+        raise ValueError(refusal)
 
 
 def train_reward(
