@@ -128,6 +128,7 @@ def train_reward_job(run: Run, report: Progress) -> dict:
             "encoder_sources": config.encoder_sources,  # the folders it loaded (settings + run)
             "snapshot_id": snapshot.pk,
             "snapshot_hash": snapshot.content_hash,
+            "gpus": gpus,
             "train_clips": result.train_clips,
             "test_clips": result.test_clips,
             "skipped": result.skipped,

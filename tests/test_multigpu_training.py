@@ -144,6 +144,7 @@ def test_reward_training_on_two_ranks_saves_a_model_that_scores_and_fails_when_a
     assert run.worker.startswith("gpu-x2@") and "launching 2 training processes" in run.log_tail
     reward_model = RewardModel.objects.get(name="two-ranks")
     assert reward_model.config["train_clips"] == 12 and reward_model.config["test_clips"] == 4
+    assert reward_model.config["gpus"] == 2
     assert set(reward_model.metrics["visual_appeal"]) >= {"spearman", "mae"}
     clip_ids = list(Clip.objects.filter(round=round_).values_list("pk", flat=True)[:2])
     score_clips(reward_model=reward_model, clip_ids=clip_ids, batch_size=2)
