@@ -6,7 +6,9 @@ demuxers, so an HLS playlist or concat list named ``clip.mp4`` never reaches a d
 open other files. Stills are PNG, JPEG or WebP within a pixel limit, re-encoded to PNG.
 
 Every clip is transcoded to constant-frame-rate H.264 MP4 with faststart so it plays and seeks in
-every browser; a poster and, when no first frame is given, the third frame as condition image.
+every browser (except our own generator's clips, handed over by the trusted entry point, when
+``browser_ready`` says they are that already); a poster and, when no first frame is given, the third
+frame as condition image.
 """
 
 from __future__ import annotations
@@ -27,7 +29,9 @@ __all__ = [
     "MediaError",
     "ProbeResult",
     "VideoLimits",
+    "browser_ready",
     "extract_frame",
+    "moov_first",
     "normalise_image",
     "probe_video",
     "sha256_file",
@@ -68,6 +72,9 @@ class ProbeResult:
     frames: int
     duration: float
     codec: str
+    pix_fmt: str = ""
+    constant_rate: bool = False  # the stream's average rate is its base rate
+    streams: int = 1  # streams in the container (audio, subtitles included)
 
 
 def _input_args(path: Path) -> list[str]:
@@ -180,8 +187,57 @@ def probe_video(path: Path, limits: VideoLimits) -> ProbeResult:
         raise MediaError(f"duration {duration:.1f}s is over the limit of {limits.max_seconds:.0f}s")
     if frames > limits.max_frames:
         raise MediaError(f"{frames} frames is over the limit of {limits.max_frames}")
+    base_rate = stream.get("r_frame_rate") or ""
     return ProbeResult(
-        width=width, height=height, fps=fps, frames=frames, duration=duration, codec=codec
+        width=width,
+        height=height,
+        fps=fps,
+        frames=frames,
+        duration=duration,
+        codec=codec,
+        pix_fmt=stream.get("pix_fmt", ""),
+        constant_rate=bool(base_rate) and base_rate == stream.get("avg_frame_rate"),
+        streams=int(info.get("format", {}).get("nb_streams") or 1),
+    )
+
+
+def moov_first(path: Path, *, max_boxes: int = 64) -> bool:
+    """Whether an MP4's index (``moov``) comes before its media data (``mdat``): faststart, so a
+    browser plays it while it loads. Reads only the top-level box headers."""
+    with open(path, "rb") as handle:
+        end = handle.seek(0, 2)
+        offset = 0
+        for _ in range(max_boxes):
+            handle.seek(offset)
+            header = handle.read(8)
+            if len(header) < 8:
+                return False
+            size, kind = int.from_bytes(header[:4], "big"), header[4:]
+            if kind == b"moov":
+                return True
+            if kind == b"mdat":
+                return False
+            if size == 1:  # a 64-bit size follows the type
+                size = int.from_bytes(handle.read(8), "big")
+            if size < 8 or offset + size > end:
+                return False
+            offset += size
+    return False
+
+
+def browser_ready(path: Path, probe: ProbeResult) -> bool:
+    """Whether ``path`` is already what ``transcode_for_browser`` makes: one constant-rate H.264
+    yuv420p stream with even sides in an MP4 whose index comes first. Only the trusted hand-over
+    of our own generator skips the transcode on this (an upload is always transcoded)."""
+    return (
+        probe.codec == "h264"
+        and probe.pix_fmt == "yuv420p"
+        and probe.constant_rate
+        and probe.streams == 1
+        and probe.width % 2 == 0
+        and probe.height % 2 == 0
+        and sniff_container(path) == "mov"
+        and moov_first(path)
     )
 
 
@@ -243,6 +299,18 @@ def extract_frame(src: Path, dst: Path, *, index: int, timeout: float = 120.0) -
         if "produced no output" in str(exc):
             raise MediaError(f"the video has no frame {index + 1}") from exc
         raise
+
+
+def trusted_poster(src: Path, dst: Path) -> None:
+    """Write the first frame of one of our own generator's clips as a JPEG, in this process (PyAV):
+    no ffmpeg child for a file the platform wrote itself. Hostile files go to ``extract_frame``."""
+    import av  # only the ingest worker's trusted path needs it
+
+    with av.open(str(src)) as container:
+        frame = next(container.decode(video=0), None)
+        if frame is None:
+            raise MediaError("the video has no frame 1")
+        frame.to_image().save(dst, format="JPEG", quality=90)
 
 
 def normalise_image(src: Path, dst: Path, limits: ImageLimits) -> tuple[int, int]:

@@ -393,6 +393,68 @@ def test_generated_candidates_ingest_on_storage_without_local_paths(
     assert Condition.objects.count() == 1
 
 
+def test_a_browser_ready_generated_clip_is_kept_as_generated_and_others_are_transcoded(
+    roots, tmp_path, video_factory, settings
+):
+    """Our generator writes constant-rate H.264 yuv420p MP4 with its index first: the trusted
+    entry point keeps those bytes as the browser copy (annotators rate what was generated, with
+    no second lossy encode). A generated file that is not browser-ready (index last), and an
+    upload of the browser-ready file, are transcoded as before."""
+    import numpy as np
+
+    from scoring.anime_reward.video import write_video
+
+    round_ = make_round("gen")
+    condition = Condition.objects.create(
+        content_hash="c" * 64,
+        image="conditions/existing.png",
+        image_sha256="c" * 64,
+        prompt="a cat",
+        prompt_sha256="d" * 64,
+    )
+    frames = np.random.default_rng(0).integers(0, 255, (9, 48, 64, 3), dtype=np.uint8)
+    ready = write_video(frames, tmp_path / "ready.mp4", fps=8)
+    index_last = video_factory("index-last.mp4")  # ffmpeg without +faststart: moov after mdat
+    assert media.moov_first(ready) and not media.moov_first(index_last)
+    names = [
+        storage.save_verified(path, f"generated/run-1/{path.name}").name
+        for path in (ready, index_last)
+    ]
+    batch = ingest.import_generated_clips(
+        round_id=round_.pk,
+        rows=[
+            {"video": name, "condition_id": condition.pk, "seed": seed, "source": "policy"}
+            for seed, name in enumerate(names)
+        ],
+        manifest_name="generation run 1",
+    )
+    assert [row.status for row in batch.rows.order_by("line")] == [ImportRow.Status.OK] * 2
+    kept, transcoded = Clip.objects.order_by("seed")
+    with default_storage.open(kept.video.name) as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() == kept.original_sha256
+    with default_storage.open(transcoded.video.name) as handle:
+        browser = handle.read()
+    assert hashlib.sha256(browser).hexdigest() != transcoded.original_sha256
+    copy = tmp_path / "browser.mp4"
+    copy.write_bytes(browser)
+    assert media.moov_first(copy)  # the transcode puts the index first
+    with default_storage.open(kept.poster.name) as handle:
+        assert Image.open(handle).size == (64, 48)
+
+    # the same browser-ready file uploaded by a person is transcoded: only our hand-over is trusted
+    uploaded = make_round("upload")
+    upload = roots / "ready.mp4"
+    upload.write_bytes(ready.read_bytes())
+    ingest.import_rows(
+        round_id=uploaded.pk,
+        rows=[{"video": str(upload), "prompt": "a cat", "seed": 1, "source": "vidu"}],
+        manifest_name="upload",
+    )
+    clip = Clip.objects.get(round=uploaded)
+    with default_storage.open(clip.video.name) as handle:
+        assert hashlib.sha256(handle.read()).hexdigest() != clip.original_sha256
+
+
 def test_import_clips_says_queued_without_blaming_a_worker_that_is_running(roots):
     make_round("r1")
     batch = ImportBatch.objects.create(manifest_name="m")

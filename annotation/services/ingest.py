@@ -186,8 +186,9 @@ def import_generated_clips(
 
     Each row is ``{"video": the storage name under generated/ our generation job stored,
     "condition_id": an existing Condition's pk, "seed": int, "source": str}``. Names skip the
-    import-root check (no person named them) but every video is still probed, transcoded and
-    postered; the clip is linked to the existing Condition, whose images are not read again.
+    import-root check (no person named them) but every video is still probed and postered, and
+    transcoded unless it is already browser-ready (``media.browser_ready``: kept as generated);
+    the clip is linked to the existing Condition, whose images are not read again.
     The video is read through storage, so the generating GPU host and the ingesting worker share
     only the bucket (or media root).
     """

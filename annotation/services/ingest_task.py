@@ -140,10 +140,16 @@ def _ingest(row: ImportRow) -> None:
         if Clip.objects.filter(round_id=payload["round_id"], original_sha256=sha).exists():
             raise RowError("duplicate: this video is already a clip in this round")
         probe = media.probe_video(src, limits)
-        browser_mp4 = tmpdir / "clip.mp4"
-        media.transcode_for_browser(src, browser_mp4, fps=probe.fps, timeout=timeout)
         poster = tmpdir / "poster.jpg"
-        media.extract_frame(browser_mp4, poster, index=0, timeout=timeout)
+        if trusted and media.browser_ready(src, probe):
+            # our generator's clip is already what the transcode makes: annotators see exactly
+            # what was generated (no second lossy encode), and no ffmpeg child runs for it
+            browser_mp4 = src
+            media.trusted_poster(src, poster)
+        else:
+            browser_mp4 = tmpdir / "clip.mp4"
+            media.transcode_for_browser(src, browser_mp4, fps=probe.fps, timeout=timeout)
+            media.extract_frame(browser_mp4, poster, index=0, timeout=timeout)
         files = [(src, f"originals/{sha}{suffix}", sha)]
         files += [(browser_mp4, f"clips/{sha}.mp4", None), (poster, f"posters/{sha}.jpg", None)]
 

@@ -23,7 +23,7 @@ def read_video_frames(path: str | Path, *, max_frames: int | None = None) -> np.
 
 
 def write_video(frames: np.ndarray, path: str | Path, *, fps: int) -> Path:
-    """Write frames (``[F, H, W, 3]``, uint8 or float in [0, 1]) as H.264 yuv420p MP4."""
+    """Write frames (``[F, H, W, 3]``, uint8 or float in [0, 1]) as H.264 yuv420p MP4, faststart."""
     if frames.dtype != np.uint8:
         frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     count, height, width, _ = frames.shape
@@ -31,7 +31,8 @@ def write_video(frames: np.ndarray, path: str | Path, *, fps: int) -> Path:
         raise ValueError(f"H.264 yuv420p needs even sides; got {width}x{height}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with av.open(str(path), mode="w") as container:
+    # faststart (index first): a browser plays it while loading, so ingest keeps it as it is
+    with av.open(str(path), mode="w", options={"movflags": "faststart"}) as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.options = {"crf": "12", "preset": "veryfast"}
