@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -103,10 +104,17 @@ def launch_ranks(
         _stop(launcher)
         raise
     if launcher.returncode != 0 or result is None:
-        tail = log_path.read_text(errors="replace")[-1500:] if log_path.exists() else ""
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        # A rank's own exception is above the elastic agent's summary: name the first one.
+        raised = re.search(
+            r"^(?:\[rank\d+\]: )?([\w.]*(?:Error|Exception): .*)$", text, flags=re.MULTILINE
+        )
         raise RuntimeError(
             f"a training process died: accelerate launch of {processes} ranks exited with "
-            f"{launcher.returncode}; resume the run from its last checkpoint. Last lines:\n{tail}"
+            f"{launcher.returncode}"
+            + (f" ({raised.group(1)[:500]})" if raised else "")
+            + "; resume the run (a trainer that writes checkpoints continues from its last one)."
+            + f" Last lines:\n{text[-1500:]}"
         )
     return result
 

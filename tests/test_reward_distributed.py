@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from labelhub.ranks import launch_ranks
 from scoring.anime_reward.comparisons import Comparison
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.ranks import train_reward_on_gpus
@@ -134,3 +136,20 @@ def test_encoder_finetuning_and_the_anisora_preset_on_two_processes_are_refused(
                 on_progress=lambda *event: None,
             )
         assert not (tmp_path / "ranks").exists()  # refused before any process started
+    # and by each rank, should a spec reach them: the run fails with the rank's own words
+    with pytest.raises(RuntimeError, match="a training process died") as failure:
+        launch_ranks(
+            "scoring.anime_reward.ranks",
+            {
+                "items": [asdict(item) for item in items],
+                "config": asdict(RewardTrainConfig(finetune_encoders=True, epochs=1)),
+                "output_dir": str(tmp_path / "two"),
+                "gallery": [],
+                "comparisons": [],
+            },
+            processes=2,
+            workdir=tmp_path / "ranks",
+            total=1,
+            on_progress=lambda *event: None,
+        )
+    assert "ValueError: fine-tuning encoders" in str(failure.value).split("Last lines")[0]
