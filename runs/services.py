@@ -85,6 +85,25 @@ def _append_log(run: Run, message: str) -> str:
 # --- creating and launching ---------------------------------------------------------------------
 
 
+MAX_GPUS = 64
+
+
+def parse_gpus(value) -> int:
+    """GPUs a training run asks for (one host): 1 (default, for None or "") .. MAX_GPUS, as a
+    whole number; ValueError saying so if not. Each app's launch turns it into its own error."""
+    if value in (None, ""):
+        return 1
+    if isinstance(value, bool):
+        raise ValueError(f"gpus must be a whole number, got {value!r}")
+    try:
+        gpus = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"gpus must be a whole number, got {value!r}") from None
+    if not 1 <= gpus <= MAX_GPUS or str(value).strip() not in (str(gpus), f"{gpus}.0"):
+        raise ValueError(f"gpus must be a whole number in 1..{MAX_GPUS}, got {value!r}")
+    return gpus
+
+
 def queue_for(params: dict) -> str:
     """The queue of a run: ``gpu`` (one GPU per worker), or ``gpu-xN`` for a run that asks for
     ``gpus: N`` (workers owning N GPUs listen there and launch N training processes)."""

@@ -58,6 +58,13 @@ class TrainSerializer(serializers.Serializer):
     snapshot_id = id_field()
     name = serializers.CharField(required=False, default="", allow_blank=True, max_length=200)
     config = JSONObjectField(required=False, default=dict, help_text="RewardTrainConfig fields")
+    gpus = serializers.IntegerField(
+        required=False,
+        default=1,
+        min_value=1,
+        max_value=64,
+        help_text="train on this many GPUs of one host (queue gpu-xN; heads only, not anisora)",
+    )
 
 
 class ScoreSerializer(serializers.Serializer):
@@ -97,7 +104,8 @@ class RewardModelDetailView(APIView):
 
 
 class TrainRewardView(APIView):
-    """POST {snapshot_id, name?, config?}: queue reward training on an export snapshot (admin)."""
+    """POST {snapshot_id, name?, config?, gpus?}: queue reward training on an export snapshot
+    (admin); ``gpus`` N > 1 sends it to queue ``gpu-xN``."""
 
     permission_classes = [IsAdmin]
 

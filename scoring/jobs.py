@@ -20,6 +20,7 @@ from scoring.anime_reward.comparisons import Comparison
 from scoring.anime_reward.config import RewardTrainConfig
 from scoring.anime_reward.frames import ClipSpec, cores_shared_with_decoding, iter_decoded_batches
 from scoring.anime_reward.models import AnimeReward
+from scoring.anime_reward.ranks import train_reward_on_gpus
 from scoring.anime_reward.train import RewardItem, train_reward
 from scoring.models import ClipScore, RewardModel
 from scoring.services import encoder_sources, update_queue_signals
@@ -94,9 +95,28 @@ def train_reward_job(run: Run, report: Progress) -> dict:
         total[0] = steps
         report(step, steps, metrics, message)
 
-    result = train_reward(
-        items, config, output_dir, on_progress=progress, gallery=gallery, comparisons=comparisons
-    )
+    gpus = int(run.params.get("gpus") or 1)
+    if gpus > 1:  # DDP over this worker's GPUs: ``accelerate launch`` (scoring.anime_reward.ranks)
+        report(0, 1, None, f"launching {gpus} training processes")
+        result = train_reward_on_gpus(
+            items,
+            config,
+            output_dir,
+            processes=gpus,
+            workdir=output_dir.parent / f"ranks-run-{run.pk}",
+            on_progress=progress,
+            gallery=gallery,
+            comparisons=comparisons,
+        )
+    else:
+        result = train_reward(
+            items,
+            config,
+            output_dir,
+            on_progress=progress,
+            gallery=gallery,
+            comparisons=comparisons,
+        )
     report(total[0], total[0], None, "storing the checkpoint")
     reward_model = RewardModel.objects.create(
         name=run.params.get("name") or f"animereward-{config.preset}-run{run.pk}",
@@ -108,6 +128,7 @@ def train_reward_job(run: Run, report: Progress) -> dict:
             "encoder_sources": config.encoder_sources,  # the folders it loaded (settings + run)
             "snapshot_id": snapshot.pk,
             "snapshot_hash": snapshot.content_hash,
+            "gpus": gpus,
             "train_clips": result.train_clips,
             "test_clips": result.test_clips,
             "skipped": result.skipped,

@@ -32,10 +32,17 @@ def request_reward_training(
     snapshot_id: int,
     config: dict | None = None,
     name: str = "",
+    gpus=1,
     created_by=None,
     enqueue: bool = True,
 ) -> Run:
-    """Validate the launch, record a queued run and (after commit) send it to the ``gpu`` queue."""
+    """Validate the launch, record a queued run and (after commit) send it to the ``gpu`` queue,
+    or with ``gpus`` N > 1 to ``gpu-xN``, whose worker trains on N processes (``accelerate
+    launch``)."""
+    try:
+        gpus = runs.parse_gpus(gpus)
+    except ValueError as error:
+        raise RewardRunError(str(error)) from None
     snapshot = ExportSnapshot.objects.filter(pk=snapshot_id).first()
     if snapshot is None:
         raise RewardRunError(f"export snapshot {snapshot_id} does not exist", code="not_found")
@@ -53,12 +60,9 @@ def request_reward_training(
         problems = missing_source_files({**encoder_sources(), **config.get("encoder_sources", {})})
         if problems:
             raise RewardRunError("full AnimeReward encoders: " + "; ".join(problems))
-    try:
-        RewardTrainConfig(**config)
-    except TypeError as error:  # an unknown field
-        raise RewardRunError(str(error).replace("__init__() ", "")) from error
-    except ValueError as error:  # a value the config refuses
-        raise RewardRunError(str(error)) from error
+    refusal = gpus_refusal(config=config, gpus=gpus)
+    if refusal:
+        raise RewardRunError(refusal)
     objective = config.get("objective", "regression")
     if objective != "regression":
         refuse_without_judgements(snapshot, objective)
@@ -68,12 +72,25 @@ def request_reward_training(
         return runs.launch(
             kind=Run.Kind.REWARD_TRAINING,
             created_by=created_by,
-            params={"snapshot_id": snapshot_id, "name": name, "config": config},
+            params={"snapshot_id": snapshot_id, "name": name, "config": config, "gpus": gpus},
             send=enqueue,
             output_name=f"reward_model:{name}" if name else "",
         )
     except runs.NameTaken as error:  # another queued or running run will save that name
         raise RewardRunError(str(error), code="conflict") from error
+
+
+def gpus_refusal(*, config: dict, gpus: int) -> str:
+    """Why a reward run with this config cannot train on ``gpus`` GPUs ("" if it can): encoder
+    fine-tuning and the anisora preset train on one (``RewardTrainConfig.refusal_on_processes``).
+    RewardRunError for a config that is not valid at all."""
+    config = {"preset": settings.LABELHUB_REWARD_PRESET, **config}
+    try:
+        return RewardTrainConfig(**config).refusal_on_processes(gpus)
+    except TypeError as error:  # an unknown field
+        raise RewardRunError(str(error).replace("__init__() ", "")) from error
+    except ValueError as error:  # a value the config refuses
+        raise RewardRunError(str(error)) from error
 
 
 def refuse_without_judgements(snapshot: ExportSnapshot, objective: str) -> None:

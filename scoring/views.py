@@ -101,6 +101,7 @@ def launch_training_view(request):
             snapshot_id=int(request.POST.get("snapshot_id") or 0),
             config=training_form_config(request.POST),
             name=request.POST.get("name", "").strip(),
+            gpus=request.POST.get("gpus", "").strip(),
             created_by=request.user,
         ),
     )

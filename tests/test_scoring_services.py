@@ -163,3 +163,55 @@ def test_commands_train_and_score_with_progress(labelled_round, capsys):
     )
     assert "scored 3, failed 0" in capsys.readouterr().out
     assert ClipScore.objects.filter(reward_model=reward_model, error="").count() == 3
+
+
+def test_gpus_reach_the_run_from_the_api_the_form_and_the_command(
+    client, labelled_round, django_capture_on_commit_callbacks
+):
+    """``gpus`` N sends a reward run to ``gpu-xN``; bad values and configurations that are not
+    exact on several processes are refused with what is wrong (nothing trains here)."""
+    from runs.services import queue_for
+    from scoring.services import gpus_refusal
+
+    _, snapshot = labelled_round
+    client.force_login(make_user("adam", "admin"))
+    url = reverse("scoring:api_train")
+    response = client.post(
+        url, {"snapshot_id": snapshot.pk, "gpus": 0}, content_type="application/json"
+    )
+    assert response.status_code == 400 and "gpus" in response.json()
+    response = client.post(
+        url,
+        {"snapshot_id": snapshot.pk, "gpus": 2, "config": {"finetune_encoders": True}},
+        content_type="application/json",
+    )
+    assert response.status_code == 400
+    assert "not supported on 2 processes" in response.json()["detail"]
+    with django_capture_on_commit_callbacks(execute=False) as sent:
+        response = client.post(
+            url, {"snapshot_id": snapshot.pk, "gpus": 2}, content_type="application/json"
+        )
+    assert response.status_code == 202 and len(sent) == 1
+    run = Run.objects.get(pk=response.json()["run_id"])
+    assert run.params["gpus"] == 2 and queue_for(run.params) == "gpu-x2"
+
+    with django_capture_on_commit_callbacks(execute=False):
+        client.post(
+            reverse("scoring:launch_training"),
+            {"snapshot_id": snapshot.pk, "name": "from-form", "gpus": "3"},
+        )
+    assert Run.objects.get(output_name="reward_model:from-form").params["gpus"] == 3
+    response = client.post(
+        reverse("scoring:launch_training"), {"snapshot_id": snapshot.pk, "gpus": "1.5"}, follow=True
+    )
+    assert "gpus must be a whole number" in response.content.decode()
+
+    with django_capture_on_commit_callbacks(execute=False):
+        call_command("train_reward", snapshot=snapshot.pk, gpus=4, enqueue=True, name="cli")
+    assert Run.objects.get(output_name="reward_model:cli").params["gpus"] == 4
+
+    # What run_round asks before it gives its GPUs to the round's reward training: the full
+    # preset fine-tunes encoders by default, so its reward model trains on one GPU.
+    assert gpus_refusal(config={"preset": "tiny"}, gpus=2) == ""
+    assert "fine-tuning encoders" in gpus_refusal(config={"preset": "full"}, gpus=2)
+    assert gpus_refusal(config={"preset": "full", "finetune_encoders": False}, gpus=2) == ""

@@ -451,6 +451,22 @@ class RewardTrainConfig:
             chosen = ()
         return tuple(key for key in self.dimensions if key in chosen)
 
+    def refusal_on_processes(self, processes: int) -> str:
+        """Why this run cannot train on ``processes`` processes ("" if it can): what is not
+        exact on several processes yet, encoder fine-tuning (live features and in-batch
+        contrastive losses) and the anisora preset (its own trainer)."""
+        if processes == 1:
+            return ""
+        if self.preset == "anisora":
+            return f"the anisora preset trains on 1 process, not {processes}: train it with gpus=1"
+        finetuned = self.finetuned_dimensions()
+        if finetuned:
+            return (
+                f"fine-tuning encoders ({', '.join(finetuned)}) is not supported on {processes} "
+                "processes yet: train with gpus=1, or set finetune_encoders to false"
+            )
+        return ""
+
     @classmethod
     def help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in fields(cls)}

@@ -14,6 +14,15 @@ Whatever it learnt from, a dimension's reward stays ``sigmoid(logit)`` in [0, 1]
 
 The split comes with the items (the export's grouped split): no condition image or prompt is in
 both train and test, and a judgement's two clips are on one side.
+
+Several processes (``accelerate launch``, ``scoring.anime_reward.ranks``) train the model one
+process trains: the frozen encoders' work is split by encode batch and all-gathered; every
+process draws the same batches, runs the (small) head over the whole global batch, so its dropout
+draws are the 1-process ones, and takes the loss of its share of the rows (``rows[rank::N]``),
+normalised by the global batch size; gradients are summed across processes before each step, so
+every process takes the one step. Only the main process evaluates and writes the model. Encoder
+fine-tuning is refused on several processes (its contrastive losses and live features are not
+made exact yet).
 """
 
 from __future__ import annotations
@@ -148,6 +157,18 @@ def regression_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor
     return F.mse_loss(torch.sigmoid(logits.float()), targets.float())
 
 
+def _my_share(count: int, rank: int, processes: int) -> list[int]:
+    """Positions of a global batch of ``count`` rows whose loss this process takes."""
+    return list(range(rank, count, processes))
+
+
+def _sum_across_processes(tensors: Sequence[torch.Tensor]) -> None:
+    """All-reduce (sum) in place: the gradients of every process's share add up to the global
+    batch's, and the loss shares to its loss."""
+    for tensor in tensors:
+        torch.distributed.all_reduce(tensor)
+
+
 def _batch_rows(order: torch.Tensor, step: int, size: int) -> list[int]:
     """The ``step``-th batch of ``order``; a list shorter than the epoch wraps around."""
     start = (step * size) % len(order)
@@ -186,6 +207,14 @@ def check_comparisons(
         )
 
 
+def refuse_on_processes(config: RewardTrainConfig, processes: int) -> None:
+    """ValueError for a run that is not exact on ``processes`` processes yet
+    (``RewardTrainConfig.refusal_on_processes``)."""
+    refusal = config.refusal_on_processes(processes)
+    if refusal:
+        raise ValueError(refusal)
+
+
 def train_reward(
     items: Sequence[RewardItem],
     config: RewardTrainConfig,
@@ -217,8 +246,12 @@ def train_reward(
     if mixed_precision == "auto":
         mixed_precision = "bf16" if device == "cuda" else "no"
     accelerator = Accelerator(cpu=device == "cpu", mixed_precision=mixed_precision)
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    if not accelerator.is_main_process:
+        report = lambda step, total, metrics, message: None  # noqa: E731 - the main one reports
     preset = get_preset(config.preset)
     finetuned = config.finetuned_dimensions()
+    refuse_on_processes(config, processes)
     checkpointing = (
         config.gradient_checkpointing
         if config.gradient_checkpointing is not None
@@ -286,8 +319,14 @@ def train_reward(
     skipped: dict = {}
     report(step, total, {}, f"encoding {len(items)} clips with the {config.preset} encoders")
     by_id = {item.clip_id: item for item in items}
+    # Several processes: each encodes every N-th encode batch (the batches 1 process makes).
+    specs = [
+        item.spec
+        for index, item in enumerate(items)
+        if (index // config.encode_batch_size) % processes == rank
+    ]
     for batch in iter_decoded_batches(
-        [i.spec for i in items],
+        specs,
         size=preset.frame_size,
         batch_size=config.encode_batch_size,
         workers=config.decode_workers,
@@ -336,6 +375,14 @@ def train_reward(
                     )
         step += 1
         report(step, total, {}, "")
+    if processes > 1:  # every process gets every clip's features (fine-tuning is refused above)
+        shares: list = [None] * processes
+        torch.distributed.all_gather_object(shares, (cached, skipped))
+        for their_cached, their_skipped in shares:
+            for key, features in their_cached.items():
+                cached[key].update(features)
+            skipped.update(their_skipped)
+        step = encode_batches
     for clip_id, error in skipped.items():
         report(step, total, {}, f"skipped clip {clip_id}: {error}")
 
@@ -461,7 +508,14 @@ def train_reward(
                         batch_ids = [train_ids[r] for r in rows]
                         values, mask = dimension_features(dimension, batch_ids, finetune)
                         batch_targets = targets[rows].to(accelerator.device)
-                        loss = loss + regression_loss(dimension.head(values, mask), batch_targets)
+                        logits = dimension.head(values, mask)  # all rows: the 1-process dropout
+                        mine = _my_share(len(rows), rank, processes)
+                        loss = loss + (
+                            regression_loss(logits[mine], batch_targets[mine])
+                            * (len(mine) / len(rows))
+                            if mine
+                            else logits.sum() * 0
+                        )
                         if auxiliary is not None and contrastive_weight:
                             loss = loss + contrastive_weight * auxiliary(
                                 LabelledBatch(
@@ -482,17 +536,36 @@ def train_reward(
                         )
                         row_of = {clip_id: row for row, clip_id in enumerate(clip_ids)}
                         logits = dimension.head(*dimension_features(dimension, clip_ids, finetune))
-                        pair_loss = comparison_loss(
-                            logits[[row_of[c.clip_a] for c in batch_pairs]],
-                            logits[[row_of[c.clip_b] for c in batch_pairs]],
-                            pair_choices[pair_rows].to(accelerator.device),
-                            tie(),
-                            model=config.tie_model,
+                        mine = _my_share(len(batch_pairs), rank, processes)
+                        pair_loss = (
+                            comparison_loss(
+                                logits[[row_of[batch_pairs[r].clip_a] for r in mine]],
+                                logits[[row_of[batch_pairs[r].clip_b] for r in mine]],
+                                pair_choices[[pair_rows[r] for r in mine]].to(accelerator.device),
+                                tie(),
+                                model=config.tie_model,
+                            )
+                            * (len(mine) / len(batch_pairs))
+                            if mine
+                            else (logits.sum() + tie().sum()) * 0
                         )
                         weight = config.pair_weight if uses_labels else 1.0
                         loss = loss + weight * pair_loss
                 optimizer.zero_grad(set_to_none=True)
                 accelerator.backward(loss)
+                if processes > 1:
+                    loss = loss.detach().clone()
+                    _sum_across_processes(
+                        [
+                            *(
+                                p.grad
+                                for group in param_groups
+                                for p in group["params"]
+                                if p.grad is not None
+                            ),
+                            loss,
+                        ]
+                    )
                 optimizer.step()
                 size = len(rows) if uses_labels else len(pair_rows)
                 epoch_loss += loss.item() * size
@@ -525,6 +598,20 @@ def train_reward(
 
     if clip_cache is not None:
         clip_cache.close()
+    if not accelerator.is_main_process:  # the main process evaluates and writes the model
+        accelerator.wait_for_everyone()
+        return TrainResult(
+            str(output_dir),
+            {},
+            [],
+            losses,
+            skipped,
+            len(train_ids),
+            len(test_ids),
+            time.monotonic() - started,
+            comparison_counts,
+            tie_parameters,
+        )
 
     # --- evaluation on the held-out split ------------------------------------------------------
     evaluation, metrics = [], {}
@@ -580,6 +667,7 @@ def train_reward(
         )
     )
     report(total, total, {}, f"saved to {output_dir}")
+    accelerator.wait_for_everyone()
     return TrainResult(
         str(output_dir),
         metrics,

@@ -247,22 +247,12 @@ def _check_generator() -> None:
         raise InvalidParams(f"LABELHUB_COGVIDEOX_PATH: {error}") from None
 
 
-MAX_GPUS = 64
-
-
 def validate_gpus(value) -> int:
-    """GPUs a training run asks for (one host): 1 (default) .. MAX_GPUS; InvalidParams if not."""
-    if value in (None, ""):
-        return 1
-    if isinstance(value, bool):
-        raise InvalidParams(f"gpus must be a whole number, got {value!r}")
+    """GPUs a training run asks for (``runs.services.parse_gpus``); InvalidParams if not valid."""
     try:
-        gpus = int(value)
-    except (TypeError, ValueError):
-        raise InvalidParams(f"gpus must be a whole number, got {value!r}") from None
-    if not 1 <= gpus <= MAX_GPUS or str(value).strip() not in (str(gpus), f"{gpus}.0"):
-        raise InvalidParams(f"gpus must be a whole number in 1..{MAX_GPUS}, got {value!r}")
-    return gpus
+        return runs.parse_gpus(value)
+    except ValueError as error:
+        raise InvalidParams(str(error)) from None
 
 
 def launch_run(*, kind: str, params: dict, created_by) -> Run:

@@ -156,8 +156,8 @@ def validate_round_params(params: dict) -> dict:
         # How generation and scoring fan out over the gpu workers (None: the runs' defaults).
         "chunk_conditions": _int(params, "chunk_conditions", low=1, high=10_000),
         "chunk_clips": _int(params, "chunk_clips", low=1, high=1_000_000),
-        # Policy training on this many GPUs of one host; the whole round then goes to the
-        # queue of workers that own that many (its generation and scoring still fan out).
+        # Policy (and heads-only reward) training on this many GPUs of one host; the whole round
+        # then goes to the queue of workers that own that many (generation and scoring still fan out).
         "gpus": validate_gpus(params.pop("gpus", None)),
         # Names of the round's outputs (defaults: named after their runs).
         "reward_model_name": str(params.pop("reward_model_name", "") or "").strip(),
@@ -351,10 +351,18 @@ def _reward_training(state: _Round) -> None:
     config = {"epochs": p["reward_epochs"]} if p.get("reward_epochs") else {}
     if p.get("reward_objective", "regression") != "regression":
         config["objective"] = p["reward_objective"]
+    # The round's GPUs train the reward model too, where its config is exact on several
+    # processes (heads only); else it trains on one, and the round says so.
+    gpus = p.get("gpus", 1)
+    refusal = scoring.gpus_refusal(config=config, gpus=gpus)
+    if refusal:
+        state.say(f"  reward training on 1 GPU: {refusal}")
+        gpus = 1
     child = scoring.request_reward_training(
         snapshot_id=state.artifacts["snapshot_id"],
         config=config,
         name=p.get("reward_model_name", ""),
+        gpus=gpus,
         created_by=state.run.created_by,
         enqueue=False,
     )

@@ -68,6 +68,13 @@ class Command(BaseCommand):
         parser.add_argument("--mixed-precision", help=HELP["mixed_precision"])
         parser.add_argument("--seed", type=int, help=HELP["seed"])
         parser.add_argument(
+            "--gpus",
+            type=int,
+            default=1,
+            help="train on this many GPUs of this host (accelerate launch); with --enqueue the "
+            "run goes to queue gpu-xN. Heads only: encoder fine-tuning and anisora train on 1",
+        )
+        parser.add_argument(
             "--enqueue", action="store_true", help="send to the gpu queue instead of running here"
         )
 
@@ -106,6 +113,7 @@ class Command(BaseCommand):
                 snapshot_id=options["snapshot"],
                 config=config,
                 name=options["name"],
+                gpus=options["gpus"],
                 enqueue=options["enqueue"],
             )
         except Exception as exc:  # bad snapshot id or config: say why, no traceback

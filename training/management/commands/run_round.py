@@ -74,8 +74,9 @@ class Command(BaseCommand):
         parser.add_argument(
             "--gpus",
             type=int,
-            help="train the policy on this many GPUs of one host (accelerate launch); with "
-            "--enqueue the round goes to the gpu-xN queue",
+            help="train the policy, and the reward model where it trains heads only, on this many "
+            "GPUs of one host (accelerate launch); with --enqueue the round goes to the gpu-xN "
+            "queue",
         )
         parser.add_argument(
             "--chunk-conditions", type=int, help="conditions per generation chunk (default 2)"
