@@ -2,6 +2,11 @@
 server: no request may get a 5xx, and every answer must match the schema (status code, content
 type, body). Bounded in examples per operation; run alone with `make fuzz`.
 
+The server runs as production does, not eagerly: a real worker on the ``default`` queue builds the
+exports and imports the fuzzer asks for, and GPU runs (reward training, scoring, GAPO) wait in
+Redis for GPU workers this test does not start. Eagerly, a request for ``gpus: 23`` ran 23
+training ranks inside the request and timed out; in production it is a 202 and a queued run.
+
 The CLI runs in a subprocess (its documented interface), each role with its own API token. Its
 summary gives the counts printed at the end: operations, test cases, server errors per role.
 """
@@ -23,6 +28,7 @@ from runs.models import Run
 from scoring.models import RewardModel
 from tests.conftest import make_user
 from tests.factories import make_ready_clips, make_round
+from tests.workers import celery_worker
 
 CHECKS = ",".join(
     [
@@ -108,7 +114,9 @@ def _failures(junit: Path) -> list[str]:
 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("role", ["annotator", "lead", "admin"])
-def test_schemathesis_finds_no_server_error_or_schema_mismatch(role, live_server, tmp_path):
+def test_schemathesis_finds_no_server_error_or_schema_mismatch(
+    role, live_server, isolated_media, tmp_path
+):
     # Something for the ids to hit: a round with ready clips, and the three users.
     round_ = make_round("fuzz-round")
     make_ready_clips(round_, 3)
@@ -119,7 +127,10 @@ def test_schemathesis_finds_no_server_error_or_schema_mismatch(role, live_server
     }
     token = issue_token(users[role])
 
-    proc, junit = _fuzz(live_server.url, token, tmp_path)
+    worker_log = tmp_path / "worker.log"
+    with celery_worker(queues="default", media_root=isolated_media, log_path=worker_log) as worker:
+        proc, junit = _fuzz(live_server.url, token, tmp_path)
+        assert worker.poll() is None, worker_log.read_text()[-4000:]
     summary = _summary(proc.stdout)
     print(f"fuzz {role}: {summary}")
     failures = _failures(junit)
