@@ -14,11 +14,15 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["runs", "annotation", "scoring", "training"])
 
 
-@inspect_command(name="labelhub_gpus")
-def labelhub_gpus(state) -> dict:
-    """How many GPUs this worker owns (``runs.workers`` lists them): CUDA_VISIBLE_DEVICES when set,
-    else the NVIDIA device files; no torch import for a control command."""
+@inspect_command(name="labelhub_worker")
+def labelhub_worker(state) -> dict:
+    """What ``runs.workers`` lists for this worker, in one reply: the queues it consumes and how
+    many GPUs it owns (CUDA_VISIBLE_DEVICES when set, else the NVIDIA device files; no torch
+    import for a control command)."""
+    queues = sorted(queue.name for queue in state.consumer.task_consumer.queues)
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return {"gpus": len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])}
-    return {"gpus": len([p for p in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", p)])}
+        gpus = len([d for d in visible.split(",") if d.strip() and d.strip() != "-1"])
+    else:
+        gpus = len([p for p in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", p)])
+    return {"queues": queues, "gpus": gpus}

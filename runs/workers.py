@@ -16,19 +16,21 @@ from django.utils import timezone
 
 from runs.models import Run
 
-GPUS_COMMAND = "labelhub_gpus"  # the inspect command labelhub.celery registers on every worker
+WORKER_COMMAND = "labelhub_worker"  # the inspect command labelhub.celery registers on every worker
 
 
 def live_workers(*, timeout: float = 1.0) -> list[dict]:
     """One row per worker: name, host, queues, GPUs, state, the runs it holds, last heartbeat."""
     from labelhub.celery import app  # Celery loads with the page that asks, not with every command
 
-    inspect = app.control.inspect(timeout=timeout)
+    # One broadcast answers both (queues and GPUs): a second one sent right after Celery's own
+    # active_queues inspection often came back empty, and the page showed "?" GPUs.
     try:
-        queues = inspect.active_queues() or {}
+        queues: dict[str, list[str]] = {}
         gpus: dict[str, int] = {}
-        for reply in app.control.broadcast(GPUS_COMMAND, reply=True, timeout=timeout) or []:
+        for reply in app.control.broadcast(WORKER_COMMAND, reply=True, timeout=timeout) or []:
             for name, answer in reply.items():
+                queues[name] = list((answer or {}).get("queues", []))
                 gpus[name] = int((answer or {}).get("gpus", 0))
         broker_error = ""
     except Exception as error:  # the broker is down: the run rows still say who was working
@@ -51,7 +53,7 @@ def live_workers(*, timeout: float = 1.0) -> list[dict]:
             {
                 "name": name,
                 "host": name.partition("@")[2] or name.partition(":")[0],
-                "queues": sorted(q["name"] for q in queues.get(name, [])),
+                "queues": queues.get(name, []),
                 "gpus": gpus.get(name),
                 "state": state,
                 "answered": name in queues,

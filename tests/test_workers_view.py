@@ -61,6 +61,9 @@ def test_workers_api_and_page_show_idle_busy_and_lost_workers(client, isolated_m
         page = client.get("/runs/").content.decode()
         assert 'id="workers"' in page
         assert "gpu7@host-b" in page and "worker-lost" in page and "worker-idle" in page
+        # The page asks with a shorter timeout than the API: the GPU count is there too.
+        gpu0_row = page[page.index("gpu0@") :].split("</tr>")[0]
+        assert "<td>1</td>" in gpu0_row, gpu0_row
 
     client.force_login(make_user("ann", "annotator"))
     assert client.get("/api/training/workers/").status_code == 403
