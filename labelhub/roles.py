@@ -4,7 +4,7 @@ import functools
 
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.http import HttpResponseForbidden
+from django.shortcuts import render
 from rest_framework.permissions import BasePermission
 
 ANNOTATOR, LEAD, ADMIN = "annotator", "lead", "admin"
@@ -31,14 +31,16 @@ def has_role(user, role: str) -> bool:
 
 
 def role_required(role: str):
-    """View decorator: logged in (else the login page) and holding ``role`` (else 403)."""
+    """View decorator: logged in (else the login page) and holding ``role`` (else a 403 page that
+    names the role)."""
 
     def decorator(view):
         @login_required
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             if not has_role(request.user, role):
-                return HttpResponseForbidden(f"You need the {role} role.")
+                message = f"You need the {role} role."
+                return render(request, "403.html", {"message": message}, status=403)
             return view(request, *args, **kwargs)
 
         return wrapper

@@ -41,7 +41,12 @@ def test_lead_pages_refuse_annotators_and_anonymous(round_with_ratings, client, 
     else:  # a browser is sent to log in, and back here after
         assert anonymous.status_code == 302 and anonymous["Location"] == f"{LOGIN}{url}"
     client.force_login(make_user("just-annotating", "annotator"))
-    assert client.get(url).status_code == 403
+    refused = client.get(url)
+    assert refused.status_code == 403
+    if not url.startswith("/api/"):  # a page, with the site's navigation, naming the role
+        html = refused.content.decode()
+        assert "You need the lead role." in html
+        assert "just-annotating" in html and 'class="topbar"' in html
 
 
 def test_dashboard_shows_progress_agreement_annotators_and_disagreements(
