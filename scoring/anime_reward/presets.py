@@ -132,57 +132,38 @@ class Encoders:
 # --- configs -------------------------------------------------------------------------------------
 
 
+# The tiny preset's widths: every transformer block of it is this small (the architectures are the
+# real ones; only widths and depths shrink).
+_SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
+_SMALL_VISION = dict(**_SMALL, image_size=32, patch_size=8)
+
+
 def _tiny_configs() -> dict[str, object]:
     clip_vocab = 1000
     clip = CLIPConfig(
         text_config=dict(
             vocab_size=clip_vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **_SMALL,
             max_position_embeddings=40,
             bos_token_id=clip_vocab - 2,
             eos_token_id=clip_vocab - 1,
             pad_token_id=clip_vocab - 1,
         ),
-        vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
-        ),
+        vision_config=dict(_SMALL_VISION),
         projection_dim=32,
     )
-    idefics2 = Idefics2VisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-    )
+    idefics2 = Idefics2VisionConfig(**_SMALL_VISION)
     xclip = XCLIPConfig(
         text_config=dict(
             vocab_size=clip_vocab,
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
+            **_SMALL,
             max_position_embeddings=40,
             bos_token_id=clip_vocab - 2,
             eos_token_id=clip_vocab - 1,
             pad_token_id=0,
         ),
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
+            **_SMALL_VISION,
             num_frames=8,
             mit_hidden_size=32,
             mit_intermediate_size=64,
@@ -253,12 +234,7 @@ def _tiny_configs() -> dict[str, object]:
         # BLIP's vision default initializer_range is 1e-10 (weights always come from a checkpoint); a
         # randomly built encoder needs a real spread or every crop embeds to the same vector.
         vision_config=dict(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
+            **_SMALL_VISION,
             initializer_range=0.02,
         ),
         text_config=dict(
