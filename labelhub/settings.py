@@ -226,6 +226,12 @@ CELERY_TASK_SOFT_TIME_LIMIT = env_int("LABELHUB_TASK_SOFT_TIME_LIMIT", 6 * 3600)
 LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT = env_int(
     "LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT", 30 * 24 * 3600
 )
+# A training run (reward, GAPO/DPO/SFT) is one job that can outlast 6 h at paper scale (a LoRA on
+# the 8B regressors over tens of thousands of clips; thousands of 5B steps): 7 days. Its
+# heartbeat catches a dead worker; this bounds one that hangs alive.
+LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT = env_int(
+    "LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT", 7 * 24 * 3600
+)
 # An unacknowledged message (its worker was killed) comes back after this, not after hours.
 # Long GPU runs are not redelivered into a second copy: their task checks the run's status and
 # heartbeat first (runs.services), and stale runs are recovered by fail-stale-runs.

@@ -118,10 +118,19 @@ def queue_for(params: dict) -> str:
 PARENT_KINDS = frozenset({Run.Kind.GENERATION, Run.Kind.SCORING, Run.Kind.ROUND})
 
 
+# Training runs are one job each, but one that can run for days at paper scale.
+TRAINING_KINDS = frozenset({Run.Kind.REWARD_TRAINING, Run.Kind.GAPO, Run.Kind.DPO, Run.Kind.SFT})
+
+
 def soft_time_limit_for(kind: str) -> int | None:
     """The soft time limit of a run's task: ``LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT`` for a parent
-    run, None (the configured ``CELERY_TASK_SOFT_TIME_LIMIT``) for any other."""
-    return settings.LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT if kind in PARENT_KINDS else None
+    run, ``LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT`` for a training run, None (the worker's
+    ``CELERY_TASK_SOFT_TIME_LIMIT``: chunks, pairs) for any other."""
+    if kind in PARENT_KINDS:
+        return settings.LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT
+    if kind in TRAINING_KINDS:
+        return settings.LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT
+    return None
 
 
 def create_run(
