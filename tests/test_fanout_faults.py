@@ -20,7 +20,6 @@ import pytest
 
 from annotation.models import Clip, ImportRow
 from annotation.services.ingest import referenced_names
-from labelhub.celery import app
 from labelhub.storage import list_objects, run_dir
 from runs import tasks as _tasks  # noqa: F401  (registers runs.execute with the app)
 from runs.models import Run
@@ -42,6 +41,40 @@ LIMIT = 300
 
 def _run(pk: int) -> Run:
     return Run.objects.get(pk=pk)
+
+
+def _worker(stack: ExitStack, media_root, log_path, *, name: str, queues: str = "", **options):
+    """A real worker named ``name`` on ``queues`` (default: its name, ``gpu1`` and ``gpu2`` on
+    ``gpu``) with the short recovery settings, kept running until ``stack`` closes; only the
+    ``default`` worker, started first, empties the broker."""
+    extra_env = {**RECOVERY_ENV, **options.pop("extra_env", {})}
+    options.setdefault("flush_broker", name == "default")
+    queues = queues or ("gpu" if name.startswith("gpu") else name)
+    return stack.enter_context(
+        celery_worker(
+            queues=queues,
+            media_root=media_root,
+            log_path=log_path,
+            extra_env=extra_env,
+            name=name,
+            **options,
+        )
+    )
+
+
+def _generate(seed_round, admin_user, prefix: str, *, k: int, base_seed: int, **params) -> Run:
+    """Launch a generation run of K candidates per condition of ``seed_round`` into a new round."""
+    return launch.launch_run(
+        kind="generation",
+        created_by=admin_user,
+        params={
+            "source_round_id": seed_round.pk,
+            "target_round": f"{prefix}-{uuid.uuid4().hex[:6]}",
+            "candidates_per_condition": k,
+            "base_seed": base_seed,
+            **params,
+        },
+    )
 
 
 def _assert_exactly_once(run: Run, seed_round, k: int, base_seed: int) -> None:
@@ -73,29 +106,16 @@ def test_sigkill_of_one_of_two_gpu_workers_costs_one_chunk(
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu1", "gpu2")}
     with ExitStack() as stack:
         processes = {
-            name: stack.enter_context(
-                celery_worker(
-                    queues="default" if name == "default" else "gpu",
-                    media_root=isolated_media,
-                    log_path=log,
-                    extra_env=RECOVERY_ENV,
-                    name=name,
-                    flush_broker=name == "default",
-                )
-            )
-            for name, log in logs.items()
+            name: _worker(stack, isolated_media, log, name=name) for name, log in logs.items()
         }
-        run = launch.launch_run(
-            kind="generation",
-            created_by=admin_user,
-            params={
-                "source_round_id": seed_round.pk,
-                "target_round": f"fanout-{uuid.uuid4().hex[:6]}",
-                "candidates_per_condition": k,
-                "base_seed": base_seed,
-                "inference_steps": 12,
-                "chunk_conditions": 1,
-            },
+        run = _generate(
+            seed_round,
+            admin_user,
+            "fanout",
+            k=k,
+            base_seed=base_seed,
+            inference_steps=12,
+            chunk_conditions=1,
         )
 
         # Wait until the worker that does not hold the parent is mid-chunk: one candidate of
@@ -141,26 +161,15 @@ def test_a_candidate_whose_import_fails_after_its_chunk_ended_is_made_again(
     k, base_seed = 2, 11
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
     with ExitStack() as stack:
-        stack.enter_context(
-            celery_worker(
-                queues="gpu",
-                media_root=isolated_media,
-                log_path=logs["gpu"],
-                extra_env=RECOVERY_ENV,
-                name="gpu",
-            )
-        )
-        run = launch.launch_run(
-            kind="generation",
-            created_by=admin_user,
-            params={
-                "source_round_id": seed_round.pk,
-                "target_round": f"spoilt-{uuid.uuid4().hex[:6]}",
-                "candidates_per_condition": k,
-                "base_seed": base_seed,
-                "inference_steps": 2,
-                "chunk_conditions": 2,
-            },
+        _worker(stack, isolated_media, logs["gpu"], name="gpu", flush_broker=True)  # first
+        run = _generate(
+            seed_round,
+            admin_user,
+            "spoilt",
+            k=k,
+            base_seed=base_seed,
+            inference_steps=2,
+            chunk_conditions=2,
         )
         # No ingest worker yet: every chunk ends with its videos handed over, none imported.
         wait_for(
@@ -172,16 +181,7 @@ def test_a_candidate_whose_import_fails_after_its_chunk_ended_is_made_again(
         handed_over = sorted(o.name for o in list_objects(("generated",)))
         assert len(handed_over) == 4 * k
         (isolated_media / handed_over[0]).write_bytes(b"not a video")
-        stack.enter_context(
-            celery_worker(
-                queues="default",
-                media_root=isolated_media,
-                log_path=logs["default"],
-                extra_env=RECOVERY_ENV,
-                name="default",
-                flush_broker=False,
-            )
-        )
+        _worker(stack, isolated_media, logs["default"], name="default", flush_broker=False)
         wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
     run.refresh_from_db()
     assert run.status == Run.Status.SUCCEEDED, run.error
@@ -205,44 +205,27 @@ def test_a_candidate_whose_import_fails_after_its_chunk_ended_is_made_again(
 
 
 def test_a_parent_run_outlives_the_soft_time_limit_of_one_job(
-    seed_round, admin_user, isolated_media, tmp_path, monkeypatch
+    seed_round, admin_user, isolated_media, tmp_path
 ):
     """A generation parent waits for all its chunks, so it lasts longer than one job may: its
     task carries LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT, not the per-job limit (3 s here, on a
     prefork gpu worker as in production, where Celery enforces it). Under the per-job limit the
     chunk the parent was running in its task when the limit struck would fail and be retried."""
-    # Celery stamps the sender's limit on each message (this process launches the run; the
-    # worker sends the chunks): both get the 3 s per-job limit, as LABELHUB_TASK_SOFT_TIME_LIMIT
-    # set for the web and worker processes would give them.
-    task = app.tasks["runs.execute"]
-    monkeypatch.setattr(task, "soft_time_limit", 3)
-    monkeypatch.setattr(task, "_exec_options", None)  # Celery's cache of the task's options
-    env = {**RECOVERY_ENV, "LABELHUB_TASK_SOFT_TIME_LIMIT": "3"}
+    # The workers' per-job limit is 3 s: a chunk's message names no limit, so the worker applies
+    # it; the parent's message carries its own (tests/test_time_limits.py reads both off Redis).
+    env = {"LABELHUB_TASK_SOFT_TIME_LIMIT": "3"}
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
     with ExitStack() as stack:
-        for name, log in logs.items():
-            stack.enter_context(
-                celery_worker(
-                    queues=name,
-                    media_root=isolated_media,
-                    log_path=log,
-                    extra_env=env,
-                    name=name,
-                    flush_broker=name == "default",
-                    pool="prefork" if name == "gpu" else "solo",
-                )
-            )
-        run = launch.launch_run(
-            kind="generation",
-            created_by=admin_user,
-            params={
-                "source_round_id": seed_round.pk,
-                "target_round": f"long-{uuid.uuid4().hex[:6]}",
-                "candidates_per_condition": 2,
-                "base_seed": 3,
-                "inference_steps": 8,
-                "chunk_conditions": 1,
-            },
+        _worker(stack, isolated_media, logs["default"], name="default", extra_env=env)
+        _worker(stack, isolated_media, logs["gpu"], name="gpu", extra_env=env, pool="prefork")
+        run = _generate(
+            seed_round,
+            admin_user,
+            "long",
+            k=2,
+            base_seed=3,
+            inference_steps=8,
+            chunk_conditions=1,
         )
         wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
     run.refresh_from_db()
@@ -286,32 +269,20 @@ def test_disk_full_while_a_chunk_writes_fails_it_and_the_run_resumes(
                 handle.write(b"\0" * 4096)
         except OSError as error:
             assert error.errno == errno.ENOSPC
-    env = {**RECOVERY_ENV, "LABELHUB_ARTIFACTS_ROOT": str(artifacts)}
+    env = {"LABELHUB_ARTIFACTS_ROOT": str(artifacts)}
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
     with ExitStack() as stack:
         for name, log in logs.items():
-            stack.enter_context(
-                celery_worker(
-                    queues=name,
-                    media_root=isolated_media,
-                    log_path=log,
-                    extra_env=env,
-                    name=name,
-                    flush_broker=name == "default",
-                )
-            )
-        run = launch.launch_run(
-            kind="generation",
-            created_by=admin_user,
-            params={
-                "source_round_id": seed_round.pk,
-                "target_round": f"full-{uuid.uuid4().hex[:6]}",
-                "candidates_per_condition": k,
-                "base_seed": base_seed,
-                "inference_steps": 2,
-                "chunk_conditions": 2,
-                "chunk_attempts": 1,
-            },
+            _worker(stack, isolated_media, log, name=name, extra_env=env)
+        run = _generate(
+            seed_round,
+            admin_user,
+            "full",
+            k=k,
+            base_seed=base_seed,
+            inference_steps=2,
+            chunk_conditions=2,
+            chunk_attempts=1,
         )
         wait_for(lambda: _run(run.pk).status in ENDED, timeout=LIMIT, log_path=logs["gpu"])
         run.refresh_from_db()
