@@ -596,14 +596,11 @@ def train_reward(
                         mask[row : row + 1].cpu(),
                     )
 
-    if clip_cache is not None:
-        clip_cache.close()
-    if not accelerator.is_main_process:  # the main process evaluates and writes the model
-        accelerator.wait_for_everyone()
+    def result(metrics: dict, evaluation: list) -> TrainResult:
         return TrainResult(
             str(output_dir),
-            {},
-            [],
+            metrics,
+            evaluation,
             losses,
             skipped,
             len(train_ids),
@@ -612,6 +609,12 @@ def train_reward(
             comparison_counts,
             tie_parameters,
         )
+
+    if clip_cache is not None:
+        clip_cache.close()
+    if not accelerator.is_main_process:  # the main process evaluates and writes the model
+        accelerator.wait_for_everyone()
+        return result({}, [])
 
     # --- evaluation on the held-out split ------------------------------------------------------
     evaluation, metrics = [], {}
@@ -668,15 +671,4 @@ def train_reward(
     )
     report(total, total, {}, f"saved to {output_dir}")
     accelerator.wait_for_everyone()
-    return TrainResult(
-        str(output_dir),
-        metrics,
-        evaluation,
-        losses,
-        skipped,
-        len(train_ids),
-        len(test_ids),
-        time.monotonic() - started,
-        comparison_counts,
-        tie_parameters,
-    )
+    return result(metrics, evaluation)
