@@ -178,16 +178,19 @@ class TemporalAdapter(nn.Module):
     def __init__(self, segments: int, width: int, layers: int, heads: int):
         super().__init__()
         self.frame_position_embeddings = nn.Embedding(segments, width)
-        self.encoder = CLIPEncoder(
-            CLIPTextConfig(
-                hidden_size=width,
-                intermediate_size=4 * width,
-                num_hidden_layers=layers,
-                num_attention_heads=heads,
-                hidden_act="quick_gelu",
-                attention_dropout=0.0,
-            )
+        config = CLIPTextConfig(
+            hidden_size=width,
+            intermediate_size=4 * width,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            hidden_act="quick_gelu",
+            attention_dropout=0.0,
         )
+        # A standalone encoder gets no attention dispatch from from_pretrained: name it (eager,
+        # the plain softmax(QK^T)V of the release's nn.MultiheadAttention) instead of leaving
+        # transformers to warn that it is unset on every load.
+        config._attn_implementation = "eager"
+        self.encoder = CLIPEncoder(config)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, T, D) frame embeddings -> (B, D)."""
@@ -294,6 +297,14 @@ class CharacterRecogniser(nn.Module):
         return self.vision_proj(_cls(self.visual_encoder, pixels))
 
 
+class _Idefics2Backbone(Idefics2Model):
+    """``Idefics2Model`` read from a released regressor folder, whose shards also hold the
+    ``score`` head: those tensors are read apart (``Idefics2Regressor.from_folder``), so the load
+    report does not list them as unexpected on every load."""
+
+    _keys_to_ignore_on_load_unexpected = [r"^score\."]
+
+
 class Idefics2Regressor(nn.Module):
     """Mantis' ``Idefics2ForSequenceClassification``: ``model`` (Idefics2Model) + ``score``."""
 
@@ -327,7 +338,7 @@ class Idefics2Regressor(nn.Module):
                         score[name.removeprefix("score.")] = f.get_tensor(name)
         if "weight" not in score:
             raise CheckpointKeyError(f"{folder}: checkpoint lacks 'score.weight'")
-        model, info = Idefics2Model.from_pretrained(
+        model, info = _Idefics2Backbone.from_pretrained(
             str(folder), dtype=dtype, output_loading_info=True, local_files_only=True
         )
         unexpected = [k for k in info["unexpected_keys"] if not k.startswith("score.")]
