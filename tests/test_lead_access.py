@@ -123,3 +123,22 @@ def test_shell_export_command(round_with_ratings, capsys):
     assert (
         again.content_hash == snapshot.content_hash
     )  # same inputs, same hash from shell or service
+
+
+def test_the_home_page_leads_each_role_to_its_pages(db, client):
+    """A lead or an admin who is not also an annotator used to get an empty "Hello" page."""
+    pages = {
+        "annotator": ["/me/"],
+        "lead": ["/lead/", "/lead/import/", "/lead/exports/", "/lead/team/", "/scoreboard/"],
+        "admin": ["/runs/"],
+    }
+    for role in pages:
+        client.force_login(make_user(f"home-{role}", role))
+        html = client.get("/").content.decode()
+        body = html[html.index("<main") :]  # the page, not the navigation bar
+        links = {link.split('"')[0] for link in body.split('href="')[1:]}
+        for other, wanted in pages.items():
+            if other == role or (role == "admin" and other == "lead"):  # admins are leads too
+                assert all(any(link.startswith(w) for link in links) for w in wanted), (role, links)
+            elif other != "annotator":
+                assert not any(link.startswith(w) for link in links for w in wanted), (role, other)
