@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from runs.models import Run
+from runs.services import queue_for
 
 WORKER_COMMAND = "labelhub_worker"  # the inspect command labelhub.celery registers on every worker
 
@@ -64,6 +65,7 @@ def live_workers(*, timeout: float = 1.0) -> list[dict]:
                         "parent": r.parent_id,
                         "step": r.step,
                         "total_steps": r.total_steps,
+                        "queue": queue_for(r.params),
                     }
                     for r in running
                 ],
@@ -72,3 +74,19 @@ def live_workers(*, timeout: float = 1.0) -> list[dict]:
             }
         )
     return rows
+
+
+def queues_without_worker(queued: list[Run], workers: list[dict]) -> dict[int, str]:
+    """Queued runs that no live worker will take, and their queue: ``gpus: 4`` asks for a worker
+    on ``gpu-x4`` that may not exist. A worker serves the queues it answered with and, while busy
+    (a solo-pool gpu worker answers nothing), the queue of the run it holds. Empty when the
+    broker did not answer: then nothing is known."""
+    if not workers or any(w["broker_error"] for w in workers):
+        return {}
+    served = {
+        queue
+        for w in workers
+        if w["state"] in ("idle", "busy")
+        for queue in (*w["queues"], *(r["queue"] for r in w["runs"]))
+    }
+    return {run.pk: queue for run in queued if (queue := queue_for(run.params)) not in served}

@@ -4,6 +4,7 @@ worker, a busy one known by its run's heartbeat, a lost one whose heartbeat went
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -34,6 +35,10 @@ def test_workers_api_and_page_show_idle_busy_and_lost_workers(client, isolated_m
         worker="gpu3@host-c",
         heartbeat_at=now - timedelta(hours=2),
     )
+    # Queued: one run for the gpu queue (the worker below takes it), one asking for 4 GPUs of a
+    # host (no worker listens on gpu-x4: the page says so instead of a bare "queued").
+    served = Run.objects.create(kind="gapo", status=Run.Status.QUEUED, params={"gpus": 1})
+    unserved = Run.objects.create(kind="gapo", status=Run.Status.QUEUED, params={"gpus": 4})
     with celery_worker(
         queues="gpu",
         media_root=isolated_media,
@@ -64,6 +69,13 @@ def test_workers_api_and_page_show_idle_busy_and_lost_workers(client, isolated_m
         # The page asks with a shorter timeout than the API: the GPU count is there too.
         gpu0_row = page[page.index("gpu0@") :].split("</tr>")[0]
         assert "<td>1</td>" in gpu0_row, gpu0_row
+        runs_table = page[page.index('id="runs"') :]
+        rows = {
+            int(re.search(r">(\d+)</a>", row).group(1)): row
+            for row in runs_table.split('<tr class="run-')[1:]
+        }
+        assert "no worker listens on gpu-x4" in rows[unserved.pk], rows[unserved.pk]
+        assert "no worker listens" not in rows[served.pk], rows[served.pk]
 
     client.force_login(make_user("ann", "annotator"))
     assert client.get("/api/training/workers/").status_code == 403

@@ -18,7 +18,7 @@ from labelhub.pages import show_error
 from labelhub.roles import ADMIN, LEAD, role_required
 from labelhub.svg import rounds_svg
 from runs.models import Run
-from runs.workers import live_workers
+from runs.workers import live_workers, queues_without_worker
 from scoring.anime_reward.config import OBJECTIVES
 from scoring.models import RewardModel
 from training import selectors
@@ -61,12 +61,18 @@ KIND_FIELDS = {
 
 @role_required(ADMIN)
 def runs_page(request):
+    workers = live_workers(timeout=0.5)
+    runs = [selectors.run_summary(run) for run in selectors.runs()]
+    queued = [row["id"] for row in runs if row["status"] == Run.Status.QUEUED]
+    waiting = queues_without_worker(list(Run.objects.filter(pk__in=queued)), workers)
+    for row in runs:  # "queued" alone would not say that nothing will ever take it
+        row["waiting_for"] = waiting.get(row["id"], "")
     return render(
         request,
         "training/runs.html",
         {
-            "runs": [selectors.run_summary(run) for run in selectors.runs()],
-            "workers": live_workers(timeout=0.5),
+            "runs": runs,
+            "workers": workers,
             "checkpoints": selectors.checkpoints()[:50],
             # Newest first; the base generator's shared round is a place to keep candidates, not a
             # round to learn from, so it never comes first (it stays selectable).
