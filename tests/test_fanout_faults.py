@@ -211,8 +211,8 @@ def test_a_parent_run_outlives_the_soft_time_limit_of_one_job(
     task carries LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT, not the per-job limit (3 s here, on a
     prefork gpu worker as in production, where Celery enforces it). Under the per-job limit the
     chunk the parent was running in its task when the limit struck would fail and be retried."""
-    # The workers' per-job limit is 3 s: a chunk's message names no limit, so the worker applies
-    # it; the parent's message carries its own (tests/test_time_limits.py reads both off Redis).
+    # The workers' per-job limit is 3 s: the gpu worker sends the chunks, so they carry it; the
+    # parent's message carries its own (tests/test_time_limits.py reads both off Redis).
     env = {"LABELHUB_TASK_SOFT_TIME_LIMIT": "3"}
     logs = {name: tmp_path / f"{name}.log" for name in ("default", "gpu")}
     with ExitStack() as stack:

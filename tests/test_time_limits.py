@@ -1,6 +1,7 @@
 """The soft time limit each run's message carries, read off the real broker: a parent run waits
 for its chunks (30 days), a training run is one long job (7 days), a chunk or the pairs step keeps
-the per-job limit (6 h), which the worker applies to a message that names none."""
+the per-job limit (6 h). Celery stamps the sending process's configured limit on a message that
+names none, once the task is bound to the app (as it is in a web process that has sent one)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,8 @@ def test_each_kind_of_run_is_sent_with_its_own_soft_time_limit(isolated_media, t
         Run.Kind.PAIRS,
         Run.Kind.SCORING_CHUNK,
     ]
+    # Bound to the app, as in any process that has sent one: the task takes the config's limit.
+    assert app.tasks["runs.execute"].soft_time_limit == settings.CELERY_TASK_SOFT_TIME_LIMIT
     # A worker on another queue: tasks go through Redis (not eagerly) and nothing takes them.
     with celery_worker(queues="idle", media_root=isolated_media, log_path=tmp_path / "w.log"):
         runs_by_kind = {kind: runs.launch(kind=kind, params={}) for kind in kinds}
@@ -54,8 +57,8 @@ def test_each_kind_of_run_is_sent_with_its_own_soft_time_limit(isolated_media, t
         Run.Kind.GENERATION: parent,
         Run.Kind.GAPO: training,
         Run.Kind.REWARD_TRAINING: training,
-        Run.Kind.PAIRS: None,  # the worker's CELERY_TASK_SOFT_TIME_LIMIT
-        Run.Kind.SCORING_CHUNK: None,
+        Run.Kind.PAIRS: settings.CELERY_TASK_SOFT_TIME_LIMIT,
+        Run.Kind.SCORING_CHUNK: settings.CELERY_TASK_SOFT_TIME_LIMIT,
     }
     assert (
         settings.CELERY_TASK_SOFT_TIME_LIMIT
