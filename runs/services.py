@@ -124,7 +124,7 @@ TRAINING_KINDS = frozenset({Run.Kind.REWARD_TRAINING, Run.Kind.GAPO, Run.Kind.DP
 
 def soft_time_limit_for(kind: str) -> int | None:
     """The soft time limit of a run's task: ``LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT`` for a parent
-    run, ``LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT`` for a training run, None (the worker's
+    run, ``LABELHUB_TRAINING_TASK_SOFT_TIME_LIMIT`` for a training run, None (the configured
     ``CELERY_TASK_SOFT_TIME_LIMIT``: chunks, pairs) for any other."""
     if kind in PARENT_KINDS:
         return settings.LABELHUB_PARENT_TASK_SOFT_TIME_LIMIT

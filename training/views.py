@@ -62,9 +62,10 @@ KIND_FIELDS = {
 @role_required(ADMIN)
 def runs_page(request):
     workers = live_workers(timeout=0.5)
-    runs = [selectors.run_summary(run) for run in selectors.runs()]
-    queued = [row["id"] for row in runs if row["status"] == Run.Status.QUEUED]
-    waiting = queues_without_worker(list(Run.objects.filter(pk__in=queued)), workers)
+    listed = list(selectors.runs())
+    runs = [selectors.run_summary(run) for run in listed]
+    queued = [run for run in listed if run.status == Run.Status.QUEUED]
+    waiting = queues_without_worker(queued, workers)
     for row in runs:  # "queued" alone would not say that nothing will ever take it
         row["waiting_for"] = waiting.get(row["id"], "")
     return render(

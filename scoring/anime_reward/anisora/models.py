@@ -341,8 +341,10 @@ class Idefics2Regressor(nn.Module):
         model, info = _Idefics2Backbone.from_pretrained(
             str(folder), dtype=dtype, output_loading_info=True, local_files_only=True
         )
-        unexpected = [k for k in info["unexpected_keys"] if not k.startswith("score.")]
-        for kind, keys in (("lacks", info["missing_keys"]), ("has unexpected", unexpected)):
+        for kind, keys in (
+            ("lacks", info["missing_keys"]),
+            ("has unexpected", info["unexpected_keys"]),  # score.* is read apart, above
+        ):
             if keys:
                 raise CheckpointKeyError(
                     f"{folder}: checkpoint {kind} {len(keys)} tensor(s), first {sorted(keys)[0]!r}"
